@@ -40,6 +40,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from observatory.classify import guess_vendor
+
 __all__ = [
     "CANONICAL_COLUMNS",
     "PAGERDUTY_EVENTS_URL",
@@ -465,19 +467,6 @@ class AlertConfig(_Model):
         return list(self.command)
 
 
-def _guess_vendor(name: str) -> str:
-    lowered = name.lower()
-    if "tiktok" in lowered:
-        return "tiktok"
-    if any(token in lowered for token in ("meta", "facebook", "fb_", "capi")):
-        return "meta"
-    if "google" in lowered or "gads" in lowered:
-        return "google_ads"
-    if "webhook" in lowered or "hook" in lowered:
-        return "webhook"
-    return "generic"
-
-
 class Config(_Model):
     """The whole configuration.
 
@@ -551,7 +540,7 @@ class Config(_Model):
         dest = self.destination(destination)
         if dest is not None and "vendor" in dest.model_fields_set:
             return dest.vendor
-        return _guess_vendor(destination)
+        return guess_vendor(destination)
 
 
 def default_config() -> Config:

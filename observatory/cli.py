@@ -1,0 +1,270 @@
+"""The `observatory` command line (DESIGN's contract: names, options and exit codes are fixed).
+
+Exit codes: 0 ok, 2 bad usage or config (the message names the key), 1 runtime failure.
+JSON results go to stdout; progress and human messages go to stderr. Heavy imports happen
+inside the commands so `--help` and small commands start fast.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import click
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+CONFIG_HELP = "Config file (default ./config.toml)."
+DB_HELP = "DuckDB file (default: the config's storage.db)."
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """Print one line to stderr and exit with `code`."""
+    click.echo(f"observatory: {message}", err=True)
+    sys.exit(code)
+
+
+def handle_errors(func: F) -> F:
+    """Config errors exit 2 with the key; other expected failures exit 1, on one line."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from observatory.config import ConfigError
+
+        try:
+            return func(*args, **kwargs)
+        except ConfigError as exc:
+            fail(str(exc), 2)
+        except KeyboardInterrupt:
+            fail("interrupted", 130)
+        except OSError as exc:
+            fail(f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc), 1)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def load(config_path: str | None, db: str | None = None) -> Any:
+    """The config (required to exist when given explicitly or when it is ./config.toml)."""
+    from observatory.config import load_config
+
+    return load_config(config_path or "config.toml")
+
+
+@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="observatory")
+@click.pass_context
+def main(ctx: click.Context) -> None:
+    """Observatory: watch conversion-event delivery to ad platforms, flag interruptions in
+    seconds, and explain them.
+
+    With no command: the TUI on ./config.toml, or the demo when there is no config.
+
+    \b
+    Examples:
+      observatory demo
+      observatory ingest sample_logs/forwarder.jsonl
+      observatory query "select destination, count(*) from events group by 1"
+    """
+    if ctx.invoked_subcommand is None:
+        if Path("config.toml").exists():
+            not_built("the TUI", 5)
+        ctx.invoke(demo)
+
+
+def not_built(what: str, issue: int) -> NoReturn:
+    fail(f"{what} is not built yet (issue #{issue})", 1)
+
+
+@main.command()
+def demo() -> None:
+    """The TUI on the built-in simulator (a scripted TikTok rate-limit outage).
+
+    \b
+    Example:
+      observatory demo
+    """
+    not_built("the demo", 5)
+
+
+@main.command()
+@click.argument("paths", nargs=-1, type=click.Path())
+@click.option("--config", "config_path", type=click.Path(), help=CONFIG_HELP)
+@click.option("--db", type=click.Path(), help=DB_HELP)
+@handle_errors
+def ingest(paths: tuple[str, ...], config_path: str | None, db: str | None) -> None:
+    """Backfill log files once (from where the last run stopped) and print a JSON summary.
+
+    Each PATH is read with the source whose path glob matches it (or the only source);
+    with no PATH, every source's glob is read.
+
+    \b
+    Example:
+      observatory ingest sample_logs/forwarder.jsonl --db events.duckdb
+      -> {"lines": 11712, "rows": 11710, "rejected": 2, "seconds": 0.4, "rows_per_s": ...}
+    """
+    import orjson
+
+    from observatory.ingest import ingest_files, plan_files
+    from observatory.progress import ProgressLine
+    from observatory.store import Store
+
+    config = load(config_path)
+    plan = plan_files(config, paths)
+    store = Store.for_config(config, db)
+    try:
+        with ProgressLine("ingest") as progress:
+            result = ingest_files(store, plan, progress.update)
+        store.prune(config.storage.retention)
+    finally:
+        store.close()
+    click.echo(orjson.dumps(result.summary()).decode())
+
+
+@main.command()
+@click.argument("paths", nargs=-1, type=click.Path())
+@click.option("--config", "config_path", type=click.Path(), help=CONFIG_HELP)
+@click.option("--db", type=click.Path(), help=DB_HELP)
+@click.option(
+    "--speed", default="max", show_default=True, help="Replay speed: N times real time, or max."
+)
+def replay(paths: tuple[str, ...], config_path: str | None, db: str | None, speed: str) -> None:
+    """Run detection over history in event time; one JSON line per incident change.
+
+    \b
+    Example:
+      observatory replay sample_logs/ --speed max
+    """
+    not_built("replay", 3)
+
+
+@main.command()
+@click.option("--config", "config_path", type=click.Path(), help=CONFIG_HELP)
+@click.option("--db", type=click.Path(), help=DB_HELP)
+@click.option("--duration", type=float, help="Stop after S seconds.")
+@click.option("--fail-on-incident", is_flag=True, help="Exit 3 if any incident opened.")
+def watch(
+    config_path: str | None, db: str | None, duration: float | None, fail_on_incident: bool
+) -> None:
+    """Headless live mode: tail, probe, detect, alert; JSON lines on stdout.
+
+    \b
+    Example:
+      observatory watch --duration 600 --fail-on-incident
+    """
+    not_built("watch", 3)
+
+
+@main.command()
+@click.argument("sql")
+@click.option("--db", type=click.Path(), help=DB_HELP)
+@click.option("--config", "config_path", type=click.Path(), hidden=True)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "json", "parquet"]),
+    default="table",
+    show_default=True,
+)
+@click.option("--output", type=click.Path(), help="Write the result to this file.")
+@handle_errors
+def query(sql: str, db: str | None, config_path: str | None, fmt: str, output: str | None) -> None:
+    """Run ad-hoc SQL on the captured data (read-only).
+
+    Tables: events, rejects, probes, incidents, incident_timeline, ingest_offsets.
+
+    \b
+    Examples:
+      observatory query "select destination, count(*) from events group by 1"
+      observatory query "select * from events where outcome = 'rate_limited'" \\
+          --format parquet --output throttled.parquet
+    """
+    from observatory.query import QueryError, run_query
+
+    db_path = db or _default_db(config_path)
+    try:
+        run_query(db_path, sql, fmt, output, sys.stdout)
+    except QueryError as exc:
+        fail(str(exc), exc.exit_code)
+
+
+def _default_db(config_path: str | None) -> str:
+    from observatory.config import load_config
+
+    path = Path(config_path or "config.toml")
+    if config_path is None and not path.exists():
+        return "observatory.duckdb"
+    return str(load_config(path).db_path)
+
+
+@main.command()
+@click.option("--db", type=click.Path(), help=DB_HELP)
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
+)
+def incidents(db: str | None, fmt: str) -> None:
+    """List incidents.
+
+    \b
+    Example:
+      observatory incidents --format json
+    """
+    not_built("incidents", 3)
+
+
+@main.command()
+@click.argument("incident_id", metavar="ID")
+@click.option("--db", type=click.Path(), help=DB_HELP)
+@click.option("--format", "fmt", type=click.Choice(["md", "json", "csv", "html"]), required=True)
+@click.option("--output", type=click.Path(), help="Write to this file (default stdout).")
+def export(incident_id: str, db: str | None, fmt: str, output: str | None) -> None:
+    """Export an incident timeline for the postmortem.
+
+    \b
+    Example:
+      observatory export 3f2a --format md --output incident.md
+    """
+    not_built("export", 3)
+
+
+@main.command()
+@click.option("--scenario", default="tiktok-rate-limit", show_default=True)
+@click.option("--logs", type=click.Path(), help="Directory for the forwarder's delivery logs.")
+@click.option("--port", type=int, default=0, help="Port on 127.0.0.1 (0: any free port).")
+@click.option("--duration", type=float, help="Stop after S seconds.")
+def simulate(scenario: str, logs: str | None, port: int, duration: float | None) -> None:
+    """Run the simulator alone: fake platform APIs on loopback plus a forwarder writing logs.
+
+    \b
+    Example:
+      observatory simulate --scenario tiktok-rate-limit --logs /tmp/sim --duration 300
+    """
+    not_built("simulate", 4)
+
+
+@main.command()
+@click.option("--config", "config_path", type=click.Path(), help=CONFIG_HELP)
+@click.option("--db", type=click.Path(), help=DB_HELP)
+@click.option("--destination")
+@click.option("--since")
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
+)
+@click.option("--output", type=click.Path())
+def reconcile(
+    config_path: str | None,
+    db: str | None,
+    destination: str | None,
+    since: str | None,
+    fmt: str,
+    output: str | None,
+) -> None:
+    """Backup-vs-primary reconciliation: which conversions never arrived.
+
+    \b
+    Example:
+      observatory reconcile --destination tiktok_conversions --output missing.jsonl
+    """
+    not_built("reconcile", 6)

@@ -1,0 +1,37 @@
+"""JSON lines (pino, bunyan, zap JSON, ...): fields are dotted paths into the object."""
+
+from __future__ import annotations
+
+from observatory.formats import Extraction
+from observatory.sqltext import sql_list
+
+
+def json_path(dotted: str) -> str:
+    """`err.code` -> `$."err"."code"` (every segment quoted, so any key name works)."""
+    return "$." + ".".join('"' + seg.replace('"', '\\"') + '"' for seg in dotted.split("."))
+
+
+class JsonLines:
+    """`format = "jsonl"`: one JSON object per line."""
+
+    name = "jsonl"
+
+    def extraction(self, fields: dict[str, str]) -> Extraction:
+        names = list(fields)
+        if not names:
+            cols = ""
+        else:
+            paths = sql_list(json_path(fields[f]) for f in names)
+            cols = "".join(
+                f", CASE WHEN parsed THEN j[{i + 1}] END AS f_{f}" for i, f in enumerate(names)
+            )
+        # json_extract_string parses the line once for all paths; it raises on invalid JSON,
+        # so it only runs on lines json_valid accepted. Non-objects ("5", "[1]") give NULLs.
+        extract = f"json_extract_string(line, [{paths}])" if names else "NULL"
+        select = (
+            f"SELECT n, line, parsed{cols} FROM ("
+            f"SELECT n, line, parsed, CASE WHEN parsed THEN {extract} END AS j FROM ("
+            "SELECT n, line, json_valid(line) AND starts_with(ltrim(line), '{') AS parsed "
+            "FROM batch))"
+        )
+        return Extraction(select=select, unparsed_reason="invalid JSON (not one JSON object)")

@@ -1,0 +1,154 @@
+"""Compile a source's config into the two SQL statements that ingest a batch of its lines.
+
+`insert_events` types, maps and classifies what the format extracted and appends the good
+rows to `events`; `insert_rejects` writes every other non-blank line to `rejects` with the
+reason. Both read the Arrow batch registered as `batch(n, line)`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from observatory.classify import outcome_sql, vendor_sql
+from observatory.formats import get_format
+from observatory.formats.regex import PRESETS
+from observatory.sqltext import sql_str
+
+if TYPE_CHECKING:
+    from observatory.config import SourceConfig
+
+from observatory.config import CANONICAL_COLUMNS as CANONICAL_FIELDS
+
+LATENCY_FACTOR = {"ms": 1.0, "s": 1000.0, "us": 0.001}
+# Timestamps outside this range are typos or mis-detected numbers, not events.
+TS_MIN, TS_MAX = "2000-01-01", "2100-01-01"
+
+
+@dataclass(frozen=True)
+class SourceSQL:
+    """The statements that ingest one batch for one source."""
+
+    source: str
+    insert_events: str
+    insert_rejects: str  # parameters: file path, line number of the batch's first line
+
+
+@dataclass(frozen=True)
+class FormatOptions:
+    """A source's format settings after its preset is applied."""
+
+    pattern: str | None
+    ts_format: str | None
+    latency_unit: str
+
+
+def effective_fields(src: SourceConfig) -> tuple[dict[str, str], FormatOptions]:
+    """(field mapping, format options) after presets; canonical names map to themselves."""
+    fields = {f: f for f in CANONICAL_FIELDS}
+    opts = FormatOptions(src.pattern, src.ts_format, src.latency_unit)
+    if src.preset:
+        preset = PRESETS[src.preset]
+        fields.update(preset.fields)
+        unit_set = "latency_unit" in src.model_fields_set
+        opts = FormatOptions(
+            src.pattern or preset.pattern,
+            src.ts_format or preset.ts_format,
+            src.latency_unit if unit_set else preset.latency_unit,
+        )
+    fields.update({str(k): v for k, v in src.fields.items()})
+    for name in src.static:
+        fields.pop(name, None)
+    return fields, opts
+
+
+def _ts_sql(ts_format: str | None) -> str:
+    """Event time from the columns ts_txt, ts_int, ts_num: explicit format, epoch s/ms/us/ns
+    told apart by magnitude, or ISO-8601 / RFC 3339."""
+    epoch = (
+        "CASE WHEN ts_int IS NOT NULL THEN CASE "
+        "WHEN abs(ts_int) < 100000000000 THEN make_timestamptz(ts_int * 1000000) "
+        "WHEN abs(ts_int) < 100000000000000 THEN make_timestamptz(ts_int * 1000) "
+        "WHEN abs(ts_int) < 100000000000000000 THEN make_timestamptz(ts_int) "
+        "ELSE make_timestamptz(ts_int // 1000) END "
+        "WHEN ts_num IS NOT NULL AND isfinite(ts_num) AND abs(ts_num) < 1e19 THEN CASE "
+        "WHEN abs(ts_num) < 1e11 THEN make_timestamptz(CAST(ts_num * 1e6 AS BIGINT)) "
+        "WHEN abs(ts_num) < 1e14 THEN make_timestamptz(CAST(ts_num * 1e3 AS BIGINT)) "
+        "WHEN abs(ts_num) < 1e17 THEN make_timestamptz(CAST(ts_num AS BIGINT)) "
+        "ELSE make_timestamptz(CAST(ts_num / 1e3 AS BIGINT)) END "
+        "ELSE TRY_CAST(ts_txt AS TIMESTAMPTZ) END"
+    )
+    if ts_format:
+        return f"coalesce(try_strptime(ts_txt, {sql_str(ts_format)})::TIMESTAMPTZ, {epoch})"
+    return epoch
+
+
+def _mapped(field: str, raw: str, src: SourceConfig) -> str:
+    static = {str(k): v for k, v in src.static.items()}
+    if field in static:
+        return sql_str(static[field])
+    expr = f"nullif(trim({raw}), '')"
+    mapping = {str(k): v for k, v in src.map.items()}.get(field)
+    if mapping:
+        arms = " ".join(f"WHEN {sql_str(k)} THEN {sql_str(v)}" for k, v in mapping.items())
+        expr = f"(CASE {expr} {arms} ELSE {expr} END)"
+    return expr
+
+
+def compile_source(src: SourceConfig, vendors: dict[str, str]) -> SourceSQL:
+    """Both statements for `src`; `vendors` maps configured destination -> vendor."""
+    fields, opts = effective_fields(src)
+    fmt = get_format(src.format, opts.pattern)
+    extraction = fmt.extraction(fields)
+    factor = LATENCY_FACTOR[opts.latency_unit]
+    m = {f: _mapped(f, f"f_{f}" if f in fields else "NULL::VARCHAR", src) for f in CANONICAL_FIELDS}
+
+    # Two layers: `x` extracts and casts (materialised, because DuckDB would otherwise inline
+    # it and parse every line, or cast every value, once per reference); the outer layer
+    # only combines the columns x computed. Events need neither `n` nor `line`.
+    def layers(keep: str) -> tuple[str, str]:
+        cte = (
+            f"WITH x AS MATERIALIZED (SELECT {keep}parsed, ts_txt, "
+            "TRY_CAST(ts_txt AS BIGINT) AS ts_int, TRY_CAST(ts_txt AS DOUBLE) AS ts_num, "
+            f"{m['destination']} AS destination, {m['event_name']} AS event_name, "
+            f"{m['message_id']} AS message_id, {m['outcome']} AS outcome_raw, "
+            f"TRY_CAST(TRY_CAST({m['http_status']} AS DOUBLE) AS SMALLINT) AS http_status, "
+            f"{m['error_code']} AS error_code, {m['error_message']} AS error_message, "
+            f"TRY_CAST({m['latency_ms']} AS DOUBLE) AS latency_num, "
+            f"TRY_CAST(TRY_CAST({m['attempt']} AS DOUBLE) AS SMALLINT) AS attempt "
+            f"FROM (SELECT *, {m['ts']} AS ts_txt FROM ({extraction.select}))) "
+        )
+        typed = (
+            f"SELECT *, {vendor_sql('destination', vendors)} AS vendor FROM ("
+            f"SELECT *, {_ts_sql(opts.ts_format)} AS ts0, "
+            f"CASE WHEN ts0 >= TIMESTAMPTZ '{TS_MIN}' AND ts0 < TIMESTAMPTZ '{TS_MAX}' "
+            "THEN ts0 END AS ts, "
+            f"CASE WHEN isfinite(latency_num) THEN latency_num * {factor} END AS latency_ms "
+            "FROM x)"
+        )
+        return cte, typed
+
+    outcome = outcome_sql("outcome_raw", "http_status", "error_code", "error_message", "vendor")
+    name = sql_str(src.name)
+    cte, typed = layers("")
+    insert_events = (
+        f"{cte}INSERT INTO events SELECT ts, now(), {name}, destination, event_name, message_id, "
+        f"{outcome}, http_status, error_code, error_message, latency_ms, attempt "
+        f"FROM ({typed}) WHERE parsed AND ts IS NOT NULL AND destination IS NOT NULL"
+    )
+    ts_key = sql_str(fields.get("ts", "ts"))
+    dest_key = sql_str(fields.get("destination", "destination"))
+    reason = (
+        f"CASE WHEN NOT parsed THEN {sql_str(extraction.unparsed_reason)} "
+        f"WHEN ts_txt IS NULL THEN 'missing field ts (' || {ts_key} || ')' "
+        "WHEN ts IS NULL THEN 'unparseable or implausible timestamp: ' || left(ts_txt, 64) "
+        f"WHEN destination IS NULL THEN 'missing field destination (' || {dest_key} || ')' END"
+    )
+    cte, typed = layers("n, line, ")
+    insert_rejects = (
+        f"{cte}INSERT INTO rejects SELECT now(), {name}, $1, $2 + n, reason, "
+        "left(rtrim(line, chr(10) || chr(13)), 1024) "
+        f"FROM (SELECT n, line, {reason} AS reason FROM ({typed})) "
+        "WHERE reason IS NOT NULL AND trim(line, ' ' || chr(9) || chr(10) || chr(13)) <> ''"
+    )
+    return SourceSQL(src.name, insert_events, insert_rejects)

@@ -1,0 +1,92 @@
+"""The DuckDB schema: DESIGN's data model, created idempotently on open."""
+
+from __future__ import annotations
+
+OUTCOMES: tuple[str, ...] = (
+    "delivered",
+    "rate_limited",
+    "rejected",
+    "failed",
+    "retrying",
+    "dropped",
+)
+
+_OUTCOME_LIST = ", ".join(f"'{o}'" for o in OUTCOMES)
+
+DDL: tuple[str, ...] = (
+    f"""
+    CREATE TABLE IF NOT EXISTS events (
+        ts            TIMESTAMPTZ NOT NULL,
+        ingested_at   TIMESTAMPTZ NOT NULL,
+        source        VARCHAR NOT NULL,
+        destination   VARCHAR NOT NULL,
+        event_name    VARCHAR,
+        message_id    VARCHAR,
+        outcome       ENUM({_OUTCOME_LIST}) NOT NULL,
+        http_status   SMALLINT,
+        error_code    VARCHAR,
+        error_message VARCHAR,
+        latency_ms    DOUBLE,
+        attempt       SMALLINT
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS ingest_offsets (
+        file_key    VARCHAR PRIMARY KEY,
+        source      VARCHAR NOT NULL,
+        path        VARCHAR NOT NULL,
+        "offset"    BIGINT NOT NULL,
+        line_no     BIGINT NOT NULL,
+        head_len    INTEGER NOT NULL,
+        head_hash   VARCHAR NOT NULL,
+        updated_at  TIMESTAMPTZ NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS rejects (
+        ingested_at TIMESTAMPTZ NOT NULL,
+        source      VARCHAR NOT NULL,
+        file        VARCHAR NOT NULL,
+        line_no     BIGINT NOT NULL,
+        reason      VARCHAR NOT NULL,
+        line        VARCHAR
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS probes (
+        destination VARCHAR NOT NULL,
+        probe       VARCHAR NOT NULL,
+        ts          TIMESTAMPTZ NOT NULL,
+        ok          BOOLEAN NOT NULL,
+        http_status SMALLINT,
+        latency_ms  DOUBLE,
+        status      VARCHAR,
+        details     JSON
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS incidents (
+        id              VARCHAR PRIMARY KEY,
+        destination     VARCHAR NOT NULL,
+        state           VARCHAR NOT NULL,
+        severity        VARCHAR NOT NULL,
+        detectors       VARCHAR[],
+        onset           TIMESTAMPTZ,
+        detected_at     TIMESTAMPTZ,
+        acknowledged_at TIMESTAMPTZ,
+        resolved_at     TIMESTAMPTZ,
+        summary         VARCHAR,
+        impact          JSON,
+        evidence        JSON,
+        flaps           INTEGER DEFAULT 0
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS incident_timeline (
+        incident_id VARCHAR NOT NULL,
+        ts          TIMESTAMPTZ NOT NULL,
+        kind        VARCHAR NOT NULL,
+        detail      VARCHAR
+    )
+    """,
+)

@@ -1,0 +1,191 @@
+"""Reading log files exactly once: committed positions, partial lines, rotation, discovery.
+
+A file is known by its identity (device and inode) plus a hash of its first bytes, so a
+rename keeps its position, a truncation (copytruncate) or a reused inode starts over, and
+a file is never read twice when a rotated name still matches the glob. Readers only ever
+hand out complete lines; a partial last line waits, unread, until its newline arrives.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+
+from observatory.lines import MAX_LINE, RawReject, head_text
+
+HEAD = 1024  # bytes hashed to recognise a file
+BLOCK = 32 << 20  # bytes read at once
+
+
+@dataclass(frozen=True)
+class FileState:
+    """Where reading a file stands: what has been committed, and how to recognise the file."""
+
+    key: str
+    source: str
+    path: str
+    offset: int = 0
+    line_no: int = 0  # lines consumed so far
+    head_len: int = 0
+    head_hash: str = ""
+
+
+@dataclass(frozen=True)
+class Block:
+    """Complete lines read from a file; `state` is the file's position after them."""
+
+    state: FileState
+    data: bytes
+    first_line: int  # 1-based line number of the first line in `data`
+    skipped: list[RawReject] = field(default_factory=list)  # over-long lines not in data
+
+
+def file_key(st: os.stat_result) -> str:
+    return f"{st.st_dev}:{st.st_ino}"
+
+
+def _head_hash(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=8).hexdigest()
+
+
+class FileReader:
+    """Reads the complete lines of one open file from a committed position."""
+
+    def __init__(self, path: str, source: str, known: dict[str, FileState] | None = None) -> None:
+        """Open `path`; resume from `known[key]` if that is this very file."""
+        self.fd = os.open(path, os.O_RDONLY)
+        st = os.fstat(self.fd)
+        self.key = file_key(st)
+        self.state = FileState(self.key, source, path)
+        prior = (known or {}).get(self.key)
+        if prior is not None and self._same_file(prior, st.st_size):
+            self.state = replace(prior, path=path, source=source)
+
+    def _same_file(self, known: FileState, size: int) -> bool:
+        if size < known.offset:
+            return False
+        head = os.pread(self.fd, known.head_len, 0)
+        return len(head) == known.head_len and _head_hash(head) == known.head_hash
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def size(self) -> int:
+        return os.fstat(self.fd).st_size
+
+    def pending(self) -> int:
+        """Bytes written after the committed position (a partial line included)."""
+        return max(0, self.size() - self.state.offset)
+
+    def check_truncated(self) -> bool:
+        """Start over if the file was truncated in place (copytruncate); True if it was."""
+        st = self.state
+        if self.size() < st.offset or (
+            st.head_len and _head_hash(os.pread(self.fd, st.head_len, 0)) != st.head_hash
+        ):
+            self.state = FileState(st.key, st.source, st.path)
+            return True
+        return False
+
+    def _advance(self, data_len: int, lines: int) -> FileState:
+        st = self.state
+        offset = st.offset + data_len
+        head_len = min(offset, HEAD)
+        head = os.pread(self.fd, head_len, 0) if head_len != st.head_len else b""
+        head_hash = _head_hash(head) if head_len != st.head_len else st.head_hash
+        return replace(
+            st, offset=offset, line_no=st.line_no + lines, head_len=head_len, head_hash=head_hash
+        )
+
+    def blocks(self, block_size: int = BLOCK, max_line: int = MAX_LINE) -> Iterator[Block]:
+        """Yield blocks of complete lines up to the last newline; state advances as they go.
+
+        The caller commits each block's `state` with its rows; `self.state` moves on when
+        the next block is asked for, so an uncommitted block is read again after a crash.
+        """
+        while True:
+            buf = os.pread(self.fd, block_size, self.state.offset)
+            if not buf:
+                return
+            last_nl = buf.rfind(b"\n")
+            if last_nl >= 0:
+                data = buf[: last_nl + 1]
+                new = self._advance(len(data), data.count(b"\n"))
+                yield Block(new, data, self.state.line_no + 1)
+                self.state = new
+                continue
+            if len(buf) < block_size:
+                return  # a partial last line: wait for its newline
+            end = self._find_newline(self.state.offset + len(buf))
+            if end is None:
+                return  # an over-long line still being written
+            reject = RawReject(0, f"line longer than {max_line} bytes", head_text(buf))
+            new = self._advance(end + 1 - self.state.offset, 1)
+            yield Block(new, b"", self.state.line_no + 1, [reject])
+            self.state = new
+
+    def _find_newline(self, pos: int) -> int | None:
+        while True:
+            buf = os.pread(self.fd, 1 << 20, pos)
+            if not buf:
+                return None
+            i = buf.find(b"\n")
+            if i >= 0:
+                return pos + i
+            pos += len(buf)
+
+
+def expand(pattern: str) -> list[str]:
+    """Regular files matching a glob, sorted (oldest names first for rotated sets)."""
+    return sorted(p for p in glob.glob(pattern, recursive=True) if os.path.isfile(p))
+
+
+class SourceTailer:
+    """Follows every file matching one source's glob: new files, renames, truncations."""
+
+    def __init__(self, source: str, pattern: str, known: dict[str, FileState]) -> None:
+        self.source = source
+        self.pattern = pattern
+        self.known = known  # committed states by file key, shared with the caller
+        self.readers: dict[str, FileReader] = {}
+
+    def discover(self) -> None:
+        """Open readers for files that appeared; keep readers of renamed files to drain them."""
+        for path in expand(self.pattern):
+            try:
+                st = os.stat(path)
+            except FileNotFoundError:
+                continue
+            key = file_key(st)
+            reader = self.readers.get(key)
+            if reader is not None:
+                if reader.state.path != path:
+                    reader.state = replace(reader.state, path=path)
+                continue
+            try:
+                reader = FileReader(path, self.source, self.known)
+            except FileNotFoundError:
+                continue
+            self.readers[reader.key] = reader
+
+    def blocks(self, block_size: int = BLOCK) -> Iterator[Block]:
+        """Complete lines from every followed file. Files gone from the glob are drained
+        to their end and then closed (rename+create rotation loses nothing)."""
+        self.discover()
+        live = {file_key(os.stat(p)) for p in expand(self.pattern) if os.path.exists(p)}
+        for key, reader in list(self.readers.items()):
+            reader.check_truncated()
+            yield from reader.blocks(block_size)
+            if key not in live:
+                reader.close()
+                del self.readers[key]
+
+    def close(self) -> None:
+        for reader in self.readers.values():
+            reader.close()
+        self.readers.clear()
