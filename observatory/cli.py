@@ -7,6 +7,7 @@ inside the commands so `--help` and small commands start fast.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -40,8 +41,24 @@ def handle_errors(func: F) -> F:
             fail(str(exc), 2)
         except KeyboardInterrupt:
             fail("interrupted", 130)
+        except BrokenPipeError:
+            # The reader went away (`observatory query ... | head`): stop quietly, like other
+            # Unix tools, instead of reporting the closed pipe (and again at interpreter exit).
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            sys.exit(1)
         except OSError as exc:
             fail(f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc), 1)
+        except Exception as exc:
+            # DuckDB failures (a file that is not a database, one locked by another process,
+            # a full disk) are runtime failures: one line, exit 1, no traceback.
+            import duckdb
+
+            if not isinstance(exc, duckdb.Error):
+                raise
+            from observatory.query import first_line
+
+            fail(first_line(exc), 1)
 
     return wrapper  # type: ignore[return-value]
 

@@ -38,14 +38,77 @@ def open_readonly(db_path: str) -> duckdb.DuckDBPyConnection:
         raise QueryError(f"cannot open {db_path}: {first_line(exc)}") from exc
 
 
+# Statements that only read. A read-only connection already refuses writes to the database,
+# but not writes to files: `COPY events TO '<the database file>'` would overwrite it.
+READ_STATEMENTS = frozenset(
+    {
+        duckdb.StatementType.SELECT,
+        duckdb.StatementType.EXPLAIN,
+        duckdb.StatementType.PRAGMA,
+        duckdb.StatementType.CALL,
+    }
+)
+
+
 def single_statement(con: duckdb.DuckDBPyConnection, sql: str) -> str:
+    """`sql` checked to be exactly one read-only statement, trailing `;` removed."""
     try:
         statements = con.extract_statements(sql)
     except duckdb.Error as exc:
         raise QueryError(f"query failed: {first_line(exc)}") from exc
     if len(statements) != 1:
         raise QueryError("give exactly one SQL statement", 2)
-    return sql.strip().rstrip(";").strip()
+    _check_reads_only(sql, statements[0].type)
+    return _without_trailing_semicolons(sql)
+
+
+def _refused(kind: duckdb.StatementType) -> QueryError:
+    return QueryError(f"refused: {kind.name} statements cannot run here; queries are read-only")
+
+
+def _token_starts(sql: str) -> list[int]:
+    """Where each non-comment token of `sql` starts, as string indexes.
+
+    DuckDB reports token positions in UTF-8 bytes, hence the running conversion.
+    """
+    raw = sql.encode("utf-8")
+    starts: list[int] = []
+    byte = char = 0
+    for pos, token_type in duckdb.tokenize(sql):
+        char += len(raw[byte:pos].decode("utf-8"))
+        byte = pos
+        if token_type != duckdb.token_type.comment:
+            starts.append(char)
+    return starts
+
+
+def _check_reads_only(sql: str, kind: duckdb.StatementType) -> None:
+    """Refuse anything but reads, including the statement inside EXPLAIN (ANALYZE runs it)."""
+    if kind not in READ_STATEMENTS:
+        raise _refused(kind)
+    if kind != duckdb.StatementType.EXPLAIN:
+        return
+    # The inner statement starts at the first later token from which the text parses as
+    # one statement on its own (`EXPLAIN ANALYZE COPY ...`, `EXPLAIN (ANALYZE) ...`).
+    for start in _token_starts(sql)[1:]:
+        rest = sql[start:]
+        try:
+            inner = duckdb.extract_statements(rest)
+        except duckdb.Error:
+            continue
+        if len(inner) == 1:
+            _check_reads_only(rest, inner[0].type)
+            return
+    raise _refused(kind)
+
+
+def _without_trailing_semicolons(sql: str) -> str:
+    """`sql` without the `;` that end it (comments after them go too), so it can be nested."""
+    while True:
+        starts = _token_starts(sql)
+        if not starts or sql[starts[-1]] != ";":
+            return sql.strip()
+        sql = sql[: starts[-1]]
 
 
 def run_query(db_path: str, sql: str, fmt: str, output: str | None, out: TextIO) -> int:
@@ -73,7 +136,9 @@ def _copy(
         fd, target = tempfile.mkstemp(suffix="." + fmt)
         os.close(fd)
     try:
-        rows = con.execute(f"COPY ({sql}) TO {sql_str(target)} ({options[fmt]})").fetchall()
+        # Newlines, so a `-- comment` ending the query cannot swallow the closing parenthesis.
+        copy = f"COPY (\n{sql}\n) TO {sql_str(target)} ({options[fmt]})"
+        rows = con.execute(copy).fetchall()
         if output is None:
             out.flush()
             with open(target, encoding="utf-8") as fh:
