@@ -8,6 +8,7 @@ then, with no status at all, an error means the request failed (timeouts, resets
 
 from __future__ import annotations
 
+from observatory.schema import OUTCOME_TYPE
 from observatory.sqltext import sql_list, sql_str
 
 # Vendor codes (DESIGN "Outcome classification", wire-formats.md).
@@ -73,31 +74,49 @@ def vendor_sql(dest: str, configured: dict[str, str]) -> str:
     return "CASE " + " ".join(arms) + " ELSE 'generic' END"
 
 
+def _o(outcome: str) -> str:
+    """An outcome constant already of the column's ENUM type (no per-row cast)."""
+    return f"{sql_str(outcome)}::{OUTCOME_TYPE}"
+
+
 def outcome_sql(outcome: str, status: str, code: str, message: str, vendor: str) -> str:
-    """SQL classifying one row; arguments are SQL expressions (status SMALLINT, others VARCHAR)."""
-    synonyms = " ".join(f"WHEN {sql_str(k)} THEN {sql_str(v)}" for k, v in OUTCOME_SYNONYMS.items())
-    arms: list[str] = [
-        f"WHEN lower(trim({outcome})) IN ({sql_list(OUTCOME_SYNONYMS)}) "
-        f"THEN CASE lower(trim({outcome})) {synonyms} END"
-    ]
-    code_u = f"upper(trim({code}))"
+    """SQL classifying one row. Arguments are SQL expressions: `status` SMALLINT, `code` the
+    error code trimmed and upper-cased (NULL when empty), the others VARCHAR.
+
+    The common row (no explicit outcome, no error code) takes the short status-only branch;
+    vendor tables are only consulted for rows that carry a code.
+    """
+    synonyms = " ".join(f"WHEN {sql_str(k)} THEN {_o(v)}" for k, v in OUTCOME_SYNONYMS.items())
+    by_status = (
+        f"CASE WHEN {status} = 429 THEN {_o('rate_limited')} "
+        f"WHEN {status} BETWEEN 200 AND 299 THEN {_o('delivered')} "
+        f"WHEN {status} BETWEEN 400 AND 499 THEN {_o('rejected')} "
+        f"WHEN {status} IS NOT NULL THEN {_o('failed')} "
+        f"WHEN {message} IS NOT NULL THEN {_o('failed')} "
+        f"ELSE {_o('delivered')} END"
+    )
+    by_code: list[str] = []
     for vendor_name, codes in RATE_LIMIT_CODES.items():
-        arms.append(
-            f"WHEN {vendor} = {sql_str(vendor_name)} AND {code_u} IN ({sql_list(codes)}) "
-            "THEN 'rate_limited'"
+        by_code.append(
+            f"WHEN {vendor} = {sql_str(vendor_name)} AND {code} IN ({sql_list(codes)}) "
+            f"THEN {_o('rate_limited')}"
         )
     for vendor_name, codes in REJECT_CODES.items():
-        arms.append(
-            f"WHEN {vendor} = {sql_str(vendor_name)} AND {code_u} IN ({sql_list(codes)}) "
-            "THEN 'rejected'"
+        by_code.append(
+            f"WHEN {vendor} = {sql_str(vendor_name)} AND {code} IN ({sql_list(codes)}) "
+            f"THEN {_o('rejected')}"
         )
-    arms += [
-        f"WHEN {status} = 429 THEN 'rate_limited'",
-        f"WHEN {status} BETWEEN 200 AND 299 THEN CASE WHEN nullif(trim({code}), '') IS NULL "
-        f"OR {code_u} IN ({sql_list(SUCCESS_CODES)}) THEN 'delivered' ELSE 'rejected' END",
-        f"WHEN {status} BETWEEN 400 AND 499 THEN 'rejected'",
-        f"WHEN {status} IS NOT NULL THEN 'failed'",
-        f"WHEN nullif(trim({code}), '') IS NOT NULL OR nullif(trim({message}), '') IS NOT NULL "
-        "THEN 'failed'",
+    # A 2xx whose body carries a code that is not a success code: the platform took the
+    # request but refused the event (TikTok, Google partial failures).
+    by_code += [
+        f"WHEN {status} = 429 THEN {_o('rate_limited')}",
+        f"WHEN {status} BETWEEN 200 AND 299 THEN CASE WHEN {code} IN "
+        f"({sql_list(SUCCESS_CODES)}) THEN {_o('delivered')} ELSE {_o('rejected')} END",
+        f"WHEN {status} BETWEEN 400 AND 499 THEN {_o('rejected')}",
+        f"ELSE {_o('failed')}",
     ]
-    return "CASE " + " ".join(arms) + " ELSE 'delivered' END"
+    explicit = f"CASE lower(trim({outcome})) {synonyms} END"
+    return (
+        f"coalesce(CASE WHEN {outcome} IS NOT NULL THEN {explicit} END, "
+        f"CASE WHEN {code} IS NULL THEN {by_status} ELSE CASE {' '.join(by_code)} END END)"
+    )

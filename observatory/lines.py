@@ -15,6 +15,7 @@ import pyarrow as pa
 
 MAX_LINE = 1 << 20  # 1 MiB
 REJECT_KEEP = 1024  # bytes of a rejected line that are kept
+CHUNK_ROWS = 16384  # rows per Arrow record batch
 
 
 @dataclass(frozen=True)
@@ -81,8 +82,12 @@ def _slow_split(block: bytes, ends: np.ndarray, max_line: int) -> LineBatch:
             continue
         index.append(i)
     table = pa.table({"n": pa.array(index, pa.int64()), "line": pa.array(good, pa.string())})
-    return LineBatch(table, len(ends), rejects)
+    return LineBatch(
+        pa.Table.from_batches(table.to_batches(CHUNK_ROWS), table.schema), len(ends), rejects
+    )
 
 
 def _table(arr: pa.Array, count: int) -> pa.Table:
-    return pa.table({"n": pa.array(np.arange(count, dtype=np.int64)), "line": arr})
+    table = pa.table({"n": pa.array(np.arange(count, dtype=np.int64)), "line": arr})
+    # Several record batches (zero-copy slices) let DuckDB scan the batch on every core.
+    return pa.Table.from_batches(table.to_batches(max_chunksize=CHUNK_ROWS), table.schema)

@@ -2,7 +2,8 @@
 
 `insert_events` types, maps and classifies what the format extracted and appends the good
 rows to `events`; `insert_rejects` writes every other non-blank line to `rejects` with the
-reason. Both read the Arrow batch registered as `batch(n, line)`.
+reason. Both read the source's lines from the staging table (see `store.py`), which the
+formats see as `batch(n, line)`.
 """
 
 from __future__ import annotations
@@ -27,11 +28,11 @@ TS_MIN, TS_MAX = "2000-01-01", "2100-01-01"
 
 @dataclass(frozen=True)
 class SourceSQL:
-    """The statements that ingest one batch for one source."""
+    """The statements that ingest the staged lines of one source."""
 
     source: str
     insert_events: str
-    insert_rejects: str  # parameters: file path, line number of the batch's first line
+    insert_rejects: str
 
 
 @dataclass(frozen=True)
@@ -65,16 +66,19 @@ def effective_fields(src: SourceConfig) -> tuple[dict[str, str], FormatOptions]:
 def _ts_sql(ts_format: str | None) -> str:
     """Event time from the columns ts_txt, ts_int, ts_num: explicit format, epoch s/ms/us/ns
     told apart by magnitude, or ISO-8601 / RFC 3339."""
+    # Epochs before 1970 are out of range anyway; comparing ranges (not abs()) cannot
+    # overflow on -2^63.
     epoch = (
         "CASE WHEN ts_int IS NOT NULL THEN CASE "
-        "WHEN abs(ts_int) < 100000000000 THEN make_timestamptz(ts_int * 1000000) "
-        "WHEN abs(ts_int) < 100000000000000 THEN make_timestamptz(ts_int * 1000) "
-        "WHEN abs(ts_int) < 100000000000000000 THEN make_timestamptz(ts_int) "
+        "WHEN ts_int <= 0 THEN NULL "
+        "WHEN ts_int < 100000000000 THEN make_timestamptz(ts_int * 1000000) "
+        "WHEN ts_int < 100000000000000 THEN make_timestamptz(ts_int * 1000) "
+        "WHEN ts_int < 100000000000000000 THEN make_timestamptz(ts_int) "
         "ELSE make_timestamptz(ts_int // 1000) END "
-        "WHEN ts_num IS NOT NULL AND isfinite(ts_num) AND abs(ts_num) < 1e19 THEN CASE "
-        "WHEN abs(ts_num) < 1e11 THEN make_timestamptz(CAST(ts_num * 1e6 AS BIGINT)) "
-        "WHEN abs(ts_num) < 1e14 THEN make_timestamptz(CAST(ts_num * 1e3 AS BIGINT)) "
-        "WHEN abs(ts_num) < 1e17 THEN make_timestamptz(CAST(ts_num AS BIGINT)) "
+        "WHEN ts_num > 0 AND ts_num < 1e19 THEN CASE "
+        "WHEN ts_num < 1e11 THEN make_timestamptz(CAST(ts_num * 1e6 AS BIGINT)) "
+        "WHEN ts_num < 1e14 THEN make_timestamptz(CAST(ts_num * 1e3 AS BIGINT)) "
+        "WHEN ts_num < 1e17 THEN make_timestamptz(CAST(ts_num AS BIGINT)) "
         "ELSE make_timestamptz(CAST(ts_num / 1e3 AS BIGINT)) END "
         "ELSE TRY_CAST(ts_txt AS TIMESTAMPTZ) END"
     )
@@ -83,11 +87,16 @@ def _ts_sql(ts_format: str | None) -> str:
     return epoch
 
 
+def _small_int(raw: str) -> str:
+    """ "200" and "200.0" alike; the second cast only runs where the first failed."""
+    return f"coalesce(TRY_CAST({raw} AS SMALLINT), TRY_CAST(TRY_CAST({raw} AS DOUBLE) AS SMALLINT))"
+
+
 def _mapped(field: str, raw: str, src: SourceConfig) -> str:
     static = {str(k): v for k, v in src.static.items()}
     if field in static:
         return sql_str(static[field])
-    expr = f"nullif(trim({raw}), '')"
+    expr = f"nullif({raw}, '')"
     mapping = {str(k): v for k, v in src.map.items()}.get(field)
     if mapping:
         arms = " ".join(f"WHEN {sql_str(k)} THEN {sql_str(v)}" for k, v in mapping.items())
@@ -101,6 +110,7 @@ def compile_source(src: SourceConfig, vendors: dict[str, str]) -> SourceSQL:
     fmt = get_format(src.format, opts.pattern)
     extraction = fmt.extraction(fields)
     factor = LATENCY_FACTOR[opts.latency_unit]
+    name = sql_str(src.name)
     m = {f: _mapped(f, f"f_{f}" if f in fields else "NULL::VARCHAR", src) for f in CANONICAL_FIELDS}
 
     # Two layers: `x` extracts and casts (materialised, because DuckDB would otherwise inline
@@ -108,14 +118,17 @@ def compile_source(src: SourceConfig, vendors: dict[str, str]) -> SourceSQL:
     # only combines the columns x computed. Events need neither `n` nor `line`.
     def layers(keep: str) -> tuple[str, str]:
         cte = (
-            f"WITH x AS MATERIALIZED (SELECT {keep}parsed, ts_txt, "
-            "TRY_CAST(ts_txt AS BIGINT) AS ts_int, TRY_CAST(ts_txt AS DOUBLE) AS ts_num, "
+            f"WITH batch AS (SELECT id AS n, line FROM stage WHERE source = {name}), "
+            f"x AS MATERIALIZED (SELECT {keep}parsed, ts_txt, "
+            "CASE WHEN NOT contains(ts_txt, '.') THEN TRY_CAST(ts_txt AS BIGINT) END AS ts_int, "
+            "TRY_CAST(ts_txt AS DOUBLE) AS ts_num, "
             f"{m['destination']} AS destination, {m['event_name']} AS event_name, "
             f"{m['message_id']} AS message_id, {m['outcome']} AS outcome_raw, "
-            f"TRY_CAST(TRY_CAST({m['http_status']} AS DOUBLE) AS SMALLINT) AS http_status, "
-            f"{m['error_code']} AS error_code, {m['error_message']} AS error_message, "
+            f"{_small_int(m['http_status'])} AS http_status, "
+            f"{m['error_code']} AS error_code, upper({m['error_code']}) AS code_u, "
+            f"{m['error_message']} AS error_message, "
             f"TRY_CAST({m['latency_ms']} AS DOUBLE) AS latency_num, "
-            f"TRY_CAST(TRY_CAST({m['attempt']} AS DOUBLE) AS SMALLINT) AS attempt "
+            f"{_small_int(m['attempt'])} AS attempt "
             f"FROM (SELECT *, {m['ts']} AS ts_txt FROM ({extraction.select}))) "
         )
         typed = (
@@ -128,8 +141,7 @@ def compile_source(src: SourceConfig, vendors: dict[str, str]) -> SourceSQL:
         )
         return cte, typed
 
-    outcome = outcome_sql("outcome_raw", "http_status", "error_code", "error_message", "vendor")
-    name = sql_str(src.name)
+    outcome = outcome_sql("outcome_raw", "http_status", "code_u", "error_message", "vendor")
     cte, typed = layers("")
     insert_events = (
         f"{cte}INSERT INTO events SELECT ts, now(), {name}, destination, event_name, message_id, "
@@ -146,9 +158,9 @@ def compile_source(src: SourceConfig, vendors: dict[str, str]) -> SourceSQL:
     )
     cte, typed = layers("n, line, ")
     insert_rejects = (
-        f"{cte}INSERT INTO rejects SELECT now(), {name}, $1, $2 + n, reason, "
-        "left(rtrim(line, chr(10) || chr(13)), 1024) "
-        f"FROM (SELECT n, line, {reason} AS reason FROM ({typed})) "
-        "WHERE reason IS NOT NULL AND trim(line, ' ' || chr(9) || chr(10) || chr(13)) <> ''"
+        f"{cte}INSERT INTO rejects SELECT now(), {name}, s.file, s.line_no, r.reason, "
+        "left(rtrim(r.line, chr(10) || chr(13)), 1024) "
+        f"FROM (SELECT n, line, {reason} AS reason FROM ({typed})) r JOIN stage s ON s.id = r.n "
+        "WHERE r.reason IS NOT NULL AND trim(r.line, ' ' || chr(9) || chr(10) || chr(13)) <> ''"
     )
     return SourceSQL(src.name, insert_events, insert_rejects)

@@ -13,7 +13,10 @@ OUTCOMES: tuple[str, ...] = (
 
 _OUTCOME_LIST = ", ".join(f"'{o}'" for o in OUTCOMES)
 
+OUTCOME_TYPE = "outcome_t"
+
 DDL: tuple[str, ...] = (
+    f"CREATE TYPE IF NOT EXISTS {OUTCOME_TYPE} AS ENUM ({_OUTCOME_LIST})",
     f"""
     CREATE TABLE IF NOT EXISTS events (
         ts            TIMESTAMPTZ NOT NULL,
@@ -22,7 +25,7 @@ DDL: tuple[str, ...] = (
         destination   VARCHAR NOT NULL,
         event_name    VARCHAR,
         message_id    VARCHAR,
-        outcome       ENUM({_OUTCOME_LIST}) NOT NULL,
+        outcome       {OUTCOME_TYPE} NOT NULL,
         http_status   SMALLINT,
         error_code    VARCHAR,
         error_message VARCHAR,

@@ -50,41 +50,67 @@ def connect(
     return con
 
 
+STAGE_DDL = (
+    "CREATE TEMP TABLE IF NOT EXISTS stage "
+    "(id BIGINT, source VARCHAR, file VARCHAR, line_no BIGINT, line VARCHAR)"
+)
+
+
 class Store:
-    """Owns the write connection. Use from one thread; readers take `cursor()`."""
+    """Owns the write connection. Use from one thread; readers take `cursor()`.
+
+    Writing is staged: `stage(block)` copies a block's lines into a temporary table and
+    notes the block's file position; `commit()` parses everything staged with one INSERT
+    per source, writes rejects and positions, and commits, all in one transaction. One
+    large insert is several times faster in DuckDB than many small ones.
+    """
 
     def __init__(self, path: str, memory_limit: str = "256MB", threads: int | None = None) -> None:
         self.path = path
         self.con = connect(path, memory_limit, threads)
-        for stmt in DDL:
+        for stmt in (*DDL, STAGE_DDL):
             self.con.execute(stmt).fetchall()
         self._sources: dict[str, SourceSQL] = {}
         self._in_tx = False
+        self._next_id = 0
+        self._staged: dict[str, int] = {}  # source -> lines staged
+        self._early: list[tuple[str, str, int, str, str]] = []
+        self._positions: dict[str, FileState] = {}
+        self.staged_bytes = 0
         self.lock = threading.Lock()
 
     @classmethod
     def for_config(cls, config: Config, db: str | None = None) -> Store:
         store = cls(db or config.db_path, config.storage.memory_limit, config.storage.threads)
         vendors = {d.name: config.vendor_for(d.name) for d in config.destinations}
-        for src in config.sources:
-            store.add_source(src, vendors)
+        try:
+            for i, src in enumerate(config.sources):
+                store.add_source(src, vendors, key=f"sources[{i}]")
+        except BaseException:
+            store.close()
+            raise
         return store
 
-    def add_source(self, src: SourceConfig, vendors: dict[str, str]) -> None:
-        """Compile a source's SQL and check DuckDB accepts it (a regex RE2 rejects, say)."""
-        compiled = compile_source(src, vendors)
-        self._sources[src.name] = compiled
-        import pyarrow as pa
+    def add_source(self, src: SourceConfig, vendors: dict[str, str], key: str = "source") -> None:
+        """Compile a source's SQL and check DuckDB accepts it. A pattern RE2 cannot run
+        (look-arounds, back-references) is a ConfigError naming `key`.pattern."""
+        from observatory.config import ConfigError
 
-        empty = pa.table({"n": pa.array([], pa.int64()), "line": pa.array([], pa.string())})
-        self.con.register("batch", empty)
+        compiled = compile_source(src, vendors)
+        self._run("BEGIN")
         try:
-            self.con.execute("BEGIN").fetchall()
-            self.con.execute(compiled.insert_events).fetchall()
-            self.con.execute(compiled.insert_rejects, ["", 0]).fetchall()
+            self._run(compiled.insert_events)
+            self._run(compiled.insert_rejects)
+        except duckdb.Error as exc:
+            where = f"{key}.pattern" if src.format == "regex" else key
+            detail = (str(exc).strip().splitlines() or ["rejected by DuckDB"])[0]
+            raise ConfigError(where, f"DuckDB cannot run this source's parser: {detail}") from None
         finally:
-            self.con.execute("ROLLBACK").fetchall()
-            self.con.unregister("batch")
+            self._run("ROLLBACK")
+        self._sources[src.name] = compiled
+
+    def _run(self, sql: str, params: list[Any] | None = None) -> list[Any]:
+        return self.con.execute(sql, params).fetchall()
 
     def close(self) -> None:
         self.con.close()
@@ -96,75 +122,110 @@ class Store:
         return cur
 
     def file_states(self) -> dict[str, FileState]:
-        rows = self.con.execute(
+        rows = self._run(
             'SELECT file_key, source, path, "offset", line_no, head_len, head_hash '
             "FROM ingest_offsets"
-        ).fetchall()
+        )
         return {r[0]: FileState(*r) for r in rows}
 
     def begin(self) -> None:
-        self.con.execute("BEGIN").fetchall()
+        self._run("BEGIN")
         self._in_tx = True
 
-    def commit(self) -> None:
-        self._in_tx = False
-        self.con.execute("COMMIT").fetchall()
-
-    def rollback(self) -> None:
-        self._in_tx = False
-        self.con.execute("ROLLBACK").fetchall()
-
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
-        """Appends inside commit together, with their file positions, or not at all."""
-        self.begin()
+    def commit(self) -> Tally:
+        """Write everything staged, with its file positions, and commit. On failure the
+        transaction is rolled back (nothing staged is kept) and the error raised."""
         try:
-            yield
+            tally = self._flush()
+            self._run("COMMIT")
         except BaseException:
             self.rollback()
             raise
-        self.commit()
+        self._in_tx = False
+        return tally
 
-    def append(self, block: Block) -> Tally:
-        """Parse and append one block and record its file position (inside `transaction`)."""
-        assert self._in_tx, "append outside a transaction"
-        src = self._sources[block.state.source]
+    def rollback(self) -> None:
+        """Drop everything staged and roll back (harmless when no transaction is open)."""
+        self._in_tx = False
+        self._staged.clear()
+        self._early.clear()
+        self._positions.clear()
+        self.staged_bytes = 0
+        try:
+            self._run("ROLLBACK")
+        except duckdb.TransactionException:
+            pass  # no transaction was open
+
+    @contextmanager
+    def transaction(self) -> Iterator[Tally]:
+        """Blocks staged inside commit together, with their file positions, or not at all.
+        The yielded Tally is filled in at commit."""
+        result = Tally()
+        self.begin()
+        try:
+            yield result
+            result.add(self.commit())
+        except BaseException:
+            self.rollback()
+            raise
+
+    def stage(self, block: Block) -> int:
+        """Queue one block's lines and its end position (inside a transaction); returns
+        the number of lines it held."""
+        assert self._in_tx, "stage outside a transaction"
+        st = block.state
         batch = split_lines(block.data)
-        tally = Tally(lines=batch.count + len(block.skipped))
         if batch.table.num_rows:
-            self.con.register("batch", batch.table)
+            self.con.register("arrow_block", batch.table)
             try:
-                tally.rows = self.con.execute(src.insert_events).fetchall()[0][0]
-                if tally.rows < batch.table.num_rows:
-                    tally.rejected += self.con.execute(
-                        src.insert_rejects, [block.state.path, block.first_line]
-                    ).fetchall()[0][0]
+                self._run(
+                    "INSERT INTO stage SELECT n + $1, $2, $3, n + $4, line FROM arrow_block",
+                    [self._next_id, st.source, st.path, block.first_line],
+                )
             finally:
-                self.con.unregister("batch")
-        early = [
-            (block.state.source, block.state.path, block.first_line + r.index, r.reason, r.head)
+                self.con.unregister("arrow_block")
+            self._staged[st.source] = self._staged.get(st.source, 0) + batch.table.num_rows
+        self._next_id += batch.count
+        self._early += [
+            (st.source, st.path, block.first_line + r.index, r.reason, r.head)
             for r in (*batch.rejects, *block.skipped)
         ]
-        if early:
-            self.con.executemany("INSERT INTO rejects VALUES (now(), ?, ?, ?, ?, ?)", early)
-            tally.rejected += len(early)
+        self._positions[st.key] = st
+        self.staged_bytes += len(block.data)
+        return batch.count + len(block.skipped)
+
+    def _flush(self) -> Tally:
+        tally = Tally()
+        for source, staged in self._staged.items():
+            sql = self._sources[source]
+            rows = self._run(sql.insert_events)[0][0]
+            tally.rows += rows
+            if rows < staged:
+                tally.rejected += self._run(sql.insert_rejects)[0][0]
+        if self._staged:
+            self._run("DELETE FROM stage")
+        if self._early:
+            self.con.executemany("INSERT INTO rejects VALUES (now(), ?, ?, ?, ?, ?)", self._early)
+            tally.rejected += len(self._early)
+        for st in self._positions.values():
+            self._run(
+                "INSERT OR REPLACE INTO ingest_offsets VALUES (?, ?, ?, ?, ?, ?, ?, now())",
+                [st.key, st.source, st.path, st.offset, st.line_no, st.head_len, st.head_hash],
+            )
         # Blank lines are neither rows nor rejects; they do not count as lines.
         tally.lines = tally.rows + tally.rejected
-        st = block.state
-        self.con.execute(
-            "INSERT OR REPLACE INTO ingest_offsets VALUES (?, ?, ?, ?, ?, ?, ?, now())",
-            [st.key, st.source, st.path, st.offset, st.line_no, st.head_len, st.head_hash],
-        ).fetchall()
+        self._staged.clear()
+        self._early.clear()
+        self._positions.clear()
+        self.staged_bytes = 0
         return tally
 
     def prune(self, retention_s: float) -> int:
         """Delete events older than `retention_s` before the newest event (event time, so
         replayed history is not wiped by the wall clock). Returns rows deleted."""
-        deleted = self.con.execute(
+        deleted = self._run(
             "DELETE FROM events WHERE ts < (SELECT max(ts) FROM events) - to_seconds(?)",
             [float(retention_s)],
-        ).fetchall()[0][0]
-        self.con.execute(
-            "DELETE FROM rejects WHERE ingested_at < now() - to_seconds(?)", [float(retention_s)]
-        ).fetchall()
+        )[0][0]
+        self._run("DELETE FROM rejects WHERE ingested_at < now() - to_seconds(?)", [retention_s])
         return int(deleted)

@@ -22,9 +22,7 @@ class JsonLines:
             cols = ""
         else:
             paths = sql_list(json_path(fields[f]) for f in names)
-            cols = "".join(
-                f", CASE WHEN parsed THEN j[{i + 1}] END AS f_{f}" for i, f in enumerate(names)
-            )
+            cols = "".join(f", j[{i + 1}] AS f_{f}" for i, f in enumerate(names))
         # json_extract_string parses the line once for all paths; it raises on invalid JSON,
         # so it only runs on lines json_valid accepted. Non-objects ("5", "[1]") give NULLs.
         extract = f"json_extract_string(line, [{paths}])" if names else "NULL"
