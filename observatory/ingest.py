@@ -2,19 +2,40 @@
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import duckdb
+
 from observatory.config import Config, ConfigError, SourceConfig
 from observatory.store import Store, Tally
-from observatory.tail import FileReader, expand
+from observatory.tail import BLOCK, FileReader, expand
 
 # Bytes appended per transaction. DuckDB commits one large insert far faster than many
 # small ones, so a backfill commits rarely; a crash only costs re-reading the open part.
 COMMIT_BYTES = 256 << 20
+# Testing/tuning knob: OBSERVATORY_COMMIT_BYTES=N overrides COMMIT_BYTES for `observatory
+# ingest` (the CLI has no option for it). The crash-safety test sets it small so that a
+# SIGKILL lands between many small commits and inside open transactions.
+COMMIT_BYTES_ENV = "OBSERVATORY_COMMIT_BYTES"
+
+
+def commit_bytes_default() -> int:
+    """COMMIT_BYTES, or the positive integer in $OBSERVATORY_COMMIT_BYTES."""
+    raw = os.environ.get(COMMIT_BYTES_ENV, "").strip()
+    if not raw:
+        return COMMIT_BYTES
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(COMMIT_BYTES_ENV, f"{raw!r} is not a whole number of bytes") from None
+    if value < 1:
+        raise ConfigError(COMMIT_BYTES_ENV, "must be at least 1")
+    return value
 
 
 @dataclass
@@ -76,12 +97,32 @@ def ingest_files(
     store: Store,
     plan: Sequence[tuple[str, SourceConfig]],
     progress: Progress | None = None,
-    commit_bytes: int = COMMIT_BYTES,
+    commit_bytes: int | None = None,
 ) -> IngestResult:
-    """Read every planned file to its last complete line; commit positions with rows."""
+    """Read every planned file to its last complete line; commit positions with rows.
+
+    `commit_bytes` (default: `commit_bytes_default()`) bounds the bytes appended per
+    transaction; blocks are read no larger than that, so small values really commit often.
+    A file planned twice (the same path given twice, a glob and a path, a hard link)
+    is read once.
+    """
     start = time.perf_counter()
+    if commit_bytes is None:
+        commit_bytes = commit_bytes_default()
+    block_size = max(1, min(BLOCK, commit_bytes))
     known = store.file_states()
-    readers = [FileReader(path, src.name, known) for path, src in plan]
+    readers: list[FileReader] = []
+    try:
+        for path, src in plan:
+            reader = FileReader(path, src.name, known)
+            if any(r.key == reader.key for r in readers):
+                reader.close()  # the same file again: reading it twice would duplicate rows
+                continue
+            readers.append(reader)
+    except BaseException:
+        for reader in readers:
+            reader.close()
+        raise
     total = sum(r.pending() for r in readers)
     tally = Tally()
     done = uncommitted = 0
@@ -89,20 +130,25 @@ def ingest_files(
     try:
         for reader in readers:
             try:
-                for block in reader.blocks():
-                    tally.add(store.append(block))
+                for block in reader.blocks(block_size):
+                    store.stage(block)
                     done += len(block.data)
-                    uncommitted += len(block.data)
+                    uncommitted += max(len(block.data), 1)
                     if uncommitted >= commit_bytes:
-                        store.commit()
+                        tally.add(store.commit())
                         store.begin()
                         uncommitted = 0
                     if progress:
                         progress(done, total, tally)
             finally:
                 reader.close()
+        tally.add(store.commit())
     except BaseException:
-        store.rollback()
+        # A failed commit (or append) must not leave the store inside a transaction. When
+        # COMMIT itself failed, DuckDB has already ended it and ROLLBACK has nothing to undo.
+        with contextlib.suppress(duckdb.Error):
+            store.rollback()
+        for reader in readers:
+            reader.close()
         raise
-    store.commit()
     return IngestResult(tally, time.perf_counter() - start, len(readers))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import glob
 import hashlib
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
@@ -18,6 +19,8 @@ from observatory.lines import MAX_LINE, RawReject, head_text
 
 HEAD = 1024  # bytes hashed to recognise a file
 BLOCK = 32 << 20  # bytes read at once
+# Seconds a file that left the glob (rotated away) is kept open after it stops growing.
+ROTATE_WAIT = 5.0
 
 
 @dataclass(frozen=True)
@@ -121,12 +124,21 @@ class FileReader:
                 continue
             if len(buf) < block_size:
                 return  # a partial last line: wait for its newline
+            # One line longer than the block: find where it ends.
             end = self._find_newline(self.state.offset + len(buf))
             if end is None:
-                return  # an over-long line still being written
-            reject = RawReject(0, f"line longer than {max_line} bytes", head_text(buf))
-            new = self._advance(end + 1 - self.state.offset, 1)
-            yield Block(new, b"", self.state.line_no + 1, [reject])
+                return  # a long line still being written: wait for its newline
+            length = end + 1 - self.state.offset
+            if length <= max_line + 2:  # room for "\r\n"; split_lines judges it exactly
+                data = os.pread(self.fd, length, self.state.offset)
+                if len(data) != length or not data.endswith(b"\n"):
+                    return  # changed under us (truncated): the next poll sorts it out
+                new = self._advance(length, 1)
+                yield Block(new, data, self.state.line_no + 1)
+            else:
+                reject = RawReject(0, f"line longer than {max_line} bytes", head_text(buf))
+                new = self._advance(length, 1)
+                yield Block(new, b"", self.state.line_no + 1, [reject])
             self.state = new
 
     def _find_newline(self, pos: int) -> int | None:
@@ -146,13 +158,27 @@ def expand(pattern: str) -> list[str]:
 
 
 class SourceTailer:
-    """Follows every file matching one source's glob: new files, renames, truncations."""
+    """Follows every file matching one source's glob: new files, renames, truncations.
 
-    def __init__(self, source: str, pattern: str, known: dict[str, FileState]) -> None:
+    A file that leaves the glob (renamed away by rotation, or deleted) stays open and is
+    drained on every poll until it has not grown for `rotate_wait` seconds: a writer
+    typically keeps appending to the renamed file until it reopens its log, and those
+    lines must not be lost.
+    """
+
+    def __init__(
+        self,
+        source: str,
+        pattern: str,
+        known: dict[str, FileState],
+        rotate_wait: float = ROTATE_WAIT,
+    ) -> None:
         self.source = source
         self.pattern = pattern
         self.known = known  # committed states by file key, shared with the caller
+        self.rotate_wait = rotate_wait
         self.readers: dict[str, FileReader] = {}
+        self._gone: dict[str, tuple[int, float]] = {}  # key -> (size, since) off the glob
 
     def discover(self) -> None:
         """Open readers for files that appeared; keep readers of renamed files to drain them."""
@@ -171,21 +197,58 @@ class SourceTailer:
                 reader = FileReader(path, self.source, self.known)
             except FileNotFoundError:
                 continue
+            if reader.key in self.readers:
+                # The path was replaced between stat and open by a file already followed:
+                # keep the reader that holds its position.
+                reader.close()
+                continue
             self.readers[reader.key] = reader
+
+    def _live_keys(self) -> set[str]:
+        keys = set()
+        for path in expand(self.pattern):
+            try:
+                keys.add(file_key(os.stat(path)))
+            except FileNotFoundError:  # rotated or deleted since the glob ran
+                continue
+        return keys
 
     def blocks(self, block_size: int = BLOCK) -> Iterator[Block]:
         """Complete lines from every followed file. Files gone from the glob are drained
-        to their end and then closed (rename+create rotation loses nothing)."""
+        until they stop growing, then closed (rename+create rotation loses nothing)."""
         self.discover()
-        live = {file_key(os.stat(p)) for p in expand(self.pattern) if os.path.exists(p)}
+        live = self._live_keys()
+        now = time.monotonic()
         for key, reader in list(self.readers.items()):
             reader.check_truncated()
             yield from reader.blocks(block_size)
-            if key not in live:
+            if key in live:
+                self._gone.pop(key, None)
+                continue
+            size = reader.size()
+            seen = self._gone.get(key)
+            if seen is None or seen[0] != size:
+                self._gone[key] = seen = (size, now)
+            if now - seen[1] >= self.rotate_wait:
                 reader.close()
                 del self.readers[key]
+                del self._gone[key]
+
+    def rewind(self, committed: dict[str, FileState]) -> None:
+        """Move every reader back to its committed position, after a transaction that
+        appended its blocks was rolled back (readers advance as blocks are handed out, so
+        without this the rolled-back lines would be skipped until the next restart)."""
+        self.known = committed
+        for key, reader in self.readers.items():
+            prior = committed.get(key)
+            path = reader.state.path
+            if prior is not None and reader._same_file(prior, reader.size()):
+                reader.state = replace(prior, path=path, source=self.source)
+            else:
+                reader.state = FileState(key, self.source, path)
 
     def close(self) -> None:
         for reader in self.readers.values():
             reader.close()
         self.readers.clear()
+        self._gone.clear()
