@@ -115,8 +115,12 @@ def outcome_sql(outcome: str, status: str, code: str, message: str, vendor: str)
         f"WHEN {status} BETWEEN 400 AND 499 THEN {_o('rejected')}",
         f"ELSE {_o('failed')}",
     ]
-    explicit = f"CASE lower(trim({outcome})) {synonyms} END"
+    known = f"lower(trim({outcome})) IN ({sql_list(OUTCOME_SYNONYMS)})"
     return (
-        f"coalesce(CASE WHEN {outcome} IS NOT NULL THEN {explicit} END, "
-        f"CASE WHEN {code} IS NULL THEN {by_status} ELSE CASE {' '.join(by_code)} END END)"
+        # The hot path first: no explicit outcome, no code, a 2xx.
+        f"CASE WHEN {outcome} IS NULL AND {code} IS NULL AND {status} BETWEEN 200 AND 299 "
+        f"THEN {_o('delivered')} "
+        f"WHEN {outcome} IS NOT NULL AND {known} THEN CASE lower(trim({outcome})) {synonyms} END "
+        f"WHEN {code} IS NULL THEN {by_status} "
+        f"ELSE CASE {' '.join(by_code)} END END"
     )

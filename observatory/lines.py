@@ -41,10 +41,11 @@ def head_text(raw: bytes) -> str:
     return raw[:REJECT_KEEP].rstrip(b"\r\n").decode("utf-8", "replace")
 
 
-def split_lines(block: bytes, max_line: int = MAX_LINE) -> LineBatch:
-    """Split `block`, which must be empty or end with b"\\n", into a LineBatch."""
+def split_lines(block: bytes | memoryview, max_line: int = MAX_LINE, first_id: int = 0) -> LineBatch:
+    """Split `block`, which must be empty or end with b"\\n", into a LineBatch whose
+    column `n` numbers the lines from `first_id`."""
     if not block:
-        return LineBatch(_table(pa.array([], pa.string()), 0), 0)
+        return LineBatch(_table(pa.array([], pa.string()), 0, first_id), 0)
     data = np.frombuffer(block, dtype=np.uint8)
     ends = np.flatnonzero(data == 10) + 1  # one past each newline
     count = len(ends)
@@ -60,11 +61,12 @@ def split_lines(block: bytes, max_line: int = MAX_LINE) -> LineBatch:
             except pa.ArrowInvalid:
                 pass
             else:
-                return LineBatch(_table(arr, count), count)
-    return _slow_split(block, ends, max_line)
+                return LineBatch(_table(arr, count, first_id), count)
+    return _slow_split(block, ends, max_line, first_id)
 
 
-def _slow_split(block: bytes, ends: np.ndarray, max_line: int) -> LineBatch:
+def _slow_split(block: bytes | memoryview, ends: np.ndarray, max_line: int, first_id: int) -> LineBatch:
+    block = bytes(block)
     good: list[str] = []
     index: list[int] = []
     rejects: list[RawReject] = []
@@ -80,14 +82,15 @@ def _slow_split(block: bytes, ends: np.ndarray, max_line: int) -> LineBatch:
         except UnicodeDecodeError as exc:
             rejects.append(RawReject(i, f"invalid UTF-8 at byte {exc.start}", head_text(raw)))
             continue
-        index.append(i)
+        index.append(first_id + i)
     table = pa.table({"n": pa.array(index, pa.int64()), "line": pa.array(good, pa.string())})
     return LineBatch(
         pa.Table.from_batches(table.to_batches(CHUNK_ROWS), table.schema), len(ends), rejects
     )
 
 
-def _table(arr: pa.Array, count: int) -> pa.Table:
-    table = pa.table({"n": pa.array(np.arange(count, dtype=np.int64)), "line": arr})
+def _table(arr: pa.Array, count: int, first_id: int) -> pa.Table:
+    ids = np.arange(first_id, first_id + count, dtype=np.int64)
+    table = pa.table({"n": pa.array(ids), "line": arr})
     # Several record batches (zero-copy slices) let DuckDB scan the batch on every core.
     return pa.Table.from_batches(table.to_batches(max_chunksize=CHUNK_ROWS), table.schema)

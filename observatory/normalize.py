@@ -2,8 +2,9 @@
 
 `insert_events` types, maps and classifies what the format extracted and appends the good
 rows to `events`; `insert_rejects` writes every other non-blank line to `rejects` with the
-reason. Both read the source's lines from the staging table (see `store.py`), which the
-formats see as `batch(n, line)`.
+reason. Both read the source's staged lines, registered as `stage(n, line)` with their
+blocks as `stage_blocks(first_n, end_n, file, first_line)` (see `store.py`); the formats
+see the lines as `batch(n, line)`.
 """
 
 from __future__ import annotations
@@ -64,8 +65,10 @@ def effective_fields(src: SourceConfig) -> tuple[dict[str, str], FormatOptions]:
 
 
 def _ts_sql(ts_format: str | None) -> str:
-    """Event time from the columns ts_txt, ts_int, ts_num: explicit format, epoch s/ms/us/ns
-    told apart by magnitude, or ISO-8601 / RFC 3339."""
+    """Event time from the columns ts_txt and ts_int: explicit format, epoch s/ms/us/ns
+    told apart by magnitude, or ISO-8601 / RFC 3339. Decimal epochs are rare, so their
+    DOUBLE is cast where needed rather than for every row."""
+    num = "TRY_CAST(ts_txt AS DOUBLE)"
     # Epochs before 1970 are out of range anyway; comparing ranges (not abs()) cannot
     # overflow on -2^63.
     epoch = (
@@ -75,11 +78,11 @@ def _ts_sql(ts_format: str | None) -> str:
         "WHEN ts_int < 100000000000000 THEN make_timestamptz(ts_int * 1000) "
         "WHEN ts_int < 100000000000000000 THEN make_timestamptz(ts_int) "
         "ELSE make_timestamptz(ts_int // 1000) END "
-        "WHEN ts_num > 0 AND ts_num < 1e19 THEN CASE "
-        "WHEN ts_num < 1e11 THEN make_timestamptz(CAST(ts_num * 1e6 AS BIGINT)) "
-        "WHEN ts_num < 1e14 THEN make_timestamptz(CAST(ts_num * 1e3 AS BIGINT)) "
-        "WHEN ts_num < 1e17 THEN make_timestamptz(CAST(ts_num AS BIGINT)) "
-        "ELSE make_timestamptz(CAST(ts_num / 1e3 AS BIGINT)) END "
+        f"WHEN {num} > 0 AND {num} < 1e19 THEN CASE "
+        f"WHEN {num} < 1e11 THEN make_timestamptz(CAST({num} * 1e6 AS BIGINT)) "
+        f"WHEN {num} < 1e14 THEN make_timestamptz(CAST({num} * 1e3 AS BIGINT)) "
+        f"WHEN {num} < 1e17 THEN make_timestamptz(CAST({num} AS BIGINT)) "
+        f"ELSE make_timestamptz(CAST({num} / 1e3 AS BIGINT)) END "
         "ELSE TRY_CAST(ts_txt AS TIMESTAMPTZ) END"
     )
     if ts_format:
@@ -118,10 +121,9 @@ def compile_source(src: SourceConfig, vendors: dict[str, str]) -> SourceSQL:
     # only combines the columns x computed. Events need neither `n` nor `line`.
     def layers(keep: str) -> tuple[str, str]:
         cte = (
-            f"WITH batch AS (SELECT id AS n, line FROM stage WHERE source = {name}), "
+            "WITH batch AS (SELECT n, line FROM stage), "
             f"x AS MATERIALIZED (SELECT {keep}parsed, ts_txt, "
             "CASE WHEN NOT contains(ts_txt, '.') THEN TRY_CAST(ts_txt AS BIGINT) END AS ts_int, "
-            "TRY_CAST(ts_txt AS DOUBLE) AS ts_num, "
             f"{m['destination']} AS destination, {m['event_name']} AS event_name, "
             f"{m['message_id']} AS message_id, {m['outcome']} AS outcome_raw, "
             f"{_small_int(m['http_status'])} AS http_status, "
@@ -132,7 +134,7 @@ def compile_source(src: SourceConfig, vendors: dict[str, str]) -> SourceSQL:
             f"FROM (SELECT *, {m['ts']} AS ts_txt FROM ({extraction.select}))) "
         )
         typed = (
-            f"SELECT *, {vendor_sql('destination', vendors)} AS vendor FROM ("
+            "SELECT * FROM ("
             f"SELECT *, {_ts_sql(opts.ts_format)} AS ts0, "
             f"CASE WHEN ts0 >= TIMESTAMPTZ '{TS_MIN}' AND ts0 < TIMESTAMPTZ '{TS_MAX}' "
             "THEN ts0 END AS ts, "
@@ -141,7 +143,9 @@ def compile_source(src: SourceConfig, vendors: dict[str, str]) -> SourceSQL:
         )
         return cte, typed
 
-    outcome = outcome_sql("outcome_raw", "http_status", "code_u", "error_message", "vendor")
+    # The vendor is only looked at for rows that carry a code.
+    vendor = vendor_sql("destination", vendors)
+    outcome = outcome_sql("outcome_raw", "http_status", "code_u", "error_message", vendor)
     cte, typed = layers("")
     insert_events = (
         f"{cte}INSERT INTO events SELECT ts, now(), {name}, destination, event_name, message_id, "
@@ -152,15 +156,17 @@ def compile_source(src: SourceConfig, vendors: dict[str, str]) -> SourceSQL:
     dest_key = sql_str(fields.get("destination", "destination"))
     reason = (
         f"CASE WHEN NOT parsed THEN {sql_str(extraction.unparsed_reason)} "
+        f"WHEN ({extraction.shape_reason}) IS NOT NULL THEN {extraction.shape_reason} "
         f"WHEN ts_txt IS NULL THEN 'missing field ts (' || {ts_key} || ')' "
         "WHEN ts IS NULL THEN 'unparseable or implausible timestamp: ' || left(ts_txt, 64) "
         f"WHEN destination IS NULL THEN 'missing field destination (' || {dest_key} || ')' END"
     )
     cte, typed = layers("n, line, ")
     insert_rejects = (
-        f"{cte}INSERT INTO rejects SELECT now(), {name}, s.file, s.line_no, r.reason, "
-        "left(rtrim(r.line, chr(10) || chr(13)), 1024) "
-        f"FROM (SELECT n, line, {reason} AS reason FROM ({typed})) r JOIN stage s ON s.id = r.n "
+        f"{cte}INSERT INTO rejects SELECT now(), {name}, b.file, b.first_line + r.n - b.first_n, "
+        "r.reason, left(rtrim(r.line, chr(10) || chr(13)), 1024) "
+        f"FROM (SELECT n, line, {reason} AS reason FROM ({typed})) r "
+        "JOIN stage_blocks b ON r.n >= b.first_n AND r.n < b.end_n "
         "WHERE r.reason IS NOT NULL AND trim(r.line, ' ' || chr(9) || chr(10) || chr(13)) <> ''"
     )
     return SourceSQL(src.name, insert_events, insert_rejects)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import duckdb
+import pyarrow as pa
 
 from observatory.lines import split_lines
 from observatory.normalize import SourceSQL, compile_source
@@ -50,42 +51,50 @@ def connect(
     return con
 
 
-STAGE_DDL = (
-    "CREATE TEMP TABLE IF NOT EXISTS stage "
-    "(id BIGINT, source VARCHAR, file VARCHAR, line_no BIGINT, line VARCHAR)"
-)
+BlockSpan = tuple[int, int, str, int]  # first n, end n, file, first line number
 
 
 class Store:
     """Owns the write connection. Use from one thread; readers take `cursor()`.
 
-    Writing is staged: `stage(block)` copies a block's lines into a temporary table and
-    notes the block's file position; `commit()` parses everything staged with one INSERT
-    per source, writes rejects and positions, and commits, all in one transaction. One
-    large insert is several times faster in DuckDB than many small ones.
+    Writing is staged: `stage(block)` splits a block into an Arrow batch (no copy of the
+    bytes) and notes the block's file position; `commit()` parses everything staged with
+    one INSERT per source, writes rejects and positions, and commits, all in one
+    transaction. One large insert is several times faster in DuckDB than many small ones.
     """
 
     def __init__(self, path: str, memory_limit: str = "256MB", threads: int | None = None) -> None:
         self.path = path
         self.con = connect(path, memory_limit, threads)
-        for stmt in (*DDL, STAGE_DDL):
+        # Rows carry their event time; their physical order in a table means nothing, and
+        # not preserving it lets DuckDB insert from every thread at once.
+        self.con.execute("SET preserve_insertion_order = false").fetchall()
+        for stmt in DDL:
             self.con.execute(stmt).fetchall()
         self._sources: dict[str, SourceSQL] = {}
         self._in_tx = False
         self._next_id = 0
-        self._staged: dict[str, int] = {}  # source -> lines staged
+        # source -> staged Arrow batches (n, line) and their blocks (first n, end n, file,
+        # first line number), from which rejects learn their file and line number
+        self._staged: dict[str, list[pa.Table]] = {}
+        self._blocks: dict[str, list[BlockSpan]] = {}
         self._early: list[tuple[str, str, int, str, str]] = []
         self._positions: dict[str, FileState] = {}
         self.staged_bytes = 0
         self.lock = threading.Lock()
 
     @classmethod
-    def for_config(cls, config: Config, db: str | None = None) -> Store:
+    def for_config(
+        cls, config: Config, db: str | None = None, only: set[str] | None = None
+    ) -> Store:
+        """A store on the config's (or `db`'s) database, ready for the config's sources
+        (or just the sources named in `only`)."""
         store = cls(db or config.db_path, config.storage.memory_limit, config.storage.threads)
         vendors = {d.name: config.vendor_for(d.name) for d in config.destinations}
         try:
             for i, src in enumerate(config.sources):
-                store.add_source(src, vendors, key=f"sources[{i}]")
+                if only is None or src.name in only:
+                    store.add_source(src, vendors, key=f"sources[{i}]")
         except BaseException:
             store.close()
             raise
@@ -97,6 +106,7 @@ class Store:
         from observatory.config import ConfigError
 
         compiled = compile_source(src, vendors)
+        self._register_stage([], [])
         self._run("BEGIN")
         try:
             self._run(compiled.insert_events)
@@ -107,7 +117,32 @@ class Store:
             raise ConfigError(where, f"DuckDB cannot run this source's parser: {detail}") from None
         finally:
             self._run("ROLLBACK")
+            self._unregister_stage()
         self._sources[src.name] = compiled
+
+    def _register_stage(self, tables: list[pa.Table], blocks: list[BlockSpan]) -> None:
+        """Expose staged lines as `stage(n, line)` and their blocks as `stage_blocks`."""
+        empty = pa.table({"n": pa.array([], pa.int64()), "line": pa.array([], pa.string())})
+        lines = pa.concat_tables(tables) if tables else empty
+        first, end, files, first_line = (
+            (list(c) for c in zip(*blocks, strict=True)) if blocks else ([], [], [], [])
+        )
+        self.con.register("stage", lines)
+        self.con.register(
+            "stage_blocks",
+            pa.table(
+                {
+                    "first_n": pa.array(first, pa.int64()),
+                    "end_n": pa.array(end, pa.int64()),
+                    "file": pa.array(files, pa.string()),
+                    "first_line": pa.array(first_line, pa.int64()),
+                }
+            ),
+        )
+
+    def _unregister_stage(self) -> None:
+        self.con.unregister("stage")
+        self.con.unregister("stage_blocks")
 
     def _run(self, sql: str, params: list[Any] | None = None) -> list[Any]:
         return self.con.execute(sql, params).fetchall()
@@ -148,6 +183,7 @@ class Store:
         """Drop everything staged and roll back (harmless when no transaction is open)."""
         self._in_tx = False
         self._staged.clear()
+        self._blocks.clear()
         self._early.clear()
         self._positions.clear()
         self.staged_bytes = 0
@@ -174,17 +210,12 @@ class Store:
         the number of lines it held."""
         assert self._in_tx, "stage outside a transaction"
         st = block.state
-        batch = split_lines(block.data)
+        batch = split_lines(block.data, first_id=self._next_id)
         if batch.table.num_rows:
-            self.con.register("arrow_block", batch.table)
-            try:
-                self._run(
-                    "INSERT INTO stage SELECT n + $1, $2, $3, n + $4, line FROM arrow_block",
-                    [self._next_id, st.source, st.path, block.first_line],
-                )
-            finally:
-                self.con.unregister("arrow_block")
-            self._staged[st.source] = self._staged.get(st.source, 0) + batch.table.num_rows
+            self._staged.setdefault(st.source, []).append(batch.table)
+            self._blocks.setdefault(st.source, []).append(
+                (self._next_id, self._next_id + batch.count, st.path, block.first_line)
+            )
         self._next_id += batch.count
         self._early += [
             (st.source, st.path, block.first_line + r.index, r.reason, r.head)
@@ -196,14 +227,16 @@ class Store:
 
     def _flush(self) -> Tally:
         tally = Tally()
-        for source, staged in self._staged.items():
+        for source, tables in self._staged.items():
             sql = self._sources[source]
-            rows = self._run(sql.insert_events)[0][0]
-            tally.rows += rows
-            if rows < staged:
-                tally.rejected += self._run(sql.insert_rejects)[0][0]
-        if self._staged:
-            self._run("DELETE FROM stage")
+            self._register_stage(tables, self._blocks[source])
+            try:
+                rows = self._run(sql.insert_events)[0][0]
+                tally.rows += rows
+                if rows < sum(t.num_rows for t in tables):
+                    tally.rejected += self._run(sql.insert_rejects)[0][0]
+            finally:
+                self._unregister_stage()
         if self._early:
             self.con.executemany("INSERT INTO rejects VALUES (now(), ?, ?, ?, ?, ?)", self._early)
             tally.rejected += len(self._early)
@@ -215,6 +248,7 @@ class Store:
         # Blank lines are neither rows nor rejects; they do not count as lines.
         tally.lines = tally.rows + tally.rejected
         self._staged.clear()
+        self._blocks.clear()
         self._early.clear()
         self._positions.clear()
         self.staged_bytes = 0

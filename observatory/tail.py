@@ -41,7 +41,7 @@ class Block:
     """Complete lines read from a file; `state` is the file's position after them."""
 
     state: FileState
-    data: bytes
+    data: bytes | memoryview
     first_line: int  # 1-based line number of the first line in `data`
     skipped: list[RawReject] = field(default_factory=list)  # over-long lines not in data
 
@@ -117,8 +117,9 @@ class FileReader:
                 return
             last_nl = buf.rfind(b"\n")
             if last_nl >= 0:
-                data = buf[: last_nl + 1]
-                new = self._advance(len(data), data.count(b"\n"))
+                # A view, not a copy: blocks are tens of MB.
+                data = memoryview(buf)[: last_nl + 1]
+                new = self._advance(len(data), buf.count(b"\n", 0, last_nl + 1))
                 yield Block(new, data, self.state.line_no + 1)
                 self.state = new
                 continue
@@ -130,11 +131,11 @@ class FileReader:
                 return  # a long line still being written: wait for its newline
             length = end + 1 - self.state.offset
             if length <= max_line + 2:  # room for "\r\n"; split_lines judges it exactly
-                data = os.pread(self.fd, length, self.state.offset)
-                if len(data) != length or not data.endswith(b"\n"):
+                line = os.pread(self.fd, length, self.state.offset)
+                if len(line) != length or not line.endswith(b"\n"):
                     return  # changed under us (truncated): the next poll sorts it out
                 new = self._advance(length, 1)
-                yield Block(new, data, self.state.line_no + 1)
+                yield Block(new, line, self.state.line_no + 1)
             else:
                 reject = RawReject(0, f"line longer than {max_line} bytes", head_text(buf))
                 new = self._advance(length, 1)

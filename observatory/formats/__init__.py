@@ -20,6 +20,9 @@ class Extraction:
 
     select: str
     unparsed_reason: str
+    # Optional SQL over `line` giving a more precise reason for a parsed line that still
+    # has no fields (only evaluated for rejects), e.g. valid JSON that is not an object.
+    shape_reason: str = "NULL"
 
 
 class Format(Protocol):

@@ -24,12 +24,18 @@ class JsonLines:
             paths = sql_list(json_path(fields[f]) for f in names)
             cols = "".join(f", j[{i + 1}] AS f_{f}" for i, f in enumerate(names))
         # json_extract_string parses the line once for all paths; it raises on invalid JSON,
-        # so it only runs on lines json_valid accepted. Non-objects ("5", "[1]") give NULLs.
+        # so it only runs on lines json_valid accepted. Valid JSON that is not an object
+        # ("5", "[1]") gives NULL fields; its reject says so (shape_reason).
         extract = f"json_extract_string(line, [{paths}])" if names else "NULL"
         select = (
             f"SELECT n, line, parsed{cols} FROM ("
             f"SELECT n, line, parsed, CASE WHEN parsed THEN {extract} END AS j FROM ("
-            "SELECT n, line, json_valid(line) AND starts_with(ltrim(line), '{') AS parsed "
+            "SELECT n, line, json_valid(line) AS parsed "
             "FROM batch))"
         )
-        return Extraction(select=select, unparsed_reason="invalid JSON (not one JSON object)")
+        return Extraction(
+            select=select,
+            unparsed_reason="invalid JSON",
+            shape_reason="CASE WHEN json_type(line) <> 'OBJECT' THEN "
+            "'invalid JSON: not an object' END",
+        )
