@@ -15,9 +15,11 @@ from observatory.config import Config, ConfigError, SourceConfig
 from observatory.store import Store, Tally
 from observatory.tail import BLOCK, FileReader, expand
 
-# Bytes appended per transaction. DuckDB commits one large insert far faster than many
+# Bytes staged per transaction. DuckDB commits one large insert far faster than many
 # small ones, so a backfill commits rarely; a crash only costs re-reading the open part.
-COMMIT_BYTES = 256 << 20
+# The staged lines stay in memory until the commit, so this also bounds peak memory
+# (with storage.memory_limit for DuckDB itself): 128 MiB keeps ingest under 500 MB.
+COMMIT_BYTES = 128 << 20
 # Testing/tuning knob: OBSERVATORY_COMMIT_BYTES=N overrides COMMIT_BYTES for `observatory
 # ingest` (the CLI has no option for it). The crash-safety test sets it small so that a
 # SIGKILL lands between many small commits and inside open transactions.
