@@ -41,7 +41,9 @@ def head_text(raw: bytes) -> str:
     return raw[:REJECT_KEEP].rstrip(b"\r\n").decode("utf-8", "replace")
 
 
-def split_lines(block: bytes | memoryview, max_line: int = MAX_LINE, first_id: int = 0) -> LineBatch:
+def split_lines(
+    block: bytes | memoryview, max_line: int = MAX_LINE, first_id: int = 0
+) -> LineBatch:
     """Split `block`, which must be empty or end with b"\\n", into a LineBatch whose
     column `n` numbers the lines from `first_id`."""
     if not block:
@@ -65,7 +67,9 @@ def split_lines(block: bytes | memoryview, max_line: int = MAX_LINE, first_id: i
     return _slow_split(block, ends, max_line, first_id)
 
 
-def _slow_split(block: bytes | memoryview, ends: np.ndarray, max_line: int, first_id: int) -> LineBatch:
+def _slow_split(
+    block: bytes | memoryview, ends: np.ndarray, max_line: int, first_id: int
+) -> LineBatch:
     block = bytes(block)
     good: list[str] = []
     index: list[int] = []
