@@ -140,6 +140,12 @@ def ingest(paths: tuple[str, ...], config_path: str | None, db: str | None) -> N
         store.prune(config.storage.retention)
     finally:
         store.close()
+    for path, waiting in result.partial:
+        click.echo(
+            f"observatory: {path} ends in a partial line ({waiting} bytes without a newline);"
+            " it is read once its newline arrives",
+            err=True,
+        )
     click.echo(orjson.dumps(result.summary()).decode())
 
 

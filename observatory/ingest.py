@@ -7,7 +7,7 @@ import fnmatch
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import duckdb
 
@@ -47,6 +47,9 @@ class IngestResult:
     tally: Tally
     seconds: float
     files: int
+    # Files whose last line has no newline yet: (path, bytes waiting). Such a line is read
+    # by the next run once its newline arrives.
+    partial: list[tuple[str, int]] = field(default_factory=list)
 
     def summary(self) -> dict[str, float | int]:
         secs = max(self.seconds, 1e-9)
@@ -127,6 +130,7 @@ def ingest_files(
         raise
     total = sum(r.pending() for r in readers)
     tally = Tally()
+    partial: list[tuple[str, int]] = []
     done = uncommitted = 0
     store.begin()
     try:
@@ -142,6 +146,8 @@ def ingest_files(
                         uncommitted = 0
                     if progress:
                         progress(done, total, tally)
+                if reader.pending():
+                    partial.append((reader.state.path, reader.pending()))
             finally:
                 reader.close()
         tally.add(store.commit())
@@ -153,4 +159,4 @@ def ingest_files(
         for reader in readers:
             reader.close()
         raise
-    return IngestResult(tally, time.perf_counter() - start, len(readers))
+    return IngestResult(tally, time.perf_counter() - start, len(readers), partial)
