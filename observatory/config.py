@@ -35,6 +35,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -482,35 +483,21 @@ class Config(_Model):
     alerts: list[AlertConfig] = Field(default_factory=list)
     base_dir: Path = Field(default_factory=lambda: Path.cwd(), exclude=True, repr=False)
 
-    @field_validator("sources")
+    @field_validator("sources", "destinations")
     @classmethod
-    def _unique_sources(cls, sources: list[SourceConfig]) -> list[SourceConfig]:
+    def _unique_names(cls, items: list[Any], info: ValidationInfo) -> list[Any]:
+        kind = "source" if info.field_name == "sources" else "destination"
         seen: dict[str, int] = {}
-        for i, source in enumerate(sources):
-            if source.name in seen:
+        for i, item in enumerate(items):
+            if item.name in seen:
                 raise _custom(
                     "duplicate",
-                    f"duplicate source name {source.name!r} (already used by "
-                    f"sources[{seen[source.name]}])",
+                    f"duplicate {kind} name {item.name!r} (already used by "
+                    f"{info.field_name}[{seen[item.name]}])",
                     suffix=(i, "name"),
                 )
-            seen[source.name] = i
-        return sources
-
-    @field_validator("destinations")
-    @classmethod
-    def _unique_destinations(cls, dests: list[DestinationConfig]) -> list[DestinationConfig]:
-        seen: dict[str, int] = {}
-        for i, dest in enumerate(dests):
-            if dest.name in seen:
-                raise _custom(
-                    "duplicate",
-                    f"duplicate destination name {dest.name!r} (already used by "
-                    f"destinations[{seen[dest.name]}])",
-                    suffix=(i, "name"),
-                )
-            seen[dest.name] = i
-        return dests
+            seen[item.name] = i
+        return items
 
     @property
     def db_path(self) -> str:
