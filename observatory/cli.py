@@ -156,14 +156,61 @@ def ingest(paths: tuple[str, ...], config_path: str | None, db: str | None) -> N
 @click.option(
     "--speed", default="max", show_default=True, help="Replay speed: N times real time, or max."
 )
+@handle_errors
 def replay(paths: tuple[str, ...], config_path: str | None, db: str | None, speed: str) -> None:
     """Run detection over history in event time; one JSON line per incident change.
 
+    PATHs are read first (as `ingest` does, from where the last run stopped); then every
+    stored event is replayed through the detectors in event time. Incidents are saved, so
+    `observatory incidents` and `observatory export` see them; replaying again gives the
+    same incidents (same ids).
+
     \b
     Example:
-      observatory replay sample_logs/ --speed max
+      observatory replay sample_logs/forwarder.jsonl --speed max
+      -> {"type":"incident","state":"open","id":"3f2a9c1e","destination":"tiktok_conversions",...}
     """
-    not_built("replay", 3)
+    from observatory.ingest import ingest_files, plan_files
+    from observatory.progress import ProgressLine
+    from observatory.runtime import Runtime
+    from observatory.store import Store
+
+    speed_value = _parse_speed(speed)
+    config = load(config_path)
+    plan = plan_files(config, paths)
+    store = Store.for_config(config, db)
+    runtime = Runtime(config, store=store, on_change=_emit_change)
+    try:
+        with ProgressLine("replay: reading") as progress:
+            ingest_files(store, plan, progress.update)
+        runtime.replay_history(speed=speed_value)
+    finally:
+        runtime.close()
+    click.echo(
+        f"replay: {runtime.incident_changes} incident changes, "
+        f"{len(runtime.engine.incidents())} still open",
+        err=True,
+    )
+
+
+def _parse_speed(speed: str) -> float | None:
+    if speed == "max":
+        return None
+    try:
+        value = float(speed)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        fail(f"--speed: {speed!r} is not a positive number or 'max'", 2)
+    return value
+
+
+def _emit_change(change: Any) -> None:
+    """One incident JSON line on stdout, flushed at once (other tools read it live)."""
+    import orjson
+
+    sys.stdout.write(orjson.dumps(change.incident.json_line(change.kind)).decode() + "\n")
+    sys.stdout.flush()
 
 
 @main.command()
@@ -171,16 +218,47 @@ def replay(paths: tuple[str, ...], config_path: str | None, db: str | None, spee
 @click.option("--db", type=click.Path(), help=DB_HELP)
 @click.option("--duration", type=float, help="Stop after S seconds.")
 @click.option("--fail-on-incident", is_flag=True, help="Exit 3 if any incident opened.")
+@handle_errors
 def watch(
     config_path: str | None, db: str | None, duration: float | None, fail_on_incident: bool
 ) -> None:
     """Headless live mode: tail, probe, detect, alert; JSON lines on stdout.
 
+    The backlog is read first and recent history warms the detectors (faults found there
+    are historical: saved, printed, not alerted); then files are followed as they grow.
+    Stops after --duration seconds, or on Ctrl-C / SIGTERM.
+
     \b
     Example:
       observatory watch --duration 600 --fail-on-incident
+      -> {"type":"incident","state":"open",...,"detector":"rate_limit","severity":"critical",...}
     """
-    not_built("watch", 3)
+    import signal
+
+    from observatory.alerts import AlertDispatcher, build_sinks
+    from observatory.runtime import Runtime
+
+    config = load(config_path)
+    dispatcher = AlertDispatcher(build_sinks(config.alerts))
+    stopping: list[int] = []
+
+    def stop(signum: int, frame: Any) -> None:
+        stopping.append(signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    runtime = Runtime(config, db, on_change=_emit_change, dispatcher=dispatcher)
+    dispatcher.start()
+    try:
+        runtime.start_live()
+        click.echo("watch: live", err=True)
+        runtime.run_live(duration, stop=lambda: bool(stopping))
+    finally:
+        dispatcher.close()
+        runtime.close()
+    click.echo(f"watch: {runtime.opened_live} incidents opened", err=True)
+    if fail_on_incident and runtime.opened_live:
+        sys.exit(3)
 
 
 @main.command()

@@ -8,6 +8,7 @@ seconds (floats) in event time, except where a field says otherwise.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -23,9 +24,7 @@ def iso(ts: float | None) -> str | None:
     """Epoch seconds -> ISO-8601 UTC with milliseconds (None stays None)."""
     if ts is None:
         return None
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace(
-        "+00:00", "Z"
-    )
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass
@@ -60,6 +59,10 @@ class Incident:
 
     def note(self, ts: float, kind: str, detail: str) -> None:
         self.timeline.append(TimelineEntry(ts, kind, detail))
+
+    def snapshot(self) -> Incident:
+        """A deep copy: the incident as it is now, unaffected by later changes."""
+        return copy.deepcopy(self)
 
     def json_line(self, change: ChangeKind) -> dict[str, Any]:
         """DESIGN's incident JSON line (one per change on stdout of replay/watch)."""

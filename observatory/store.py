@@ -8,7 +8,7 @@ and its position were committed, or neither was and the block is read again.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -167,11 +167,18 @@ class Store:
         self._run("BEGIN")
         self._in_tx = True
 
-    def commit(self) -> Tally:
+    def commit(
+        self, before_commit: Callable[[duckdb.DuckDBPyConnection], None] | None = None
+    ) -> Tally:
         """Write everything staged, with its file positions, and commit. On failure the
-        transaction is rolled back (nothing staged is kept) and the error raised."""
+        transaction is rolled back (nothing staged is kept) and the error raised.
+
+        `before_commit(con)` runs inside the transaction after the rows are written: the
+        rows of this commit are those with `ingested_at = now()` (the transaction's time)."""
         try:
             tally = self._flush()
+            if before_commit is not None:
+                before_commit(self.con)
             self._run("COMMIT")
         except BaseException:
             self.rollback()

@@ -1,0 +1,1137 @@
+"""The detection engine: per-destination one-second buckets, six sequential detectors, incidents.
+
+The runtime feeds it :class:`SecondCounts` (and probe results) in event time and moves it on
+with a watermark; every whole second that can no longer change is evaluated once, for every
+known destination, in time order. Each detector is a one-sided CUSUM on 1 s ticks (DESIGN
+"Detection") with one threshold ``h = ln(N·D·T/Δ)`` from the false-alarm budget; detectors of a
+destination merge into one incident whose severity only escalates.
+
+Pure Python and deterministic: no clock, no I/O; the same input gives the same incidents, ids
+included.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import statistics
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from observatory.config import DetectionConfig
+from observatory.engine.counts import SecondCounts
+from observatory.engine.stats import (
+    BlockRate,
+    Cusum,
+    GapStats,
+    LatencyThreshold,
+    LearnedRatio,
+    Window,
+    decay,
+    threshold_h,
+    wilson,
+)
+from observatory.incidents import DETECTORS, SEVERITY_RANK, Change, ChangeKind, Incident, Severity
+
+__all__ = ["DestinationState", "DestinationStatus", "Engine"]
+
+LATENESS = 1  # seconds: the current and the previous second may still be filling
+RATE_TAU = 900.0  # baseline rate EWMA (s)
+FAST_TAU = 120.0  # recent rate, for the silence test's lower rate estimate (s)
+RATIO_TAU = 1800.0  # error and 429 ratios (s)
+SLOW_TAU = 600.0  # share of slow events (s)
+REOPEN_WINDOW = 900.0  # a re-fire this soon after resolution reopens the incident (a flap)
+MIN_HOLD = 60  # quiet seconds before resolving: max(60 s, 2 x time-to-detect)
+MAX_HOLD = 1800
+HISTORY_SECONDS = 1800
+SPARKLINE_SECONDS = 300
+RECENT_SECONDS = 10
+STATUS_SECONDS = 60
+POOL_WINDOW_EVENTS = 30.0  # the pool ratio looks at about this many expected events
+POOL_BAND = 2.0  # pool members are within this factor of the median count/baseline ratio
+MIN_POOL_RATE = 5.0  # ev/s of pool baseline needed to estimate a destination's expected count
+MIN_EVENTS = 5  # at least this many bad events before a Bernoulli detector alarms
+LATENCY_ARM_UPDATES = 10  # the p99 tracker must have settled this much before latency arms
+THROUGHPUT_CUT = 0.5  # delivered below this share of expected = throughput cut (critical)
+OPERATIONAL = frozenset({"", "operational", "ok", "up", "healthy", "none", "normal", "green"})
+MAJOR = frozenset({"major_outage", "major", "down", "outage", "critical", "red"})
+_EVIDENCE_KEYS = ("retry", "ratelimit", "rate-limit", "rate_limit", "quota", "reset", "status")
+
+BASE_SEVERITY: dict[str, Severity] = {
+    "silence": "critical",
+    "volume_drop": "error",
+    "error_rate": "error",
+    "rate_limit": "warning",
+    "latency": "warning",
+    "probe": "warning",
+}
+
+DestinationState = Literal["ok", "degraded", "down", "stale", "warmup"]
+
+
+@dataclass
+class DestinationStatus:
+    """What the UI shows for a destination (rates over evaluated seconds, event time)."""
+
+    destination: str
+    state: DestinationState
+    rate_now: float  # events/s over the last ~10 evaluated seconds
+    success_pct: float | None  # delivered / attempts over the last minute
+    rate_limited_pct: float | None  # rate-limited / attempts over the last minute
+    avg_latency_ms: float | None  # over the last minute
+    last_event_ts: float | None  # start of the last second that had an event (fed, not evaluated)
+    incident_id: str | None
+    sparkline: list[int]  # per-second attempts, oldest first, up to 300
+    severity: Severity | None = None
+    baseline_rate: float | None = None  # events/s
+    latency_threshold_ms: float | None = None
+    probe_ok: bool | None = None  # None: no probe results
+
+
+@dataclass(slots=True)
+class _Second:
+    sec: int
+    total: int
+    delivered: int
+    failed: int
+    rejected: int
+    rate_limited: int
+    expected: float  # expected delivered events this second
+    latency_n: int
+    latency_sum: float
+
+
+@dataclass(slots=True)
+class _Silence:
+    """Run of seconds without a delivered event (a CUSUM against "rate 0", as a run length)."""
+
+    run: int = 0
+    start: int = 0
+    limit: float = math.inf
+    rate: float = 0.0  # expected delivered rate when the run started
+    attempts: int = 0
+    failed: int = 0
+    rate_limited: int = 0
+    rejected: int = 0
+
+    def reset(self) -> None:
+        self.run = 0
+        self.limit = math.inf
+        self.attempts = self.failed = self.rate_limited = self.rejected = 0
+
+
+@dataclass(slots=True)
+class _Probe:
+    failures: int = 0  # consecutive bad results
+    successes: int = 0  # consecutive good results
+    bad_since: float | None = None
+    status: str | None = None
+    ok: bool = True
+    details: dict[str, Any] = field(default_factory=dict)
+    ts: float = 0.0
+
+
+@dataclass
+class _Firing:
+    """A detector that fired in the destination's current incident."""
+
+    detector: str
+    onset: int
+    fired_at: float
+    statistic: float
+    limit: float  # h, or the silence limit in seconds
+    severity: Severity
+    hold: int
+    last_abnormal: int
+    window: Window
+    p0: float = 0.0
+    p1: float = 0.0
+    k: int = 0  # detector's bad events since onset (failures, 429s, slow; own count for volume)
+    n: int = 0  # trials since onset (attempts, latency events; own + pool for volume)
+    expected: float = 0.0  # volume: own events expected since onset
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class _Impact:
+    first_sec: int  # seconds [first_sec, last_sec] are counted
+    last_sec: int
+    not_delivered: float = 0.0
+    failed: int = 0
+    rate_limited: int = 0
+    rejected: int = 0
+    attempts: int = 0
+    delivered: int = 0
+
+
+@dataclass(slots=True)
+class _Obs:
+    """One detector's output for one second."""
+
+    llr: float = 0.0
+    alarm: bool = False
+    ran: bool = False
+
+
+class _Destination:
+    """Everything the engine knows about one destination."""
+
+    def __init__(self, name: str, first_sec: int, h: float) -> None:
+        self.name = name
+        self.first_sec = first_sec
+        self.events = 0
+        self.armed = False
+        self.stale = False
+        self.last_event_sec: int | None = None
+        self.rate = BlockRate(RATE_TAU)
+        self.fast = 0.0
+        self.short = 0.0
+        self.errors = LearnedRatio(0.02, 25.0, RATIO_TAU)
+        self.limited = LearnedRatio(0.001, 25.0, RATIO_TAU)
+        self.slow = LearnedRatio(0.01, 200.0, SLOW_TAU)
+        self.delivered = LearnedRatio(0.99, 5.0, RATIO_TAU)
+        self.latency = LatencyThreshold()
+        self.gaps = GapStats()
+        self.gap_run = 0
+        self.cusums = {name: Cusum(h) for name in ("volume_drop", "error_rate", "rate_limit")}
+        self.cusums["latency"] = Cusum(h)
+        self.params: dict[str, tuple[float, float]] = {}
+        self.silence = _Silence()
+        self.probes: dict[str, _Probe] = {}
+        self.history: deque[_Second] = deque(maxlen=HISTORY_SECONDS)
+        # the pool context of the current second (set by the engine)
+        self.pool_rate = 0.0
+        self.pool_count = 0
+        self.pi0 = 0.0
+
+    def expected_delivered_rate(self) -> float:
+        return self.rate.rate * self.delivered.p
+
+    def recent(self, seconds: int) -> list[_Second]:
+        n = len(self.history)
+        if n <= seconds:
+            return list(self.history)
+        return [self.history[i] for i in range(n - seconds, n)]
+
+
+def _hms(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%H:%M:%S")
+
+
+def _rate(x: float) -> str:
+    """Events per second, short: 130, 8.2, 0.31."""
+    if x >= 100:
+        return f"{x:.0f}"
+    if x >= 10:
+        return f"{x:.1f}".rstrip("0").rstrip(".")
+    return f"{x:.2g}"
+
+
+def _pct(x: float) -> str:
+    if x >= 0.1:
+        return f"{x * 100:.0f}%"
+    return f"{x * 100:.2g}%"
+
+
+def _r(x: float, digits: int = 4) -> float:
+    return float(f"{x:.{digits}g}")
+
+
+def _bernoulli(p0: float, p1: float) -> tuple[float, float]:
+    """Log-likelihood ratio coefficients (bad event, good event) of p1 against p0."""
+    return math.log(p1 / p0), math.log((1.0 - p1) / (1.0 - p0))
+
+
+class Engine:
+    """Sequential change detection over per-destination, per-second counts.
+
+    ``h`` is fixed at construction from ``n_destinations`` (the number of destinations the
+    false-alarm budget is shared by); destinations discovered later do not change it, so a
+    replay and a live run use the same threshold. Detected incidents come back from
+    :meth:`advance` as :class:`Change` objects holding a snapshot of the incident at that moment;
+    :meth:`incidents` returns the live ones (their evidence, impact and summary are refreshed
+    every evaluated second without a Change).
+    """
+
+    def __init__(self, detection: DetectionConfig, n_destinations: int = 5) -> None:
+        self.config = detection
+        self.tick = float(detection.tick)
+        self.h = threshold_h(
+            n_destinations, len(DETECTORS), detection.false_alarm_budget, self.tick
+        )
+        self.n_destinations = n_destinations
+        self.late_events = 0  # events fed for seconds already evaluated (dropped)
+        self._dests: dict[str, _Destination] = {}
+        self._order: list[_Destination] = []
+        self._pending: dict[int, dict[str, SecondCounts]] = {}
+        self._probe_queue: dict[int, list[tuple[str, str, float, bool, str | None, dict[str, Any]]]]
+        self._probe_queue = {}
+        self._next_sec: int | None = None
+        self._live = False
+        self._open: dict[str, Incident] = {}
+        self._firings: dict[str, dict[str, _Firing]] = {}
+        self._impact: dict[str, _Impact] = {}
+        self._resolved: dict[str, Incident] = {}
+        self._all: deque[Incident] = deque(maxlen=1000)
+        self._ids: set[str] = set()
+        self._fast_keep = decay(FAST_TAU)
+
+    # ----------------------------------------------------------------------------------------
+    # Input
+    # ----------------------------------------------------------------------------------------
+
+    def _destination(self, name: str, sec: int) -> _Destination:
+        dest = self._dests.get(name)
+        if dest is None:
+            first = sec if self._next_sec is None else max(sec, self._next_sec)
+            dest = _Destination(name, first, self.h)
+            self._dests[name] = dest
+            self._order = sorted(self._dests.values(), key=lambda d: d.name)
+        elif self._next_sec is None and sec < dest.first_sec:
+            dest.first_sec = sec
+        return dest
+
+    def feed(self, counts: Iterable[SecondCounts]) -> None:
+        """Add counts; a (destination, second) may come in several pieces."""
+        for c in counts:
+            sec = int(c.sec)
+            dest = self._destination(c.destination, sec)
+            total = c.total
+            if total > 0 and (dest.last_event_sec is None or sec > dest.last_event_sec):
+                dest.last_event_sec = sec
+            if self._next_sec is not None and sec < self._next_sec:
+                self.late_events += total
+                continue
+            bucket = self._pending.setdefault(sec, {})
+            mine = bucket.get(c.destination)
+            if mine is None:
+                mine = bucket[c.destination] = SecondCounts(c.destination, sec)
+            mine.add(c)
+
+    def feed_probe(
+        self,
+        destination: str,
+        probe: str,
+        ts: float,
+        ok: bool,
+        status: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        """Add a probe result; it is judged with the second it falls in (or the next evaluated)."""
+        sec = math.floor(ts)
+        self._destination(destination, sec)
+        if self._next_sec is not None and sec < self._next_sec:
+            sec = self._next_sec
+        self._probe_queue.setdefault(sec, []).append(
+            (destination, probe, ts, ok, status, dict(details or {}))
+        )
+
+    # ----------------------------------------------------------------------------------------
+    # Time
+    # ----------------------------------------------------------------------------------------
+
+    def advance(self, watermark: float) -> list[Change]:
+        """Evaluate every second ``s <= floor(watermark) - 2`` not yet evaluated, in order."""
+        last = math.floor(watermark) - 1 - LATENESS
+        if self._next_sec is None:
+            starts = list(self._pending) + list(self._probe_queue)
+            if not starts:
+                return []
+            self._next_sec = min(starts)
+        changes: list[Change] = []
+        sec = self._next_sec
+        while sec <= last:
+            if not self._pending.get(sec) and not self._probe_queue.get(sec):
+                skip_to = self._idle_until(sec, last)
+                if skip_to > sec:
+                    self._skip(sec, skip_to)
+                    sec = skip_to
+                    continue
+            self._evaluate(sec, changes)
+            sec += 1
+        self._next_sec = max(self._next_sec, last + 1)
+        return changes
+
+    def _idle_until(self, sec: int, last: int) -> int:
+        """With every destination stale and nothing fed, empty seconds change nothing: skip."""
+        if not self._order or not all(d.stale for d in self._order):
+            return sec
+        upcoming = [s for s in self._pending if s > sec] + [s for s in self._probe_queue if s > sec]
+        return min([last + 1, *upcoming])
+
+    def _skip(self, start: int, stop: int) -> None:
+        for dest in self._order:
+            for s in range(max(start, stop - SPARKLINE_SECONDS), stop):
+                dest.history.append(_Second(s, 0, 0, 0, 0, 0, 0.0, 0, 0.0))
+
+    def go_live(self, now: float) -> None:
+        """The backlog is read: incidents opened from now on are live (``historical=False``).
+
+        Destinations whose last event is older than ``detection.staleness`` become stale: no
+        silence or volume alarms for them until they produce data again.
+        """
+        self._live = True
+        for dest in self._order:
+            last = dest.last_event_sec
+            if last is None or now - (last + 1) > self.config.staleness:
+                dest.stale = True
+                dest.silence.reset()
+                dest.cusums["volume_drop"].reset()
+
+    # ----------------------------------------------------------------------------------------
+    # One second
+    # ----------------------------------------------------------------------------------------
+
+    def _evaluate(self, sec: int, changes: list[Change]) -> None:
+        bucket = self._pending.pop(sec, {})
+        probes = self._probe_queue.pop(sec, [])
+        dests = [d for d in self._order if d.first_sec <= sec]
+        counts: dict[str, SecondCounts] = {}
+        for dest in dests:
+            c = bucket.get(dest.name)
+            counts[dest.name] = c if c is not None else SecondCounts(dest.name, sec)
+        self._pool_context(dests, counts)
+
+        touched: dict[str, ChangeKind] = {}
+        for dest in dests:
+            c = counts[dest.name]
+            if dest.stale and c.total > 0:
+                dest.stale = False
+            expected = self._expected_delivered(dest)
+            dest.history.append(
+                _Second(
+                    sec,
+                    c.total,
+                    c.delivered,
+                    c.failed,
+                    c.rejected,
+                    c.rate_limited,
+                    expected,
+                    c.latency_n,
+                    c.latency_sum,
+                )
+            )
+            obs = self._detect(dest, sec, c)
+            for name, result in obs.items():
+                if result.alarm:
+                    self._fire(dest, name, sec, touched)
+        for destination, probe, ts, ok, status, details in probes:
+            dest = self._dests[destination]
+            if self._probe(dest, probe, ts, ok, status, details):
+                self._fire(dest, "probe", sec, touched)
+
+        self._update_baselines(dests, counts)
+
+        for dest in dests:
+            incident = self._open.get(dest.name)
+            if incident is None:
+                continue
+            self._follow(dest, incident, sec, counts[dest.name], touched)
+            kind = touched.get(dest.name)
+            if kind is None and self._recovered(dest, sec):
+                self._resolve(dest, incident, sec)
+                changes.append(Change("resolved", incident.snapshot()))
+                continue
+            if kind is not None:
+                changes.append(Change(kind, incident.snapshot()))
+
+    def _pool_context(self, dests: list[_Destination], counts: dict[str, SecondCounts]) -> None:
+        """Per destination: the healthy pool its share is tested against (DESIGN volume_drop)."""
+        ratios: dict[str, float] = {}
+        for dest in dests:
+            total = counts[dest.name].total
+            base = dest.rate.rate
+            if base > 0.0:
+                span = min(60.0, max(1.0, POOL_WINDOW_EVENTS / base))
+                dest.short += (total - dest.short) / span
+            else:
+                dest.short = float(total)
+            if dest.armed and not dest.stale and dest.name not in self._open and base > 0.0:
+                ratios[dest.name] = dest.short / base
+        pool_rate = 0.0
+        pool_count = 0
+        members: set[str] = set()
+        if ratios:
+            median = statistics.median(ratios.values())
+            for name, ratio in ratios.items():
+                if median / POOL_BAND <= ratio <= median * POOL_BAND:
+                    members.add(name)
+                    pool_rate += self._dests[name].rate.rate
+                    pool_count += counts[name].total
+        for dest in dests:
+            if dest.name in members:
+                dest.pool_rate = pool_rate - dest.rate.rate
+                dest.pool_count = pool_count - counts[dest.name].total
+            else:
+                dest.pool_rate = pool_rate
+                dest.pool_count = pool_count
+            base = dest.rate.rate
+            dest.pi0 = base / (base + dest.pool_rate) if base > 0 and dest.pool_rate > 0 else 0.0
+
+    def _expected_delivered(self, dest: _Destination) -> float:
+        """Delivered events expected this second: the destination's baseline share of the pool's
+        count when the pool is big enough (campaigns and waves cancel), else its baseline rate."""
+        if dest.pool_rate >= MIN_POOL_RATE and dest.rate.rate > 0:
+            total = dest.rate.rate / dest.pool_rate * dest.pool_count
+        else:
+            total = dest.rate.rate
+        return total * dest.delivered.p
+
+    # ----------------------------------------------------------------------------------------
+    # Detectors
+    # ----------------------------------------------------------------------------------------
+
+    def _detect(self, dest: _Destination, sec: int, c: SecondCounts) -> dict[str, _Obs]:
+        out: dict[str, _Obs] = {}
+        if not dest.armed:
+            return out
+        total = c.total
+        watching = not dest.stale
+        if watching:
+            out["silence"] = self._silence(dest, sec, c)
+            if dest.pi0 > 0.0:
+                pi0 = dest.pi0
+                y = dest.pool_count
+                llr = y * math.log(2.0) - (total + y) * math.log(2.0 - pi0)
+                out["volume_drop"] = self._cusum(dest, "volume_drop", sec, llr, total, total + y, 0)
+                dest.params["volume_drop"] = (pi0, pi0 / (2.0 - pi0))
+
+        if total > 0:
+            p0 = min(max(dest.errors.p, 0.002), 0.5)
+            p1 = min(max(10.0 * p0, 0.05), 0.99)
+            a, b = _bernoulli(p0, p1)
+            bad = c.failed + c.rejected
+            llr = bad * a + (total - bad) * b
+            dest.params["error_rate"] = (p0, p1)
+            out["error_rate"] = self._cusum(dest, "error_rate", sec, llr, bad, total, MIN_EVENTS)
+
+            p0 = min(max(dest.limited.p, 0.001), 0.5)
+            p1 = min(max(10.0 * p0, 0.05), 0.99)
+            a, b = _bernoulli(p0, p1)
+            bad = c.rate_limited
+            llr = bad * a + (total - bad) * b
+            dest.params["rate_limit"] = (p0, p1)
+            out["rate_limit"] = self._cusum(dest, "rate_limit", sec, llr, bad, total, MIN_EVENTS)
+
+        tracker = dest.latency
+        if c.latency_n > 0 and tracker.log_t is not None and tracker.updates >= LATENCY_ARM_UPDATES:
+            n = c.latency_n
+            slow = min(c.slow, n)
+            p0 = min(max(dest.slow.p, 0.01), 0.5)
+            p1 = min(max(10.0 * p0, 0.1), 0.99)
+            a, b = _bernoulli(p0, p1)
+            llr = slow * a + (n - slow) * b
+            dest.params["latency"] = (p0, p1)
+            out["latency"] = self._cusum(dest, "latency", sec, llr, slow, n, MIN_EVENTS)
+        return out
+
+    def _cusum(
+        self, dest: _Destination, name: str, sec: int, llr: float, k: int, n: int, min_k: int
+    ) -> _Obs:
+        cusum = dest.cusums[name]
+        cusum.step(sec, llr, k, n)
+        alarm = cusum.s >= self.h and cusum.k >= min_k
+        return _Obs(llr=llr, alarm=alarm, ran=True)
+
+    def _silence_limit(self, dest: _Destination) -> tuple[float, float]:
+        """Seconds without a delivered event that alarm, and the rate they were judged at."""
+        rate = min(dest.rate.rate, dest.fast) * dest.delivered.p
+        if rate <= 0.0:
+            return math.inf, 0.0
+        limit = max(
+            (self.h + math.log(rate)) / rate,
+            3.0 * dest.gaps.p999(),
+            float(self.config.silence_floor),
+        )
+        return limit, rate
+
+    def _silence(self, dest: _Destination, sec: int, c: SecondCounts) -> _Obs:
+        sil = dest.silence
+        if c.delivered > 0:
+            sil.reset()
+            return _Obs(ran=True)
+        if sil.run == 0:
+            sil.start = sec
+            sil.limit, sil.rate = self._silence_limit(dest)
+        sil.run += 1
+        sil.attempts += c.total
+        sil.failed += c.failed
+        sil.rate_limited += c.rate_limited
+        sil.rejected += c.rejected
+        return _Obs(llr=sil.rate, alarm=sil.run >= sil.limit, ran=True)
+
+    def _probe(
+        self,
+        dest: _Destination,
+        probe: str,
+        ts: float,
+        ok: bool,
+        status: str | None,
+        details: dict[str, Any],
+    ) -> bool:
+        """Judge one probe result; True when the probe is (still) abnormal enough to alarm."""
+        state = dest.probes.setdefault(probe, _Probe())
+        operational = status is None or status.strip().lower() in OPERATIONAL
+        state.status = status
+        state.ok = ok
+        state.ts = ts
+        state.details = {
+            k: v for k, v in details.items() if any(key in k.lower() for key in _EVIDENCE_KEYS)
+        }
+        if ok and operational:
+            state.successes += 1
+            state.failures = 0
+            if state.successes >= 3:
+                state.bad_since = None
+            return False
+        state.successes = 0
+        state.failures += 1
+        if state.bad_since is None:
+            state.bad_since = ts
+        return not operational or state.failures >= 3
+
+    def _probe_severity(self, dest: _Destination) -> Severity:
+        worst: Severity = "warning"
+        for state in dest.probes.values():
+            status = (state.status or "").strip().lower()
+            if status in MAJOR or (not state.ok and state.failures >= 3):
+                worst = "error"
+        return worst
+
+    # ----------------------------------------------------------------------------------------
+    # Baselines
+    # ----------------------------------------------------------------------------------------
+
+    def _update_baselines(self, dests: list[_Destination], counts: dict[str, SecondCounts]) -> None:
+        before = 0.0
+        after = 0.0
+        frozen: list[_Destination] = []
+        warmup = float(self.config.warmup)
+        for dest in dests:
+            c = counts[dest.name]
+            total = c.total
+            if dest.name in self._open:
+                frozen.append(dest)
+                dest.gap_run = 0
+                continue
+            if dest.stale and total == 0:
+                continue
+            half = self.h / 2.0
+            if dest.armed:
+                before += dest.rate.rate
+                dest.rate.update(total)
+                after += dest.rate.rate
+            else:
+                dest.rate.learn(total)
+            dest.fast = dest.fast * self._fast_keep + total * (1.0 - self._fast_keep)
+            if dest.cusums["error_rate"].s < half:
+                dest.errors.update(c.failed + c.rejected, total)
+            if dest.cusums["rate_limit"].s < half:
+                dest.limited.update(c.rate_limited, total)
+            dest.delivered.update(c.delivered, total)
+            if dest.cusums["latency"].s < half:
+                dest.latency.observe(c.latency_n, c.latency_sum, c.latency_max, c.slow)
+                if dest.latency.log_t is not None:
+                    dest.slow.update(min(c.slow, c.latency_n), c.latency_n)
+            dest.events += total
+            dest.gaps.add_events(c.delivered)
+            if c.delivered > 0:
+                if dest.gap_run > 0:
+                    dest.gaps.add_run(dest.gap_run)
+                dest.gap_run = 0
+            else:
+                dest.gap_run += 1
+            if not dest.armed:
+                age = c.sec - dest.first_sec + 1
+                if age >= warmup and dest.events >= self.config.warmup_events:
+                    dest.armed = True
+                    dest.fast = dest.rate.rate
+        if frozen and before > 0.0 and after > 0.0:
+            # Frozen baselines follow the upstream traffic so the destination keeps its share.
+            factor = after / before
+            for dest in frozen:
+                dest.rate.scale(factor)
+                dest.fast *= factor
+
+    # ----------------------------------------------------------------------------------------
+    # Incidents
+    # ----------------------------------------------------------------------------------------
+
+    def _new_id(self, destination: str, onset: int, detector: str) -> str:
+        key = f"{destination}|{int(onset)}|{detector}"
+        ident = hashlib.sha1(key.encode()).hexdigest()[:8]
+        n = 1
+        while ident in self._ids:
+            n += 1
+            ident = hashlib.sha1(f"{key}|{n}".encode()).hexdigest()[:8]
+        self._ids.add(ident)
+        return ident
+
+    def _make_firing(self, dest: _Destination, name: str, sec: int) -> _Firing:
+        end = float(sec + 1)
+        extra: dict[str, Any] = {}
+        p0 = p1 = 0.0
+        k = n = 0
+        if name == "silence":
+            sil = dest.silence
+            onset = sil.start
+            statistic, limit = float(sil.run), sil.limit
+            severity: Severity = "critical"
+            extra["rate"] = sil.rate
+        elif name == "probe":
+            bad = [s.bad_since for s in dest.probes.values() if s.bad_since is not None]
+            onset = math.floor(min(bad)) if bad else sec
+            statistic, limit = 0.0, 3.0
+            severity = self._probe_severity(dest)
+        else:
+            cusum = dest.cusums[name]
+            refined, k, n = cusum.refined()
+            onset = refined if refined is not None else sec
+            statistic, limit = cusum.s, self.h
+            p0, p1 = dest.params.get(name, (0.0, 0.0))
+            severity = BASE_SEVERITY[name]
+            cusum.reset()
+        ttd = end - onset
+        hold = int(min(MAX_HOLD, max(MIN_HOLD, math.ceil(2.0 * ttd))))
+        firing = _Firing(
+            detector=name,
+            onset=onset,
+            fired_at=end,
+            statistic=statistic,
+            limit=limit,
+            severity=severity,
+            hold=hold,
+            last_abnormal=sec,
+            window=Window(hold),
+            p0=p0,
+            p1=p1,
+            k=k,
+            n=n,
+            extra=extra,
+        )
+        if name == "volume_drop":
+            pi0 = p0
+            firing.expected = pi0 / (1.0 - pi0) * (n - k) if pi0 < 1.0 else 0.0
+        return firing
+
+    def _fire(
+        self, dest: _Destination, name: str, sec: int, touched: dict[str, ChangeKind]
+    ) -> None:
+        firings = self._firings.setdefault(dest.name, {})
+        incident = self._open.get(dest.name)
+        if incident is not None and name in firings:
+            firings[name].last_abnormal = sec  # still abnormal: resolution waits
+            if name != "silence" and name != "probe":
+                dest.cusums[name].reset()
+            return
+        firing = self._make_firing(dest, name, sec)
+        end = float(sec + 1)
+        what = self._fragment(dest, firing)
+        if incident is not None:
+            firings[name] = firing
+            incident.detectors.append(name)
+            incident.note(end, "detector", f"{name} fired: {what}")
+            self._escalate(incident, firing.severity, end, f"{name} fired")
+            touched.setdefault(dest.name, "update")
+            return
+        last = self._resolved.get(dest.name)
+        if (
+            last is not None
+            and last.resolved_at is not None
+            and end - last.resolved_at <= REOPEN_WINDOW
+        ):
+            incident = last
+            del self._resolved[dest.name]
+            incident.state = "open"
+            incident.resolved_at = None
+            incident.acknowledged_at = None
+            incident.flaps += 1
+            if name not in incident.detectors:
+                incident.detectors.append(name)
+            incident.note(end, "reopened", f"{name} fired again within 15 min: {what}")
+            self._escalate(incident, firing.severity, end, f"{name} fired")
+            impact = self._impact.get(dest.name) or _Impact(firing.onset, firing.onset - 1)
+            impact.last_sec = max(impact.last_sec, firing.onset - 1)
+            self._impact_from_history(dest, impact, firing.onset, sec)
+        else:
+            incident = Incident(
+                id=self._new_id(dest.name, firing.onset, name),
+                destination=dest.name,
+                detector=name,
+                severity=firing.severity,
+                onset=float(firing.onset),
+                detected_at=end,
+                detectors=[name],
+                historical=not self._live,
+            )
+            incident.note(end, "opened", f"{name} fired: {what}")
+            self._all.append(incident)
+            impact = _Impact(first_sec=sec + 1, last_sec=sec)
+            self._impact_from_history(dest, impact, firing.onset, sec)
+        self._impact[dest.name] = impact
+        self._firings[dest.name] = {name: firing}
+        self._open[dest.name] = incident
+        touched[dest.name] = "open"
+        self._refresh(dest, incident, sec)
+
+    def _escalate(self, incident: Incident, severity: Severity, ts: float, why: str) -> bool:
+        if SEVERITY_RANK[severity] <= SEVERITY_RANK[incident.severity]:
+            return False
+        incident.note(ts, "escalated", f"{incident.severity} -> {severity}: {why}")
+        incident.severity = severity
+        return True
+
+    def _impact_from_history(
+        self, dest: _Destination, impact: _Impact, onset: int, sec: int
+    ) -> None:
+        """Count the seconds of [onset, sec] that the impact has not counted yet."""
+        for row in dest.history:
+            if onset <= row.sec < impact.first_sec or impact.last_sec < row.sec <= sec:
+                self._add_impact(impact, row)
+        impact.first_sec = min(impact.first_sec, onset)
+        impact.last_sec = max(impact.last_sec, sec)
+
+    @staticmethod
+    def _add_impact(impact: _Impact, row: _Second) -> None:
+        impact.not_delivered += row.expected - row.delivered
+        impact.failed += row.failed
+        impact.rate_limited += row.rate_limited
+        impact.rejected += row.rejected
+        impact.attempts += row.total
+        impact.delivered += row.delivered
+
+    def _follow(
+        self,
+        dest: _Destination,
+        incident: Incident,
+        sec: int,
+        c: SecondCounts,
+        touched: dict[str, ChangeKind],
+    ) -> None:
+        """Per second while open: feed the reverse tests, escalate, refresh impact and evidence."""
+        impact = self._impact[dest.name]
+        if impact.last_sec < sec:
+            self._add_impact(impact, dest.history[-1])
+            impact.last_sec = sec
+        end = float(sec + 1)
+        for name, firing in self._firings[dest.name].items():
+            if firing.fired_at > sec:  # fired this very second
+                continue
+            total = c.total
+            if name == "silence":
+                firing.window.push(float(c.delivered))
+                sil = dest.silence
+                if sil.run > 0 and sil.run >= sil.limit:
+                    firing.last_abnormal = sec
+            elif name == "probe":
+                if any(s.bad_since is not None for s in dest.probes.values()):
+                    firing.last_abnormal = sec
+                severity = self._probe_severity(dest)
+                if SEVERITY_RANK[severity] > SEVERITY_RANK[firing.severity]:
+                    firing.severity = severity
+            else:
+                p0, p1 = firing.p0, firing.p1
+                if name == "volume_drop":
+                    llr = 0.0  # without a pool there is nothing to compare with
+                    pi0 = dest.pi0
+                    if 0.0 < pi0 < 1.0:
+                        y = dest.pool_count
+                        llr = y * math.log(2.0) - (total + y) * math.log(2.0 - pi0)
+                        firing.k += total
+                        firing.n += total + y
+                        firing.expected += pi0 / (1.0 - pi0) * y
+                else:
+                    if name == "latency":
+                        n, k = c.latency_n, min(c.slow, c.latency_n)
+                    elif name == "rate_limit":
+                        n, k = total, c.rate_limited
+                    else:
+                        n, k = total, c.failed + c.rejected
+                    a, b = _bernoulli(p0, p1)
+                    llr = k * a + (n - k) * b
+                    firing.k += k
+                    firing.n += n
+                firing.window.push(llr)
+            if name in ("error_rate", "rate_limit") and self._throughput_cut(dest):
+                firing.severity = "critical"
+            if self._escalate(incident, firing.severity, end, f"{name}: throughput cut"):
+                touched.setdefault(dest.name, "update")
+        self._refresh(dest, incident, sec)
+
+    def _throughput_cut(self, dest: _Destination) -> bool:
+        rows = dest.recent(RECENT_SECONDS)
+        expected = sum(r.expected for r in rows)
+        delivered = sum(r.delivered for r in rows)
+        return expected >= 5.0 and delivered < THROUGHPUT_CUT * expected
+
+    def _recovered(self, dest: _Destination, sec: int) -> bool:
+        firings = self._firings.get(dest.name, {})
+        if not firings:
+            return False
+        for name, firing in firings.items():
+            if name == "probe":
+                if any(s.bad_since is not None for s in dest.probes.values()):
+                    return False
+                continue
+            if sec - firing.last_abnormal < firing.hold or not firing.window.full:
+                return False
+            if name == "silence":
+                expected = dest.expected_delivered_rate() * firing.window.size
+                if firing.window.total < 0.5 * expected:
+                    return False
+            elif firing.window.total > -1.0:
+                return False
+        return True
+
+    def _resolve(self, dest: _Destination, incident: Incident, sec: int) -> None:
+        end = float(sec + 1)
+        self._refresh(dest, incident, sec)
+        incident.state = "resolved"
+        incident.resolved_at = end
+        held = max(f.hold for f in self._firings[dest.name].values())
+        incident.note(end, "resolved", f"back to normal for {held} s")
+        for name in self._firings.pop(dest.name):
+            if name in dest.cusums:
+                dest.cusums[name].reset()
+        dest.silence.reset()
+        del self._open[dest.name]
+        self._resolved[dest.name] = incident
+
+    # ----------------------------------------------------------------------------------------
+    # Summary and evidence
+    # ----------------------------------------------------------------------------------------
+
+    def _fragment(self, dest: _Destination, firing: _Firing) -> str:
+        """The detector's finding, in words (used in summaries and the timeline)."""
+        name = firing.detector
+        since = _hms(firing.onset)
+        base = dest.expected_delivered_rate()
+        if name == "silence":
+            sil = dest.silence
+            if sil.attempts == 0:
+                return f"no events since {since} (expected {_rate(base)}/s)"
+            return (
+                f"nothing delivered since {since} although {sil.attempts} attempts were made "
+                f"({sil.failed} failed, {sil.rate_limited} rate-limited, {sil.rejected} rejected); "
+                f"{_rate(base)}/s delivered normally"
+            )
+        if name == "probe":
+            parts = []
+            for probe, state in sorted(dest.probes.items()):
+                if state.bad_since is None:
+                    continue
+                what = state.status or ("failing" if not state.ok else "not operational")
+                parts.append(f"probe {probe} {what} since {_hms(state.bad_since)}")
+            return "; ".join(parts) or "probe failing"
+        rows = dest.recent(RECENT_SECONDS)
+        secs = max(len(rows), 1)
+        delivered = sum(r.delivered for r in rows) / secs
+        if name == "volume_drop":
+            ratio = firing.k / firing.expected if firing.expected > 0 else 0.0
+            return (
+                f"volume at {_pct(ratio)} of its usual share since {since} "
+                f"({firing.k} events vs {firing.expected:.0f} expected)"
+            )
+        share = firing.k / firing.n if firing.n else 0.0
+        if name == "error_rate":
+            return (
+                f"{_pct(share)} of attempts failed or rejected since {since} "
+                f"({firing.k}/{firing.n}, normally {_pct(firing.p0)}); delivered "
+                f"{_rate(delivered)}/s vs {_rate(base)}/s baseline"
+            )
+        if name == "rate_limit":
+            return (
+                f"{_pct(share)} of attempts rate-limited since {since} ({firing.k}/{firing.n}); "
+                f"delivered {_rate(delivered)}/s vs {_rate(base)}/s baseline"
+            )
+        threshold = dest.latency.threshold or 0.0
+        return (
+            f"{_pct(share)} of events slower than {threshold:.0f} ms (its p99) since {since} "
+            f"({firing.k}/{firing.n}, normally {_pct(firing.p0)})"
+        )
+
+    def _refresh(self, dest: _Destination, incident: Incident, sec: int) -> None:
+        firings = self._firings[dest.name]
+        primary = max(firings.values(), key=lambda f: (SEVERITY_RANK[f.severity], -f.fired_at))
+        incident.summary = f"{dest.name}: {self._fragment(dest, primary)}"
+        impact = self._impact[dest.name]
+        incident.impact = {
+            "not_delivered_est": round(max(0.0, impact.not_delivered)),
+            "failed": impact.failed,
+            "rate_limited": impact.rate_limited,
+            "rejected": impact.rejected,
+            "attempts": impact.attempts,
+            "delivered": impact.delivered,
+        }
+        rows = dest.recent(RECENT_SECONDS)
+        secs = max(len(rows), 1)
+        attempts = impact.attempts
+        evidence: dict[str, Any] = {
+            "window": {"start": _iso(incident.onset), "end": _iso(sec + 1.0)},
+            "baseline_rate_per_s": _r(dest.rate.rate),
+            "current_rate_per_s": _r(sum(r.total for r in rows) / secs),
+            "delivered_per_s": _r(sum(r.delivered for r in rows) / secs),
+            "expected_delivered_per_s": _r(sum(r.expected for r in rows) / secs),
+            "rate_limited_share": _r(impact.rate_limited / attempts) if attempts else 0.0,
+            "h": _r(self.h),
+            "detectors": {name: self._detector_evidence(dest, f) for name, f in firings.items()},
+        }
+        if attempts:
+            bad = impact.failed + impact.rejected
+            lo, hi = wilson(bad, attempts)
+            evidence["error_ratio"] = {
+                "failed_or_rejected": bad,
+                "attempts": attempts,
+                "ratio": _r(bad / attempts),
+                "wilson95": [_r(lo), _r(hi)],
+            }
+        headers = {}
+        for state in dest.probes.values():
+            headers.update(state.details)
+        if headers:
+            evidence["probe_headers"] = headers
+        incident.evidence = evidence
+
+    def _detector_evidence(self, dest: _Destination, firing: _Firing) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "onset": _iso(firing.onset),
+            "detected_at": _iso(firing.fired_at),
+            "time_to_detect_s": _r(firing.fired_at - firing.onset),
+            "severity": firing.severity,
+        }
+        name = firing.detector
+        if name == "silence":
+            sil = dest.silence
+            out.update(
+                {
+                    "silent_for_s": sil.run,
+                    "limit_s": _r(firing.limit),
+                    "expected_delivered_per_s": _r(firing.extra.get("rate", 0.0)),
+                    "attempts_during_silence": sil.attempts,
+                    "kind": "no_attempts" if sil.attempts == 0 else "attempts_not_delivered",
+                }
+            )
+            return out
+        if name == "probe":
+            out["probes"] = {
+                probe: {
+                    "ok": s.ok,
+                    "status": s.status,
+                    "consecutive_failures": s.failures,
+                    "consecutive_successes": s.successes,
+                    "details": s.details,
+                }
+                for probe, s in sorted(dest.probes.items())
+            }
+            return out
+        out.update({"statistic": _r(firing.statistic), "h": _r(self.h)})
+        if name == "volume_drop":
+            pi0 = firing.p0
+            out.update(
+                {
+                    "events": firing.k,
+                    "expected_events": _r(firing.expected),
+                    "ratio": _r(firing.k / firing.expected) if firing.expected else 0.0,
+                    "share": _r(firing.k / firing.n) if firing.n else 0.0,
+                    "baseline_share": _r(pi0),
+                    "tested_share": _r(pi0 / (2.0 - pi0)),
+                }
+            )
+            return out
+        lo, hi = wilson(firing.k, firing.n)
+        out.update(
+            {
+                "events": firing.k,
+                "trials": firing.n,
+                "ratio": _r(firing.k / firing.n) if firing.n else 0.0,
+                "wilson95": [_r(lo), _r(hi)],
+                "p0": _r(firing.p0),
+                "p1": _r(firing.p1),
+            }
+        )
+        if name == "latency":
+            out["threshold_ms"] = _r(dest.latency.threshold or 0.0)
+        return out
+
+    # ----------------------------------------------------------------------------------------
+    # Queries
+    # ----------------------------------------------------------------------------------------
+
+    def acknowledge(self, incident_id: str, ts: float) -> Change | None:
+        """open -> acknowledged (a timeline entry); None if no open incident has that id."""
+        for incident in self._open.values():
+            if incident.id == incident_id and incident.state == "open":
+                incident.state = "acknowledged"
+                incident.acknowledged_at = ts
+                incident.note(ts, "acknowledged", "acknowledged")
+                return Change("update", incident.snapshot())
+        return None
+
+    def incidents(self) -> list[Incident]:
+        """Open and acknowledged incidents (live objects), oldest first."""
+        return sorted(self._open.values(), key=lambda i: (i.detected_at, i.id))
+
+    def all_incidents(self) -> list[Incident]:
+        """Every incident opened (the last 1000), resolved ones included, oldest first."""
+        return list(self._all)
+
+    def latency_thresholds(self) -> dict[str, float]:
+        """Per destination, the latency (ms) above which an event counts as ``slow``."""
+        out: dict[str, float] = {}
+        for dest in self._order:
+            threshold = dest.latency.threshold
+            if threshold is not None:
+                out[dest.name] = threshold
+        return out
+
+    def status(self) -> dict[str, DestinationStatus]:
+        """Per destination, what the dashboard shows."""
+        out: dict[str, DestinationStatus] = {}
+        for dest in self._order:
+            recent = dest.recent(RECENT_SECONDS)
+            minute = dest.recent(STATUS_SECONDS)
+            attempts = sum(r.total for r in minute)
+            latency_n = sum(r.latency_n for r in minute)
+            incident = self._open.get(dest.name)
+            state: DestinationState
+            if incident is not None:
+                state = "down" if incident.severity == "critical" else "degraded"
+            elif dest.stale:
+                state = "stale"
+            elif not dest.armed:
+                state = "warmup"
+            else:
+                state = "ok"
+            probe_ok = None
+            if dest.probes:
+                probe_ok = all(s.bad_since is None for s in dest.probes.values())
+            last = dest.last_event_sec
+            out[dest.name] = DestinationStatus(
+                destination=dest.name,
+                state=state,
+                rate_now=sum(r.total for r in recent) / len(recent) if recent else 0.0,
+                success_pct=100.0 * sum(r.delivered for r in minute) / attempts
+                if attempts
+                else None,
+                rate_limited_pct=100.0 * sum(r.rate_limited for r in minute) / attempts
+                if attempts
+                else None,
+                avg_latency_ms=(
+                    sum(r.latency_sum for r in minute) / latency_n if latency_n else None
+                ),
+                last_event_ts=float(last) if last is not None else None,
+                incident_id=incident.id if incident is not None else None,
+                sparkline=[r.total for r in dest.recent(SPARKLINE_SECONDS)],
+                severity=incident.severity if incident is not None else None,
+                baseline_rate=dest.rate.rate if dest.events else None,
+                latency_threshold_ms=dest.latency.threshold,
+                probe_ok=probe_ok,
+            )
+        return out
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")

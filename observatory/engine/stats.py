@@ -1,0 +1,336 @@
+"""Statistical building blocks of the detectors: CUSUM, learned ratios and rates, the latency
+threshold tracker, the gap distribution and the Wilson interval.
+
+Everything here is plain arithmetic on per-second counts: no clock, no I/O, deterministic.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+
+
+def threshold_h(
+    n_destinations: int, n_detectors: int, budget: tuple[int, float], tick: float
+) -> float:
+    """The CUSUM threshold ``h = ln(N·D·T/Δ)`` for a budget of ``count`` false alarms per ``T``.
+
+    Lorden's bound gives each one-sided CUSUM an average run length of at least ``e^h`` ticks
+    without a change, so N destinations times D detectors raise at most ``count`` alarms per
+    period. ``count`` > 1 divides the ratio (a looser budget lowers h).
+    """
+    count, period = budget
+    ratio = max(n_destinations, 1) * max(n_detectors, 1) * period / (tick * max(count, 1))
+    return max(math.log(max(ratio, 1.0)), 3.0)
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval (95 % by default) of a proportion ``k/n``."""
+    if n <= 0:
+        return (0.0, 1.0)
+    p = k / n
+    z2 = z * z
+    den = 1.0 + z2 / n
+    centre = (p + z2 / (2 * n)) / den
+    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / den
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def decay(tau: float) -> float:
+    """Per-second retention factor of an EWMA with time constant ``tau`` seconds."""
+    return math.exp(-1.0 / tau)
+
+
+ONSET_SLACK = 2.0  # nats: the onset is the latest start within this much of the best one
+_EXCURSION_MAX = 3600
+
+
+class Cusum:
+    """One-sided CUSUM ``S = max(0, S + LLR)``, capped at ``2h``.
+
+    ``onset`` is the start of the second in which S last left 0: the change point that
+    maximises the log-likelihood ratio of the data since. ``refined_onset()`` is the latest
+    start whose ratio is within ``ONSET_SLACK`` nats of that maximum, which ignores an old
+    ordinary error still draining at a slow destination. ``k`` and ``n`` count the abnormal
+    events and trials since ``onset`` (for "at least 5 failures" and for the evidence).
+    """
+
+    __slots__ = ("h", "s", "onset", "k", "n", "_steps")
+
+    def __init__(self, h: float) -> None:
+        self.h = h
+        self.s = 0.0
+        self.onset: int | None = None
+        self.k = 0
+        self.n = 0
+        self._steps: deque[tuple[int, float, int, int]] = deque(maxlen=_EXCURSION_MAX)
+
+    def step(self, sec: int, llr: float, k: int, n: int) -> None:
+        if self.s <= 0.0:
+            if llr <= 0.0:
+                return
+            self.onset = sec
+            self.k = 0
+            self.n = 0
+            self._steps.clear()
+        self.s = min(2.0 * self.h, self.s + llr)
+        if self.s <= 0.0:
+            self.reset()
+            return
+        self.k += k
+        self.n += n
+        self._steps.append((sec, llr, k, n))
+
+    def refined(self) -> tuple[int | None, int, int]:
+        """(onset, k, n) from the latest start within ``ONSET_SLACK`` of the best start."""
+        if not self._steps:
+            return self.onset, self.k, self.n
+        sums: list[float] = []
+        total = 0.0
+        for step in reversed(self._steps):
+            total += step[1]
+            sums.append(total)
+        best = max(sums)
+        for i, value in enumerate(sums):  # i = 0 is the latest start
+            if value >= best - ONSET_SLACK:
+                steps = list(self._steps)[len(sums) - 1 - i :]
+                return steps[0][0], sum(s[2] for s in steps), sum(s[3] for s in steps)
+        return self.onset, self.k, self.n
+
+    def reset(self) -> None:
+        self.s = 0.0
+        self.onset = None
+        self.k = 0
+        self.n = 0
+        self._steps.clear()
+
+
+class LearnedRatio:
+    """A proportion learned as exponentially decayed counts plus a fixed prior.
+
+    ``p = (k + prior·weight) / (n + weight)``: the prior keeps a young, slow destination from
+    alarming on its ordinary errors before its own ratio is known.
+    """
+
+    __slots__ = ("k", "n", "prior", "weight", "keep")
+
+    def __init__(self, prior: float, weight: float, tau: float) -> None:
+        self.k = 0.0
+        self.n = 0.0
+        self.prior = prior
+        self.weight = weight
+        self.keep = decay(tau)
+
+    def update(self, k: int, n: int) -> None:
+        self.k = self.k * self.keep + k
+        self.n = self.n * self.keep + n
+
+    @property
+    def p(self) -> float:
+        return (self.k + self.prior * self.weight) / (self.n + self.weight)
+
+
+MIN_BLOCK_EVENTS = 20.0
+MAX_BLOCK_SECONDS = 300
+
+
+class BlockRate:
+    """A destination's baseline rate (events/s): an EWMA updated in blocks.
+
+    While learning (warm-up) it is the plain mean. Afterwards each update covers a block of
+    seconds holding about 20 expected events (one second at 20 ev/s and more, about a minute at
+    0.3 ev/s) and the block's rate is clipped to ``[rate/2, 2·rate]``, so a campaign minute or a
+    dark minute moves the baseline by a bounded step; clipping per second would bias a slow
+    destination (its seconds are mostly 0 or 1) towards zero.
+    """
+
+    __slots__ = ("rate", "tau", "_seconds", "_events", "_block_s", "_block_n")
+
+    def __init__(self, tau: float) -> None:
+        self.rate = 0.0
+        self.tau = tau
+        self._seconds = 0
+        self._events = 0
+        self._block_s = 0
+        self._block_n = 0
+
+    def learn(self, x: int) -> None:
+        """Warm-up: the running mean."""
+        self._seconds += 1
+        self._events += x
+        self.rate = self._events / self._seconds
+
+    def update(self, x: int) -> None:
+        self._block_s += 1
+        self._block_n += x
+        if self._block_s * self.rate < MIN_BLOCK_EVENTS and self._block_s < MAX_BLOCK_SECONDS:
+            return
+        observed = self._block_n / self._block_s
+        if self.rate > 0.0:
+            observed = min(max(observed, self.rate / 2.0), self.rate * 2.0)
+        alpha = 1.0 - math.exp(-self._block_s / self.tau)
+        self.rate += alpha * (observed - self.rate)
+        self._block_s = 0
+        self._block_n = 0
+
+    def scale(self, factor: float) -> None:
+        """Follow the upstream traffic while frozen (keeps the destination's share)."""
+        self.rate *= factor
+
+
+class GapStats:
+    """Distribution of silent runs (seconds without a delivered event) between events.
+
+    ``p999()`` approximates the 99.9th percentile of the gap between consecutive lines: a run of
+    L empty seconds is a gap of about L+1 s; with fewer than 1000 events it is the longest gap.
+    """
+
+    __slots__ = ("runs", "events")
+
+    def __init__(self) -> None:
+        self.runs: dict[int, int] = {}
+        self.events = 0
+
+    def add_events(self, n: int) -> None:
+        self.events += n
+
+    def add_run(self, length: int) -> None:
+        self.runs[length] = self.runs.get(length, 0) + 1
+
+    def p999(self) -> float:
+        limit = 0.001 * self.events
+        seen = 0
+        for length in sorted(self.runs, reverse=True):
+            seen += self.runs[length]
+            if seen > limit:
+                return float(length + 1)
+        return 1.0
+
+
+LATENCY_QUANTILE = 0.99
+_TRACKER_BATCH = 100  # latency events per update: about one expected slow event
+_TRACKER_INIT_EVENTS = 100
+
+
+class LatencyThreshold:
+    """Tracks a destination's p99 latency from the per-second counts it is fed.
+
+    The engine only sees per-second aggregates. A slow destination's seconds mostly hold one or
+    two events, whose latencies the aggregates give exactly (the sum, or the max and the rest):
+    while nine in ten latencies are known that way, the threshold is the empirical p99 of the
+    last 1000 of them. Otherwise the p99 is found by stochastic approximation on the feedback
+    loop: the runtime counts ``slow`` events with the current threshold, and every ~100 latency
+    events the threshold moves (in log space) by ``gain·(observed slow share / 1 % − 1)``. It
+    starts at the largest latency of the first ~100 events (about their p99), uses a decreasing
+    gain at first, and never goes below the mean latency, so a runtime that does not count
+    ``slow`` cannot drive it to zero. ``updates`` says how settled it is.
+    """
+
+    __slots__ = (
+        "log_t",
+        "updates",
+        "samples",
+        "_new",
+        "_exact",
+        "_seen",
+        "_init_n",
+        "_init_max",
+        "_n",
+        "_k",
+        "_mean_n",
+        "_mean_sum",
+    )
+
+    def __init__(self) -> None:
+        self.log_t: float | None = None
+        self.updates = 0
+        self.samples: deque[float] = deque(maxlen=1000)
+        self._new = 0
+        self._exact = 0.0
+        self._seen = 0.0
+        self._init_n = 0
+        self._init_max = 0.0
+        self._n = 0
+        self._k = 0
+        self._mean_n = 0.0
+        self._mean_sum = 0.0
+
+    @property
+    def threshold(self) -> float | None:
+        return None if self.log_t is None else math.exp(self.log_t)
+
+    def observe(self, latency_n: int, latency_sum: float, latency_max: float, slow: int) -> None:
+        if latency_n <= 0:
+            return
+        keep = 0.999
+        self._mean_n = self._mean_n * keep + latency_n
+        self._mean_sum = self._mean_sum * keep + latency_sum
+        self._seen = self._seen * keep + latency_n
+        self._exact *= keep
+        if latency_n == 1:
+            self.samples.append(latency_sum)
+            self._exact += 1
+            self._new += 1
+        elif latency_n == 2:
+            self.samples.append(latency_max)
+            self.samples.append(max(latency_sum - latency_max, 0.0))
+            self._exact += 2
+            self._new += 2
+        if self._exact >= 0.9 * self._seen and len(self.samples) >= _TRACKER_INIT_EVENTS:
+            if self._new >= 10 or self.log_t is None:
+                ordered = sorted(self.samples)
+                index = max(0, math.ceil(LATENCY_QUANTILE * len(ordered)) - 1)
+                if ordered[index] > 0.0:
+                    self.log_t = math.log(ordered[index])
+                    self.updates = max(self.updates + 1, len(self.samples) // 10)
+                self._new = 0
+            return
+        self._track(latency_n, latency_max, slow)
+
+    def _track(self, latency_n: int, latency_max: float, slow: int) -> None:
+        if self.log_t is None:
+            self._init_n += latency_n
+            self._init_max = max(self._init_max, latency_max)
+            if self._init_n >= _TRACKER_INIT_EVENTS and self._init_max > 0.0:
+                self.log_t = math.log(self._init_max)
+            return
+        self._n += latency_n
+        self._k += slow
+        if self._n < _TRACKER_BATCH:
+            return
+        err = self._k / (self._n * (1.0 - LATENCY_QUANTILE)) - 1.0
+        err = min(max(err, -1.0), 3.0)
+        gain = max(0.03, 0.5 / (self.updates + 2))
+        self.log_t += gain * err
+        mean = self._mean_sum / self._mean_n if self._mean_n > 0 else 0.0
+        if mean > 0.0:
+            self.log_t = max(self.log_t, math.log(mean))
+        self.updates += 1
+        self._n = 0
+        self._k = 0
+
+
+class Window:
+    """Running sum of the last ``size`` per-second values (the reverse test's window)."""
+
+    __slots__ = ("size", "values", "total")
+
+    def __init__(self, size: int) -> None:
+        self.size = max(1, size)
+        self.values: deque[float] = deque()
+        self.total = 0.0
+
+    def push(self, value: float) -> None:
+        self.values.append(value)
+        self.total += value
+        if len(self.values) > self.size:
+            self.total -= self.values.popleft()
+
+    @property
+    def full(self) -> bool:
+        return len(self.values) >= self.size
+
+    def resize(self, size: int) -> None:
+        self.size = max(1, size)
+        while len(self.values) > self.size:
+            self.total -= self.values.popleft()

@@ -1,0 +1,155 @@
+"""Seeded synthetic traffic as :class:`SecondCounts`, for the detection tests and benchmark.
+
+Bursty like real conversion traffic: every destination is fed by the same upstream multiplier
+(an hourly wave of ±30 % and campaign minutes at 3x that start and end abruptly), counts are
+Poisson per second, outcomes carry ordinary background errors (~0.5 %) and 429s (~0.05 %),
+latencies are lognormal. Faults are injected on one destination over ``[start, end)``.
+
+The ``slow`` count of a second is drawn with the latency threshold the engine reports when the
+second is generated, exactly as the runtime's aggregation would count it. Not used by the
+engine itself (numpy is only needed here).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from statistics import NormalDist
+from typing import Literal
+
+import numpy as np
+
+from observatory.engine.counts import SecondCounts
+
+FaultKind = Literal["failures", "rate_limit", "silence", "volume", "latency"]
+
+# background outcome probabilities of an attempt
+P_FAILED = 0.003
+P_REJECTED = 0.002
+P_RATE_LIMITED = 0.0005
+PVALS = [1 - P_FAILED - P_REJECTED - P_RATE_LIMITED, P_FAILED, P_REJECTED, P_RATE_LIMITED]
+LATENCY_SIGMA = 0.5
+_NORMAL = NormalDist()
+
+
+@dataclass(frozen=True)
+class Fault:
+    """A fault on one destination over ``[start, end)`` (epoch seconds).
+
+    ``level``: failures / rate_limit: the share of attempts that fail / get a 429 (1.0 = all);
+    volume: the factor on the event rate (0.5 = half); latency: the factor on latencies;
+    silence: ignored (no events at all).
+    """
+
+    kind: FaultKind
+    destination: str
+    start: int
+    end: int
+    level: float = 1.0
+
+    def active(self, sec: int) -> bool:
+        return self.start <= sec < self.end
+
+
+@dataclass
+class Traffic:
+    """Per-second traffic of several destinations sharing one upstream multiplier."""
+
+    rates: Mapping[str, float]  # events/s at multiplier 1
+    start: int
+    duration: int
+    seed: int = 0
+    faults: Sequence[Fault] = ()
+    wave: float = 0.3  # amplitude of the hourly wave
+    campaign_every: float = 1200.0  # mean seconds between campaign starts
+    campaign_factor: float = 3.0
+    campaign_minutes: tuple[int, int] = (1, 5)
+    latency_ms: float = 80.0  # median latency
+    multiplier: np.ndarray = field(init=False, repr=False)
+    _rng: np.random.Generator = field(init=False, repr=False)
+    _counts: dict[str, np.ndarray] = field(init=False, repr=False)
+    _uniform: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        rng = np.random.default_rng(self.seed)
+        self._rng = rng
+        t = np.arange(self.duration, dtype=float)
+        phase = rng.uniform(0, 2 * math.pi)
+        mult = 1.0 + self.wave * np.sin(2 * math.pi * t / 3600.0 + phase)
+        pos = rng.exponential(self.campaign_every)
+        while pos < self.duration:
+            length = 60 * int(rng.integers(self.campaign_minutes[0], self.campaign_minutes[1] + 1))
+            mult[int(pos) : int(pos) + length] *= self.campaign_factor
+            pos += length + rng.exponential(self.campaign_every)
+        self.multiplier = mult
+        # attempts and background outcomes per second: columns delivered, failed, rejected, 429
+        self._counts = {}
+        for name in sorted(self.rates):
+            lam = self.rates[name] * mult
+            for fault in self.faults:
+                if fault.destination != name:
+                    continue
+                lo = max(0, fault.start - self.start)
+                hi = max(0, min(self.duration, fault.end - self.start))
+                if fault.kind == "silence":
+                    lam[lo:hi] = 0.0
+                elif fault.kind == "volume":
+                    lam[lo:hi] *= fault.level
+            n = rng.poisson(lam)
+            self._counts[name] = rng.multinomial(n, PVALS)
+        self._uniform = rng.uniform(size=(self.duration, len(self.rates)))
+
+    def second(self, sec: int, thresholds: Mapping[str, float] | None = None) -> list[SecondCounts]:
+        """The counts of second ``sec`` (thresholds: the engine's latency thresholds)."""
+        i = sec - self.start
+        thresholds = thresholds or {}
+        out: list[SecondCounts] = []
+        for j, name in enumerate(sorted(self.rates)):
+            delivered, failed, rejected, limited = (int(x) for x in self._counts[name][i])
+            n = delivered + failed + rejected + limited
+            mu = math.log(self.latency_ms)
+            for fault in self.faults:
+                if fault.destination != name or not fault.active(sec):
+                    continue
+                if fault.kind in ("failures", "rate_limit") and n:
+                    hit = int(self._rng.binomial(n, fault.level))
+                    rest = self._rng.multinomial(n - hit, PVALS)
+                    delivered, failed, rejected, limited = (int(x) for x in rest)
+                    if fault.kind == "failures":
+                        failed += hit
+                    else:
+                        limited += hit
+                elif fault.kind == "latency":
+                    mu += math.log(fault.level)
+            if n == 0:
+                out.append(SecondCounts(name, sec))
+                continue
+            threshold = thresholds.get(name)
+            if n <= 2:  # exact latencies (a slow destination's seconds)
+                values = [math.exp(mu + LATENCY_SIGMA * float(z)) for z in self._rng.normal(size=n)]
+                top, total = max(values), sum(values)
+                slow = sum(1 for v in values if threshold is not None and v > threshold)
+            else:
+                u = min(max(float(self._uniform[i, j]) ** (1.0 / n), 1e-12), 1 - 1e-12)
+                top = math.exp(mu + LATENCY_SIGMA * _NORMAL.inv_cdf(u))
+                total = math.exp(mu + LATENCY_SIGMA**2 / 2) * n
+                slow = 0
+                if threshold is not None and threshold > 0:
+                    z = (math.log(threshold) - mu) / LATENCY_SIGMA
+                    slow = int(self._rng.binomial(n, 0.5 * math.erfc(z / math.sqrt(2))))
+            out.append(
+                SecondCounts(
+                    name,
+                    sec,
+                    delivered=delivered,
+                    rate_limited=limited,
+                    rejected=rejected,
+                    failed=failed,
+                    slow=slow,
+                    latency_n=n,
+                    latency_sum=total,
+                    latency_max=top,
+                )
+            )
+        return out
