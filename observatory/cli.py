@@ -305,32 +305,87 @@ def _default_db(config_path: str | None) -> str:
 
 @main.command()
 @click.option("--db", type=click.Path(), help=DB_HELP)
+@click.option("--config", "config_path", type=click.Path(), hidden=True)
 @click.option(
     "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
 )
-def incidents(db: str | None, fmt: str) -> None:
-    """List incidents.
+@handle_errors
+def incidents(db: str | None, config_path: str | None, fmt: str) -> None:
+    """List incidents, newest first.
 
     \b
     Example:
       observatory incidents --format json
     """
-    not_built("incidents", 3)
+    import duckdb
+    import orjson
+
+    from observatory.export import incident_list_line, incidents_table
+    from observatory.incident_store import list_incidents
+    from observatory.query import QueryError, open_readonly
+
+    db_path = db or _default_db(config_path)
+    try:
+        con = open_readonly(db_path)
+    except QueryError as exc:
+        fail(str(exc), exc.exit_code)
+    try:
+        found = list_incidents(con)
+    except duckdb.CatalogException:
+        fail(f"{db_path} has no incidents table (not an observatory database?)")
+    finally:
+        con.close()
+    if fmt == "json":
+        for inc in found:
+            sys.stdout.write(orjson.dumps(incident_list_line(inc)).decode() + "\n")
+    else:
+        sys.stdout.write(incidents_table(found) + "\n")
 
 
 @main.command()
 @click.argument("incident_id", metavar="ID")
 @click.option("--db", type=click.Path(), help=DB_HELP)
+@click.option("--config", "config_path", type=click.Path(), hidden=True)
 @click.option("--format", "fmt", type=click.Choice(["md", "json", "csv", "html"]), required=True)
 @click.option("--output", type=click.Path(), help="Write to this file (default stdout).")
-def export(incident_id: str, db: str | None, fmt: str, output: str | None) -> None:
+@handle_errors
+def export(
+    incident_id: str, db: str | None, config_path: str | None, fmt: str, output: str | None
+) -> None:
     """Export an incident timeline for the postmortem.
+
+    ID is an incident id or any unique prefix of one. md is a postmortem (summary, impact,
+    detection with time to detect, timeline, evidence, action items); html is the same as
+    one self-contained page with a chart; csv is the timeline; json is everything.
 
     \b
     Example:
       observatory export 3f2a --format md --output incident.md
     """
-    not_built("export", 3)
+    import duckdb
+
+    from observatory.export import export_incident
+    from observatory.incident_store import IncidentLookupError, load_incident
+    from observatory.query import QueryError, open_readonly
+
+    db_path = db or _default_db(config_path)
+    try:
+        con = open_readonly(db_path)
+    except QueryError as exc:
+        fail(str(exc), exc.exit_code)
+    try:
+        text = export_incident(con, load_incident(con, incident_id), fmt)  # type: ignore[arg-type]
+    except IncidentLookupError as exc:
+        fail(str(exc))
+    except duckdb.CatalogException:
+        fail(f"{db_path} has no incidents table (not an observatory database?)")
+    finally:
+        con.close()
+    if output:
+        with open(output, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+    else:
+        sys.stdout.write(text)
 
 
 @main.command()

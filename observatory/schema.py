@@ -67,10 +67,13 @@ DDL: tuple[str, ...] = (
         details     JSON
     )
     """,
+    # Times are TIMESTAMPTZ so SQL can join them to events; the model's epoch floats go
+    # through to_timestamp()/epoch_us() and come back exact to the microsecond.
     """
     CREATE TABLE IF NOT EXISTS incidents (
         id              VARCHAR PRIMARY KEY,
         destination     VARCHAR NOT NULL,
+        detector        VARCHAR NOT NULL,
         state           VARCHAR NOT NULL,
         severity        VARCHAR NOT NULL,
         detectors       VARCHAR[],
@@ -81,12 +84,15 @@ DDL: tuple[str, ...] = (
         summary         VARCHAR,
         impact          JSON,
         evidence        JSON,
-        flaps           INTEGER DEFAULT 0
+        flaps           INTEGER DEFAULT 0,
+        historical      BOOLEAN DEFAULT false
     )
     """,
+    # seq keeps the order of entries that share a timestamp.
     """
     CREATE TABLE IF NOT EXISTS incident_timeline (
         incident_id VARCHAR NOT NULL,
+        seq         INTEGER NOT NULL,
         ts          TIMESTAMPTZ NOT NULL,
         kind        VARCHAR NOT NULL,
         detail      VARCHAR
