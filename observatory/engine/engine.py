@@ -44,6 +44,9 @@ FAST_TAU = 120.0  # recent rate, for the silence test's lower rate estimate (s)
 RATIO_TAU = 1800.0  # error and 429 ratios (s)
 SLOW_TAU = 600.0  # share of slow events (s)
 REOPEN_WINDOW = 900.0  # a re-fire this soon after resolution reopens the incident (a flap)
+GUARD_SECONDS = 60  # baselines learn from a second once it is this old and not in an incident
+MIN_TRIALS = 10
+REVERSE_MARGIN = 2.0  # the reverse test needs this many trials in its window
 MIN_HOLD = 60  # quiet seconds before resolving: max(60 s, 2 x time-to-detect)
 MAX_HOLD = 1800
 HISTORY_SECONDS = 1800
@@ -146,13 +149,25 @@ class _Firing:
     severity: Severity
     hold: int
     last_abnormal: int
-    window: Window
+    window: Window  # per-second LLR (silence: delivered events) over the last `hold` seconds
+    trials: Window  # per-second trials of the reverse test
+    typical: Window  # per-second expected LLR under normal traffic (negative)
     p0: float = 0.0
     p1: float = 0.0
     k: int = 0  # detector's bad events since onset (failures, 429s, slow; own count for volume)
     n: int = 0  # trials since onset (attempts, latency events; own + pool for volume)
     expected: float = 0.0  # volume: own events expected since onset
+    fault: float = 0.0  # the fault as observed: bad share (Bernoulli) or volume ratio
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def observe_fault(self, k: int, n: int) -> None:
+        """Track how bad the fault looked, for the reverse test's alternative: half the worst
+        share of bad events seen (an alarm picks a bad-looking stretch), at least p1. A volume
+        drop keeps the design alternative (half its share)."""
+        if self.detector == "volume_drop":
+            self.fault = 0.5
+        elif n > 0:
+            self.fault = min(max(self.fault, self.p1, 0.5 * k / n), 0.99)
 
 
 @dataclass
@@ -196,6 +211,7 @@ class _Destination:
         self.latency = LatencyThreshold()
         self.gaps = GapStats()
         self.gap_run = 0
+        self.guard: deque[SecondCounts] = deque()
         self.cusums = {name: Cusum(h) for name in ("volume_drop", "error_rate", "rate_limit")}
         self.cusums["latency"] = Cusum(h)
         self.params: dict[str, tuple[float, float]] = {}
@@ -274,6 +290,7 @@ class Engine:
         self._open: dict[str, Incident] = {}
         self._firings: dict[str, dict[str, _Firing]] = {}
         self._impact: dict[str, _Impact] = {}
+        self._hold: dict[str, int] = {}
         self._resolved: dict[str, Incident] = {}
         self._all: deque[Incident] = deque(maxlen=1000)
         self._ids: set[str] = set()
@@ -423,7 +440,7 @@ class Engine:
             if self._probe(dest, probe, ts, ok, status, details):
                 self._fire(dest, "probe", sec, touched)
 
-        self._update_baselines(dests, counts)
+        self._update_baselines(sec, dests, counts)
 
         for dest in dests:
             incident = self._open.get(dest.name)
@@ -605,56 +622,77 @@ class Engine:
     # Baselines
     # ----------------------------------------------------------------------------------------
 
-    def _update_baselines(self, dests: list[_Destination], counts: dict[str, SecondCounts]) -> None:
+    def _update_baselines(
+        self, sec: int, dests: list[_Destination], counts: dict[str, SecondCounts]
+    ) -> None:
+        """Learn from seconds once they are GUARD_SECONDS old and outside any incident.
+
+        The guard band keeps the first seconds of a fault, before it is detected, out of the
+        baselines (a slow destination's ratios would otherwise learn its first few failures).
+        During warm-up the baselines learn at once. A destination that learns nothing in a
+        second (in an incident, or just out of one) follows the upstream traffic: its baseline
+        rate moves with the total baseline of those that did, so it keeps its share.
+        """
         before = 0.0
         after = 0.0
-        frozen: list[_Destination] = []
+        idle: list[_Destination] = []
         warmup = float(self.config.warmup)
         for dest in dests:
             c = counts[dest.name]
-            total = c.total
-            if dest.name in self._open:
-                frozen.append(dest)
-                dest.gap_run = 0
-                continue
-            if dest.stale and total == 0:
-                continue
-            half = self.h / 2.0
-            if dest.armed:
-                before += dest.rate.rate
-                dest.rate.update(total)
-                after += dest.rate.rate
-            else:
-                dest.rate.learn(total)
-            dest.fast = dest.fast * self._fast_keep + total * (1.0 - self._fast_keep)
-            if dest.cusums["error_rate"].s < half:
-                dest.errors.update(c.failed + c.rejected, total)
-            if dest.cusums["rate_limit"].s < half:
-                dest.limited.update(c.rate_limited, total)
-            dest.delivered.update(c.delivered, total)
-            if dest.cusums["latency"].s < half:
-                dest.latency.observe(c.latency_n, c.latency_sum, c.latency_max, c.slow)
-                if dest.latency.log_t is not None:
-                    dest.slow.update(min(c.slow, c.latency_n), c.latency_n)
-            dest.events += total
-            dest.gaps.add_events(c.delivered)
-            if c.delivered > 0:
-                if dest.gap_run > 0:
-                    dest.gaps.add_run(dest.gap_run)
-                dest.gap_run = 0
-            else:
-                dest.gap_run += 1
             if not dest.armed:
+                self._learn(dest, c)
                 age = c.sec - dest.first_sec + 1
                 if age >= warmup and dest.events >= self.config.warmup_events:
                     dest.armed = True
                     dest.fast = dest.rate.rate
-        if frozen and before > 0.0 and after > 0.0:
-            # Frozen baselines follow the upstream traffic so the destination keeps its share.
+                continue
+            if dest.name not in self._open and not (dest.stale and c.total == 0):
+                dest.guard.append(c)
+                # the p99 tracker is a feedback loop with the runtime: it must not lag
+                self._learn_latency(dest, c)
+            learned = False
+            while dest.guard and dest.guard[0].sec <= sec - GUARD_SECONDS:
+                before += dest.rate.rate
+                self._learn(dest, dest.guard.popleft())
+                after += dest.rate.rate
+                learned = True
+            if not learned:
+                idle.append(dest)
+        if idle and before > 0.0 and after > 0.0:
             factor = after / before
-            for dest in frozen:
+            for dest in idle:
                 dest.rate.scale(factor)
                 dest.fast *= factor
+
+    def _learn_latency(self, dest: _Destination, c: SecondCounts) -> None:
+        if dest.cusums["latency"].s < self.h / 2.0:
+            dest.latency.observe(c.latency_n, c.latency_sum, c.latency_max, c.slow)
+
+    def _learn(self, dest: _Destination, c: SecondCounts) -> None:
+        total = c.total
+        half = self.h / 2.0
+        if dest.armed:
+            dest.rate.update(total)
+        else:
+            dest.rate.learn(total)
+        dest.fast = dest.fast * self._fast_keep + total * (1.0 - self._fast_keep)
+        if dest.cusums["error_rate"].s < half:
+            dest.errors.update(c.failed + c.rejected, total)
+        if dest.cusums["rate_limit"].s < half:
+            dest.limited.update(c.rate_limited, total)
+        dest.delivered.update(c.delivered, total)
+        if not dest.armed:
+            self._learn_latency(dest, c)
+        if dest.latency.log_t is not None and dest.cusums["latency"].s < half:
+            dest.slow.update(min(c.slow, c.latency_n), c.latency_n)
+        dest.events += total
+        dest.gaps.add_events(c.delivered)
+        if c.delivered > 0:
+            if dest.gap_run > 0:
+                dest.gaps.add_run(dest.gap_run)
+            dest.gap_run = 0
+        else:
+            dest.gap_run += 1
 
     # ----------------------------------------------------------------------------------------
     # Incidents
@@ -675,12 +713,22 @@ class Engine:
         extra: dict[str, Any] = {}
         p0 = p1 = 0.0
         k = n = 0
+        excursion = sec
         if name == "silence":
             sil = dest.silence
             onset = sil.start
             statistic, limit = float(sil.run), sil.limit
             severity: Severity = "critical"
-            extra["rate"] = sil.rate
+            extra.update(
+                rate=sil.rate,
+                start=sil.start,
+                run=sil.run,
+                attempts=sil.attempts,
+                failed=sil.failed,
+                rate_limited=sil.rate_limited,
+                rejected=sil.rejected,
+                ended=None,
+            )
         elif name == "probe":
             bad = [s.bad_since for s in dest.probes.values() if s.bad_since is not None]
             onset = math.floor(min(bad)) if bad else sec
@@ -690,11 +738,14 @@ class Engine:
             cusum = dest.cusums[name]
             refined, k, n = cusum.refined()
             onset = refined if refined is not None else sec
+            if cusum.onset is not None:
+                # the hold follows how long the evidence took to gather (the whole excursion)
+                excursion = cusum.onset
             statistic, limit = cusum.s, self.h
             p0, p1 = dest.params.get(name, (0.0, 0.0))
             severity = BASE_SEVERITY[name]
             cusum.reset()
-        ttd = end - onset
+        ttd = end - min(onset, excursion)
         hold = int(min(MAX_HOLD, max(MIN_HOLD, math.ceil(2.0 * ttd))))
         firing = _Firing(
             detector=name,
@@ -706,6 +757,8 @@ class Engine:
             hold=hold,
             last_abnormal=sec,
             window=Window(hold),
+            trials=Window(hold),
+            typical=Window(hold),
             p0=p0,
             p1=p1,
             k=k,
@@ -715,6 +768,8 @@ class Engine:
         if name == "volume_drop":
             pi0 = p0
             firing.expected = pi0 / (1.0 - pi0) * (n - k) if pi0 < 1.0 else 0.0
+        if name in dest.cusums:
+            firing.observe_fault(k, n)
         return firing
 
     def _fire(
@@ -723,14 +778,23 @@ class Engine:
         firings = self._firings.setdefault(dest.name, {})
         incident = self._open.get(dest.name)
         if incident is not None and name in firings:
-            firings[name].last_abnormal = sec  # still abnormal: resolution waits
-            if name != "silence" and name != "probe":
-                dest.cusums[name].reset()
+            firing = firings[name]
+            firing.last_abnormal = sec  # still abnormal: resolution waits
+            if name in dest.cusums:
+                cusum = dest.cusums[name]
+                _, k, n = cusum.refined()
+                firing.observe_fault(k, n)
+                cusum.reset()
             return
         firing = self._make_firing(dest, name, sec)
         end = float(sec + 1)
         what = self._fragment(dest, firing)
         if incident is not None:
+            # DESIGN's quiet time is the incident's: max(60 s, 2 x its time-to-detect)
+            firing.hold = self._hold[dest.name]
+            firing.window.resize(firing.hold)
+            firing.trials.resize(firing.hold)
+            firing.typical.resize(firing.hold)
             firings[name] = firing
             incident.detectors.append(name)
             incident.note(end, "detector", f"{name} fired: {what}")
@@ -772,6 +836,10 @@ class Engine:
             impact = _Impact(first_sec=sec + 1, last_sec=sec)
             self._impact_from_history(dest, impact, firing.onset, sec)
         self._impact[dest.name] = impact
+        self._hold[dest.name] = firing.hold
+        while dest.guard and dest.guard[-1].sec >= firing.onset:
+            dest.guard.pop()  # the fault's first seconds are not normal traffic
+        dest.gap_run = 0
         self._firings[dest.name] = {name: firing}
         self._open[dest.name] = incident
         touched[dest.name] = "open"
@@ -824,6 +892,17 @@ class Engine:
             if name == "silence":
                 firing.window.push(float(c.delivered))
                 sil = dest.silence
+                extra = firing.extra
+                if sil.run > 0 and sil.start == extra["start"]:
+                    extra.update(
+                        run=sil.run,
+                        attempts=sil.attempts,
+                        failed=sil.failed,
+                        rate_limited=sil.rate_limited,
+                        rejected=sil.rejected,
+                    )
+                elif extra["ended"] is None:
+                    extra["ended"] = extra["start"] + extra["run"]
                 if sil.run > 0 and sil.run >= sil.limit:
                     firing.last_abnormal = sec
             elif name == "probe":
@@ -833,16 +912,21 @@ class Engine:
                 if SEVERITY_RANK[severity] > SEVERITY_RANK[firing.severity]:
                     firing.severity = severity
             else:
-                p0, p1 = firing.p0, firing.p1
+                # The reverse test: normal traffic against the fault as observed.
                 if name == "volume_drop":
-                    llr = 0.0  # without a pool there is nothing to compare with
+                    llr = typical = trials = 0.0  # without a pool there is nothing to compare
                     pi0 = dest.pi0
                     if 0.0 < pi0 < 1.0:
                         y = dest.pool_count
-                        llr = y * math.log(2.0) - (total + y) * math.log(2.0 - pi0)
+                        expected = pi0 / (1.0 - pi0) * y
+                        pi1 = firing.fault * pi0 / (firing.fault * pi0 + 1.0 - pi0)
+                        a, b = _bernoulli(pi0, pi1)
+                        llr = total * a + y * b
+                        typical = expected * a + y * b
+                        trials = expected
                         firing.k += total
                         firing.n += total + y
-                        firing.expected += pi0 / (1.0 - pi0) * y
+                        firing.expected += expected
                 else:
                     if name == "latency":
                         n, k = c.latency_n, min(c.slow, c.latency_n)
@@ -850,27 +934,36 @@ class Engine:
                         n, k = total, c.rate_limited
                     else:
                         n, k = total, c.failed + c.rejected
-                    a, b = _bernoulli(p0, p1)
+                    p0 = firing.p0
+                    a, b = _bernoulli(p0, max(firing.fault, firing.p1))
                     llr = k * a + (n - k) * b
+                    typical = n * (p0 * a + (1.0 - p0) * b)
+                    trials = float(n)
                     firing.k += k
                     firing.n += n
                 firing.window.push(llr)
-            if name in ("error_rate", "rate_limit") and self._throughput_cut(dest):
+                firing.trials.push(trials)
+                firing.typical.push(typical)
+            if name in ("error_rate", "rate_limit") and self._throughput_cut(dest, firing, sec):
                 firing.severity = "critical"
             if self._escalate(incident, firing.severity, end, f"{name}: throughput cut"):
                 touched.setdefault(dest.name, "update")
         self._refresh(dest, incident, sec)
 
-    def _throughput_cut(self, dest: _Destination) -> bool:
-        rows = dest.recent(RECENT_SECONDS)
-        expected = sum(r.expected for r in rows)
+    def _throughput_cut(self, dest: _Destination, firing: _Firing, sec: int) -> bool:
+        """Delivered significantly below half of expected since the fault began (<= 60 s)."""
+        rows = dest.recent(min(STATUS_SECONDS, sec - firing.onset + 1))
+        half = THROUGHPUT_CUT * sum(r.expected for r in rows)
         delivered = sum(r.delivered for r in rows)
-        return expected >= 5.0 and delivered < THROUGHPUT_CUT * expected
+        return half > 0 and (half - delivered) / math.sqrt(half) >= 2.0
 
     def _recovered(self, dest: _Destination, sec: int) -> bool:
         firings = self._firings.get(dest.name, {})
         if not firings:
             return False
+        for name, cusum in dest.cusums.items():
+            if name not in firings and cusum.s >= self.h / 2.0:
+                return False  # another detector is gathering evidence: not quiet yet
         for name, firing in firings.items():
             if name == "probe":
                 if any(s.bad_since is not None for s in dest.probes.values()):
@@ -880,9 +973,19 @@ class Engine:
                 return False
             if name == "silence":
                 expected = dest.expected_delivered_rate() * firing.window.size
-                if firing.window.total < 0.5 * expected:
+                if firing.window.total < 0.25 * expected:
                     return False
-            elif firing.window.total > -1.0:
+            elif name == "volume_drop" and firing.trials.total == 0:
+                # no pool to compare with all along: judge the destination's own rate
+                seen = sum(r.total for r in dest.recent(firing.hold))
+                if seen < 0.75 * dest.rate.rate * firing.hold:
+                    return False
+            elif (
+                firing.window.total > min(-REVERSE_MARGIN, 0.5 * firing.typical.total)
+                or firing.trials.total < MIN_TRIALS
+            ):
+                # the reverse test: the window favours normal traffic over the fault (as
+                # observed) by REVERSE_MARGIN nats, and by half as much as normal traffic would
                 return False
         return True
 
@@ -910,13 +1013,15 @@ class Engine:
         since = _hms(firing.onset)
         base = dest.expected_delivered_rate()
         if name == "silence":
-            sil = dest.silence
-            if sil.attempts == 0:
-                return f"no events since {since} (expected {_rate(base)}/s)"
+            extra = firing.extra
+            ended = extra.get("ended")
+            when = f"since {since}" if ended is None else f"from {since} to {_hms(ended)}"
+            if extra["attempts"] == 0:
+                return f"no events {when} (expected {_rate(base)}/s)"
             return (
-                f"nothing delivered since {since} although {sil.attempts} attempts were made "
-                f"({sil.failed} failed, {sil.rate_limited} rate-limited, {sil.rejected} rejected); "
-                f"{_rate(base)}/s delivered normally"
+                f"nothing delivered {when} although {extra['attempts']} attempts were made "
+                f"({extra['failed']} failed, {extra['rate_limited']} rate-limited, "
+                f"{extra['rejected']} rejected); {_rate(base)}/s delivered normally"
             )
         if name == "probe":
             parts = []
@@ -953,9 +1058,23 @@ class Engine:
             f"({firing.k}/{firing.n}, normally {_pct(firing.p0)})"
         )
 
+    @staticmethod
+    def _primary(firings: dict[str, _Firing]) -> _Firing:
+        """The finding that tells the story: the cause (429s, failures) over the symptom
+        (nothing delivered); a silence without attempts over a volume drop."""
+        silence = firings.get("silence")
+        if silence is None or silence.extra.get("attempts", 0) > 0:
+            causes = [f for n, f in firings.items() if n in ("error_rate", "rate_limit")]
+            if causes:
+                return max(causes, key=lambda f: f.k / f.n if f.n else 0.0)
+        for name in ("silence", "volume_drop", "error_rate", "rate_limit", "latency", "probe"):
+            if name in firings:
+                return firings[name]
+        return next(iter(firings.values()))
+
     def _refresh(self, dest: _Destination, incident: Incident, sec: int) -> None:
         firings = self._firings[dest.name]
-        primary = max(firings.values(), key=lambda f: (SEVERITY_RANK[f.severity], -f.fired_at))
+        primary = self._primary(firings)
         incident.summary = f"{dest.name}: {self._fragment(dest, primary)}"
         impact = self._impact[dest.name]
         incident.impact = {
@@ -977,6 +1096,7 @@ class Engine:
             "expected_delivered_per_s": _r(sum(r.expected for r in rows) / secs),
             "rate_limited_share": _r(impact.rate_limited / attempts) if attempts else 0.0,
             "h": _r(self.h),
+            "hold_s": self._hold.get(dest.name, MIN_HOLD),
             "detectors": {name: self._detector_evidence(dest, f) for name, f in firings.items()},
         }
         if attempts:
@@ -1004,14 +1124,18 @@ class Engine:
         }
         name = firing.detector
         if name == "silence":
-            sil = dest.silence
+            extra = firing.extra
             out.update(
                 {
-                    "silent_for_s": sil.run,
+                    "silent_for_s": extra["run"],
+                    "ended": _iso(extra["ended"]) if extra["ended"] is not None else None,
                     "limit_s": _r(firing.limit),
-                    "expected_delivered_per_s": _r(firing.extra.get("rate", 0.0)),
-                    "attempts_during_silence": sil.attempts,
-                    "kind": "no_attempts" if sil.attempts == 0 else "attempts_not_delivered",
+                    "expected_delivered_per_s": _r(extra["rate"]),
+                    "attempts_during_silence": extra["attempts"],
+                    "failed": extra["failed"],
+                    "rate_limited": extra["rate_limited"],
+                    "rejected": extra["rejected"],
+                    "kind": "no_attempts" if extra["attempts"] == 0 else "attempts_not_delivered",
                 }
             )
             return out

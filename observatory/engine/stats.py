@@ -210,6 +210,7 @@ class GapStats:
 LATENCY_QUANTILE = 0.99
 _TRACKER_BATCH = 100  # latency events per update: about one expected slow event
 _TRACKER_INIT_EVENTS = 100
+EXACT_SHARE = 0.75  # use the empirical p99 while this share of latencies is known exactly
 
 
 class LatencyThreshold:
@@ -217,7 +218,7 @@ class LatencyThreshold:
 
     The engine only sees per-second aggregates. A slow destination's seconds mostly hold one or
     two events, whose latencies the aggregates give exactly (the sum, or the max and the rest):
-    while nine in ten latencies are known that way, the threshold is the empirical p99 of the
+    while three in four latencies are known that way, the threshold is the empirical p99 of the
     last 1000 of them. Otherwise the p99 is found by stochastic approximation on the feedback
     loop: the runtime counts ``slow`` events with the current threshold, and every ~100 latency
     events the threshold moves (in log space) by ``gain·(observed slow share / 1 % − 1)``. It
@@ -276,7 +277,7 @@ class LatencyThreshold:
             self.samples.append(max(latency_sum - latency_max, 0.0))
             self._exact += 2
             self._new += 2
-        if self._exact >= 0.9 * self._seen and len(self.samples) >= _TRACKER_INIT_EVENTS:
+        if self._exact >= EXACT_SHARE * self._seen and len(self.samples) >= _TRACKER_INIT_EVENTS:
             if self._new >= 10 or self.log_t is None:
                 ordered = sorted(self.samples)
                 index = max(0, math.ceil(LATENCY_QUANTILE * len(ordered)) - 1)
