@@ -1,0 +1,405 @@
+"""Probe results, the probe protocol, rate-limit header parsing and secret hygiene.
+
+A probe never raises: every failure (timeout, refused connection, 5xx, a body that does not
+parse) is a :class:`ProbeResult` with ``ok=False``. Results carry no secrets: no request
+headers, no query string, and every string that reaches ``status``/``details`` is scrubbed of
+the probe's secret values (a server may echo a token back in an error body).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import math
+import re
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any, Protocol, runtime_checkable
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
+
+import httpx
+
+from observatory.config import ProbeConfig
+
+REDACTED = "***"
+# How much of the details a probe keeps: strings are cut, lists shortened.
+MAX_STRING = 300
+MAX_LIST = 50
+
+
+@dataclass
+class ProbeResult:
+    """One probe run. ``ts`` is epoch seconds (when the request started); ``retry_at`` is the
+    epoch second before which the server asked not to be called again (None: no such ask)."""
+
+    destination: str
+    probe: str
+    ts: float
+    ok: bool
+    http_status: int | None = None
+    latency_ms: float | None = None
+    status: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    retry_at: float | None = None
+
+
+@runtime_checkable
+class Probe(Protocol):
+    """An active check of one destination. ``run`` never raises."""
+
+    name: str
+    destination: str
+    every: float
+    timeout: float
+
+    async def run(self, client: httpx.AsyncClient) -> ProbeResult: ...
+
+
+def reported_status(result: ProbeResult) -> str | None:
+    """The status a status API reported (component status, else page indicator), for the
+    engine's "non-operational status" rule; None for every other probe result, so transport
+    failures count towards "3 consecutive failures" instead of alarming at once."""
+    for key in ("component_status", "page_indicator"):
+        value = result.details.get(key)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# Secrets
+
+
+def redact_url(url: str) -> str:
+    """scheme://host[:port]/path with userinfo dropped and the query string redacted."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return REDACTED
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    query = REDACTED if parts.query else ""
+    return urlunsplit((parts.scheme, host, parts.path, query, ""))
+
+
+def secret_values(config: ProbeConfig) -> list[str]:
+    """The strings of a probe's config that must never be stored: header values (and their
+    bearer tokens), the URL's query values, userinfo, and the full URL itself."""
+    out: set[str] = set()
+    url = config.url_value()
+    out.add(url)
+    try:
+        parts = urlsplit(url)
+        for _, value in parse_qsl(parts.query, keep_blank_values=False):
+            out.add(value)
+        if parts.query:
+            out.add(parts.query)
+        if parts.password:
+            out.add(parts.password)
+        if parts.username:
+            out.add(parts.username)
+    except ValueError:
+        pass
+    for value in config.header_values().values():
+        out.add(value)
+        for word in value.split():
+            out.add(word)
+    # Short strings ("1", "Bearer") would mangle everything; a real secret is longer.
+    return sorted((s for s in out if len(s) >= 6 and s.lower() != "bearer"), key=len, reverse=True)
+
+
+def scrub(value: Any, secrets: Iterable[str]) -> Any:
+    """`value` (JSON-like) with every secret substring replaced, strings cut to MAX_STRING,
+    lists to MAX_LIST items, and non-finite floats as strings (JSON has no NaN)."""
+    secrets = list(secrets)
+    if isinstance(value, str):
+        for s in secrets:
+            if s in value:
+                value = value.replace(s, REDACTED)
+        return value if len(value) <= MAX_STRING else value[: MAX_STRING - 1] + "…"
+    if isinstance(value, bool) or value is None or isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "NaN"
+        if math.isinf(value):
+            return "+Inf" if value > 0 else "-Inf"
+        return value
+    if isinstance(value, Mapping):
+        return {scrub(str(k), secrets): scrub(v, secrets) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [scrub(v, secrets) for v in list(value)[:MAX_LIST]]
+    return scrub(str(value), secrets)
+
+
+# --------------------------------------------------------------------------------------------
+# Rate-limit headers
+
+# Names of headers recorded verbatim (lowercase substrings).
+_RATE_HEADER_MARKS = ("ratelimit", "rate-limit", "retry-after", "x-app-usage", "usage")
+# An epoch-seconds reset is after 2001-09-09; smaller numbers are a delay in seconds.
+_EPOCH_FLOOR = 1e9
+_EPOCH_MS_FLOOR = 1e12
+_NUMBER = re.compile(r"^\s*[-+]?\d+(?:\.\d+)?\s*$")
+
+
+def _http_date(value: str) -> float | None:
+    try:
+        parsed: datetime = parsedate_to_datetime(value.strip())
+    except (TypeError, ValueError, IndexError):
+        return None
+    if parsed.tzinfo is None:  # RFC 5322 "-0000": UTC
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.timestamp()
+
+
+def _reset_at(value: str, now: float, delta_only: bool = False) -> float | None:
+    """An absolute epoch second from a reset header: delta seconds, epoch seconds (or ms),
+    or an RFC 5322 / HTTP date."""
+    if _NUMBER.match(value):
+        n = float(value)
+        if n < 0:
+            return None
+        if delta_only or n < _EPOCH_FLOOR:
+            return now + n
+        if n >= _EPOCH_MS_FLOOR:
+            return n / 1000.0
+        return n
+    return _http_date(value)
+
+
+def _int(value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return int(float(value.strip().split(",")[0]))
+    except ValueError:
+        return None
+
+
+def _sf_params(item: str) -> tuple[str | None, dict[str, str]]:
+    """One structured-field list member: `"name";k=v;k2=v2` or `100;w=60`."""
+    pieces = [p.strip() for p in item.split(";")]
+    head = pieces[0].strip('"') if pieces and "=" not in pieces[0] else None
+    params: dict[str, str] = {}
+    for p in pieces[1:] if head is not None else pieces:
+        if "=" in p:
+            k, v = p.split("=", 1)
+            params[k.strip().lower()] = v.strip().strip('"')
+    return head, params
+
+
+def parse_rate_limit_headers(
+    headers: Mapping[str, str] | httpx.Headers, now: float
+) -> tuple[dict[str, Any], float | None]:
+    """Rate-limit facts from response headers, and when the server said to come back.
+
+    Handles ``Retry-After`` (delay seconds or HTTP-date), ``X-RateLimit-Limit/Remaining/Reset``
+    (reset as epoch seconds, epoch ms, delta seconds or an RFC 5322 date), the older draft
+    ``RateLimit-Limit/Remaining/Reset`` (delta seconds) with ``RateLimit-Policy: 100;w=60``, and
+    the newer ``RateLimit-Policy: "default";q=100;w=60`` / ``RateLimit: "default";r=50;t=30``.
+    ``retry_at`` comes from Retry-After, or from a reset when the remaining quota is 0.
+    Returns ``({}, None)`` when there is nothing rate-limit related.
+    """
+    lower = {str(k).lower(): str(v) for k, v in headers.items()}
+    raw = {k: v for k, v in lower.items() if any(m in k for m in _RATE_HEADER_MARKS)}
+    details: dict[str, Any] = {}
+    if raw:
+        details["rate_limit_headers"] = dict(sorted(raw.items()))
+    parsed: dict[str, Any] = {}
+    candidates: list[float] = []
+
+    retry = lower.get("retry-after")
+    if retry is not None:
+        if _NUMBER.match(retry):
+            delay = max(0.0, float(retry))
+            parsed["retry_after_s"] = delay
+            candidates.append(now + delay)
+        else:
+            at = _http_date(retry)
+            if at is not None:
+                parsed["retry_after_s"] = round(max(0.0, at - now), 3)
+                candidates.append(max(now, at))
+
+    for prefix, key, delta_only in (
+        ("x-ratelimit-", "x_ratelimit", False),
+        ("ratelimit-", "ratelimit_fields", True),
+    ):
+        limit = _int(lower.get(prefix + "limit"))
+        remaining = _int(lower.get(prefix + "remaining"))
+        reset_raw = lower.get(prefix + "reset")
+        reset = _reset_at(reset_raw, now, delta_only) if reset_raw is not None else None
+        if limit is None and remaining is None and reset is None:
+            continue
+        entry: dict[str, Any] = {}
+        if limit is not None:
+            entry["limit"] = limit
+        if remaining is not None:
+            entry["remaining"] = remaining
+        if reset is not None:
+            entry["reset_at"] = round(reset, 3)
+            entry["reset_in_s"] = round(max(0.0, reset - now), 3)
+            if remaining == 0:
+                candidates.append(max(now, reset))
+        parsed[key] = entry
+
+    policy = lower.get("ratelimit-policy")
+    if policy is not None:
+        policies = []
+        for item in policy.split(","):
+            if not item.strip():
+                continue
+            head, params = _sf_params(item)
+            p: dict[str, Any] = {}
+            if head is not None:
+                number = _int(head)
+                if number is not None:
+                    p["quota"] = number
+                else:
+                    p["name"] = head
+            if "q" in params:
+                p["quota"] = _int(params["q"])
+            if "w" in params:
+                p["window_s"] = _int(params["w"])
+            policies.append(p)
+        parsed["ratelimit_policy"] = policies
+
+    structured = lower.get("ratelimit")
+    if structured is not None:
+        items = []
+        for item in structured.split(","):
+            if not item.strip():
+                continue
+            head, params = _sf_params(item)
+            s: dict[str, Any] = {"name": head}
+            r = _int(params.get("r"))
+            t = _int(params.get("t"))
+            if r is not None:
+                s["remaining"] = r
+            if t is not None:
+                s["reset_in_s"] = t
+                s["reset_at"] = round(now + t, 3)
+                if r == 0:
+                    candidates.append(now + t)
+            items.append(s)
+        parsed["ratelimit"] = items
+
+    if parsed:
+        details["rate_limit"] = parsed
+    retry_at = max(candidates) if candidates else None
+    return details, retry_at
+
+
+# --------------------------------------------------------------------------------------------
+# The common HTTP run
+
+
+class _BodyError(Exception):
+    """The response did not parse: status "malformed"."""
+
+
+class HttpProbeBase:
+    """The shared request/response handling; subclasses interpret a response in ``evaluate``."""
+
+    kind = "http"
+
+    def __init__(self, destination: str, config: ProbeConfig, name: str | None = None) -> None:
+        self.destination = destination
+        self.config = config
+        self.name = name or self.kind
+        self.every = float(config.every)
+        self.timeout = float(config.timeout)
+        self._secrets = secret_values(config)
+
+    # Subclass hooks -------------------------------------------------------------------------
+
+    def request_params(self, now: float) -> dict[str, str] | None:
+        return None
+
+    def evaluate(
+        self, response: httpx.Response, now: float
+    ) -> tuple[bool, str | None, dict[str, Any]]:
+        """(ok, status, details) from a response; raise `_BodyError` when it does not parse."""
+        ok = 200 <= response.status_code < 300
+        return ok, "ok" if ok else f"http {response.status_code}", {}
+
+    # The run ----------------------------------------------------------------------------------
+
+    async def run(self, client: httpx.AsyncClient) -> ProbeResult:
+        started = time.time()
+        t0 = time.perf_counter()
+        details: dict[str, Any] = {
+            "kind": self.kind,
+            "endpoint": redact_url(self.config.url_value()),
+        }
+        http_status: int | None = None
+        latency: float | None = None
+        retry_at: float | None = None
+        try:
+            async with asyncio.timeout(self.timeout):
+                response = await client.request(
+                    self.config.method if self.kind == "http" else "GET",
+                    self.config.url_value(),
+                    params=self.request_params(started),
+                    headers=self.config.header_values(),
+                    timeout=self.timeout,
+                )
+                await response.aread()
+            latency = round((time.perf_counter() - t0) * 1000.0, 3)
+            http_status = response.status_code
+            now = time.time()
+            rl_details, retry_at = parse_rate_limit_headers(response.headers, now)
+            details.update(rl_details)
+            try:
+                ok, status, more = self.evaluate(response, now)
+            except _BodyError as exc:
+                ok, status, more = False, "malformed", {"error": str(exc)}
+            details.update(more)
+            if response.status_code == 429 and retry_at is None:
+                retry_at = self.body_retry_at(response, now)
+        except (TimeoutError, httpx.TimeoutException):
+            ok, status = False, "timeout"
+            details["error"] = f"no response within {self.timeout:g} s"
+        except httpx.ConnectError as exc:
+            ok, status = False, _connect_status(exc)
+            details["error"] = type(exc).__name__
+        except httpx.HTTPError as exc:
+            ok, status = False, "http error"
+            details["error"] = type(exc).__name__
+        except Exception as exc:  # a probe records failures, never raises
+            ok, status = False, "error"
+            details["error"] = type(exc).__name__
+        return ProbeResult(
+            destination=self.destination,
+            probe=self.name,
+            ts=started,
+            ok=ok,
+            http_status=http_status,
+            latency_ms=latency,
+            status=scrub(status, self._secrets) if status is not None else None,
+            details=scrub(details, self._secrets),
+            retry_at=retry_at,
+        )
+
+    def body_retry_at(self, response: httpx.Response, now: float) -> float | None:
+        return None
+
+
+def _connect_status(exc: httpx.ConnectError) -> str:
+    text = str(exc).lower()
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ConnectionRefusedError) or (
+            isinstance(cause, OSError) and cause.errno == errno.ECONNREFUSED
+        ):
+            return "connection refused"
+        cause = cause.__cause__ or cause.__context__
+    if "refused" in text or "all connection attempts failed" in text:
+        return "connection refused"
+    if "name" in text and ("resolution" in text or "not known" in text):
+        return "dns error"
+    return "connection error"
