@@ -284,7 +284,10 @@ class SimServer:
                 self._server.close()
                 for w in list(self._writers):
                     w.close()
-                loop.run_until_complete(asyncio.sleep(0))
+                pending = asyncio.all_tasks(loop)
+                for task in pending:
+                    task.cancel()
+                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
                 loop.close()
 
         self._thread = threading.Thread(target=run, name="sim-server", daemon=True)
