@@ -7,18 +7,30 @@
   historical incidents, not live alerts), then `poll()` tails, stores and detects as the
   wall clock advances.
 Each incident change is saved, handed to the alert dispatcher and to `on_change`.
+
+Live, the config's probes run on their own thread (`ProbeScheduler`); their results wait in a
+thread-safe queue that `poll()` drains on the runtime's thread: each is stored in `probes` and
+fed to the engine. A status page's facts (component status, indicator, open incidents' names)
+also join the destination's open incident: as `evidence["status_page"]` and, whenever they
+change, a "status_page" timeline entry.
 """
 
 from __future__ import annotations
 
+import queue
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import orjson
 
 from observatory.aggregate import SecondAgg, by_second, fetch_seconds
 from observatory.engine import Engine
 from observatory.incident_store import save_incident
-from observatory.incidents import Change
+from observatory.incidents import Change, Incident
+from observatory.probes import ProbeResult, ProbeScheduler, build_probes, reported_status
+from observatory.probes.scheduler import default_client
 from observatory.store import Store, Tally
 from observatory.tail import SourceTailer
 
@@ -46,6 +58,7 @@ class Runtime:
         on_change: Callable[[Change], None] | None = None,
         dispatcher: AlertDispatcher | None = None,
         store: Store | None = None,
+        probe_client_factory: Callable[[], httpx.AsyncClient] = default_client,
     ) -> None:
         self.config = config
         self.store = store or Store.for_config(config, db)
@@ -57,8 +70,19 @@ class Runtime:
         self.opened_live = 0
         self.incident_changes = 0
         self.live = False
+        # Probes: results arrive from the scheduler thread, are taken in poll().
+        self.probe_client_factory = probe_client_factory
+        self.probe_scheduler: ProbeScheduler | None = None
+        self.probe_results: queue.SimpleQueue[ProbeResult] = queue.SimpleQueue()
+        self.probes_stored = 0
+        # The latest status-page facts per destination, and what each incident has noted.
+        self.status_pages: dict[str, dict[str, Any]] = {}
+        self._status_noted: dict[str, tuple[Any, ...]] = {}
 
     def close(self) -> None:
+        if self.probe_scheduler is not None:
+            self.probe_scheduler.stop()
+            self.probe_scheduler = None
         for tailer in self.tailers:
             tailer.close()
         self.store.close()
@@ -80,6 +104,7 @@ class Runtime:
             if wall is not None and change.kind == "open" and not inc.historical:
                 # Live, DESIGN's detected_at is wall time (event time in replay).
                 inc.detected_at = wall
+            self._status_page_evidence(inc)
             save_incident(self.store.con, inc)
             self.incident_changes += 1
             if change.kind == "open" and not inc.historical:
@@ -123,7 +148,88 @@ class Runtime:
         self.replay_history("ts >= to_timestamp(?)", [now - WARM_WINDOW])
         self.engine.go_live(now)
         self.live = True
+        self.start_probes()
         return tally
+
+    # -- probes ------------------------------------------------------------------------------
+
+    def start_probes(self) -> None:
+        """Start the probe scheduler for the config's probes (none configured: nothing)."""
+        if self.probe_scheduler is not None:
+            return
+        probes = build_probes(self.config)
+        if not probes:
+            return
+        self.probe_scheduler = ProbeScheduler(
+            probes, self.probe_results.put, client_factory=self.probe_client_factory
+        )
+        self.probe_scheduler.start()
+
+    def drain_probes(self) -> list[ProbeResult]:
+        """Store and feed every queued probe result (the runtime's thread only)."""
+        results: list[ProbeResult] = []
+        while True:
+            try:
+                results.append(self.probe_results.get_nowait())
+            except queue.Empty:
+                break
+        if results:
+            self.record_probe_results(results)
+        return results
+
+    def record_probe_results(self, results: list[ProbeResult]) -> None:
+        """Insert `results` into `probes`, feed them to the engine, and add status-page
+        facts to the destination's open incident."""
+        self.store.con.executemany(
+            "INSERT INTO probes (destination, probe, ts, ok, http_status, latency_ms, status, "
+            "details) VALUES (?, ?, to_timestamp(?), ?, ?, ?, ?, ?)",
+            [
+                [
+                    r.destination,
+                    r.probe,
+                    r.ts,
+                    r.ok,
+                    r.http_status,
+                    r.latency_ms,
+                    r.status,
+                    orjson.dumps(r.details).decode(),
+                ]
+                for r in results
+            ],
+        )
+        self.probes_stored += len(results)
+        for r in results:
+            self.engine.feed_probe(
+                r.destination, r.probe, r.ts, r.ok, reported_status(r), r.details
+            )
+            facts = _status_page_facts(r)
+            if facts is not None:
+                self.status_pages[r.destination] = facts
+                for inc in self.engine.incidents():
+                    if inc.destination == r.destination and self._status_page_evidence(inc):
+                        save_incident(self.store.con, inc)
+
+    def _status_page_evidence(self, inc: Incident) -> bool:
+        """Put the destination's latest status-page facts into `inc` (evidence, and a
+        timeline entry when they changed since this incident last noted them); also on the
+        engine's live copy, so its later saves keep the entry. True when `inc` changed."""
+        facts = self.status_pages.get(inc.destination)
+        if facts is None or inc.historical:
+            return False
+        changed = inc.evidence.get("status_page") != facts
+        inc.evidence["status_page"] = facts
+        sig = (facts.get("component_status"), facts.get("page_indicator"), *facts["incidents"])
+        if self._status_noted.get(inc.id) != sig:
+            self._status_noted[inc.id] = sig
+            detail = _status_page_detail(facts)
+            targets = [inc] + [
+                i for i in self.engine.incidents() if i.id == inc.id and i is not inc
+            ]
+            for target in targets:
+                target.note(facts["checked_at"], "status_page", detail)
+                target.evidence["status_page"] = facts
+            changed = True
+        return changed
 
     def _store_pending(self, collect: bool) -> Tally:
         """Stage what every tailer has and commit it; with `collect`, feed the new rows."""
@@ -152,6 +258,7 @@ class Runtime:
         """Read what was appended, store it, and detect up to the wall clock."""
         now = time.time() if now is None else now
         tally = self._store_pending(collect=True)
+        self.drain_probes()
         self._handle(self.engine.advance(now + LIVE_LEAD), wall=now)
         return tally
 
@@ -168,3 +275,31 @@ class Runtime:
             if deadline is not None and started >= deadline:
                 return
             time.sleep(max(0.0, POLL_INTERVAL - (time.monotonic() - started)))
+
+
+def _status_page_facts(result: ProbeResult) -> dict[str, Any] | None:
+    """What a status page said, from a statuspage probe result that parsed; else None."""
+    d = result.details
+    if d.get("kind") != "statuspage" or not ("component_status" in d or "page_indicator" in d):
+        return None
+    facts: dict[str, Any] = {"probe": result.probe, "checked_at": result.ts}
+    for key in ("component", "component_status", "page_indicator", "page_description"):
+        if key in d:
+            facts[key] = d[key]
+    incidents = d.get("incidents")
+    facts["incidents"] = [str(n) for n in incidents] if isinstance(incidents, list) else []
+    return facts
+
+
+def _status_page_detail(facts: dict[str, Any]) -> str:
+    parts = []
+    if "component" in facts:
+        parts.append(f"component {facts['component']}: {facts.get('component_status')}")
+    if "page_indicator" in facts:
+        described = facts.get("page_description")
+        parts.append(
+            f"page indicator {facts['page_indicator']}" + (f" ({described})" if described else "")
+        )
+    names = facts["incidents"]
+    parts.append("open incidents: " + ("; ".join(names) if names else "none"))
+    return "status page: " + ", ".join(parts)
