@@ -494,8 +494,8 @@ class SimServer:
                     await writer.drain()
                 if not keep:
                     return
-        except ConnectionError:
-            return
+        except (ConnectionError, asyncio.CancelledError):
+            return  # the peer went away, or the server is stopping
         finally:
             self._writers.discard(writer)
             try:
