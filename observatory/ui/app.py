@@ -1,0 +1,193 @@
+"""The Observatory App: wiring and bindings only; screens render, the driver thread works.
+
+`make_app()` is the one factory, used by the CLI and the tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from textual import work
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.message import Message
+from textual.reactive import reactive
+from textual.screen import Screen
+
+from observatory.runtime import Runtime
+from observatory.ui.driver import RuntimeDriver, Snapshot
+from observatory.ui.screens.dashboard import DashboardScreen
+
+if TYPE_CHECKING:
+    import duckdb
+
+    from observatory.config import Config
+
+
+class ObservatoryApp(App[None]):
+    """The TUI over one Runtime, which a thread worker drives (see RuntimeDriver)."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "Observatory"
+
+    BINDINGS = [
+        Binding("q", "quit", "Quit"),
+        Binding("s", "sql", "SQL"),
+        Binding("i", "incidents", "Incidents"),
+        Binding("p", "pause", "Pause"),
+        Binding("question_mark", "help", "Help"),
+        Binding("f1", "help", "Help", show=False),
+    ]
+
+    snapshot: reactive[Snapshot | None] = reactive(None, always_update=True)
+    paused: reactive[bool] = reactive(False)
+
+    class SnapshotReady(Message):
+        """A new Snapshot from the driver thread; a newer one replaces an unhandled one."""
+
+        def __init__(self, snapshot: Snapshot) -> None:
+            super().__init__()
+            self.snapshot = snapshot
+
+        def can_replace(self, message: Message) -> bool:
+            return isinstance(message, ObservatoryApp.SnapshotReady)
+
+    def __init__(
+        self,
+        runtime_factory: Callable[[], Runtime],
+        *,
+        poll: bool = True,
+        clock: Callable[[], float] | None = None,
+        note: str = "",
+    ) -> None:
+        super().__init__()
+        self.clock = clock
+        self.driver = RuntimeDriver(
+            runtime_factory, self._publish, poll=poll, clock=clock, note=note
+        )
+        self.ready = False
+
+    # -- wiring --------------------------------------------------------------------------
+
+    def on_mount(self) -> None:
+        self.push_screen(DashboardScreen())
+        self.drive()
+
+    @work(thread=True, exit_on_error=False, group="runtime")
+    def drive(self) -> None:
+        try:
+            self.driver.run()
+        except Exception as exc:
+            message = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            self.call_from_thread(self._driver_failed, message)
+
+    def _driver_failed(self, message: str) -> None:
+        from rich.markup import escape
+
+        self.notify(escape(f"runtime stopped: {message}"), severity="error", timeout=30)
+
+    def _publish(self, snapshot: Snapshot) -> None:
+        self.post_message(self.SnapshotReady(snapshot))
+
+    def on_observatory_app_snapshot_ready(self, message: SnapshotReady) -> None:
+        self.ready = True
+        if not self.paused:
+            self.snapshot = message.snapshot
+
+    def on_unmount(self) -> None:
+        self.driver.stop()
+
+    def read_cursor(self) -> duckdb.DuckDBPyConnection:
+        """A DuckDB cursor for reads from a worker thread (the runtime must be up)."""
+        runtime = self.driver.runtime
+        if runtime is None:
+            raise RuntimeError("the runtime is still starting")
+        return runtime.store.cursor()
+
+    def submit(self, command: Callable[[Runtime], Any]) -> Future[Any]:
+        """Run `command(runtime)` on the runtime's thread."""
+        return self.driver.submit(command)
+
+    # -- actions -------------------------------------------------------------------------
+
+    def action_sql(self) -> None:
+        from observatory.ui.screens.sql import SqlScreen
+
+        if not isinstance(self.screen, SqlScreen):
+            self.push_screen(SqlScreen())
+
+    def action_incidents(self) -> None:
+        from observatory.ui.screens.incidents import IncidentsScreen
+
+        if not isinstance(self.screen, IncidentsScreen):
+            self.push_screen(IncidentsScreen())
+
+    def action_help(self) -> None:
+        from observatory.ui.screens.help import HelpScreen
+
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    def action_pause(self) -> None:
+        self.paused = not self.paused
+        self.driver.paused = self.paused
+        self.notify("live updates paused" if self.paused else "live updates resumed")
+        if self.snapshot is not None:
+            self.snapshot = self.snapshot  # re-render the status line
+
+    def action_dashboard(self) -> None:
+        while len(self.screen_stack) > 2:
+            self.pop_screen()
+
+    def action_filter(self) -> None:
+        self.action_dashboard()
+        if isinstance(self.screen, DashboardScreen):
+            self.screen.action_filter()
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        yield SystemCommand("Dashboard", "Back to the destination panes", self.action_dashboard)
+        yield SystemCommand("Filter destinations", "Show only matching panes", self.action_filter)
+        yield SystemCommand("SQL console", "Read-only SQL on the captured events", self.action_sql)
+        yield SystemCommand("Incidents", "List, acknowledge and export incidents", self.action_incidents)
+        yield SystemCommand("Pause / resume", "Freeze or resume live updates", self.action_pause)
+        yield SystemCommand("Keys", "Show every key binding", self.action_help)
+
+
+def make_app(
+    config: Config | str | Path,
+    db: str | None = None,
+    *,
+    poll: bool = True,
+    replay: bool = False,
+    clock: Callable[[], float] | None = None,
+    note: str = "",
+    runtime_factory: Callable[[], Runtime] | None = None,
+) -> ObservatoryApp:
+    """The app on a config (object or path).
+
+    poll: go live (read the backlog, warm up, follow the files) and poll every 0.25 s.
+    replay: instead, read every source file once and replay it in event time (the demo
+    without a simulator); implies no polling.
+    """
+    from observatory.config import load_config
+
+    cfg = config if not isinstance(config, str | Path) else load_config(config)
+
+    def factory() -> Runtime:
+        runtime = Runtime(cfg, db)
+        if replay:
+            from observatory.ingest import ingest_files, plan_files
+
+            ingest_files(runtime.store, plan_files(cfg, ()))
+            runtime.replay_history()
+        return runtime
+
+    return ObservatoryApp(
+        runtime_factory or factory, poll=poll and not replay, clock=clock, note=note
+    )
+
+

@@ -1,0 +1,137 @@
+"""The runtime's own thread: polls, runs commands, and publishes Snapshots.
+
+The Runtime is not thread-safe, so exactly one thread (a Textual thread worker started by
+the app) drives it. Anything else that must touch the runtime's write connection or its
+engine (acknowledging an incident, so the engine does not later overwrite it) is queued
+here as a command and runs between polls.
+"""
+
+from __future__ import annotations
+
+import queue
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+from observatory.engine.engine import DestinationStatus
+from observatory.incident_store import acknowledge as store_acknowledge
+from observatory.incident_store import save_incident
+from observatory.incidents import Incident
+from observatory.runtime import Runtime
+
+POLL_SECONDS = 0.25
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What the live panes render: copies, safe to hand to the UI thread."""
+
+    now: float
+    statuses: dict[str, DestinationStatus]
+    incidents: list[Incident]
+    live: bool
+    note: str = ""
+    seq: int = 0
+
+
+@dataclass
+class RuntimeDriver:
+    """Owns a Runtime on one thread. `run()` is the body of the app's thread worker."""
+
+    factory: Callable[[], Runtime]
+    publish: Callable[[Snapshot], None]
+    poll: bool = True
+    clock: Callable[[], float] | None = None
+    note: str = ""
+    runtime: Runtime | None = None
+    paused: bool = False
+    _commands: queue.Queue[tuple[Callable[[Runtime], Any], Future[Any]]] = field(
+        default_factory=queue.Queue
+    )
+    _stop: bool = False
+    _seq: int = 0
+
+    def stop(self) -> None:
+        self._stop = True
+        self._commands.put((lambda rt: None, Future()))
+
+    def submit(self, command: Callable[[Runtime], Any]) -> Future[Any]:
+        """Run `command(runtime)` on the runtime's thread; the future holds its result."""
+        future: Future[Any] = Future()
+        self._commands.put((command, future))
+        return future
+
+    def now(self, runtime: Runtime) -> float:
+        if self.clock is not None:
+            return self.clock()
+        if runtime.live:
+            return time.time()
+        # Replayed history: "now" is just past the data, so ages read as in the data.
+        return float(runtime.last_event_sec + 1) if runtime.last_event_sec is not None else 0.0
+
+    def snapshot(self, runtime: Runtime) -> Snapshot:
+        self._seq += 1
+        return Snapshot(
+            now=self.now(runtime),
+            statuses=runtime.engine.status(),
+            incidents=[i.snapshot() for i in runtime.engine.incidents()],
+            live=runtime.live,
+            note=self.note,
+            seq=self._seq,
+        )
+
+    def run(self) -> None:
+        runtime = self.factory()
+        self.runtime = runtime
+        try:
+            if self.poll and not runtime.live:
+                runtime.start_live()
+            self.publish(self.snapshot(runtime))
+            while not self._stop:
+                started = time.monotonic()
+                if self.poll:
+                    runtime.poll()
+                ran = self._run_commands(runtime, started)
+                if self._stop:
+                    break
+                if (self.poll or ran) and not self.paused:
+                    self.publish(self.snapshot(runtime))
+        finally:
+            runtime.close()
+
+    def _run_commands(self, runtime: Runtime, started: float) -> bool:
+        """Run queued commands until the next poll is due; True if any ran."""
+        ran = False
+        while not self._stop:
+            timeout = POLL_SECONDS - (time.monotonic() - started) if self.poll else None
+            if timeout is not None and timeout <= 0:
+                break
+            try:
+                command, future = self._commands.get(timeout=timeout)
+            except queue.Empty:
+                break
+            if self._stop:
+                break
+            ran = True
+            try:
+                future.set_result(command(runtime))
+            except BaseException as exc:  # handed to whoever waits on the future
+                future.set_exception(exc)
+            if not self.poll:
+                break
+        return ran
+
+
+def acknowledge_incident(incident_id: str, ts: float) -> Callable[[Runtime], Incident]:
+    """A command: acknowledge in the engine (if it is live there) and in the store."""
+
+    def command(runtime: Runtime) -> Incident:
+        change = runtime.engine.acknowledge(incident_id, ts)
+        if change is not None:
+            save_incident(runtime.store.con, change.incident)
+            return change.incident
+        return store_acknowledge(runtime.store.con, incident_id, ts)
+
+    return command

@@ -1,0 +1,1 @@
+"""The TUI's screens: dashboard, destination, SQL console, incidents, help."""

@@ -1,0 +1,126 @@
+"""One destination: per-second chart, error breakdown, recent failures, its incidents."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Sparkline, Static
+
+from observatory.ui.queries import CHART_SECONDS, DestinationDetail, destination_detail
+from observatory.ui.text import fmt_time, literal
+
+
+class DestinationScreen(Screen[None]):
+    """Drill-down for one destination; data read by a thread worker from a read cursor."""
+
+    BINDINGS = [
+        Binding("escape", "app.pop_screen", "Back"),
+        Binding("r", "reload", "Reload"),
+    ]
+
+    class Loaded(Message):
+        def __init__(self, detail: DestinationDetail) -> None:
+            super().__init__()
+            self.detail = detail
+
+    class Failed(Message):
+        def __init__(self, error: str) -> None:
+            super().__init__()
+            self.error = error
+
+    def __init__(self, destination: str) -> None:
+        super().__init__()
+        self.destination = destination
+
+    def compose(self) -> ComposeResult:
+        yield Static(Text.assemble(("Destination ", "bold"), literal(self.destination, "bold")), id="dest-title")
+        with VerticalScroll():
+            with Vertical(id="chart"):
+                for kind in ("delivered", "failed", "rate-limited"):
+                    with Horizontal(classes="chart-row"):
+                        yield Static(Text(kind), classes="chart-label")
+                        yield Sparkline([], id=f"spark-{kind}", classes=f"chart-spark {kind}")
+                        yield Static(classes="chart-total", id=f"total-{kind}")
+                yield Static(id="chart-range", classes="dim-note")
+            yield Static(Text("Errors", style="bold"), classes="section")
+            yield DataTable(id="errors", cursor_type="row")
+            yield Static(Text("Recent failures", style="bold"), classes="section")
+            yield DataTable(id="failures", cursor_type="row")
+            yield Static(Text("Incidents", style="bold"), classes="section")
+            yield DataTable(id="dest-incidents", cursor_type="row")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#errors", DataTable).add_columns("status", "code", "message", "count")
+        self.query_one("#failures", DataTable).add_columns(
+            "time", "outcome", "status", "code", "message", "latency"
+        )
+        self.query_one("#dest-incidents", DataTable).add_columns(
+            "id", "state", "severity", "detector", "detected", "summary"
+        )
+        self.action_reload()
+
+    def action_reload(self) -> None:
+        snap = getattr(self.app, "snapshot", None)
+        now = snap.now if snap is not None else 0.0
+        self.load(now)
+
+    @work(thread=True, exit_on_error=False, group="destination", exclusive=True)
+    def load(self, now: float) -> None:
+        try:
+            cur = self.app.read_cursor()  # type: ignore[attr-defined]
+            try:
+                detail = destination_detail(cur, self.destination, now)
+            finally:
+                cur.close()
+        except Exception as exc:  # shown to the user, one line
+            self.post_message(self.Failed(str(exc).splitlines()[0] if str(exc) else repr(exc)))
+            return
+        self.post_message(self.Loaded(detail))
+
+    def on_destination_screen_failed(self, event: Failed) -> None:
+        self.query_one("#chart-range", Static).update(literal(event.error, "red"))
+
+    def on_destination_screen_loaded(self, event: Loaded) -> None:
+        d = event.detail
+        for i, kind in enumerate(("delivered", "failed", "rate-limited"), start=1):
+            series = self._series(d, i)
+            self.query_one(f"#spark-{kind}", Sparkline).data = series
+            self.query_one(f"#total-{kind}", Static).update(Text(f"{int(sum(series))}"))
+        snap = getattr(self.app, "snapshot", None)
+        end = snap.now if snap is not None else 0.0
+        self.query_one("#chart-range", Static).update(
+            Text(f"per second, {fmt_time(end - CHART_SECONDS)} – {fmt_time(end)} UTC", style="dim")
+        )
+        errors = self.query_one("#errors", DataTable)
+        errors.clear()
+        for status, code, message, n in d.errors:
+            errors.add_row(literal(status), literal(code), literal(message, limit=80), Text(str(n), justify="right"))
+        failures = self.query_one("#failures", DataTable)
+        failures.clear()
+        for ts, outcome, status, code, message, latency in d.failures:
+            failures.add_row(
+                Text(fmt_time(float(ts))), literal(outcome), literal(status), literal(code),
+                literal(message, limit=80),
+                Text("–" if latency is None else f"{latency:.0f} ms", justify="right"),
+            )
+        incidents = self.query_one("#dest-incidents", DataTable)
+        incidents.clear()
+        for inc in d.incidents:
+            incidents.add_row(
+                Text(inc.id), Text(inc.state), Text(inc.severity), Text(inc.detector),
+                Text(fmt_time(inc.detected_at)), literal(inc.summary, limit=80),
+            )
+
+    @staticmethod
+    def _series(d: DestinationDetail, column: int) -> list[float]:
+        if not d.seconds:
+            return []
+        first, last = d.seconds[0][0], d.seconds[-1][0]
+        by_sec = {row[0]: row[column] for row in d.seconds}
+        return [float(by_sec.get(s, 0)) for s in range(first, last + 1)]

@@ -1,0 +1,171 @@
+"""Incidents: the list, the selected incident's timeline, acknowledge and export."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Static
+
+from observatory.export import export_incident
+from observatory.incident_store import list_incidents, load_incident
+from observatory.incidents import Incident
+from observatory.ui.driver import acknowledge_incident
+from observatory.ui.text import fmt_time, literal
+
+
+def export_markdown(cur: object, incident_id: str, directory: Path) -> Path:
+    """Write `incident-<id>.md` into `directory`; returns its path."""
+    incident = load_incident(cur, incident_id)  # type: ignore[arg-type]
+    text = export_incident(cur, incident, "md")  # type: ignore[arg-type]
+    path = directory / f"incident-{incident.id}.md"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+class IncidentsScreen(Screen[None]):
+    """Every stored incident, newest first."""
+
+    BINDINGS = [
+        Binding("escape", "app.pop_screen", "Back"),
+        Binding("a", "acknowledge", "Acknowledge"),
+        Binding("e", "export", "Export .md"),
+        Binding("r", "reload", "Reload"),
+    ]
+
+    class Loaded(Message):
+        def __init__(self, incidents: list[Incident]) -> None:
+            super().__init__()
+            self.incidents = incidents
+
+    class Done(Message):
+        """An action finished: a line to notify, and whether it failed."""
+
+        def __init__(self, text: str, error: bool = False) -> None:
+            super().__init__()
+            self.text = text
+            self.error = error
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.incidents: list[Incident] = []
+
+    def compose(self) -> ComposeResult:
+        yield Static(Text("Incidents", style="bold"), classes="section")
+        yield DataTable(id="incident-list", cursor_type="row")
+        yield Static(Text("Timeline", style="bold"), classes="section", id="timeline-title")
+        yield DataTable(id="timeline", cursor_type="row")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#incident-list", DataTable).add_columns(
+            "id", "state", "severity", "destination", "detector", "detected", "resolved", "summary"
+        )
+        self.query_one("#timeline", DataTable).add_columns("time", "kind", "detail")
+        self.action_reload()
+
+    def action_reload(self) -> None:
+        self.load()
+
+    @work(thread=True, exit_on_error=False, group="incidents", exclusive=True)
+    def load(self) -> None:
+        try:
+            cur = self.app.read_cursor()  # type: ignore[attr-defined]
+            try:
+                found = list_incidents(cur)
+            finally:
+                cur.close()
+        except Exception as exc:
+            self.post_message(self.Done(f"cannot list incidents: {exc}", error=True))
+            return
+        self.post_message(self.Loaded(found))
+
+    def on_incidents_screen_loaded(self, event: Loaded) -> None:
+        table = self.query_one("#incident-list", DataTable)
+        row = table.cursor_row
+        self.incidents = event.incidents
+        table.clear()
+        for inc in event.incidents:
+            state_style = {"open": "bold red", "acknowledged": "yellow"}.get(inc.state, "green")
+            table.add_row(
+                Text(inc.id), Text(inc.state, style=state_style), Text(inc.severity),
+                literal(inc.destination), Text(inc.detector), Text(fmt_time(inc.detected_at)),
+                Text(fmt_time(inc.resolved_at)), literal(inc.summary, limit=40),
+                key=inc.id,
+            )
+        if event.incidents:
+            table.move_cursor(row=min(row, len(event.incidents) - 1))
+        self._show_timeline()
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.data_table.id == "incident-list":
+            self._show_timeline()
+
+    def selected(self) -> Incident | None:
+        table = self.query_one("#incident-list", DataTable)
+        if not self.incidents or table.cursor_row < 0:
+            return None
+        return self.incidents[min(table.cursor_row, len(self.incidents) - 1)]
+
+    def _show_timeline(self) -> None:
+        timeline = self.query_one("#timeline", DataTable)
+        timeline.clear()
+        inc = self.selected()
+        title = self.query_one("#timeline-title", Static)
+        if inc is None:
+            title.update(Text("Timeline (no incidents)", style="bold"))
+            return
+        title.update(Text.assemble(("Timeline of ", "bold"), (inc.id, "bold")))
+        for entry in inc.timeline:
+            timeline.add_row(Text(fmt_time(entry.ts)), literal(entry.kind), literal(entry.detail, limit=90))
+
+    def action_acknowledge(self) -> None:
+        inc = self.selected()
+        if inc is None:
+            self.notify("no incident selected", severity="warning")
+            return
+        clock = getattr(self.app, "clock", None) or time.time
+        self.acknowledge(inc.id, clock())
+
+    @work(thread=True, exit_on_error=False, group="incident-action")
+    def acknowledge(self, incident_id: str, ts: float) -> None:
+        try:
+            future = self.app.submit(acknowledge_incident(incident_id, ts))  # type: ignore[attr-defined]
+            incident = future.result(timeout=30)
+        except Exception as exc:
+            self.post_message(self.Done(f"acknowledge failed: {exc}", error=True))
+            return
+        self.post_message(self.Done(f"{incident.id} is {incident.state}"))
+
+    def action_export(self) -> None:
+        inc = self.selected()
+        if inc is None:
+            self.notify("no incident selected", severity="warning")
+            return
+        self.export(inc.id)
+
+    @work(thread=True, exit_on_error=False, group="incident-action")
+    def export(self, incident_id: str) -> None:
+        try:
+            cur = self.app.read_cursor()  # type: ignore[attr-defined]
+            try:
+                path = export_markdown(cur, incident_id, Path.cwd())
+            finally:
+                cur.close()
+        except Exception as exc:
+            self.post_message(self.Done(f"export failed: {exc}", error=True))
+            return
+        self.post_message(self.Done(f"exported to {path}"))
+
+    def on_incidents_screen_done(self, event: Done) -> None:
+        # notify() renders markup; a path or error text may hold brackets, so escape it.
+        from rich.markup import escape
+
+        self.notify(escape(event.text), severity="error" if event.error else "information")
+        self.load()

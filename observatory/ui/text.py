@@ -1,0 +1,55 @@
+"""Untrusted text (destination names, log messages, SQL results) as literal Rich Text.
+
+Never interpolate such text into markup: Text(...) is shown as is, and control characters
+(ANSI escapes included) are shown escaped instead of reaching the terminal.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from rich.text import Text
+
+
+def clean(value: Any) -> str:
+    """`value` as one printable line: control characters escaped (\\x1b, \\n)."""
+    text = "NULL" if value is None else str(value)
+    if not text.isprintable():
+        text = "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode() for ch in text)
+    return text
+
+
+def literal(value: Any, style: str = "", limit: int | None = None) -> Text:
+    """A Text that renders `value` literally (no markup), optionally cut to `limit` chars."""
+    text = clean(value)
+    if limit is not None and len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return Text(text, style=style, no_wrap=True, overflow="ellipsis")
+
+
+def fmt_pct(value: float | None) -> str:
+    return "–" if value is None else f"{value:.1f}%"
+
+
+def fmt_ms(value: float | None) -> str:
+    return "–" if value is None else f"{value:.0f} ms"
+
+
+def fmt_age(now: float, ts: float | None) -> str:
+    if ts is None:
+        return "never"
+    age = max(0.0, now - ts)
+    if age < 90:
+        return f"{age:.0f}s ago"
+    if age < 5400:
+        return f"{age / 60:.0f}m ago"
+    if age < 172800:
+        return f"{age / 3600:.0f}h ago"
+    return f"{age / 86400:.0f}d ago"
+
+
+def fmt_time(ts: float | None) -> str:
+    if ts is None:
+        return "–"
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S")

@@ -1,0 +1,30 @@
+"""The bar across the top of the dashboard while any incident is open."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import Static
+
+from observatory.incidents import Incident
+from observatory.ui.text import fmt_age, literal
+
+
+class IncidentBar(Static):
+    """Hidden when nothing is open; else one line per open incident (up to three)."""
+
+    def show(self, incidents: list[Incident], now: float) -> None:
+        self.display = bool(incidents)
+        if not incidents:
+            return
+        text = Text()
+        for n, inc in enumerate(incidents[:3]):
+            if n:
+                text.append("\n")
+            text.append(f" {inc.severity.upper()} ", style="bold white on red")
+            text.append(f" {inc.id} ", style="bold")
+            text.append_text(literal(inc.destination, "bold"))
+            text.append(f" {inc.detector} · {inc.state} · detected {fmt_age(now, inc.detected_at)} ")
+            text.append_text(literal(inc.summary, "italic", limit=100))
+        if len(incidents) > 3:
+            text.append(f"\n … and {len(incidents) - 3} more (press i)")
+        self.update(text)
