@@ -87,7 +87,8 @@ def main(ctx: click.Context) -> None:
     """
     if ctx.invoked_subcommand is None:
         if Path("config.toml").exists():
-            not_built("the TUI", 5)
+            _run_tui("config.toml")
+            return
         ctx.invoke(demo)
 
 
@@ -103,7 +104,25 @@ def demo() -> None:
     Example:
       observatory demo
     """
-    not_built("the demo", 5)
+    import tempfile
+
+    from observatory.ui.demo import prepare_demo
+
+    with tempfile.TemporaryDirectory(prefix="observatory-demo-") as tmp:
+        click.echo("demo: starting…", err=True)
+        setup = prepare_demo(Path(tmp))
+        try:
+            _run_tui(str(setup.config), replay=setup.replay, note=setup.note)
+        finally:
+            setup.stop()
+
+
+@handle_errors
+def _run_tui(config_path: str, replay: bool = False, note: str = "") -> None:
+    """The TUI on a config (live, or replaying its files as history)."""
+    from observatory.ui.app import make_app
+
+    make_app(load(config_path), replay=replay, note=note).run()
 
 
 @main.command()
@@ -400,7 +419,65 @@ def simulate(scenario: str, logs: str | None, port: int, duration: float | None)
     Example:
       observatory simulate --scenario tiktok-rate-limit --logs /tmp/sim --duration 300
     """
-    not_built("simulate", 4)
+    import json
+    import tempfile
+    import time
+
+    from observatory.simulator.forwarder import Simulation
+    from observatory.simulator.scenario import ScenarioError, load_scenario
+
+    try:
+        scen = load_scenario(scenario)
+    except ScenarioError as exc:
+        fail(str(exc), 2)
+    if duration is not None and duration <= 0:
+        fail("--duration must be > 0", 2)
+    logs_dir = Path(logs) if logs else Path(tempfile.mkdtemp(prefix="observatory-sim-"))
+    sim = Simulation(scen, logs_dir, port=port)
+    try:
+        sim.start()
+    except OSError as exc:
+        fail(f"cannot start the simulator on port {port}: {exc.strerror or exc}", 1)
+    head = {
+        "type": "simulator",
+        "url": sim.server.url,
+        "logs": str(logs_dir.resolve()),
+        "config": str(sim.config_path.resolve()),
+        "scenario": scen.name,
+        "duration": duration if duration is not None else scen.duration,
+    }
+    click.echo(json.dumps(head))
+    sys.stdout.flush()
+    click.echo(
+        f"simulator on {sim.server.url}; logs in {logs_dir}; "
+        f"watch with: observatory watch --config {sim.config_path}",
+        err=True,
+    )
+    started = time.monotonic()
+    last_lines = [0]
+
+    def progress(s: Simulation) -> None:
+        fwd = s.forwarder
+        if fwd is None:
+            return
+        parts = []
+        for dest, c in fwd.counts.items():
+            parts.append(
+                f"{dest} ok={c['delivered']} 429={c['rate_limited']} "
+                f"rej={c['rejected']} fail={c['failed']} retry={c['retrying']}"
+            )
+        rate = fwd.lines - last_lines[0]
+        last_lines[0] = fwd.lines
+        click.echo(
+            f"[{time.monotonic() - started:5.0f}s] {rate} lines/s | " + " | ".join(parts), err=True
+        )
+
+    try:
+        sim.run(duration, on_second=progress)
+    except KeyboardInterrupt:
+        click.echo("interrupted: stopping the simulator", err=True)
+    finally:
+        sim.stop()
 
 
 @main.command()
