@@ -1,0 +1,83 @@
+"""`observatory demo`: the TUI on the built-in simulator, or on replayed sample logs.
+
+The simulator runs as `observatory simulate --logs DIR` (a subprocess; it writes
+`DIR/config.toml`). While the simulator is not available (the command fails or writes no
+config in time), the demo falls back to the generated sample logs replayed into a temp
+database, and says so in the status line. It never crashes for want of a simulator.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from observatory.loadgen import config_toml
+from observatory.samples import write_samples
+
+SIMULATOR_WAIT = 15.0
+
+
+@dataclass
+class DemoSetup:
+    """What to open: a config, whether to replay it, a status note; `stop()` cleans up."""
+
+    config: Path
+    replay: bool
+    note: str
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
+def start_simulator(directory: Path, wait: float = SIMULATOR_WAIT) -> DemoSetup | None:
+    """`observatory simulate` into `directory/logs`; None if it is not there or fails."""
+    logs = directory / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "observatory", "simulate", "--logs", str(logs)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    config = logs / "config.toml"
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        if config.exists() and config.stat().st_size > 0:
+            return DemoSetup(config, False, "demo: live simulator (tiktok-rate-limit)", proc)
+        if proc.poll() is not None:
+            return None
+        time.sleep(0.1)
+    proc.terminate()
+    proc.wait(10)
+    return None
+
+
+def sample_replay(directory: Path) -> DemoSetup:
+    """Write the sample logs into `directory` and a config that replays them."""
+    logs = directory / "sample_logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    write_samples(logs)
+    config = directory / "config.toml"
+    config.write_text(
+        config_toml(str(directory / "demo.duckdb"), str(logs / "forwarder*.jsonl")),
+        encoding="utf-8",
+    )
+    return DemoSetup(
+        config, True, "demo: simulator not available, replaying the sample logs (history)"
+    )
+
+
+def prepare_demo(directory: Path, try_simulator: bool = True) -> DemoSetup:
+    if try_simulator:
+        setup = start_simulator(directory)
+        if setup is not None:
+            return setup
+    return sample_replay(directory)
