@@ -404,7 +404,8 @@ class SimServer:
             else:
                 if qps < 0:
                     raise ValueError("qps must be >= 0")
-                self._buckets[p] = _Bucket(float(qps), max(1.0, float(qps)), time.monotonic())
+                tokens = max(1.0, float(qps)) if qps > 0 else 0.0  # qps 0 refuses everything
+                self._buckets[p] = _Bucket(float(qps), tokens, time.monotonic())
 
     def set_token_valid(self, platform: str, valid: bool) -> None:
         """Make a platform reject its access token (Meta 190, TikTok 40105, Google/webhook 401)."""
@@ -555,6 +556,12 @@ class SimServer:
             resp = self._apply_fault(fault, path)
             if resp is not None:
                 return resp
+        resp = self._serve(method, path, query, body)
+        if fault is not None and fault.kind == "timeout":
+            resp.delay = fault.delay
+        return resp
+
+    def _serve(self, method: str, path: str, query: str, body: bytes) -> _Response:
         if method not in ("GET", "HEAD"):
             if path == "/_control" and method == "POST":
                 return self._control_request(body)
