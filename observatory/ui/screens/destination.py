@@ -36,6 +36,7 @@ class DestinationScreen(Screen[None]):
     def __init__(self, destination: str) -> None:
         super().__init__()
         self.destination = destination
+        self.loads = 0  # finished loads (tests wait on it)
 
     def compose(self) -> ComposeResult:
         yield Static(Text.assemble(("Destination ", "bold"), literal(self.destination, "bold")), id="dest-title")
@@ -85,9 +86,11 @@ class DestinationScreen(Screen[None]):
 
     def on_destination_screen_failed(self, event: Failed) -> None:
         self.query_one("#chart-range", Static).update(literal(event.error, "red"))
+        self.loads += 1
 
     def on_destination_screen_loaded(self, event: Loaded) -> None:
         d = event.detail
+        self.loads += 1
         for i, kind in enumerate(("delivered", "failed", "rate-limited"), start=1):
             series = self._series(d, i)
             self.query_one(f"#spark-{kind}", Sparkline).data = series

@@ -55,6 +55,8 @@ class IncidentsScreen(Screen[None]):
     def __init__(self) -> None:
         super().__init__()
         self.incidents: list[Incident] = []
+        self.loads = 0  # finished list loads (tests wait on it)
+        self.actions = 0  # finished acknowledge/export actions
 
     def compose(self) -> ComposeResult:
         yield Static(Text("Incidents", style="bold"), classes="section")
@@ -90,6 +92,7 @@ class IncidentsScreen(Screen[None]):
         table = self.query_one("#incident-list", DataTable)
         row = table.cursor_row
         self.incidents = event.incidents
+        self.loads += 1
         table.clear()
         for inc in event.incidents:
             state_style = {"open": "bold red", "acknowledged": "yellow"}.get(inc.state, "green")
@@ -167,5 +170,6 @@ class IncidentsScreen(Screen[None]):
         # notify() renders markup; a path or error text may hold brackets, so escape it.
         from rich.markup import escape
 
+        self.actions += 1
         self.notify(escape(event.text), severity="error" if event.error else "information")
         self.load()

@@ -25,7 +25,8 @@ class SqlScreen(Screen[None]):
         Binding("ctrl+enter", "run", "Run", priority=True),
         Binding("ctrl+r", "run", "Run", show=False, priority=True),
         Binding("f5", "run", "Run", show=False),
-        Binding("escape", "app.pop_screen", "Back"),
+        # Priority: the editor would otherwise take Esc (it moves focus out of the editor).
+        Binding("escape", "app.pop_screen", "Back", priority=True),
     ]
 
     class Finished(Message):
@@ -37,6 +38,7 @@ class SqlScreen(Screen[None]):
     def __init__(self, sql: str = DEFAULT_SQL) -> None:
         super().__init__()
         self.initial_sql = sql
+        self.runs = 0  # finished runs (tests wait on it)
 
     def compose(self) -> ComposeResult:
         try:
@@ -73,6 +75,7 @@ class SqlScreen(Screen[None]):
     def on_sql_screen_finished(self, event: Finished) -> None:
         status = self.query_one("#sql-status", Static)
         table = self.query_one("#results", DataTable)
+        self.runs += 1
         if event.error is not None:
             status.update(Text.assemble(("error: ", "bold red"), literal(event.error, "red")))
             status.add_class("-error")

@@ -1,0 +1,118 @@
+"""Deterministic data for the UI tests: generated delivery lines at fixed times, ingested
+once per session into a DuckDB file that each test copies, then replayed in event time."""
+
+from __future__ import annotations
+
+import random
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from observatory.config import load_config
+from observatory.ingest import ingest_files, plan_files
+from observatory.loadgen import config_toml, line
+from observatory.runtime import Runtime
+from observatory.store import Store
+from observatory.ui.app import ObservatoryApp, make_app
+
+BASE = 1_700_000_000.0  # 2023-11-14T22:13:20Z
+SPAN = 900.0
+NOW = BASE + SPAN  # the frozen clock of every UI test
+MARKUP_DEST = "[bold red]x[/]"
+ANSI_DEST = "\x1b[31mevil"
+
+
+def write_lines(path: Path, incident: bool, odd_names: bool) -> None:
+    rng = random.Random(7)
+    rates = {"tiktok_conversions": 12.0, "meta_capi": 6.0}
+    if odd_names:
+        rates.update({MARKUP_DEST: 2.0, ANSI_DEST: 2.0})
+    out: list[tuple[float, bytes]] = []
+    for dest, rate in rates.items():
+        t = BASE + rng.expovariate(rate)
+        while t < NOW:
+            fault = None
+            if incident and dest == "tiktok_conversions" and t >= NOW - 90:
+                fault = "rate_limit" if rng.random() < 0.8 else None
+            elif dest == "meta_capi" and rng.random() < 0.01:
+                fault = "failure"
+            out.append((t, line(dest, t, rng, fault)))  # type: ignore[arg-type]
+            t += rng.expovariate(rate)
+    out.sort()
+    path.write_bytes(b"".join(b for _, b in out))
+
+
+def build_db(directory: Path, incident: bool, odd_names: bool = False) -> Path:
+    """A config + database under `directory`; returns the config path."""
+    logs = directory / "logs"
+    logs.mkdir(parents=True)
+    write_lines(logs / "forwarder.jsonl", incident, odd_names)
+    cfg = directory / "config.toml"
+    cfg.write_text(config_toml(str(directory / "obs.duckdb"), str(logs / "*.jsonl"), "60s"))
+    config = load_config(cfg)
+    store = Store.for_config(config)
+    try:
+        ingest_files(store, plan_files(config, ()))
+    finally:
+        store.close()
+    return cfg
+
+
+def app_on(cfg: Path, tmp_path: Path) -> ObservatoryApp:
+    """An app on a private copy of `cfg`'s database: replayed, not polling, clock frozen."""
+    db = tmp_path / "copy.duckdb"
+    shutil.copy(cfg.parent / "obs.duckdb", db)
+    config = load_config(cfg)
+
+    def factory() -> Runtime:
+        runtime = Runtime(config, str(db))
+        runtime.replay_history()
+        return runtime
+
+    return make_app(config, poll=False, clock=lambda: NOW, runtime_factory=factory)
+
+
+@pytest.fixture(scope="session")
+def datasets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("ui-data")
+    return {
+        "healthy": build_db(root / "healthy", incident=False),
+        "incident": build_db(root / "incident", incident=True),
+        "odd": build_db(root / "odd", incident=False, odd_names=True),
+    }
+
+
+AppMaker = Callable[[str], ObservatoryApp]
+
+
+@pytest.fixture
+def make_ui(datasets: dict[str, Path], tmp_path: Path) -> AppMaker:
+    return lambda name: app_on(datasets[name], tmp_path)
+
+
+async def wait_for(pilot: object, predicate: Callable[[], bool], timeout: float = 20.0) -> None:
+    """Let the app run until `predicate()` holds (workers finish) or fail after `timeout`."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError("timed out waiting for the app")
+        await pilot.pause(0.02)  # type: ignore[attr-defined]
+    await pilot.pause()  # type: ignore[attr-defined]
+
+
+def test_the_incident_dataset_has_an_open_incident(datasets: dict[str, Path], tmp_path: Path) -> None:
+    config = load_config(datasets["incident"])
+    db = tmp_path / "x.duckdb"
+    shutil.copy(datasets["incident"].parent / "obs.duckdb", db)
+    runtime = Runtime(config, str(db))
+    try:
+        runtime.replay_history()
+        opened = runtime.engine.incidents()
+        assert [i.destination for i in opened] == ["tiktok_conversions"]
+    finally:
+        runtime.close()

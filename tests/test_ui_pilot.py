@@ -1,0 +1,208 @@
+"""The TUI driven by Pilot: every key binding, the palette, SQL, acknowledge/export, and
+untrusted names shown literally."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from test_ui_data import ANSI_DEST, MARKUP_DEST, AppMaker, datasets, make_ui, wait_for  # noqa: F401
+from textual.widgets import DataTable, Input, Static, TextArea
+
+from observatory.incident_store import load_incident
+from observatory.ui.screens.dashboard import DashboardScreen
+from observatory.ui.screens.destination import DestinationScreen
+from observatory.ui.screens.help import HelpScreen
+from observatory.ui.screens.incidents import IncidentsScreen
+from observatory.ui.screens.sql import SqlScreen
+from observatory.ui.widgets.destination_pane import DestinationPane
+
+SIZE = (120, 36)
+pytestmark = pytest.mark.asyncio
+
+
+def static_text(widget: Static) -> str:
+    return str(widget.render())
+
+
+def cells(table: DataTable) -> list[list[str]]:
+    return [[str(c) for c in table.get_row_at(i)] for i in range(table.row_count)]
+
+
+async def ready(pilot) -> None:  # type: ignore[no-untyped-def]
+    app = pilot.app
+    await wait_for(pilot, lambda: app.snapshot is not None and bool(app.screen.query(DestinationPane)))
+
+
+async def test_dashboard_keys_filter_enter_escape_pause_quit(make_ui: AppMaker) -> None:
+    app = make_ui("incident")
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        dash = app.screen
+        assert isinstance(dash, DashboardScreen)
+        assert set(dash.panes) == {"tiktok_conversions", "meta_capi"}
+        bar = dash.query_one("#incident-bar", Static)
+        assert bar.display and "tiktok_conversions" in static_text(bar)
+        # / filters
+        await pilot.press("slash")
+        assert isinstance(app.focused, Input)
+        await pilot.press(*"meta")
+        assert dash.panes["meta_capi"].display and not dash.panes["tiktok_conversions"].display
+        await pilot.press("enter")  # submit: focus goes to the first visible pane
+        assert app.focused is dash.panes["meta_capi"]
+        # Enter opens the destination screen
+        await pilot.press("enter")
+        assert isinstance(app.screen, DestinationScreen)
+        dest = app.screen
+        await wait_for(pilot, lambda: dest.loads > 0)
+        assert dest.destination == "meta_capi"
+        assert dest.query_one("#failures", DataTable).row_count > 0
+        await pilot.press("escape")
+        assert app.screen is dash
+        await pilot.press("escape")  # clears the filter
+        assert dash.panes["tiktok_conversions"].display
+        # p pauses: new snapshots are not shown
+        seq = app.snapshot.seq
+        await pilot.press("p")
+        assert app.paused and "PAUSED" in static_text(dash.query_one("#status-line", Static))
+        app.submit(lambda rt: None)  # makes the driver publish a snapshot
+        await pilot.pause(0.3)
+        assert app.snapshot.seq == seq
+        await pilot.press("p")
+        assert not app.paused
+        await pilot.press("q")
+    assert app.return_code == 0
+
+
+async def test_help_and_sql_and_incidents_keys(make_ui: AppMaker) -> None:
+    app = make_ui("healthy")
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("escape")
+        await pilot.press("f1")
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("escape")
+        await pilot.press("s")
+        assert isinstance(app.screen, SqlScreen)
+        await pilot.press("escape")
+        await pilot.press("i")
+        assert isinstance(app.screen, IncidentsScreen)
+        await pilot.press("escape")
+        assert isinstance(app.screen, DashboardScreen)
+
+
+async def test_sql_console_runs_with_ctrl_enter_and_refuses_writes(make_ui: AppMaker) -> None:
+    app = make_ui("healthy")
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        await pilot.press("s")
+        sql = app.screen
+        assert isinstance(sql, SqlScreen)
+        editor = sql.query_one(TextArea)
+        editor.text = "select destination, count(*) as n from events group by 1 order by 1"
+        await pilot.press("ctrl+enter")
+        await wait_for(pilot, lambda: sql.runs == 1)
+        table = sql.query_one("#results", DataTable)
+        assert [row[0] for row in cells(table)] == ["meta_capi", "tiktok_conversions"]
+        assert "2 rows" in static_text(sql.query_one("#sql-status", Static))
+
+        editor.text = "delete from events"
+        await pilot.press("ctrl+enter")
+        await wait_for(pilot, lambda: sql.runs == 2)
+        status = static_text(sql.query_one("#sql-status", Static))
+        assert "refused" in status and "\n" not in status
+        editor.text = "select * from range(5000)"
+        await pilot.press("ctrl+enter")
+        await wait_for(pilot, lambda: sql.runs == 3)
+        assert table.row_count == 1000
+        assert "first 1000 rows" in static_text(sql.query_one("#sql-status", Static))
+        editor.text = "select nonsense from"
+        await pilot.press("ctrl+enter")
+        await wait_for(pilot, lambda: sql.runs == 4)
+        assert "error" in static_text(sql.query_one("#sql-status", Static))
+    # the data is untouched
+    assert app.driver.runtime is not None
+
+
+async def test_acknowledge_and_export(
+    make_ui: AppMaker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "exports"
+    out.mkdir()
+    monkeypatch.chdir(out)
+    app = make_ui("incident")
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        await pilot.press("i")
+        screen = app.screen
+        assert isinstance(screen, IncidentsScreen)
+        await wait_for(pilot, lambda: screen.loads > 0)
+        assert len(screen.incidents) == 1
+        inc = screen.incidents[0]
+        assert inc.state == "open"
+        assert screen.query_one("#timeline", DataTable).row_count >= 1
+        await pilot.press("a")
+        await wait_for(pilot, lambda: screen.actions == 1 and screen.loads > 1)
+        assert screen.incidents[0].state == "acknowledged"
+        # the engine knows too, so the live snapshot shows it
+        await wait_for(pilot, lambda: app.snapshot.incidents[0].state == "acknowledged")
+        cur = app.read_cursor()
+        assert load_incident(cur, inc.id).acknowledged_at is not None
+        cur.close()
+        await pilot.press("e")
+        await wait_for(pilot, lambda: screen.actions == 2)
+        path = out / f"incident-{inc.id}.md"
+        assert path.exists() and path.read_text().startswith("#")
+    assert os.listdir(out) == [path.name]
+
+
+async def test_command_palette_runs_actions(make_ui: AppMaker) -> None:
+    app = make_ui("healthy")
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        names = [c.title for c in app.get_system_commands(app.screen)]
+        for name in ("SQL console", "Incidents", "Keys", "Pause / resume", "Filter destinations"):
+            assert name in names
+        for query, screen_type in (("SQL console", SqlScreen), ("Incidents", IncidentsScreen)):
+            await pilot.press("ctrl+p")
+            await pilot.pause()
+            await pilot.press(*query)
+            await pilot.pause(0.3)
+            await pilot.press("enter")
+            await wait_for(pilot, lambda t=screen_type: isinstance(app.screen, t))
+            await pilot.press("escape")
+        await pilot.press("ctrl+p")
+        await pilot.press(*"Pause / resume")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.paused)
+
+
+async def test_untrusted_destination_names_are_literal(make_ui: AppMaker) -> None:
+    app = make_ui("odd")
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        await wait_for(pilot, lambda: len(app.screen.query(DestinationPane)) == 4)
+        await pilot.pause()
+        titles = [static_text(p.query_one(".pane-title", Static)) for p in app.screen.query(DestinationPane)]
+        assert any(MARKUP_DEST in t for t in titles), titles
+        assert any("\\x1b[31mevil" in t for t in titles), titles
+        assert not any("\x1b" in t for t in titles)
+        # and in the destination screen's title, and in SQL results
+        pane = app.screen.panes[MARKUP_DEST]
+        pane.focus()
+        await pilot.press("enter")
+        dest = app.screen
+        await wait_for(pilot, lambda: isinstance(dest, DestinationScreen) and dest.loads > 0)
+        assert MARKUP_DEST in static_text(dest.query_one("#dest-title", Static))
+        await pilot.press("escape")
+        await pilot.press("s")
+        sql = app.screen
+        sql.query_one(TextArea).text = "select distinct destination from events order by 1"
+        await pilot.press("ctrl+enter")
+        await wait_for(pilot, lambda: sql.runs == 1)
+        values = [row[0] for row in cells(sql.query_one("#results", DataTable))]
+        assert MARKUP_DEST in values and "\\x1b[31mevil" in values
