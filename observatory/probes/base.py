@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import logging
 import math
 import re
+import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -134,6 +136,46 @@ def scrub(value: Any, secrets: Iterable[str]) -> Any:
     if isinstance(value, list | tuple):
         return [scrub(v, secrets) for v in list(value)[:MAX_LIST]]
     return scrub(str(value), secrets)
+
+
+class _RedactLogs(logging.Filter):
+    """httpx logs each request's full URL at INFO: redact query strings and every registered
+    probe secret from records of the httpx/httpcore loggers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._secrets: list[str] = []
+        self._lock = threading.Lock()
+
+    def register(self, secrets: Iterable[str]) -> None:
+        with self._lock:
+            merged = set(self._secrets) | set(secrets)
+            self._secrets = sorted(merged, key=len, reverse=True)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple):
+            args = tuple(redact_url(str(a)) if isinstance(a, httpx.URL) else a for a in args)
+        try:
+            message = str(record.msg) % args if args else str(record.msg)
+        except (TypeError, ValueError):
+            message = str(record.msg)
+        record.msg = scrub(message, self._secrets) if self._secrets else message
+        record.args = ()
+        return True
+
+
+LOG_FILTER = _RedactLogs()
+_LOGGERS = (
+    "httpx",
+    "httpcore",
+    "httpcore.connection",
+    "httpcore.http11",
+    "httpcore.http2",
+    "httpcore.proxy",
+)
+for _name in _LOGGERS:
+    logging.getLogger(_name).addFilter(LOG_FILTER)
 
 
 # --------------------------------------------------------------------------------------------
@@ -314,6 +356,7 @@ class HttpProbeBase:
         self.every = float(config.every)
         self.timeout = float(config.timeout)
         self._secrets = secret_values(config)
+        LOG_FILTER.register(self._secrets)
 
     # Subclass hooks -------------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 
 import httpx
 
-from observatory.probes.base import Probe, ProbeResult, redact_url, scrub
+from observatory.probes.base import Probe, ProbeResult
 
 log = logging.getLogger(__name__)
 
@@ -36,29 +36,6 @@ def default_client() -> httpx.AsyncClient:
         headers={"User-Agent": "observatory-probe/0.1"},
         limits=httpx.Limits(max_connections=50, max_keepalive_connections=10),
     )
-
-
-class _RedactHttpxLogs(logging.Filter):
-    """httpx logs each request's full URL at INFO; redact its query string and secrets."""
-
-    def __init__(self, secrets: list[str]) -> None:
-        super().__init__()
-        self.secrets = secrets
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except Exception:
-            return False
-        if record.args and isinstance(record.args, tuple):
-            args = tuple(redact_url(str(a)) if isinstance(a, httpx.URL) else a for a in record.args)
-            try:
-                message = record.msg % args
-            except Exception:
-                pass
-        record.msg = scrub(message, self.secrets) if self.secrets else message
-        record.args = ()
-        return True
 
 
 class ProbeScheduler:
@@ -83,18 +60,12 @@ class ProbeScheduler:
         self._stopping: asyncio.Event | None = None
         self._ready = threading.Event()
         self.runs = 0
-        secrets: set[str] = set()
-        for p in self.probes:
-            secrets.update(getattr(p, "_secrets", []))
-        self._log_filter = _RedactHttpxLogs(sorted(secrets, key=len, reverse=True))
 
     # -- thread side ----------------------------------------------------------------------
 
     def start(self) -> None:
         if self._thread is not None:
             return
-        for name in ("httpx", "httpcore"):
-            logging.getLogger(name).addFilter(self._log_filter)
         self._thread = threading.Thread(target=self._main, name="observatory-probes", daemon=True)
         self._thread.start()
         self._ready.wait(5.0)
@@ -110,8 +81,6 @@ class ProbeScheduler:
                 pass
         thread.join(timeout)
         self._thread = None
-        for name in ("httpx", "httpcore"):
-            logging.getLogger(name).removeFilter(self._log_filter)
 
     @property
     def running(self) -> bool:
