@@ -105,7 +105,9 @@ async def wait_for(pilot: object, predicate: Callable[[], bool], timeout: float 
     await pilot.pause()  # type: ignore[attr-defined]
 
 
-def test_the_incident_dataset_has_an_open_incident(datasets: dict[str, Path], tmp_path: Path) -> None:
+def test_the_incident_dataset_has_an_open_incident(
+    datasets: dict[str, Path], tmp_path: Path
+) -> None:
     config = load_config(datasets["incident"])
     db = tmp_path / "x.duckdb"
     shutil.copy(datasets["incident"].parent / "obs.duckdb", db)

@@ -7,7 +7,8 @@ import os
 from pathlib import Path
 
 import pytest
-from test_ui_data import ANSI_DEST, MARKUP_DEST, AppMaker, datasets, make_ui, wait_for  # noqa: F401
+import test_ui_data
+from test_ui_data import MARKUP_DEST, AppMaker, wait_for
 from textual.widgets import DataTable, Input, Static, TextArea
 
 from observatory.incident_store import load_incident
@@ -17,6 +18,10 @@ from observatory.ui.screens.help import HelpScreen
 from observatory.ui.screens.incidents import IncidentsScreen
 from observatory.ui.screens.sql import SqlScreen
 from observatory.ui.widgets.destination_pane import DestinationPane
+
+# Fixtures shared with the other UI test modules.
+datasets = test_ui_data.datasets
+make_ui = test_ui_data.make_ui
 
 SIZE = (120, 36)
 pytestmark = pytest.mark.asyncio
@@ -32,7 +37,9 @@ def cells(table: DataTable) -> list[list[str]]:
 
 async def ready(pilot) -> None:  # type: ignore[no-untyped-def]
     app = pilot.app
-    await wait_for(pilot, lambda: app.snapshot is not None and bool(app.screen.query(DestinationPane)))
+    await wait_for(
+        pilot, lambda: app.snapshot is not None and bool(app.screen.query(DestinationPane))
+    )
 
 
 async def test_dashboard_keys_filter_enter_escape_pause_quit(make_ui: AppMaker) -> None:
@@ -187,7 +194,10 @@ async def test_untrusted_destination_names_are_literal(make_ui: AppMaker) -> Non
         await ready(pilot)
         await wait_for(pilot, lambda: len(app.screen.query(DestinationPane)) == 4)
         await pilot.pause()
-        titles = [static_text(p.query_one(".pane-title", Static)) for p in app.screen.query(DestinationPane)]
+        titles = [
+            static_text(p.query_one(".pane-title", Static))
+            for p in app.screen.query(DestinationPane)
+        ]
         assert any(MARKUP_DEST in t for t in titles), titles
         assert any("\\x1b[31mevil" in t for t in titles), titles
         assert not any("\x1b" in t for t in titles)

@@ -152,7 +152,9 @@ class ObservatoryApp(App[None]):
         yield SystemCommand("Dashboard", "Back to the destination panes", self.action_dashboard)
         yield SystemCommand("Filter destinations", "Show only matching panes", self.action_filter)
         yield SystemCommand("SQL console", "Read-only SQL on the captured events", self.action_sql)
-        yield SystemCommand("Incidents", "List, acknowledge and export incidents", self.action_incidents)
+        yield SystemCommand(
+            "Incidents", "List, acknowledge and export incidents", self.action_incidents
+        )
         yield SystemCommand("Pause / resume", "Freeze or resume live updates", self.action_pause)
         yield SystemCommand("Keys", "Show every key binding", self.action_help)
 
@@ -189,5 +191,3 @@ def make_app(
     return ObservatoryApp(
         runtime_factory or factory, poll=poll and not replay, clock=clock, note=note
     )
-
-

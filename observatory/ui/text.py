@@ -16,7 +16,9 @@ def clean(value: Any) -> str:
     """`value` as one printable line: control characters escaped (\\x1b, \\n)."""
     text = "NULL" if value is None else str(value)
     if not text.isprintable():
-        text = "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode() for ch in text)
+        text = "".join(
+            ch if ch.isprintable() else ch.encode("unicode_escape").decode() for ch in text
+        )
     return text
 
 

@@ -39,7 +39,10 @@ class DestinationScreen(Screen[None]):
         self.loads = 0  # finished loads (tests wait on it)
 
     def compose(self) -> ComposeResult:
-        yield Static(Text.assemble(("Destination ", "bold"), literal(self.destination, "bold")), id="dest-title")
+        yield Static(
+            Text.assemble(("Destination ", "bold"), literal(self.destination, "bold")),
+            id="dest-title",
+        )
         with VerticalScroll():
             with Vertical(id="chart"):
                 for kind in ("delivered", "failed", "rate-limited"):
@@ -103,12 +106,20 @@ class DestinationScreen(Screen[None]):
         errors = self.query_one("#errors", DataTable)
         errors.clear()
         for status, code, message, n in d.errors:
-            errors.add_row(literal(status), literal(code), literal(message, limit=80), Text(str(n), justify="right"))
+            errors.add_row(
+                literal(status),
+                literal(code),
+                literal(message, limit=80),
+                Text(str(n), justify="right"),
+            )
         failures = self.query_one("#failures", DataTable)
         failures.clear()
         for ts, outcome, status, code, message, latency in d.failures:
             failures.add_row(
-                Text(fmt_time(float(ts))), literal(outcome), literal(status), literal(code),
+                Text(fmt_time(float(ts))),
+                literal(outcome),
+                literal(status),
+                literal(code),
                 literal(message, limit=80),
                 Text("–" if latency is None else f"{latency:.0f} ms", justify="right"),
             )
@@ -116,8 +127,12 @@ class DestinationScreen(Screen[None]):
         incidents.clear()
         for inc in d.incidents:
             incidents.add_row(
-                Text(inc.id), Text(inc.state), Text(inc.severity), Text(inc.detector),
-                Text(fmt_time(inc.detected_at)), literal(inc.summary, limit=80),
+                Text(inc.id),
+                Text(inc.state),
+                Text(inc.severity),
+                Text(inc.detector),
+                Text(fmt_time(inc.detected_at)),
+                literal(inc.summary, limit=50),
             )
 
     @staticmethod

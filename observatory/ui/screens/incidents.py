@@ -97,9 +97,14 @@ class IncidentsScreen(Screen[None]):
         for inc in event.incidents:
             state_style = {"open": "bold red", "acknowledged": "yellow"}.get(inc.state, "green")
             table.add_row(
-                Text(inc.id), Text(inc.state, style=state_style), Text(inc.severity),
-                literal(inc.destination), Text(inc.detector), Text(fmt_time(inc.detected_at)),
-                Text(fmt_time(inc.resolved_at)), literal(inc.summary, limit=40),
+                Text(inc.id),
+                Text(inc.state, style=state_style),
+                Text(inc.severity),
+                literal(inc.destination),
+                Text(inc.detector),
+                Text(fmt_time(inc.detected_at)[5:]),
+                Text(fmt_time(inc.resolved_at)[5:] or "–"),
+                literal(inc.summary, limit=24),
                 key=inc.id,
             )
         if event.incidents:
@@ -126,7 +131,9 @@ class IncidentsScreen(Screen[None]):
             return
         title.update(Text.assemble(("Timeline of ", "bold"), (inc.id, "bold")))
         for entry in inc.timeline:
-            timeline.add_row(Text(fmt_time(entry.ts)), literal(entry.kind), literal(entry.detail, limit=90))
+            timeline.add_row(
+                Text(fmt_time(entry.ts)), literal(entry.kind), literal(entry.detail, limit=80)
+            )
 
     def action_acknowledge(self) -> None:
         inc = self.selected()

@@ -14,7 +14,8 @@ from observatory.ui.queries import SQL_ROW_CAP, SqlResult, run_console_sql
 from observatory.ui.text import literal
 
 DEFAULT_SQL = (
-    "SELECT destination, outcome, count(*) AS n\nFROM events\nGROUP BY ALL\nORDER BY destination, n DESC"
+    "SELECT destination, outcome, count(*) AS n\n"
+    "FROM events\nGROUP BY ALL\nORDER BY destination, n DESC"
 )
 
 
@@ -88,12 +89,17 @@ class SqlScreen(Screen[None]):
         for row in result.rows:
             table.add_row(
                 *[
-                    Text(str(v), justify="right") if isinstance(v, int | float) else literal(v, limit=60)
+                    Text(str(v), justify="right")
+                    if isinstance(v, int | float)
+                    else literal(v, limit=60)
                     for v in row
                 ]
             )
         n = len(result.rows)
         note = f"{n} row{'s' if n != 1 else ''}"
         if result.more:
-            note = f"first {SQL_ROW_CAP} rows shown; more not shown (use `observatory query --format csv`)"
+            note = (
+                f"first {SQL_ROW_CAP} rows shown; more not shown"
+                " (use `observatory query --format csv` for all)"
+            )
         status.update(Text(note, style="yellow" if result.more else "green"))

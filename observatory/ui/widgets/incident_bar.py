@@ -23,7 +23,9 @@ class IncidentBar(Static):
             text.append(f" {inc.severity.upper()} ", style="bold white on red")
             text.append(f" {inc.id} ", style="bold")
             text.append_text(literal(inc.destination, "bold"))
-            text.append(f" {inc.detector} · {inc.state} · detected {fmt_age(now, inc.detected_at)} ")
+            text.append(
+                f" {inc.detector} · {inc.state} · detected {fmt_age(now, inc.detected_at)} "
+            )
             text.append_text(literal(inc.summary, "italic", limit=100))
         if len(incidents) > 3:
             text.append(f"\n … and {len(incidents) - 3} more (press i)")
