@@ -216,3 +216,28 @@ async def test_untrusted_destination_names_are_literal(make_ui: AppMaker) -> Non
         await wait_for(pilot, lambda: sql.runs == 1)
         values = [row[0] for row in cells(sql.query_one("#results", DataTable))]
         assert MARKUP_DEST in values and "\\x1b[31mevil" in values
+
+
+async def test_live_polling_adds_panes_for_new_destinations(tmp_path: Path) -> None:
+    from observatory.loadgen import LineWriter, config_toml
+    from observatory.ui.app import make_app
+
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(config_toml(str(tmp_path / "o.duckdb"), str(logs / "*.jsonl")))
+    first = LineWriter(logs / "a.jsonl", {"tiktok_conversions": 20.0}).start()
+    second = None
+    try:
+        app = make_app(cfg)
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: "tiktok_conversions" in getattr(app.screen, "panes", {}))
+            seq = app.snapshot.seq
+            second = LineWriter(logs / "b.jsonl", {"newdest": 5.0}, seed=3).start()
+            await wait_for(pilot, lambda: "newdest" in app.screen.panes, timeout=15)
+            assert app.snapshot.seq > seq  # snapshots keep coming while live
+            assert app.snapshot.live
+    finally:
+        first.stop()
+        if second is not None:
+            second.stop()
