@@ -45,8 +45,9 @@ RATIO_TAU = 1800.0  # error and 429 ratios (s)
 SLOW_TAU = 600.0  # share of slow events (s)
 REOPEN_WINDOW = 900.0  # a re-fire this soon after resolution reopens the incident (a flap)
 GUARD_SECONDS = 60  # baselines learn from a second once it is this old and not in an incident
-MIN_TRIALS = 10
-REVERSE_MARGIN = 2.0  # the reverse test needs this many trials in its window
+MIN_TRIALS = 10  # the reverse test needs this many trials in its window
+REVERSE_MARGIN = 2.0  # nats: the reverse test's least evidence for normal traffic
+REVERSE_SHARE = 0.5  # ... and this share of what normal traffic typically gives
 MIN_HOLD = 60  # quiet seconds before resolving: max(60 s, 2 x time-to-detect)
 MAX_HOLD = 1800
 HISTORY_SECONDS = 1800
@@ -713,7 +714,6 @@ class Engine:
         extra: dict[str, Any] = {}
         p0 = p1 = 0.0
         k = n = 0
-        excursion = sec
         if name == "silence":
             sil = dest.silence
             onset = sil.start
@@ -738,14 +738,11 @@ class Engine:
             cusum = dest.cusums[name]
             refined, k, n = cusum.refined()
             onset = refined if refined is not None else sec
-            if cusum.onset is not None:
-                # the hold follows how long the evidence took to gather (the whole excursion)
-                excursion = cusum.onset
             statistic, limit = cusum.s, self.h
             p0, p1 = dest.params.get(name, (0.0, 0.0))
             severity = BASE_SEVERITY[name]
             cusum.reset()
-        ttd = end - min(onset, excursion)
+        ttd = end - onset
         hold = int(min(MAX_HOLD, max(MIN_HOLD, math.ceil(2.0 * ttd))))
         firing = _Firing(
             detector=name,
@@ -770,7 +767,30 @@ class Engine:
             firing.expected = pi0 / (1.0 - pi0) * (n - k) if pi0 < 1.0 else 0.0
         if name in dest.cusums:
             firing.observe_fault(k, n)
+            firing.hold = max(firing.hold, self._evidence_time(dest, firing))
+            firing.window.resize(firing.hold)
+            firing.trials.resize(firing.hold)
+            firing.typical.resize(firing.hold)
         return firing
+
+    def _evidence_time(self, dest: _Destination, firing: _Firing) -> int:
+        """Seconds normal traffic needs to give h nats against the fault as observed: a slow
+        destination's quiet time must hold enough events to judge."""
+        rate = dest.rate.rate
+        if firing.detector == "volume_drop":
+            pi0 = firing.p0
+            if not 0.0 < pi0 < 1.0:
+                return 0
+            pi1 = firing.fault * pi0 / (firing.fault * pi0 + 1.0 - pi0)
+            a, b = _bernoulli(pi0, pi1)
+            per_second = rate * a + dest.pool_rate * b
+        else:
+            p0 = firing.p0
+            a, b = _bernoulli(p0, max(firing.fault, firing.p1))
+            per_second = rate * (p0 * a + (1.0 - p0) * b)
+        if per_second >= 0.0:
+            return MAX_HOLD
+        return int(min(MAX_HOLD, math.ceil(self.h / -per_second)))
 
     def _fire(
         self, dest: _Destination, name: str, sec: int, touched: dict[str, ChangeKind]
@@ -981,7 +1001,7 @@ class Engine:
                 if seen < 0.75 * dest.rate.rate * firing.hold:
                     return False
             elif (
-                firing.window.total > min(-REVERSE_MARGIN, 0.5 * firing.typical.total)
+                firing.window.total > min(-REVERSE_MARGIN, REVERSE_SHARE * firing.typical.total)
                 or firing.trials.total < MIN_TRIALS
             ):
                 # the reverse test: the window favours normal traffic over the fault (as
