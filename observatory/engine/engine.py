@@ -201,6 +201,7 @@ class _Destination:
         self.events = 0
         self.armed = False
         self.stale = False
+        self.stale_after = 0  # stale until data for a later second than this arrives
         self.last_event_sec: int | None = None
         self.rate = BlockRate(RATE_TAU)
         self.fast = 0.0
@@ -396,6 +397,7 @@ class Engine:
             last = dest.last_event_sec
             if last is None or now - (last + 1) > self.config.staleness:
                 dest.stale = True
+                dest.stale_after = last if last is not None else math.floor(now)
                 dest.silence.reset()
                 dest.cusums["volume_drop"].reset()
 
@@ -416,8 +418,8 @@ class Engine:
         touched: dict[str, ChangeKind] = {}
         for dest in dests:
             c = counts[dest.name]
-            if dest.stale and c.total > 0:
-                dest.stale = False
+            if dest.stale and c.total > 0 and sec > dest.stale_after:
+                dest.stale = False  # data again, newer than what made it stale
             expected = self._expected_delivered(dest)
             dest.history.append(
                 _Second(
@@ -1133,7 +1135,8 @@ class Engine:
             headers.update(state.details)
         if headers:
             evidence["probe_headers"] = headers
-        incident.evidence = evidence
+        # in place: keys others add (the runtime's status-page facts) stay
+        incident.evidence.update(evidence)
 
     def _detector_evidence(self, dest: _Destination, firing: _Firing) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -1241,10 +1244,10 @@ class Engine:
             latency_n = sum(r.latency_n for r in minute)
             incident = self._open.get(dest.name)
             state: DestinationState
-            if incident is not None:
+            if dest.stale:
+                state = "stale"  # history, even if an incident from the backlog is still open
+            elif incident is not None:
                 state = "down" if incident.severity == "critical" else "degraded"
-            elif dest.stale:
-                state = "stale"
             elif not dest.armed:
                 state = "warmup"
             else:
