@@ -1013,7 +1013,7 @@ class Engine:
 
     def _resolve(self, dest: _Destination, incident: Incident, sec: int) -> None:
         end = float(sec + 1)
-        self._refresh(dest, incident, sec)
+        self._refresh(dest, incident, sec, until=end)
         incident.state = "resolved"
         incident.resolved_at = end
         held = max(f.hold for f in self._firings[dest.name].values())
@@ -1029,15 +1029,17 @@ class Engine:
     # Summary and evidence
     # ----------------------------------------------------------------------------------------
 
-    def _fragment(self, dest: _Destination, firing: _Firing) -> str:
+    def _fragment(self, dest: _Destination, firing: _Firing, until: float | None = None) -> str:
         """The detector's finding, in words (used in summaries and the timeline)."""
         name = firing.detector
         since = _hms(firing.onset)
+        when = f"since {since}" if until is None else f"from {since} to {_hms(until)}"
         base = dest.expected_delivered_rate()
         if name == "silence":
             extra = firing.extra
             ended = extra.get("ended")
-            when = f"since {since}" if ended is None else f"from {since} to {_hms(ended)}"
+            if ended is not None:
+                when = f"from {since} to {_hms(ended)}"
             if extra["attempts"] == 0:
                 return f"no events {when} (expected {_rate(base)}/s)"
             return (
@@ -1054,29 +1056,31 @@ class Engine:
                 parts.append(f"probe {probe} {what} since {_hms(state.bad_since)}")
             return "; ".join(parts) or "probe failing"
         rows = dest.recent(RECENT_SECONDS)
+        if until is not None:  # resolved: what was delivered over the whole incident
+            rows = [r for r in dest.history if firing.onset <= r.sec < until]
         secs = max(len(rows), 1)
         delivered = sum(r.delivered for r in rows) / secs
         if name == "volume_drop":
             ratio = firing.k / firing.expected if firing.expected > 0 else 0.0
             return (
-                f"volume at {_pct(ratio)} of its usual share since {since} "
+                f"volume at {_pct(ratio)} of its usual share {when} "
                 f"({firing.k} events vs {firing.expected:.0f} expected)"
             )
         share = firing.k / firing.n if firing.n else 0.0
         if name == "error_rate":
             return (
-                f"{_pct(share)} of attempts failed or rejected since {since} "
+                f"{_pct(share)} of attempts failed or rejected {when} "
                 f"({firing.k}/{firing.n}, normally {_pct(firing.p0)}); delivered "
                 f"{_rate(delivered)}/s vs {_rate(base)}/s baseline"
             )
         if name == "rate_limit":
             return (
-                f"{_pct(share)} of attempts rate-limited since {since} ({firing.k}/{firing.n}); "
+                f"{_pct(share)} of attempts rate-limited {when} ({firing.k}/{firing.n}); "
                 f"delivered {_rate(delivered)}/s vs {_rate(base)}/s baseline"
             )
         threshold = dest.latency.threshold or 0.0
         return (
-            f"{_pct(share)} of events slower than {threshold:.0f} ms (its p99) since {since} "
+            f"{_pct(share)} of events slower than {threshold:.0f} ms (its p99) {when} "
             f"({firing.k}/{firing.n}, normally {_pct(firing.p0)})"
         )
 
@@ -1094,10 +1098,12 @@ class Engine:
                 return firings[name]
         return next(iter(firings.values()))
 
-    def _refresh(self, dest: _Destination, incident: Incident, sec: int) -> None:
+    def _refresh(
+        self, dest: _Destination, incident: Incident, sec: int, until: float | None = None
+    ) -> None:
         firings = self._firings[dest.name]
         primary = self._primary(firings)
-        incident.summary = f"{dest.name}: {self._fragment(dest, primary)}"
+        incident.summary = f"{dest.name}: {self._fragment(dest, primary, until)}"
         impact = self._impact[dest.name]
         incident.impact = {
             "not_delivered_est": round(max(0.0, impact.not_delivered)),
