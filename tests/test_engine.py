@@ -386,3 +386,18 @@ def test_status_for_the_dashboard() -> None:
     # a new destination appears by itself
     engine.feed([SecondCounts("e_new", onset + 31, delivered=3)])
     assert "e_new" in engine.status()
+
+
+def test_a_long_gap_in_the_data_costs_little() -> None:
+    traffic = Traffic(RATES, START, 600, seed=13)
+    engine = Engine(DetectionConfig())
+    drive(traffic, engine, START, START + 600)
+    changes = engine.advance(START + 30 * 86400)  # a month without a line: not 2.6M seconds
+    assert {i.detector for i in opened(changes)} == {"silence"}
+    assert {s.state for s in engine.status().values()} == {"stale"}
+    # a bogus early timestamp first does not make the engine walk up to the present either
+    engine = Engine(DetectionConfig())
+    engine.feed([SecondCounts("x", 0, delivered=1)])
+    engine.feed(traffic.second(START, {}))
+    engine.advance(START + 2)
+    assert engine.status()["c_big"].rate_now > 0

@@ -74,6 +74,7 @@ BASE_SEVERITY: dict[str, Severity] = {
 }
 
 DestinationState = Literal["ok", "degraded", "down", "stale", "warmup"]
+_ProbeResult = tuple[str, str, float, bool, str | None, dict[str, Any]]
 
 
 @dataclass
@@ -183,15 +184,6 @@ class _Impact:
     delivered: int = 0
 
 
-@dataclass(slots=True)
-class _Obs:
-    """One detector's output for one second."""
-
-    llr: float = 0.0
-    alarm: bool = False
-    ran: bool = False
-
-
 class _Destination:
     """Everything the engine knows about one destination."""
 
@@ -285,9 +277,9 @@ class Engine:
         self._dests: dict[str, _Destination] = {}
         self._order: list[_Destination] = []
         self._pending: dict[int, dict[str, SecondCounts]] = {}
-        self._probe_queue: dict[int, list[tuple[str, str, float, bool, str | None, dict[str, Any]]]]
-        self._probe_queue = {}
+        self._probe_queue: dict[int, list[_ProbeResult]] = {}
         self._next_sec: int | None = None
+        self._last_data_sec: int | None = None  # the last evaluated second with any data
         self._live = False
         self._open: dict[str, Incident] = {}
         self._firings: dict[str, dict[str, _Firing]] = {}
@@ -375,9 +367,24 @@ class Engine:
         return changes
 
     def _idle_until(self, sec: int, last: int) -> int:
-        """With every destination stale and nothing fed, empty seconds change nothing: skip."""
-        if not self._order or not all(d.stale for d in self._order):
+        """Where an empty stretch can be skipped to (``sec`` if it cannot).
+
+        With every destination stale, empty seconds change nothing. When no destination has
+        had data for ``staleness`` (their silence incidents have fired by then), they all
+        become stale too, so a long gap in the data (or one bogus early timestamp) costs no
+        more than that.
+        """
+        if not self._order:
             return sec
+        if not all(d.stale for d in self._order):
+            if self._last_data_sec is None or sec - self._last_data_sec <= self.config.staleness:
+                return sec
+            for dest in self._order:
+                if not dest.stale:
+                    dest.stale = True
+                    dest.stale_after = self._last_data_sec
+                    dest.silence.reset()
+                    dest.cusums["volume_drop"].reset()
         upcoming = [s for s in self._pending if s > sec] + [s for s in self._probe_queue if s > sec]
         return min([last + 1, *upcoming])
 
@@ -408,6 +415,8 @@ class Engine:
     def _evaluate(self, sec: int, changes: list[Change]) -> None:
         bucket = self._pending.pop(sec, {})
         probes = self._probe_queue.pop(sec, [])
+        if probes or any(c.total for c in bucket.values()):
+            self._last_data_sec = sec
         dests = [d for d in self._order if d.first_sec <= sec]
         counts: dict[str, SecondCounts] = {}
         for dest in dests:
@@ -434,10 +443,8 @@ class Engine:
                     c.latency_sum,
                 )
             )
-            obs = self._detect(dest, sec, c)
-            for name, result in obs.items():
-                if result.alarm:
-                    self._fire(dest, name, sec, touched)
+            for name in self._detect(dest, sec, c):
+                self._fire(dest, name, sec, touched)
         for destination, probe, ts, ok, status, details in probes:
             dest = self._dests[destination]
             if self._probe(dest, probe, ts, ok, status, details):
@@ -504,20 +511,23 @@ class Engine:
     # Detectors
     # ----------------------------------------------------------------------------------------
 
-    def _detect(self, dest: _Destination, sec: int, c: SecondCounts) -> dict[str, _Obs]:
-        out: dict[str, _Obs] = {}
+    def _detect(self, dest: _Destination, sec: int, c: SecondCounts) -> list[str]:
+        """Step every armed detector of the destination; the names of those in alarm."""
+        out: list[str] = []
         if not dest.armed:
             return out
         total = c.total
-        watching = not dest.stale
-        if watching:
-            out["silence"] = self._silence(dest, sec, c)
+        if not dest.stale:  # a stale destination's silence is history, not an outage
+            if self._silence(dest, sec, c):
+                out.append("silence")
             if dest.pi0 > 0.0:
+                # binomial on its share of (itself + pool), against half its baseline share
                 pi0 = dest.pi0
                 y = dest.pool_count
                 llr = y * math.log(2.0) - (total + y) * math.log(2.0 - pi0)
-                out["volume_drop"] = self._cusum(dest, "volume_drop", sec, llr, total, total + y, 0)
                 dest.params["volume_drop"] = (pi0, pi0 / (2.0 - pi0))
+                if self._cusum(dest, "volume_drop", sec, llr, total, total + y, 0):
+                    out.append("volume_drop")
 
         if total > 0:
             p0 = min(max(dest.errors.p, 0.002), 0.5)
@@ -526,7 +536,8 @@ class Engine:
             bad = c.failed + c.rejected
             llr = bad * a + (total - bad) * b
             dest.params["error_rate"] = (p0, p1)
-            out["error_rate"] = self._cusum(dest, "error_rate", sec, llr, bad, total, MIN_EVENTS)
+            if self._cusum(dest, "error_rate", sec, llr, bad, total, MIN_EVENTS):
+                out.append("error_rate")
 
             p0 = min(max(dest.limited.p, 0.001), 0.5)
             p1 = min(max(10.0 * p0, 0.05), 0.99)
@@ -534,7 +545,8 @@ class Engine:
             bad = c.rate_limited
             llr = bad * a + (total - bad) * b
             dest.params["rate_limit"] = (p0, p1)
-            out["rate_limit"] = self._cusum(dest, "rate_limit", sec, llr, bad, total, MIN_EVENTS)
+            if self._cusum(dest, "rate_limit", sec, llr, bad, total, MIN_EVENTS):
+                out.append("rate_limit")
 
         tracker = dest.latency
         if c.latency_n > 0 and tracker.log_t is not None and tracker.updates >= LATENCY_ARM_UPDATES:
@@ -545,16 +557,16 @@ class Engine:
             a, b = _bernoulli(p0, p1)
             llr = slow * a + (n - slow) * b
             dest.params["latency"] = (p0, p1)
-            out["latency"] = self._cusum(dest, "latency", sec, llr, slow, n, MIN_EVENTS)
+            if self._cusum(dest, "latency", sec, llr, slow, n, MIN_EVENTS):
+                out.append("latency")
         return out
 
     def _cusum(
         self, dest: _Destination, name: str, sec: int, llr: float, k: int, n: int, min_k: int
-    ) -> _Obs:
+    ) -> bool:
         cusum = dest.cusums[name]
         cusum.step(sec, llr, k, n)
-        alarm = cusum.s >= self.h and cusum.k >= min_k
-        return _Obs(llr=llr, alarm=alarm, ran=True)
+        return cusum.s >= self.h and cusum.k >= min_k
 
     def _silence_limit(self, dest: _Destination) -> tuple[float, float]:
         """Seconds without a delivered event that alarm, and the rate they were judged at."""
@@ -568,11 +580,13 @@ class Engine:
         )
         return limit, rate
 
-    def _silence(self, dest: _Destination, sec: int, c: SecondCounts) -> _Obs:
+    def _silence(self, dest: _Destination, sec: int, c: SecondCounts) -> bool:
+        """Count seconds without a delivered event (with or without attempts); True at the
+        limit. The run length is the CUSUM against "rate 0": any delivery resets it."""
         sil = dest.silence
         if c.delivered > 0:
             sil.reset()
-            return _Obs(ran=True)
+            return False
         if sil.run == 0:
             sil.start = sec
             sil.limit, sil.rate = self._silence_limit(dest)
@@ -581,7 +595,7 @@ class Engine:
         sil.failed += c.failed
         sil.rate_limited += c.rate_limited
         sil.rejected += c.rejected
-        return _Obs(llr=sil.rate, alarm=sil.run >= sil.limit, ran=True)
+        return sil.run >= sil.limit
 
     def _probe(
         self,
@@ -835,6 +849,8 @@ class Engine:
             incident.resolved_at = None
             incident.acknowledged_at = None
             incident.flaps += 1
+            if self._live:
+                incident.historical = False  # the re-fire is live: it alerts
             if name not in incident.detectors:
                 incident.detectors.append(name)
             incident.note(end, "reopened", f"{name} fired again within 15 min: {what}")
