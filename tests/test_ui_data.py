@@ -3,6 +3,7 @@ once per session into a DuckDB file that each test copies, then replayed in even
 
 from __future__ import annotations
 
+import json
 import random
 import shutil
 from collections.abc import Callable
@@ -44,6 +45,37 @@ def write_lines(path: Path, incident: bool, odd_names: bool) -> None:
     path.write_bytes(b"".join(b for _, b in out))
 
 
+def add_probe_results(store: Store) -> None:
+    """A few stored probe results for tiktok_conversions, the last ones rate-limited."""
+    rows = []
+    for n in range(6):
+        ts = NOW - 60 + 10 * n
+        limited = n >= 3
+        details = {
+            "kind": "http",
+            "rate_limit_headers": {"retry-after": "30", "x-ratelimit-remaining": "0"}
+            if limited
+            else {"x-ratelimit-limit": "50", "x-ratelimit-remaining": str(40 - n)},
+        }
+        rows.append(
+            [
+                "tiktok_conversions",
+                "health",
+                ts,
+                not limited,
+                429 if limited else 200,
+                35.0 + n,
+                "rate_limited" if limited else "ok",
+                json.dumps(details),
+            ]
+        )
+    store.con.executemany(
+        "INSERT INTO probes (destination, probe, ts, ok, http_status, latency_ms, status, "
+        "details) VALUES (?, ?, to_timestamp(?), ?, ?, ?, ?, ?)",
+        rows,
+    )
+
+
 def build_db(directory: Path, incident: bool, odd_names: bool = False) -> Path:
     """A config + database under `directory`; returns the config path."""
     logs = directory / "logs"
@@ -55,6 +87,7 @@ def build_db(directory: Path, incident: bool, odd_names: bool = False) -> Path:
     store = Store.for_config(config)
     try:
         ingest_files(store, plan_files(config, ()))
+        add_probe_results(store)
     finally:
         store.close()
     return cfg
@@ -88,7 +121,11 @@ AppMaker = Callable[[str], ObservatoryApp]
 
 
 @pytest.fixture
-def make_ui(datasets: dict[str, Path], tmp_path: Path) -> AppMaker:
+def make_ui(
+    datasets: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AppMaker:
+    # The SQL console's history file: private to the test, empty at the start.
+    monkeypatch.setenv("OBSERVATORY_SQL_HISTORY", str(tmp_path / "sql_history"))
     return lambda name: app_on(datasets[name], tmp_path)
 
 

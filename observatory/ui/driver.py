@@ -17,9 +17,11 @@ from typing import Any
 
 from observatory.engine.engine import DestinationStatus
 from observatory.incident_store import acknowledge as store_acknowledge
+from observatory.incident_store import add_note as store_add_note
 from observatory.incident_store import save_incident
 from observatory.incidents import Incident
 from observatory.runtime import Runtime
+from observatory.ui.queries import disable_external_access, external_access_allowed
 
 POLL_SECONDS = 0.25
 
@@ -84,6 +86,12 @@ class RuntimeDriver:
 
     def run(self) -> None:
         runtime = self.factory()
+        try:
+            if not external_access_allowed(runtime.config):
+                disable_external_access(runtime.store.con)
+        except BaseException:
+            runtime.close()
+            raise
         self.runtime = runtime
         try:
             if self.poll and not runtime.live:
@@ -133,5 +141,19 @@ def acknowledge_incident(incident_id: str, ts: float) -> Callable[[Runtime], Inc
             save_incident(runtime.store.con, change.incident)
             return change.incident
         return store_acknowledge(runtime.store.con, incident_id, ts)
+
+    return command
+
+
+def note_incident(incident_id: str, ts: float, text: str) -> Callable[[Runtime], Incident]:
+    """A command: add a note to the incident's timeline, in the store and, if the engine
+    still has the incident live, on its copy too (so its later saves keep the note)."""
+
+    def command(runtime: Runtime) -> Incident:
+        stored = store_add_note(runtime.store.con, incident_id, ts, text)
+        for live in runtime.engine.incidents():
+            if live.id == stored.id:
+                live.note(ts, "note", text.strip())
+        return stored
 
     return command

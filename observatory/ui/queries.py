@@ -25,6 +25,7 @@ class DestinationDetail:
     errors: list[tuple[Any, ...]] = field(default_factory=list)  # status, code, message, count
     failures: list[tuple[Any, ...]] = field(default_factory=list)
     incidents: list[Incident] = field(default_factory=list)
+    probes: list[ProbeRow] = field(default_factory=list)
 
 
 def destination_detail(
@@ -52,7 +53,8 @@ def destination_detail(
     ).fetchall()
     failures = cur.execute(
         """
-        SELECT epoch(ts), outcome::VARCHAR, http_status, error_code, error_message, latency_ms
+        SELECT epoch(ts), outcome::VARCHAR, http_status, error_code, error_message, latency_ms,
+               message_id
         FROM events WHERE destination = ? AND outcome <> 'delivered'
         ORDER BY ts DESC, message_id LIMIT 200
         """,
@@ -63,6 +65,7 @@ def destination_detail(
         errors=errors,
         failures=failures,
         incidents=list_incidents(cur, destination),
+        probes=probe_history(cur, destination),
     )
 
 
@@ -93,5 +96,166 @@ def run_console_sql(cur: duckdb.DuckDBPyConnection, sql: str) -> SqlResult:
         columns = [d[0] for d in cur.description or []]
         rows = cur.fetchmany(SQL_ROW_CAP + 1)
     except duckdb.Error as exc:
-        raise ConsoleRefused(f"query failed: {first_line(exc)}") from exc
+        raise ConsoleRefused(_console_error(exc)) from exc
     return SqlResult(columns, rows[:SQL_ROW_CAP], len(rows) > SQL_ROW_CAP)
+
+
+# -- destination screen: probe history -------------------------------------------------
+
+PROBE_ROWS = 50
+
+
+@dataclass
+class ProbeRow:
+    """One stored probe result, with its rate-limit headers as one line of text."""
+
+    ts: float
+    probe: str
+    ok: bool | None
+    http_status: int | None
+    latency_ms: float | None
+    status: str | None
+    rate_limit: str
+    error: str
+
+
+def probe_history(cur: duckdb.DuckDBPyConnection, destination: str) -> list[ProbeRow]:
+    """The destination's last PROBE_ROWS probe results, newest first."""
+    rows = cur.execute(
+        """
+        SELECT epoch(ts), probe, ok, http_status, latency_ms, status, details
+        FROM probes WHERE destination = ? ORDER BY ts DESC LIMIT ?
+        """,
+        [destination, PROBE_ROWS],
+    ).fetchall()
+    out = []
+    for ts, probe, ok, status_code, latency, status, details in rows:
+        facts = _json(details)
+        headers = facts.get("rate_limit_headers") or {}
+        rate = " ".join(f"{k}={v}" for k, v in headers.items()) if isinstance(headers, dict) else ""
+        out.append(
+            ProbeRow(
+                float(ts), str(probe), ok, status_code, latency, status, rate,
+                str(facts.get("error") or ""),
+            )
+        )
+    return out
+
+
+def _json(text: Any) -> dict[str, Any]:
+    import orjson
+
+    if not text:
+        return {}
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+FAILURE_COLUMNS = (
+    "ts", "ingested_at", "source", "destination", "event_name", "message_id", "outcome",
+    "http_status", "error_code", "error_message", "latency_ms", "attempt",
+)
+
+
+def failure_fields(
+    cur: duckdb.DuckDBPyConnection, destination: str, ts: float, message_id: str | None
+) -> list[tuple[str, Any]]:
+    """Every field of one failed line (the first match of destination, time, message id)."""
+    cols = ", ".join(f"{c}::VARCHAR" for c in FAILURE_COLUMNS)
+    row = cur.execute(
+        f"""
+        SELECT {cols} FROM events
+        WHERE destination = ? AND epoch(ts) = ? AND message_id IS NOT DISTINCT FROM ?
+          AND outcome <> 'delivered'
+        LIMIT 1
+        """,
+        [destination, ts, message_id],
+    ).fetchone()
+    if row is None:
+        return []
+    return list(zip(FAILURE_COLUMNS, row, strict=True))
+
+
+# -- SQL console: schema, external access, export ---------------------------------------
+
+
+def schema(cur: duckdb.DuckDBPyConnection) -> list[tuple[str, list[tuple[str, str]]]]:
+    """The main schema's tables and views with their (column, type), in table order."""
+    rows = cur.execute(
+        """
+        SELECT table_name, column_name, data_type FROM information_schema.columns
+        WHERE table_schema = 'main' ORDER BY table_name, ordinal_position
+        """
+    ).fetchall()
+    tables: dict[str, list[tuple[str, str]]] = {}
+    for table, column, kind in rows:
+        tables.setdefault(str(table), []).append((str(column), str(kind)))
+    return list(tables.items())
+
+
+def external_access_allowed(config: Any) -> bool:
+    """Whether the config lets SQL reach files and the network (off unless it says so).
+
+    The config has no such key yet; `[storage] sql_external_access = true` would be it.
+    """
+    storage = getattr(config, "storage", None)
+    return bool(getattr(storage, "sql_external_access", False))
+
+
+def disable_external_access(con: duckdb.DuckDBPyConnection) -> None:
+    """No file or network access from SQL on this database (for every connection to it;
+    DuckDB cannot turn it back on while the database is open). Arrow registration, which
+    the store writes with, is not affected."""
+    con.execute("SET enable_external_access = false").fetchall()
+
+
+EXPORT_FORMATS = ("csv", "parquet", "json")
+
+
+def export_format(path: str) -> str:
+    """The export format from a file name's extension (.csv, .parquet, .json/.jsonl)."""
+    ext = path.rsplit(".", 1)[-1].lower() if "." in path else ""
+    fmt = {"jsonl": "json", "ndjson": "json", "pq": "parquet"}.get(ext, ext)
+    if fmt not in EXPORT_FORMATS:
+        raise ConsoleRefused("name the file .csv, .parquet or .json")
+    return fmt
+
+
+def export_console_sql(cur: duckdb.DuckDBPyConnection, sql: str, path: str) -> int:
+    """Run the console's `sql` again (same guard) and write every row to `path`, in the
+    format its extension names; returns the row count. Written from Python (pyarrow), so
+    DuckDB itself needs no file access."""
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    fmt = export_format(path)
+    try:
+        sql = single_statement(cur, sql)
+        kind = cur.extract_statements(sql)[0].type
+        if kind not in _CONSOLE_TYPES:
+            raise ConsoleRefused(f"refused: {kind.name} statements cannot run here")
+        table = cur.execute(sql).fetch_arrow_table()
+    except duckdb.Error as exc:
+        raise ConsoleRefused(_console_error(exc)) from exc
+    if fmt == "csv":
+        pacsv.write_csv(table, path)
+    elif fmt == "parquet":
+        pq.write_table(table, path)
+    else:
+        import orjson
+
+        with open(path, "wb") as fh:
+            for row in table.to_pylist():
+                fh.write(orjson.dumps(row, default=str) + b"\n")
+    return table.num_rows
+
+
+def _console_error(exc: duckdb.Error) -> str:
+    if isinstance(exc, duckdb.PermissionException):
+        return "refused: file and network access from SQL is disabled in the console"
+    if isinstance(exc, duckdb.InterruptException):
+        return "cancelled"
+    return f"query failed: {first_line(exc)}"

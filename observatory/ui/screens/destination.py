@@ -1,4 +1,5 @@
-"""One destination: per-second chart, error breakdown, recent failures, its incidents."""
+"""One destination: per-second chart, error breakdown, recent failures (Enter or a click
+opens one in full), probe history with rate-limit headers, its incidents."""
 
 from __future__ import annotations
 
@@ -11,8 +12,14 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Sparkline, Static
 
-from observatory.ui.queries import CHART_SECONDS, DestinationDetail, destination_detail
-from observatory.ui.text import fmt_time, literal
+from observatory.ui.queries import (
+    CHART_SECONDS,
+    DestinationDetail,
+    destination_detail,
+    failure_fields,
+)
+from observatory.ui.screens.failure import FailureScreen
+from observatory.ui.text import fmt_ms, fmt_time, literal
 
 
 class DestinationScreen(Screen[None]):
@@ -21,6 +28,7 @@ class DestinationScreen(Screen[None]):
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back"),
         Binding("r", "reload", "Reload"),
+        Binding("f", "focus_failures", "Failures"),
     ]
 
     class Loaded(Message):
@@ -37,6 +45,7 @@ class DestinationScreen(Screen[None]):
         super().__init__()
         self.destination = destination
         self.loads = 0  # finished loads (tests wait on it)
+        self.failures: list[tuple[object, ...]] = []
 
     def compose(self) -> ComposeResult:
         yield Static(
@@ -55,6 +64,8 @@ class DestinationScreen(Screen[None]):
             yield DataTable(id="errors", cursor_type="row")
             yield Static(Text("Recent failures", style="bold"), classes="section")
             yield DataTable(id="failures", cursor_type="row")
+            yield Static(Text("Probe history", style="bold"), classes="section")
+            yield DataTable(id="probes", cursor_type="row")
             yield Static(Text("Incidents", style="bold"), classes="section")
             yield DataTable(id="dest-incidents", cursor_type="row")
         yield Footer()
@@ -63,6 +74,9 @@ class DestinationScreen(Screen[None]):
         self.query_one("#errors", DataTable).add_columns("status", "code", "message", "count")
         self.query_one("#failures", DataTable).add_columns(
             "time", "outcome", "status", "code", "message", "latency"
+        )
+        self.query_one("#probes", DataTable).add_columns(
+            "time", "probe", "ok", "http", "latency", "status", "rate-limit headers"
         )
         self.query_one("#dest-incidents", DataTable).add_columns(
             "id", "state", "severity", "detector", "detected", "summary"
@@ -114,7 +128,8 @@ class DestinationScreen(Screen[None]):
             )
         failures = self.query_one("#failures", DataTable)
         failures.clear()
-        for ts, outcome, status, code, message, latency in d.failures:
+        self.failures = list(d.failures)
+        for ts, outcome, status, code, message, latency, _mid in d.failures:
             failures.add_row(
                 Text(fmt_time(float(ts))),
                 literal(outcome),
@@ -122,6 +137,19 @@ class DestinationScreen(Screen[None]):
                 literal(code),
                 literal(message, limit=80),
                 Text("–" if latency is None else f"{latency:.0f} ms", justify="right"),
+            )
+        probes = self.query_one("#probes", DataTable)
+        probes.clear()
+        for p in d.probes:
+            ok = "–" if p.ok is None else ("ok" if p.ok else "FAIL")
+            probes.add_row(
+                Text(fmt_time(p.ts)),
+                literal(p.probe, limit=24),
+                Text(ok, style="green" if p.ok else "bold red"),
+                literal(p.http_status),
+                Text(fmt_ms(p.latency_ms), justify="right"),
+                literal(p.status or p.error, limit=30),
+                literal(p.rate_limit or "–", limit=60),
             )
         incidents = self.query_one("#dest-incidents", DataTable)
         incidents.clear()
@@ -134,6 +162,27 @@ class DestinationScreen(Screen[None]):
                 Text(fmt_time(inc.detected_at)),
                 literal(inc.summary, limit=50),
             )
+
+    def action_focus_failures(self) -> None:
+        self.query_one("#failures", DataTable).focus()
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        if event.data_table.id == "failures" and 0 <= event.cursor_row < len(self.failures):
+            row = self.failures[event.cursor_row]
+            self.open_failure(float(row[0]), row[6])  # type: ignore[arg-type]
+
+    @work(thread=True, exit_on_error=False, group="failure", exclusive=True)
+    def open_failure(self, ts: float, message_id: str | None) -> None:
+        try:
+            cur = self.app.read_cursor()  # type: ignore[attr-defined]
+            try:
+                fields = failure_fields(cur, self.destination, ts, message_id)
+            finally:
+                cur.close()
+        except Exception as exc:
+            self.post_message(self.Failed(str(exc).splitlines()[0] if str(exc) else repr(exc)))
+            return
+        self.app.call_from_thread(self.app.push_screen, FailureScreen(fields))
 
     @staticmethod
     def _series(d: DestinationDetail, column: int) -> list[float]:

@@ -1,4 +1,4 @@
-"""Incidents: the list, the selected incident's timeline, acknowledge and export."""
+"""Incidents: the list, the selected incident's timeline, acknowledge, note and export."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Footer, Input, Static
 
 from observatory.export import export_incident
 from observatory.incident_store import list_incidents, load_incident
 from observatory.incidents import Incident
-from observatory.ui.driver import acknowledge_incident
+from observatory.ui.driver import acknowledge_incident, note_incident
 from observatory.ui.text import fmt_time, literal
 
 
@@ -33,8 +33,9 @@ class IncidentsScreen(Screen[None]):
     """Every stored incident, newest first."""
 
     BINDINGS = [
-        Binding("escape", "app.pop_screen", "Back"),
+        Binding("escape", "back", "Back"),
         Binding("a", "acknowledge", "Acknowledge"),
+        Binding("n", "note", "Note"),
         Binding("e", "export", "Export .md"),
         Binding("r", "reload", "Reload"),
     ]
@@ -63,6 +64,7 @@ class IncidentsScreen(Screen[None]):
         yield DataTable(id="incident-list", cursor_type="row")
         yield Static(Text("Timeline", style="bold"), classes="section", id="timeline-title")
         yield DataTable(id="timeline", cursor_type="row")
+        yield Input(placeholder="note for the selected incident (Enter adds, Esc cancels)", id="note")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -104,7 +106,7 @@ class IncidentsScreen(Screen[None]):
                 Text(inc.detector),
                 Text(fmt_time(inc.detected_at)[5:]),
                 Text(fmt_time(inc.resolved_at)[5:] or "–"),
-                literal(inc.summary, limit=24),
+                literal(inc.summary, limit=48),
                 key=inc.id,
             )
         if event.incidents:
@@ -152,6 +154,46 @@ class IncidentsScreen(Screen[None]):
             self.post_message(self.Done(f"acknowledge failed: {exc}", error=True))
             return
         self.post_message(self.Done(f"{incident.id} is {incident.state}"))
+
+    def action_back(self) -> None:
+        box = self.query_one("#note", Input)
+        if box.display:
+            box.value = ""
+            box.display = False
+            self.query_one("#incident-list", DataTable).focus()
+            return
+        self.app.pop_screen()
+
+    def action_note(self) -> None:
+        if self.selected() is None:
+            self.notify("no incident selected", severity="warning")
+            return
+        box = self.query_one("#note", Input)
+        box.display = True
+        box.focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id != "note":
+            return
+        text = event.value.strip()
+        inc = self.selected()
+        event.input.value = ""
+        event.input.display = False
+        self.query_one("#incident-list", DataTable).focus()
+        if not text or inc is None:
+            return
+        clock = getattr(self.app, "clock", None) or time.time
+        self.add_note(inc.id, clock(), text)
+
+    @work(thread=True, exit_on_error=False, group="incident-action")
+    def add_note(self, incident_id: str, ts: float, text: str) -> None:
+        try:
+            future = self.app.submit(note_incident(incident_id, ts, text))  # type: ignore[attr-defined]
+            incident = future.result(timeout=30)
+        except Exception as exc:
+            self.post_message(self.Done(f"note failed: {exc}", error=True))
+            return
+        self.post_message(self.Done(f"note added to {incident.id}"))
 
     def action_export(self) -> None:
         inc = self.selected()

@@ -1,22 +1,40 @@
-"""The SQL console: an editor, ctrl+enter runs, results in a table, errors on one line."""
+"""The SQL console: schema and history sidebar, an editor (ctrl+enter runs), results in a
+table, cancel a long query, export the result to csv / parquet / json."""
 
 from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
 
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.containers import Vertical
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static, TextArea
+from textual.widgets import DataTable, Footer, Input, OptionList, Static, TextArea, Tree
 
-from observatory.ui.queries import SQL_ROW_CAP, SqlResult, run_console_sql
-from observatory.ui.text import literal
+from observatory.ui.history import SqlHistory
+from observatory.ui.queries import (
+    SQL_ROW_CAP,
+    SqlResult,
+    export_console_sql,
+    export_format,
+    run_console_sql,
+    schema,
+)
+from observatory.ui.text import clean, literal
 
 DEFAULT_SQL = (
     "SELECT destination, outcome, count(*) AS n\n"
     "FROM events\nGROUP BY ALL\nORDER BY destination, n DESC"
 )
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 class SqlScreen(Screen[None]):
@@ -26,8 +44,13 @@ class SqlScreen(Screen[None]):
         Binding("ctrl+enter", "run", "Run", priority=True),
         Binding("ctrl+r", "run", "Run", show=False, priority=True),
         Binding("f5", "run", "Run", show=False),
+        Binding("ctrl+g", "cancel", "Cancel", priority=True),
+        Binding("ctrl+s", "export", "Export", priority=True),
+        Binding("ctrl+up", "history(-1)", "Older", show=False, priority=True),
+        Binding("ctrl+down", "history(1)", "Newer", show=False, priority=True),
+        Binding("ctrl+b", "toggle_sidebar", "Sidebar", priority=True),
         # Priority: the editor would otherwise take Esc (it moves focus out of the editor).
-        Binding("escape", "app.pop_screen", "Back", priority=True),
+        Binding("escape", "back", "Back", priority=True),
     ]
 
     class Finished(Message):
@@ -36,42 +59,146 @@ class SqlScreen(Screen[None]):
             self.result = result
             self.error = error
 
+    class SchemaLoaded(Message):
+        def __init__(self, tables: list[tuple[str, list[tuple[str, str]]]]) -> None:
+            super().__init__()
+            self.tables = tables
+
+    class Exported(Message):
+        def __init__(self, text: str, error: bool) -> None:
+            super().__init__()
+            self.text = text
+            self.error = error
+
     def __init__(self, sql: str = DEFAULT_SQL) -> None:
         super().__init__()
         self.initial_sql = sql
-        self.runs = 0  # finished runs (tests wait on it)
+        self.runs = 0  # finished runs (tests wait on these counters)
+        self.exports = 0
+        self.history = SqlHistory()
+        self._history_pos: int | None = None
+        self._cursor: Any = None  # the running query's cursor (to interrupt it)
+        self._cursor_lock = threading.Lock()
+        self.last_sql: str | None = None  # the SQL of the result on show
 
     def compose(self) -> ComposeResult:
-        try:
-            editor = TextArea.code_editor(self.initial_sql, language="sql", id="editor")
-        except Exception:  # no SQL grammar installed: plain text editing still works
-            editor = TextArea.code_editor(self.initial_sql, id="editor")
-        yield editor
-        yield Static(Text("ctrl+enter runs · read-only", style="dim"), id="sql-status")
-        yield DataTable(id="results", zebra_stripes=True)
+        with Vertical(id="sql-sidebar"):
+            yield Static(Text("Schema", style="bold"), classes="section")
+            tree: Tree[str] = Tree("tables", id="schema")
+            tree.show_root = False
+            yield tree
+            yield Static(Text("History", style="bold"), classes="section")
+            yield OptionList(id="history")
+        with Vertical(id="sql-main"):
+            try:
+                editor = TextArea.code_editor(self.initial_sql, language="sql", id="editor")
+            except Exception:  # no SQL grammar installed: plain text editing still works
+                editor = TextArea.code_editor(self.initial_sql, id="editor")
+            yield editor
+            yield Static(
+                Text("ctrl+enter runs · ctrl+g cancels · ctrl+s exports · read-only", style="dim"),
+                id="sql-status",
+            )
+            yield DataTable(id="results", zebra_stripes=True)
+            yield Input(placeholder="export to file (.csv, .parquet or .json)", id="export-path")
         yield Footer()
 
     def on_mount(self) -> None:
         self.query_one("#editor", TextArea).focus()
+        self._show_history()
+        self.load_schema()
+
+    # -- schema ------------------------------------------------------------------------
+
+    @work(thread=True, exit_on_error=False, group="sql-schema")
+    def load_schema(self) -> None:
+        try:
+            cur = self.app.read_cursor()  # type: ignore[attr-defined]
+            try:
+                tables = schema(cur)
+            finally:
+                cur.close()
+        except Exception:
+            tables = []
+        self.post_message(self.SchemaLoaded(tables))
+
+    def on_sql_screen_schema_loaded(self, event: SchemaLoaded) -> None:
+        tree = self.query_one("#schema", Tree)
+        tree.clear()
+        for table, columns in event.tables:
+            node = tree.root.add(literal(table, "bold"), data=table)
+            for column, kind in columns:
+                label = Text.assemble(literal(column), " ", literal(kind.lower(), "dim"))
+                node.add_leaf(label, data=column)
+        tree.root.expand()
+
+    def on_tree_node_selected(self, event: Tree.NodeSelected[str]) -> None:
+        # A table or column name goes into the editor at the cursor.
+        if event.node.data:
+            self.query_one("#editor", TextArea).insert(str(event.node.data))
+
+    # -- history -----------------------------------------------------------------------
+
+    def _show_history(self) -> None:
+        options = self.query_one("#history", OptionList)
+        options.clear_options()
+        for sql in reversed(self.history.entries):
+            options.add_option(literal(" ".join(sql.split()), limit=24))
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        entries = self.history.entries
+        index = len(entries) - 1 - event.option_index
+        if 0 <= index < len(entries):
+            self._load_history(index)
+
+    def action_history(self, step: int) -> None:
+        entries = self.history.entries
+        if not entries:
+            return
+        pos = len(entries) if self._history_pos is None else self._history_pos
+        self._load_history(max(0, min(len(entries) - 1, pos + step)))
+
+    def _load_history(self, index: int) -> None:
+        self._history_pos = index
+        editor = self.query_one("#editor", TextArea)
+        editor.text = self.history.entries[index]
+        editor.focus()
+
+    # -- run / cancel ------------------------------------------------------------------
 
     def action_run(self) -> None:
         sql = self.query_one("#editor", TextArea).text
-        self.query_one("#sql-status", Static).update(Text("running…", style="dim"))
+        self.history.add(sql)
+        self._history_pos = None
+        self._show_history()
+        self.query_one("#sql-status", Static).update(Text("running… (ctrl+g cancels)", "dim"))
         self.run_sql(sql)
 
     @work(thread=True, exit_on_error=False, group="sql", exclusive=True)
     def run_sql(self, sql: str) -> None:
         try:
             cur = self.app.read_cursor()  # type: ignore[attr-defined]
+            with self._cursor_lock:
+                self._cursor = cur
             try:
                 result = run_console_sql(cur, sql)
             finally:
+                with self._cursor_lock:
+                    self._cursor = None
                 cur.close()
         except Exception as exc:
-            message = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            self.post_message(self.Finished(None, message))
+            self.post_message(self.Finished(None, _first_line(exc)))
             return
+        self.last_sql = sql
         self.post_message(self.Finished(result, None))
+
+    def action_cancel(self) -> None:
+        with self._cursor_lock:
+            cur = self._cursor
+        if cur is None:
+            self.notify("no query is running")
+            return
+        cur.interrupt()
 
     def on_sql_screen_finished(self, event: Finished) -> None:
         status = self.query_one("#sql-status", Static)
@@ -98,8 +225,66 @@ class SqlScreen(Screen[None]):
         n = len(result.rows)
         note = f"{n} row{'s' if n != 1 else ''}"
         if result.more:
-            note = (
-                f"first {SQL_ROW_CAP} rows shown; more not shown"
-                " (use `observatory query --format csv` for all)"
-            )
+            note = f"first {SQL_ROW_CAP} rows shown; more not shown (ctrl+s exports them all)"
         status.update(Text(note, style="yellow" if result.more else "green"))
+
+    # -- export ------------------------------------------------------------------------
+
+    def action_export(self) -> None:
+        if self.last_sql is None:
+            self.notify("run a query first; its result is what gets exported", severity="warning")
+            return
+        box = self.query_one("#export-path", Input)
+        box.display = True
+        box.focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id != "export-path":
+            return
+        name = event.value.strip()
+        self._close_export()
+        if not name or self.last_sql is None:
+            return
+        try:
+            export_format(name)
+        except Exception as exc:
+            self.notify(clean(exc), severity="error", markup=False)
+            return
+        self.export(self.last_sql, str(Path(name).expanduser().resolve()))
+
+    def _close_export(self) -> None:
+        box = self.query_one("#export-path", Input)
+        box.value = ""
+        box.display = False
+        self.query_one("#editor", TextArea).focus()
+
+    @work(thread=True, exit_on_error=False, group="sql-export")
+    def export(self, sql: str, path: str) -> None:
+        try:
+            cur = self.app.read_cursor()  # type: ignore[attr-defined]
+            try:
+                rows = export_console_sql(cur, sql, path)
+            finally:
+                cur.close()
+        except Exception as exc:
+            self.post_message(self.Exported(f"export failed: {_first_line(exc)}", True))
+            return
+        self.post_message(self.Exported(f"exported {rows} rows to {path}", False))
+
+    def on_sql_screen_exported(self, event: Exported) -> None:
+        self.exports += 1
+        self.notify(
+            clean(event.text), severity="error" if event.error else "information", markup=False
+        )
+
+    # -- navigation ----------------------------------------------------------------------
+
+    def action_toggle_sidebar(self) -> None:
+        sidebar = self.query_one("#sql-sidebar")
+        sidebar.display = not sidebar.display
+
+    def action_back(self) -> None:
+        if self.query_one("#export-path", Input).display:
+            self._close_export()
+            return
+        self.app.pop_screen()
