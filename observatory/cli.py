@@ -415,9 +415,14 @@ def export(
 def simulate(scenario: str, logs: str | None, port: int, duration: float | None) -> None:
     """Run the simulator alone: fake platform APIs on loopback plus a forwarder writing logs.
 
+    Scenarios: tiktok-rate-limit (default), meta-token-expired, silent-forwarder, steady, or a
+    path to a scenario TOML file. `--scenario samples` instead regenerates the deterministic
+    sample logs into --logs (default sample_logs) and exits.
+
     \b
-    Example:
+    Examples:
       observatory simulate --scenario tiktok-rate-limit --logs /tmp/sim --duration 300
+      observatory simulate --scenario samples --logs sample_logs
     """
     import json
     import tempfile
@@ -426,6 +431,14 @@ def simulate(scenario: str, logs: str | None, port: int, duration: float | None)
     from observatory.simulator.forwarder import Simulation
     from observatory.simulator.scenario import ScenarioError, load_scenario
 
+    if scenario == "samples":
+        # Not a live run: regenerate the small, deterministic sample logs (same seed, same
+        # bytes) that the shipped config.toml reads.
+        from observatory.samples import write_samples
+
+        for path in write_samples(Path(logs or "sample_logs")):
+            click.echo(str(path))
+        return
     try:
         scen = load_scenario(scenario)
     except ScenarioError as exc:

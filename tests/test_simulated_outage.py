@@ -14,7 +14,8 @@ from pathlib import Path
 import duckdb
 import orjson
 
-LIMIT_AT, DEGRADED_AT, RESTORE_AT, OK_AT, LENGTH = 20, 23, 40, 42, 125
+# The limit drops well after watch's detectors have armed (warmup 15 s), even on a busy CI box.
+LIMIT_AT, DEGRADED_AT, RESTORE_AT, OK_AT, LENGTH = 30, 33, 50, 52, 135
 
 SCENARIO = f"""
 name = "short-tiktok-rate-limit"
@@ -65,8 +66,8 @@ def test_watch_catches_the_simulated_tiktok_outage_with_status_page_evidence(
     watch: subprocess.Popen[bytes] | None = None
     try:
         assert sim.stdout is not None
-        started = time.monotonic()  # the scenario clock starts about now
         info = orjson.loads(sim.stdout.readline())
+        started = time.monotonic()  # the scenario clock starts as simulate reports its server
         config = Path(info["config"])
         for _ in range(100):
             if config.exists():
