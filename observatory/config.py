@@ -47,6 +47,7 @@ __all__ = [
     "CANONICAL_COLUMNS",
     "PAGERDUTY_EVENTS_URL",
     "AlertConfig",
+    "BackupConfig",
     "Config",
     "ConfigError",
     "DestinationConfig",
@@ -468,6 +469,107 @@ class AlertConfig(_Model):
         return list(self.command)
 
 
+_SIZE_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|KiB|MiB|GiB)?$", re.IGNORECASE)
+_SIZE_UNITS: dict[str, int] = {
+    "b": 1,
+    "kb": 1000,
+    "mb": 1000**2,
+    "gb": 1000**3,
+    "kib": 1024,
+    "mib": 1024**2,
+    "gib": 1024**3,
+}
+
+
+def _size_before(value: Any) -> Any:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        match = _SIZE_RE.match(value.strip())
+        if match:
+            unit = (match.group(2) or "B").lower()
+            return int(float(match.group(1)) * _SIZE_UNITS[unit])
+    raise _custom("size", "is not a size (use e.g. 1MB, 512KB, 1MiB or a number of bytes)", value)
+
+
+class BackupConfig(_Model):
+    """``[backup]``: the backup webhook receiver and reconciliation.
+
+    A customer-data platform's webhook destination (Segment's sends ``X-Signature`` = hex
+    HMAC-SHA1 of the raw body keyed by ``secret``) POSTs every event to ``listen`` + ``path``
+    as well; reconciliation checks each one was delivered to every name in ``destinations``.
+    A delivery later than ``window`` after the backup received the event is late; an event
+    still undelivered after ``window`` is missing. ``retry_window`` is how long the platform
+    keeps retrying a failing event (Segment 4 h, RudderStack 3 h), with per-destination
+    overrides in ``retry_windows``. ``secret`` is a secret: read it with :meth:`secret_value`.
+    """
+
+    listen: NonEmptyStr = "127.0.0.1:8765"
+    path: NonEmptyStr = "/webhook"
+    secret: SecretStr
+    destinations: list[NonEmptyStr]
+    window: Duration = Field(default=parse_duration("10m"), gt=0)
+    max_body: Annotated[int, BeforeValidator(_size_before)] = Field(default=1_000_000, ge=1)
+    retry_window: Duration = Field(default=parse_duration("4h"), gt=0)
+    retry_windows: dict[NonEmptyStr, Duration] = Field(default_factory=dict)
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        host, sep, port = value.strip().rpartition(":")
+        host = host.strip("[]")
+        if not sep or not host or not port.isdigit() or int(port) > 65535:
+            raise _custom("listen", "is not HOST:PORT (e.g. 127.0.0.1:8765)", value)
+        return value.strip()
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if not value.startswith("/") or any(c.isspace() for c in value) or "?" in value:
+            raise _custom("path", "must be a URL path starting with / (e.g. /webhook)", value)
+        return value
+
+    @field_validator("secret")
+    @classmethod
+    def _secret(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value():
+            raise _custom("empty", "must not be empty")
+        return value
+
+    @field_validator("destinations")
+    @classmethod
+    def _destinations(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise _custom("empty", "must name at least one destination")
+        return list(dict.fromkeys(value))
+
+    @field_validator("retry_windows")
+    @classmethod
+    def _retry_windows(cls, value: dict[str, float]) -> dict[str, float]:
+        for name, seconds in value.items():
+            if seconds <= 0:
+                raise _custom("duration", "must be longer than zero", suffix=(name,))
+        return value
+
+    @property
+    def host(self) -> str:
+        """The address to listen on (brackets of an IPv6 literal removed)."""
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        """The port to listen on (0: any free port)."""
+        return int(self.listen.rpartition(":")[2])
+
+    def secret_value(self) -> str:
+        """The shared secret in clear (for checking signatures only)."""
+        return self.secret.get_secret_value()
+
+    def retry_window_for(self, destination: str) -> float:
+        """Seconds the platform keeps retrying a failing event for ``destination``."""
+        return self.retry_windows.get(destination, self.retry_window)
+
+
 class Config(_Model):
     """The whole configuration.
 
@@ -481,6 +583,7 @@ class Config(_Model):
     destinations: list[DestinationConfig] = Field(default_factory=list)
     detection: DetectionConfig = Field(default_factory=DetectionConfig)
     alerts: list[AlertConfig] = Field(default_factory=list)
+    backup: BackupConfig | None = None
     base_dir: Path = Field(default_factory=lambda: Path.cwd(), exclude=True, repr=False)
 
     @field_validator("sources", "destinations")

@@ -26,6 +26,7 @@ import httpx
 import orjson
 
 from observatory.aggregate import SecondAgg, by_second, fetch_seconds
+from observatory.backup.receiver import BackupService, start_backup
 from observatory.engine import Engine
 from observatory.incident_store import save_incident
 from observatory.incidents import Change, Incident
@@ -80,6 +81,9 @@ class Runtime:
         self._status_noted: dict[str, tuple[Any, ...]] = {}
 
     def close(self) -> None:
+        backup: BackupService | None = getattr(self, "backup", None)
+        if backup is not None:
+            backup.stop()  # idempotent
         if self.probe_scheduler is not None:
             self.probe_scheduler.stop()
             self.probe_scheduler = None
@@ -139,6 +143,8 @@ class Runtime:
     def start_live(self, now: float | None = None) -> Tally:
         """Open the tailers, store the backlog, warm up on recent history, go live."""
         now = time.time() if now is None else now
+        # The backup webhook receiver (config [backup]): listening before the backlog is read.
+        self.backup: BackupService | None = start_backup(self.config, self.store)
         known = self.store.file_states()
         self.tailers = [
             SourceTailer(src.name, self.config.source_glob(src), known)

@@ -98,4 +98,23 @@ DDL: tuple[str, ...] = (
         detail      VARCHAR
     )
     """,
+    # Backup webhook (observatory.backup): one row per message id, first receipt wins;
+    # `destinations` are those it was expected at when received, `raw` the event as received.
+    """
+    CREATE TABLE IF NOT EXISTS backup_events (
+        message_id   VARCHAR NOT NULL,
+        received_at  TIMESTAMPTZ NOT NULL,
+        ts           TIMESTAMPTZ,
+        destinations VARCHAR[] NOT NULL,
+        raw          VARCHAR NOT NULL
+    )
+    """,
+    # How far the receiver's journal file has been folded into backup_events.
+    """
+    CREATE TABLE IF NOT EXISTS backup_journal (
+        path        VARCHAR PRIMARY KEY,
+        "offset"    BIGINT NOT NULL,
+        updated_at  TIMESTAMPTZ NOT NULL
+    )
+    """,
 )

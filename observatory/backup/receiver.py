@@ -1,0 +1,404 @@
+"""The backup webhook receiver: a loopback HTTP endpoint a CDP's webhook destination POSTs to.
+
+``POST <path>`` with one Segment-style event (``{"type":"track","messageId":...}``) or
+``{"batch": [...]}``, signed with ``X-Signature`` = hex HMAC-SHA1 of the raw body keyed by the
+shared secret. Answers: 200 ``{"accepted": N}`` once every event is durable in the journal;
+401 missing or bad signature; 413 body over ``max_body`` (judged on Content-Length, before
+reading); 400 malformed JSON or an event without ``messageId``; 411 no Content-Length;
+404 another path; 405 another method; 503 when the journal cannot be written.
+
+:class:`BackupService` runs the receiver with its journal and folds the journal into
+``backup_events`` (at start-up, every second, and at stop). ``Runtime.start_live`` starts it
+when the config has ``[backup]``; ``python -m observatory.backup.receiver --config F`` runs
+it alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import hmac
+import json
+import re
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import orjson
+
+from observatory.backup.journal import Journal, fold_journal, journal_path
+
+if TYPE_CHECKING:
+    import duckdb
+
+    from observatory.config import BackupConfig, Config
+    from observatory.store import Store
+
+__all__ = [
+    "BackupReceiver",
+    "BackupService",
+    "BadRequest",
+    "journal_lines",
+    "parse_events",
+    "sign",
+    "start_backup",
+]
+
+FOLD_EVERY = 1.0
+# How long stop() waits for requests already being answered.
+DRAIN_TIMEOUT = 5.0
+
+
+class BadRequest(ValueError):
+    """The body is not one event or a batch of events with message ids (HTTP 400)."""
+
+
+def sign(secret: str | bytes, body: bytes) -> str:
+    """Hex HMAC-SHA1 of ``body`` keyed by ``secret`` (Segment's ``X-Signature``)."""
+    key = secret.encode() if isinstance(secret, str) else secret
+    return hmac.new(key, body, hashlib.sha1).hexdigest()
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+_LONG_NUMBER = re.compile(rb"\d{17}")
+
+Event = tuple[str, str | None, str]  # message id, timestamp as sent, raw JSON text
+
+
+def parse_events(body: bytes) -> list[Event]:
+    """The events of a request body, each with its raw JSON text; raises :class:`BadRequest`.
+
+    A single event is kept byte for byte (line breaks, which JSON only allows as whitespace,
+    become spaces so it fits on one line); events of a batch are re-serialised compactly,
+    keys and values unchanged.
+    """
+    dumps: Any = orjson.dumps
+    try:
+        if _LONG_NUMBER.search(body):
+            raise orjson.JSONDecodeError("", "", 0)
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        # orjson turns integers beyond 64 bits into floats; the standard library keeps them.
+        try:
+            doc = json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
+        except (ValueError, UnicodeDecodeError):
+            raise BadRequest("malformed JSON") from None
+
+        def dumps(obj: Any) -> bytes:
+            return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+
+    if not isinstance(doc, dict):
+        raise BadRequest('expected a JSON object (an event, or {"batch": [...]})')
+    if "batch" in doc and "messageId" not in doc:
+        batch = doc["batch"]
+        if not isinstance(batch, list):
+            raise BadRequest("batch must be a list of events")
+        items: list[tuple[Any, str | None]] = [(e, None) for e in batch]
+    else:
+        whole = body.decode("utf-8").strip().replace("\r", " ").replace("\n", " ")
+        items = [(doc, whole)]
+    events: list[Event] = []
+    for i, (event, text) in enumerate(items):
+        where = f"batch[{i}]" if text is None else "event"
+        if not isinstance(event, dict):
+            raise BadRequest(f"{where}: expected a JSON object")
+        mid = event.get("messageId")
+        if not isinstance(mid, str) or not mid:
+            raise BadRequest(f"{where}: missing messageId")
+        ts = event.get("timestamp")
+        raw = text if text is not None else dumps(event).decode()
+        events.append((mid, ts if isinstance(ts, str) else None, raw))
+    return events
+
+
+def journal_lines(events: Sequence[Event], received_at: float, destinations: list[str]) -> bytes:
+    """The journal lines recording ``events`` (see :mod:`observatory.backup.journal`)."""
+    return b"".join(
+        orjson.dumps({"id": mid, "at": received_at, "ts": ts, "d": destinations, "raw": raw})
+        + b"\n"
+        for mid, ts, raw in events
+    )
+
+
+class BackupReceiver(ThreadingHTTPServer):
+    """The HTTP server; each request is answered on its own thread."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 256
+
+    def __init__(self, backup: BackupConfig, journal: Journal, address: tuple[str, int]) -> None:
+        self.backup = backup
+        self.journal = journal
+        self.secret = backup.secret_value().encode()
+        self.accepted = 0
+        self.requests = 0
+        self._inflight = 0
+        self._cond = threading.Condition()
+        super().__init__(address, _Handler)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        host = str(host)
+        return f"http://{'[' + host + ']' if ':' in host else host}:{port}{self.backup.path}"
+
+    def enter(self) -> None:
+        with self._cond:
+            self._inflight += 1
+
+    def leave(self) -> None:
+        with self._cond:
+            self._inflight -= 1
+            self._cond.notify_all()
+
+    def drain(self, timeout: float) -> bool:
+        """Wait until no request is being handled (True) or ``timeout`` passed."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._inflight == 0, timeout)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: BackupReceiver
+    protocol_version = "HTTP/1.1"
+    timeout = 30
+    server_version = "observatory-backup"
+    sys_version = ""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # one line per request on stderr would drown the JSON lines and the TUI
+
+    def _reply(self, status: int, payload: dict[str, Any], close: bool = False) -> None:
+        body = orjson.dumps(payload)
+        if close:
+            self.close_connection = True
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        if close:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _refuse_method(self) -> None:
+        self._reply(405, {"error": "use POST"}, close=True)
+
+    do_GET = do_PUT = do_DELETE = do_PATCH = do_HEAD = _refuse_method
+
+    def do_POST(self) -> None:
+        srv = self.server
+        srv.enter()
+        try:
+            self._post(srv)
+        finally:
+            srv.leave()
+
+    def _post(self, srv: BackupReceiver) -> None:
+        srv.requests += 1
+        if urlsplit(self.path).path != srv.backup.path:
+            self._reply(404, {"error": "not found"}, close=True)
+            return
+        if self.headers.get("Transfer-Encoding"):
+            self._reply(411, {"error": "send a Content-Length (no chunked bodies)"}, close=True)
+            return
+        length_text = self.headers.get("Content-Length")
+        if length_text is None:
+            self._reply(411, {"error": "Content-Length required"}, close=True)
+            return
+        try:
+            length = int(length_text)
+        except ValueError:
+            length = -1
+        if length < 0:
+            self._reply(400, {"error": "bad Content-Length"}, close=True)
+            return
+        if length > srv.backup.max_body:
+            self._reply(413, {"error": f"body over {srv.backup.max_body} bytes"}, close=True)
+            return
+        body = self.rfile.read(length)  # at most max_body: Content-Length was checked
+        if len(body) < length:
+            self.close_connection = True  # the client went away mid-body
+            return
+        given = (self.headers.get("X-Signature") or "").strip().lower()
+        if not given or not hmac.compare_digest(sign(srv.secret, body), given):
+            self._reply(401, {"error": "missing or bad X-Signature"})
+            return
+        try:
+            events = parse_events(body)
+        except BadRequest as exc:
+            self._reply(400, {"error": str(exc)})
+            return
+        if events:
+            data = journal_lines(events, time.time(), srv.backup.destinations)
+            try:
+                srv.journal.append(data)
+            except OSError:
+                self._reply(503, {"error": "cannot store the events; retry later"}, close=True)
+                return
+        srv.accepted += len(events)
+        self._reply(200, {"accepted": len(events)})
+
+
+class BackupService:
+    """The receiver, its journal, and the folding of the journal into ``backup_events``.
+
+    ``con`` is a DuckDB connection (or cursor) this service alone uses, from its own thread.
+    """
+
+    def __init__(
+        self,
+        backup: BackupConfig,
+        con: duckdb.DuckDBPyConnection,
+        journal: Path | str,
+        fold_every: float = FOLD_EVERY,
+    ) -> None:
+        self.backup = backup
+        self.con = con
+        self.journal_path = Path(journal)
+        self.fold_every = fold_every
+        self.journal: Journal | None = None
+        self.server: BackupReceiver | None = None
+        self.folded = 0
+        self._threads: list[threading.Thread] = []
+        self._stop = threading.Event()
+        self._fold_lock = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        """Where the receiver listens, e.g. ``http://127.0.0.1:8765/webhook``."""
+        if self.server is None:
+            raise RuntimeError("the backup receiver is not running")
+        return self.server.url
+
+    def start(self) -> None:
+        """Fold what a previous run left in the journal, then listen."""
+        from observatory.config import ConfigError
+
+        self.folded += fold_journal(self.con, self.journal_path, truncate=True)
+        self.journal = Journal(self.journal_path)
+        try:
+            self.server = BackupReceiver(
+                self.backup, self.journal, (self.backup.host, self.backup.port)
+            )
+        except OSError as exc:
+            self.journal.close()
+            raise ConfigError(
+                "backup.listen",
+                f"cannot listen on {self.backup.listen}: {exc.strerror or exc}",
+            ) from None
+        serve = threading.Thread(
+            target=self.server.serve_forever,
+            kwargs={"poll_interval": 0.1},
+            name="backup-receiver",
+            daemon=True,
+        )
+        fold = threading.Thread(target=self._fold_loop, name="backup-fold", daemon=True)
+        self._threads = [serve, fold]
+        for t in self._threads:
+            t.start()
+
+    def fold(self) -> int:
+        """Fold new journal lines into ``backup_events`` now; the number of rows added."""
+        with self._fold_lock:
+            added = fold_journal(self.con, self.journal_path)
+            self.folded += added
+            return added
+
+    def _fold_loop(self) -> None:
+        while not self._stop.wait(self.fold_every):
+            try:
+                self.fold()
+            except Exception:  # retried next second; the journal keeps everything
+                pass
+
+    def stop(self) -> None:
+        """Stop listening, wait for requests in flight, fold the rest; safe to call twice."""
+        self._stop.set()
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.drain(DRAIN_TIMEOUT)
+            self.server.server_close()
+        for t in self._threads:
+            t.join(timeout=DRAIN_TIMEOUT)
+        self._threads = []
+        if self.journal is not None:
+            self.journal.close()
+            self.journal = None
+            try:
+                self.fold()
+            except Exception:  # folded at the next start instead
+                pass
+        self.server = None
+
+
+def start_backup(config: Config, store: Store) -> BackupService | None:
+    """Start the backup receiver of ``config`` on ``store``'s database (None without
+    ``[backup]``). It uses its own cursor, so it never touches the runtime's connection."""
+    if config.backup is None:
+        return None
+    service = BackupService(
+        config.backup, store.cursor(), journal_path(store.path, config.base_dir)
+    )
+    try:
+        service.start()
+    except BaseException:
+        service.con.close()
+        raise
+    return service
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m observatory.backup.receiver --config F [--db F]``: the receiver alone.
+
+    Prints ``{"type":"backup","url":...}`` on stdout once listening; stops on SIGTERM/SIGINT.
+    """
+    import signal
+
+    from observatory.config import ConfigError, load_config
+    from observatory.store import Store
+
+    parser = argparse.ArgumentParser(prog="python -m observatory.backup.receiver")
+    parser.add_argument("--config", default="config.toml")
+    parser.add_argument("--db")
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(args.config)
+        if config.backup is None:
+            raise ConfigError("backup", "not configured (add a [backup] table)")
+        store = Store(args.db or config.db_path, config.storage.memory_limit)
+    except ConfigError as exc:
+        print(f"observatory: {exc}", file=sys.stderr)
+        return 2
+    stopping = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stopping.set())
+    service = BackupService(config.backup, store.con, journal_path(store.path, config.base_dir))
+    try:
+        try:
+            service.start()
+        except ConfigError as exc:
+            print(f"observatory: {exc}", file=sys.stderr)
+            return 2
+        sys.stdout.write(
+            orjson.dumps({"type": "backup", "url": service.url, "folded": service.folded}).decode()
+            + "\n"
+        )
+        sys.stdout.flush()
+        while not stopping.wait(0.2):
+            pass
+    finally:
+        service.stop()
+        store.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
