@@ -116,8 +116,8 @@ def fold_journal(con: duckdb.DuckDBPyConnection, path: Path | str, truncate: boo
         size = path.stat().st_size
     except FileNotFoundError:
         size = 0
-    row = con.execute('SELECT "offset" FROM backup_journal WHERE path = ?', [key]).fetchone()
-    offset = int(row[0]) if row else 0
+    rows = con.execute('SELECT "offset" FROM backup_journal WHERE path = ?', [key]).fetchall()
+    offset = int(rows[0][0]) if rows else 0
     if offset > size:  # emptied after its last fold (see below): start again from 0
         offset = 0
     added = 0
@@ -145,7 +145,7 @@ def _set_offset(con: duckdb.DuckDBPyConnection, key: str, offset: int) -> None:
     con.execute(
         'INSERT OR REPLACE INTO backup_journal (path, "offset", updated_at) VALUES (?, ?, now())',
         [key, offset],
-    )
+    ).fetchall()
 
 
 def _fold_lines(con: duckdb.DuckDBPyConnection, key: str, data: bytes, end: int) -> int:
@@ -153,7 +153,7 @@ def _fold_lines(con: duckdb.DuckDBPyConnection, key: str, data: bytes, end: int)
     name = f"backup_journal_lines_{threading.get_ident()}"
     con.register(name, lines)
     try:
-        con.execute("BEGIN")
+        con.execute("BEGIN").fetchall()
         try:
             con.execute(
                 f"""
@@ -175,12 +175,12 @@ def _fold_lines(con: duckdb.DuckDBPyConnection, key: str, data: bytes, end: int)
                   )
                 """
             )
-            row = con.fetchone()
-            added = int(row[0]) if row else 0
+            rows = con.fetchall()
+            added = int(rows[0][0]) if rows else 0
             _set_offset(con, key, end)
-            con.execute("COMMIT")
+            con.execute("COMMIT").fetchall()
         except BaseException:
-            con.execute("ROLLBACK")
+            con.execute("ROLLBACK").fetchall()
             raise
     finally:
         con.unregister(name)

@@ -368,6 +368,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m observatory.backup.receiver")
     parser.add_argument("--config", default="config.toml")
     parser.add_argument("--db")
+    parser.add_argument(
+        "--fold-every", type=float, default=FOLD_EVERY, help="Seconds between journal folds."
+    )
     args = parser.parse_args(argv)
     try:
         config = load_config(args.config)
@@ -380,7 +383,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     stopping = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stopping.set())
-    service = BackupService(config.backup, store.con, journal_path(store.path, config.base_dir))
+    service = BackupService(
+        config.backup, store.con, journal_path(store.path, config.base_dir), args.fold_every
+    )
     try:
         try:
             service.start()
