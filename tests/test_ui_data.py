@@ -121,9 +121,7 @@ AppMaker = Callable[[str], ObservatoryApp]
 
 
 @pytest.fixture
-def make_ui(
-    datasets: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> AppMaker:
+def make_ui(datasets: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AppMaker:
     # The SQL console's history file: private to the test, empty at the start.
     monkeypatch.setenv("OBSERVATORY_SQL_HISTORY", str(tmp_path / "sql_history"))
     return lambda name: app_on(datasets[name], tmp_path)

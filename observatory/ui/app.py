@@ -157,6 +157,12 @@ class ObservatoryApp(App[None]):
         )
         yield SystemCommand("Pause / resume", "Freeze or resume live updates", self.action_pause)
         yield SystemCommand("Keys", "Show every key binding", self.action_help)
+        # The current screen's own actions (acknowledge, note, run, export…), by their
+        # binding descriptions, so the palette offers everything the keys do.
+        from observatory.ui.screens.help import screen_commands
+
+        for title, help_text, callback in screen_commands(screen):
+            yield SystemCommand(title, help_text, callback)
 
 
 def make_app(

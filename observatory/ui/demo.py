@@ -18,6 +18,9 @@ from observatory.loadgen import config_toml
 from observatory.samples import write_samples
 
 SIMULATOR_WAIT = 15.0
+# The demo's simulator keeps running after the scripted outage (traffic goes on normally)
+# until the app quits and stops it; this only bounds an orphan.
+SIMULATOR_SECONDS = 6 * 3600
 
 
 @dataclass
@@ -43,7 +46,18 @@ def start_simulator(directory: Path, wait: float = SIMULATOR_WAIT) -> DemoSetup 
     logs = directory / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "observatory", "simulate", "--logs", str(logs)],
+        [
+            sys.executable,
+            "-m",
+            "observatory",
+            "simulate",
+            "--scenario",
+            "tiktok-rate-limit",
+            "--logs",
+            str(logs),
+            "--duration",
+            str(SIMULATOR_SECONDS),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

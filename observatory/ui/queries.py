@@ -135,7 +135,13 @@ def probe_history(cur: duckdb.DuckDBPyConnection, destination: str) -> list[Prob
         rate = " ".join(f"{k}={v}" for k, v in headers.items()) if isinstance(headers, dict) else ""
         out.append(
             ProbeRow(
-                float(ts), str(probe), ok, status_code, latency, status, rate,
+                float(ts),
+                str(probe),
+                ok,
+                status_code,
+                latency,
+                status,
+                rate,
                 str(facts.get("error") or ""),
             )
         )
@@ -155,8 +161,18 @@ def _json(text: Any) -> dict[str, Any]:
 
 
 FAILURE_COLUMNS = (
-    "ts", "ingested_at", "source", "destination", "event_name", "message_id", "outcome",
-    "http_status", "error_code", "error_message", "latency_ms", "attempt",
+    "ts",
+    "ingested_at",
+    "source",
+    "destination",
+    "event_name",
+    "message_id",
+    "outcome",
+    "http_status",
+    "error_code",
+    "error_message",
+    "latency_ms",
+    "attempt",
 )
 
 
@@ -237,7 +253,7 @@ def export_console_sql(cur: duckdb.DuckDBPyConnection, sql: str, path: str) -> i
         kind = cur.extract_statements(sql)[0].type
         if kind not in _CONSOLE_TYPES:
             raise ConsoleRefused(f"refused: {kind.name} statements cannot run here")
-        table = cur.execute(sql).fetch_arrow_table()
+        table = cur.sql(sql).to_arrow_table()
     except duckdb.Error as exc:
         raise ConsoleRefused(_console_error(exc)) from exc
     if fmt == "csv":

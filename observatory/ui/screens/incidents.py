@@ -64,7 +64,9 @@ class IncidentsScreen(Screen[None]):
         yield DataTable(id="incident-list", cursor_type="row")
         yield Static(Text("Timeline", style="bold"), classes="section", id="timeline-title")
         yield DataTable(id="timeline", cursor_type="row")
-        yield Input(placeholder="note for the selected incident (Enter adds, Esc cancels)", id="note")
+        yield Input(
+            placeholder="note for the selected incident (Enter adds, Esc cancels)", id="note"
+        )
         yield Footer()
 
     def on_mount(self) -> None:
