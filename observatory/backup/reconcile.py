@@ -101,18 +101,24 @@ GROUP BY destination
 """
 )
 
+# Failing ids first (few), then only their deliveries: no aggregate over every delivery.
 _COUNTDOWN = f"""
 WITH w AS (
     SELECT unnest($dests::VARCHAR[]) AS destination, unnest($windows::DOUBLE[]) AS window_s
 ),
 f AS (
-    SELECT e.destination, e.message_id,
-        min(e.ts) FILTER (WHERE e.outcome IN {FAILING_OUTCOMES!r}) AS first_fail,
-        max(e.ts) FILTER (WHERE e.outcome IN {FAILING_OUTCOMES!r}) AS last_fail,
-        max(e.ts) FILTER (WHERE e.outcome = 'delivered') AS last_ok
+    SELECT e.destination, e.message_id, min(e.ts) AS first_fail, max(e.ts) AS last_fail
     FROM events e
-    WHERE e.destination IN (SELECT destination FROM w)
+    WHERE e.outcome IN {FAILING_OUTCOMES!r}
+      AND e.destination IN (SELECT destination FROM w)
       AND e.message_id IS NOT NULL
+      AND ($since::DOUBLE IS NULL OR e.ts >= to_timestamp($since::DOUBLE))
+    GROUP BY e.destination, e.message_id
+),
+ok AS (
+    SELECT e.destination, e.message_id, max(e.ts) AS last_ok
+    FROM events e SEMI JOIN f ON e.destination = f.destination AND e.message_id = f.message_id
+    WHERE e.outcome = 'delivered'
       AND ($since::DOUBLE IS NULL OR e.ts >= to_timestamp($since::DOUBLE))
     GROUP BY e.destination, e.message_id
 ),
@@ -120,7 +126,8 @@ u AS (
     SELECT f.destination, f.first_fail, w.window_s,
         epoch(f.first_fail) + w.window_s > $now::DOUBLE AS open
     FROM f JOIN w USING (destination)
-    WHERE f.first_fail IS NOT NULL AND (f.last_ok IS NULL OR f.last_ok < f.last_fail)
+    LEFT JOIN ok ON ok.destination = f.destination AND ok.message_id = f.message_id
+    WHERE ok.last_ok IS NULL OR ok.last_ok < f.last_fail
 )
 SELECT destination,
     count(*) FILTER (WHERE open) AS failing,
@@ -128,6 +135,31 @@ SELECT destination,
     epoch(min(first_fail) FILTER (WHERE open)) AS oldest
 FROM u
 GROUP BY destination
+"""
+
+# The raw events not delivered to some destination after their window: an anti join.
+_MISSING_RAW = """
+WITH want AS (SELECT unnest($dests::VARCHAR[]) AS destination),
+b AS (
+    SELECT * FROM (
+        SELECT message_id, unnest(destinations) AS destination
+        FROM backup_events
+        WHERE ($since::DOUBLE IS NULL OR received_at >= to_timestamp($since::DOUBLE))
+          AND epoch(received_at) + $window::DOUBLE <= $now::DOUBLE
+    )
+    WHERE destination IN (SELECT destination FROM want)
+),
+delivered AS (
+    SELECT destination, message_id FROM events
+    WHERE outcome = 'delivered' AND destination IN (SELECT destination FROM want)
+),
+missing AS (
+    SELECT b.message_id FROM b
+    ANTI JOIN delivered d ON d.destination = b.destination AND d.message_id = b.message_id
+)
+SELECT be.raw FROM backup_events be
+WHERE be.message_id IN (SELECT message_id FROM missing)
+ORDER BY be.received_at, be.message_id
 """
 
 
@@ -261,15 +293,7 @@ def write_missing(
     """Write the missing events as received (raw JSON, one per line, oldest first; an event
     missing at several destinations once) to ``path``; return how many."""
     dests = _destinations(backup, destination)
-    result = con.execute(
-        _CLASSIFIED
-        + """
-        SELECT be.raw FROM backup_events be
-        WHERE be.message_id IN (SELECT message_id FROM c WHERE status = 'missing')
-        ORDER BY be.received_at, be.message_id
-        """,
-        _params(backup, dests, since, now),
-    )
+    result = con.execute(_MISSING_RAW, _params(backup, dests, since, now))
     written = 0
     with open(path, "w", encoding="utf-8", newline="\n") as fh:
         while True:
