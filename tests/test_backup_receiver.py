@@ -5,7 +5,11 @@ journal folded into `backup_events`, the [backup] config, and the Runtime hookup
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -367,3 +371,38 @@ def test_port_in_use_is_a_config_error(tmp_path: Path) -> None:
         finally:
             runtime.close()
     assert info.value.key == "backup.listen"
+
+
+def test_watch_runs_the_receiver(tmp_path: Path) -> None:
+    """`observatory watch` with [backup] listens; what it acknowledged is in backup_events."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = write_config(tmp_path, listen=f"127.0.0.1:{port}")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "observatory", "watch", "--config", str(config)]
+        + ["--duration", "60"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "BACKUP_WEBHOOK_SECRET": SECRET},
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/webhook"
+        body = json.dumps({"batch": [event("w-1"), event("w-2")]}).encode()
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                assert post(url, body).status_code == 200
+                break
+            except httpx.ConnectError:
+                assert time.monotonic() < deadline and proc.poll() is None
+                time.sleep(0.1)
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    store = Store(str(tmp_path / "obs.duckdb"))
+    try:
+        assert [r[0] for r in table_rows(store)] == ["w-1", "w-2"]
+    finally:
+        store.close()
