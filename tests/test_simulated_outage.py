@@ -95,12 +95,18 @@ def test_watch_catches_the_simulated_tiktok_outage_with_status_page_evidence(
                 proc.terminate()
                 proc.wait(10)
     tiktok = [(t, r) for t, r in lines if r["destination"] == "tiktok_conversions"]
-    opens = [(t, r) for t, r in tiktok if r["state"] == "open"]
-    assert opens, lines
-    opened_at, first = opens[0]
-    assert first["detector"] == "rate_limit"
-    # Within 5 s of the limit being lowered (scenario time, measured from simulate's start).
-    assert LIMIT_AT <= opened_at <= LIMIT_AT + 5 + 1.0, opened_at
+    assert any(r["state"] == "open" for _, r in tiktok), lines
+    # The rate-limit detector is on the incident (it may have been opened by a companion
+    # detector such as latency a moment earlier) within 5 s of the limit being lowered
+    # (scenario time, measured from simulate's report).
+    rate_limited = [
+        t
+        for t, r in tiktok
+        if r["detector"] == "rate_limit"
+        or "rate_limit" in (r.get("evidence") or {}).get("detectors", {})  # type: ignore[union-attr]
+    ]
+    assert rate_limited, tiktok
+    assert LIMIT_AT <= rate_limited[0] <= LIMIT_AT + 5 + 1.0, rate_limited[0]
     assert any(r["state"] == "resolved" for _, r in tiktok), tiktok
     ids = {r["id"] for _, r in tiktok}
     assert len(ids) == 1
