@@ -13,6 +13,11 @@ thread-safe queue that `poll()` drains on the runtime's thread: each is stored i
 fed to the engine. A status page's facts (component status, indicator, open incidents' names)
 also join the destination's open incident: as `evidence["status_page"]` and, whenever they
 change, a "status_page" timeline entry.
+
+Rate-limit drift (`observatory.drift`): the same per-second counts feed a `DriftTracker`, moved
+on with the engine's watermark. Each `DriftEvent` goes to `on_drift` (and `drift_events`) and
+joins the destination's incident -- the open one, or the next opened within
+`DRIFT_ATTACH_WINDOW` -- as `evidence["rate_limit_drift"]` and a "drift" timeline entry.
 """
 
 from __future__ import annotations
@@ -27,9 +32,10 @@ import orjson
 
 from observatory.aggregate import SecondAgg, by_second, fetch_seconds
 from observatory.backup.receiver import BackupService, start_backup
+from observatory.drift import DriftEvent, DriftTracker
 from observatory.engine import Engine
 from observatory.incident_store import save_incident
-from observatory.incidents import Change, Incident
+from observatory.incidents import Change, Incident, iso
 from observatory.probes import ProbeResult, ProbeScheduler, build_probes, reported_status
 from observatory.probes.scheduler import default_client
 from observatory.store import Store, Tally
@@ -46,6 +52,8 @@ WARM_WINDOW = 30 * 60.0
 # ends (one poll interval), not a whole second later.
 LIVE_LEAD = 0.75
 POLL_INTERVAL = 0.2
+# A rate-limit drift joins an incident open when it is flagged or opened this soon after (s).
+DRIFT_ATTACH_WINDOW = 300.0
 
 
 class Runtime:
@@ -60,6 +68,7 @@ class Runtime:
         dispatcher: AlertDispatcher | None = None,
         store: Store | None = None,
         probe_client_factory: Callable[[], httpx.AsyncClient] = default_client,
+        on_drift: Callable[[DriftEvent], None] | None = None,
     ) -> None:
         self.config = config
         self.store = store or Store.for_config(config, db)
@@ -79,6 +88,13 @@ class Runtime:
         # The latest status-page facts per destination, and what each incident has noted.
         self.status_pages: dict[str, dict[str, Any]] = {}
         self._status_noted: dict[str, tuple[Any, ...]] = {}
+        # Rate-limit drift: the tracker, every event it raised, the latest drift per
+        # destination (as incident evidence) and what each incident has noted of it.
+        self.drift = DriftTracker()
+        self.on_drift = on_drift
+        self.drift_events: list[DriftEvent] = []
+        self.drifts: dict[str, dict[str, Any]] = {}
+        self._drift_noted: dict[str, tuple[Any, ...]] = {}
 
     def close(self) -> None:
         backup: BackupService | None = getattr(self, "backup", None)
@@ -97,7 +113,9 @@ class Runtime:
         if not aggs:
             return
         thresholds = self.engine.latency_thresholds()
-        self.engine.feed(a.resolve(thresholds) for a in aggs)
+        counts = [a.resolve(thresholds) for a in aggs]
+        self.engine.feed(counts)
+        self.drift.feed(counts)
         newest = max(a.counts.sec for a in aggs)
         if self.last_event_sec is None or newest > self.last_event_sec:
             self.last_event_sec = newest
@@ -109,6 +127,7 @@ class Runtime:
                 # Live, DESIGN's detected_at is wall time (event time in replay).
                 inc.detected_at = wall
             self._status_page_evidence(inc)
+            self._drift_evidence(inc)
             save_incident(self.store.con, inc)
             self.incident_changes += 1
             if change.kind == "open" and not inc.historical:
@@ -134,9 +153,73 @@ class Runtime:
                 if ahead > 0:
                     time.sleep(ahead)
             self._feed(group)
-            self._handle(self.engine.advance(sec + 1))
+            self._advance(sec + 1)
         # Judge the last second too, but do not run past the data: its end is not silence.
-        self._handle(self.engine.advance(groups[-1][0] + 2))
+        self._advance(groups[-1][0] + 2)
+
+    def _advance(self, watermark: float, wall: float | None = None) -> None:
+        """Move the engine and the drift tracker on to `watermark`; handle what they raise."""
+        self._handle(self.engine.advance(watermark), wall=wall)
+        self._handle_drift(self.drift.advance(watermark))
+
+    def _handle_drift(self, events: list[DriftEvent]) -> None:
+        """Record each drift, hand it to `on_drift`, add it to the destination's open incident."""
+        for event in events:
+            self.drift_events.append(event)
+            record = self.drifts.get(event.destination)
+            if event.kind == "ceiling_drop" or record is None:
+                record = {
+                    "old_ceiling_per_s": round(event.old_ceiling, 2),
+                    "new_ceiling_per_s": round(event.new_ceiling, 2),
+                    "flagged_at": iso(event.ts),
+                    "throttled_share": round(event.throttled_share, 4),
+                    "retry_after_s": event.retry_after_s,
+                    "unit": "events/s delivered while throttled",
+                    "_flagged_ts": event.ts,
+                }
+            if event.kind == "ceiling_restored":
+                record["restored_at"] = iso(event.ts)
+                record["restored_ceiling_per_s"] = round(event.new_ceiling, 2)
+                record["_restored_ts"] = event.ts
+            self.drifts[event.destination] = record
+            for inc in self.engine.incidents():
+                if inc.destination == event.destination and self._drift_evidence(inc):
+                    save_incident(self.store.con, inc)
+            if self.on_drift is not None:
+                self.on_drift(event)
+
+    def _drift_evidence(self, inc: Incident) -> bool:
+        """Put the destination's latest rate-limit drift into `inc` when it belongs there
+        (flagged while `inc` was open, or at most DRIFT_ATTACH_WINDOW before it opened):
+        evidence, and a "drift" timeline entry per drop and restoration; also on the engine's
+        live copy, so its later saves keep them. True when `inc` changed."""
+        record = self.drifts.get(inc.destination)
+        if record is None:
+            return False
+        flagged: float = record["_flagged_ts"]
+        if inc.detected_at > flagged + DRIFT_ATTACH_WINDOW or (
+            inc.resolved_at is not None and inc.resolved_at < flagged
+        ):
+            return False
+        evidence = {k: v for k, v in record.items() if not k.startswith("_")}
+        changed = inc.evidence.get("rate_limit_drift") != evidence
+        targets = [inc] + [i for i in self.engine.incidents() if i.id == inc.id and i is not inc]
+        sig = (flagged, record.get("_restored_ts"))
+        noted = self._drift_noted.get(inc.id)
+        if noted != sig:
+            self._drift_noted[inc.id] = sig
+            entries: list[tuple[float, str]] = []
+            if noted is None or noted[0] != flagged:
+                entries.append((flagged, _drift_detail(record)))
+            if record.get("_restored_ts") is not None:
+                entries.append((record["_restored_ts"], _drift_restored_detail(record)))
+            for target in targets:
+                for ts, detail in entries:
+                    target.note(ts, "drift", detail)
+            changed = True
+        for target in targets:
+            target.evidence["rate_limit_drift"] = evidence
+        return changed
 
     # -- live ------------------------------------------------------------------------------
 
@@ -208,6 +291,9 @@ class Runtime:
             self.engine.feed_probe(
                 r.destination, r.probe, r.ts, r.ok, reported_status(r), r.details
             )
+            retry_after = r.details.get("retry_after_s")
+            if isinstance(retry_after, int | float):
+                self.drift.note_retry_after(r.destination, float(retry_after))
             facts = _status_page_facts(r)
             if facts is not None:
                 self.status_pages[r.destination] = facts
@@ -265,7 +351,7 @@ class Runtime:
         now = time.time() if now is None else now
         tally = self._store_pending(collect=True)
         self.drain_probes()
-        self._handle(self.engine.advance(now + LIVE_LEAD), wall=now)
+        self._advance(now + LIVE_LEAD, wall=now)
         return tally
 
     def run_live(
@@ -309,3 +395,21 @@ def _status_page_detail(facts: dict[str, Any]) -> str:
     names = facts["incidents"]
     parts.append("open incidents: " + ("; ".join(names) if names else "none"))
     return "status page: " + ", ".join(parts)
+
+
+def _drift_detail(record: dict[str, Any]) -> str:
+    detail = (
+        f"rate-limit drift: accepted-rate ceiling {record['old_ceiling_per_s']:g}/s -> "
+        f"{record['new_ceiling_per_s']:g}/s (delivered while throttled), "
+        f"{record['throttled_share'] * 100:.1f}% of attempts throttled"
+    )
+    if record.get("retry_after_s") is not None:
+        detail += f", Retry-After {record['retry_after_s']:g} s"
+    return detail
+
+
+def _drift_restored_detail(record: dict[str, Any]) -> str:
+    return (
+        f"rate-limit drift over: accepted-rate ceiling back to "
+        f"{record['restored_ceiling_per_s']:g}/s (baseline {record['old_ceiling_per_s']:g}/s)"
+    )
