@@ -7,11 +7,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Footer, Input, Static
+from textual.widgets import Input, Static
 
 from observatory.ui.driver import Snapshot
 from observatory.ui.text import literal
 from observatory.ui.widgets.destination_pane import DestinationPane
+from observatory.ui.widgets.footer import KeyFooter
 from observatory.ui.widgets.incident_bar import IncidentBar
 
 
@@ -19,6 +20,7 @@ class DashboardScreen(Screen[None]):
     """Live panes, rendered from the app's latest Snapshot only (no queries per frame)."""
 
     BINDINGS = [
+        Binding("enter", "open", "Open"),
         Binding("slash", "filter", "Filter"),
         Binding("escape", "clear_filter", "Clear filter", show=False),
     ]
@@ -35,7 +37,7 @@ class DashboardScreen(Screen[None]):
         yield Input(placeholder="filter destinations", id="filter")
         yield VerticalScroll(id="panes")
         yield Static(id="status-line")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.watch(self.app, "snapshot", self.show_snapshot)
@@ -59,7 +61,9 @@ class DashboardScreen(Screen[None]):
         for name, status in snap.statuses.items():
             pane = self.panes[name]
             pane.show(status, snap.now)
-            pane.display = self.filter_text.lower() in name.lower()
+            visible = self.filter_text.lower() in name.lower()
+            if pane.display != visible:
+                pane.display = visible
         if self.focused is None:
             visible = [p for p in self.panes.values() if p.display]
             if visible:
@@ -78,7 +82,11 @@ class DashboardScreen(Screen[None]):
         if snap.note:
             text.append("  ")
             text.append_text(literal(snap.note, "italic"))
-        self.query_one("#status-line", Static).update(text)
+        self.query_one("#status-line", Static).update(text, layout=False)
+
+    def action_open(self) -> None:
+        if isinstance(self.focused, DestinationPane):
+            self.focused.action_open()
 
     def action_filter(self) -> None:
         box = self.query_one("#filter", Input)

@@ -10,7 +10,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Sparkline, Static
+from textual.widgets import DataTable, Sparkline, Static
 
 from observatory.ui.queries import (
     CHART_SECONDS,
@@ -20,6 +20,7 @@ from observatory.ui.queries import (
 )
 from observatory.ui.screens.failure import FailureScreen
 from observatory.ui.text import fmt_ms, fmt_time, literal
+from observatory.ui.widgets.footer import KeyFooter
 
 
 class DestinationScreen(Screen[None]):
@@ -68,7 +69,7 @@ class DestinationScreen(Screen[None]):
             yield DataTable(id="probes", cursor_type="row")
             yield Static(Text("Incidents", style="bold"), classes="section")
             yield DataTable(id="dest-incidents", cursor_type="row")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.query_one("#errors", DataTable).add_columns("status", "code", "message", "count")

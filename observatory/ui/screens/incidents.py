@@ -11,13 +11,14 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Input, Static
+from textual.widgets import DataTable, Input, Static
 
 from observatory.export import export_incident
 from observatory.incident_store import list_incidents, load_incident
 from observatory.incidents import Incident
 from observatory.ui.driver import acknowledge_incident, note_incident
 from observatory.ui.text import fmt_time, literal
+from observatory.ui.widgets.footer import KeyFooter
 
 
 def export_markdown(cur: object, incident_id: str, directory: Path) -> Path:
@@ -67,7 +68,7 @@ class IncidentsScreen(Screen[None]):
         yield Input(
             placeholder="note for the selected incident (Enter adds, Esc cancels)", id="note"
         )
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.query_one("#incident-list", DataTable).add_columns(

@@ -14,7 +14,7 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Input, OptionList, Static, TextArea, Tree
+from textual.widgets import DataTable, Input, OptionList, Static, TextArea, Tree
 
 from observatory.ui.history import SqlHistory
 from observatory.ui.queries import (
@@ -26,6 +26,7 @@ from observatory.ui.queries import (
     schema,
 )
 from observatory.ui.text import clean, literal
+from observatory.ui.widgets.footer import KeyFooter
 
 DEFAULT_SQL = (
     "SELECT destination, outcome, count(*) AS n\n"
@@ -101,7 +102,7 @@ class SqlScreen(Screen[None]):
             )
             yield DataTable(id="results", zebra_stripes=True)
             yield Input(placeholder="export to file (.csv, .parquet or .json)", id="export-path")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.query_one("#editor", TextArea).focus()

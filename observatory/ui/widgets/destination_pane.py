@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.message import Message
 from textual.widget import Widget
-from textual.widgets import Sparkline, Static
+from textual.widgets import Static
 
 from observatory.engine.engine import DestinationStatus
 from observatory.ui.text import fmt_age, fmt_ms, fmt_pct, literal
@@ -21,6 +20,23 @@ BADGES = {
 }
 
 
+BLOCKS = " ▁▂▃▄▅▆▇█"
+
+
+def spark_text(values: list[int], width: int, style: str = "") -> Text:
+    """The last `width` values as block characters scaled to their max, as one Text.
+
+    Cheaper to render than a Sparkline widget (one style, no per-bar colour blending),
+    which matters with many panes refreshed several times a second."""
+    values = values[-width:] if width > 0 else []
+    top = max(values, default=0)
+    if top <= 0:
+        return Text(" " * len(values), style=style)
+    scale = (len(BLOCKS) - 1) / top
+    chars = "".join(BLOCKS[max(1, round(v * scale))] if v > 0 else " " for v in values)
+    return Text(chars, style=style, no_wrap=True)
+
+
 def badge(state: str) -> Text:
     label, style = BADGES.get(state, (state.upper(), "bold"))
     return Text(f" {label} ", style=style)
@@ -29,7 +45,8 @@ def badge(state: str) -> Text:
 class DestinationPane(Widget, can_focus=True):
     """A focusable pane; Enter (or a click) asks for the destination screen."""
 
-    BINDINGS = [Binding("enter", "open", "Open", show=True)]
+    # Enter is the dashboard's binding (it opens the focused pane), so the footer keys stay
+    # the same (and the footer is not rebuilt) when focus moves between panes and the filter.
 
     class Selected(Message):
         """The user wants the destination screen of `destination`."""
@@ -42,10 +59,11 @@ class DestinationPane(Widget, can_focus=True):
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.destination = destination
         self._shown: tuple[DestinationStatus, float] | None = None
+        self._drawn: tuple[object, ...] | None = None  # what is on screen now
 
     def compose(self) -> ComposeResult:
         yield Static(classes="pane-title")
-        yield Sparkline([], classes="pane-spark")
+        yield Static(classes="pane-spark")
         yield Static(classes="pane-stats")
 
     def on_mount(self) -> None:
@@ -61,28 +79,44 @@ class DestinationPane(Widget, can_focus=True):
         self._shown = (status, now)
         if not self.is_mounted or not self.children:
             return  # on_mount renders it
+        width = max(0, self.content_region.width)
+        stats = self._stats(status, now)
+        key = (status.state, status.incident_id, width, tuple(status.sparkline[-width:]), stats)
+        if key == self._drawn:
+            return  # nothing visible changed: no refresh
+        self._drawn = key
         self.set_class(status.state in ("down", "degraded"), "-alert")
         title = Text.assemble(badge(status.state), " ", literal(status.destination, "bold"))
         if status.incident_id:
             title.append(f"  incident {status.incident_id}", style="bold red")
-        self.query_one(".pane-title", Static).update(title)
-        self.query_one(".pane-spark", Sparkline).data = [float(x) for x in status.sparkline[-120:]]
+        # layout=False: these lines have a fixed height, so no relayout of the screen.
+        self.query_one(".pane-title", Static).update(title, layout=False)
+        self.query_one(".pane-spark", Static).update(
+            spark_text(status.sparkline, width, "red" if status.state == "down" else ""),
+            layout=False,
+        )
+        text = Text()
+        for n, (label, value) in enumerate(stats):
+            text.append("   " if n else "")
+            text.append(label, style="dim")
+            text.append(" " + value)
+        self.query_one(".pane-stats", Static).update(text, layout=False)
+
+    def on_resize(self) -> None:
+        self._drawn = None
+        self._show_latest()
+
+    @staticmethod
+    def _stats(status: DestinationStatus, now: float) -> tuple[tuple[str, str], ...]:
         probe = "–" if status.probe_ok is None else ("ok" if status.probe_ok else "FAILING")
-        stats = Text()
-        for n, (label, value) in enumerate(
-            [
-                ("ev/s", f"{status.rate_now:.1f}"),
-                ("ok", fmt_pct(status.success_pct)),
-                ("429", fmt_pct(status.rate_limited_pct)),
-                ("latency", fmt_ms(status.avg_latency_ms)),
-                ("last event", fmt_age(now, status.last_event_ts)),
-                ("probe", probe),
-            ]
-        ):
-            stats.append("   " if n else "")
-            stats.append(label, style="dim")
-            stats.append(" " + value)
-        self.query_one(".pane-stats", Static).update(stats)
+        return (
+            ("ev/s", f"{status.rate_now:.1f}"),
+            ("ok", fmt_pct(status.success_pct)),
+            ("429", fmt_pct(status.rate_limited_pct)),
+            ("latency", fmt_ms(status.avg_latency_ms)),
+            ("last event", fmt_age(now, status.last_event_ts)),
+            ("probe", probe),
+        )
 
     def action_open(self) -> None:
         self.post_message(self.Selected(self.destination))
