@@ -91,7 +91,9 @@ class DashboardScreen(Screen[None]):
     def action_filter(self) -> None:
         box = self.query_one("#filter", Input)
         box.display = True
-        box.focus()
+        # Focus now, not after the next idle (Widget.focus defers): keys typed right after
+        # `/` (a fast typist, a paste) must land in the box, not trigger bindings.
+        self.set_focus(box)
 
     def action_clear_filter(self) -> None:
         box = self.query_one("#filter", Input)

@@ -173,7 +173,7 @@ class IncidentsScreen(Screen[None]):
             return
         box = self.query_one("#note", Input)
         box.display = True
-        box.focus()
+        self.set_focus(box)  # now: the note's first keys must not trigger bindings
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.input.id != "note":

@@ -237,7 +237,7 @@ class SqlScreen(Screen[None]):
             return
         box = self.query_one("#export-path", Input)
         box.display = True
-        box.focus()
+        self.set_focus(box)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.input.id != "export-path":

@@ -97,7 +97,7 @@ class DestinationPane(Widget, can_focus=True):
         )
         text = Text()
         for n, (label, value) in enumerate(stats):
-            text.append("   " if n else "")
+            text.append("  " if n else "")
             text.append(label, style="dim")
             text.append(" " + value)
         self.query_one(".pane-stats", Static).update(text, layout=False)
@@ -114,7 +114,7 @@ class DestinationPane(Widget, can_focus=True):
             ("ok", fmt_pct(status.success_pct)),
             ("429", fmt_pct(status.rate_limited_pct)),
             ("latency", fmt_ms(status.avg_latency_ms)),
-            ("last event", fmt_age(now, status.last_event_ts)),
+            ("last", fmt_age(now, status.last_event_ts)),
             ("probe", probe),
         )
 
