@@ -401,3 +401,52 @@ def test_a_long_gap_in_the_data_costs_little() -> None:
     engine.feed(traffic.second(START, {}))
     engine.advance(START + 2)
     assert engine.status()["c_big"].rate_now > 0
+
+
+# ------------------------------------------------------------------------------------------
+# Persistence: one failed batch is noise, a fault lasts
+# ------------------------------------------------------------------------------------------
+
+
+def _with_failures(
+    traffic: Traffic, engine: Engine, sec: int, extra: dict[int, int], dest: str
+) -> list[SecondCounts]:
+    counts = traffic.second(sec, engine.latency_thresholds())
+    for c in counts:
+        if c.destination == dest and sec in extra:
+            c.failed += extra[sec]
+    return counts
+
+
+@pytest.mark.parametrize(("seconds", "fires"), [(1, False), (2, True), (3, True)])
+def test_a_single_second_burst_of_failures_is_not_an_incident(seconds: int, fires: bool) -> None:
+    """100 failures at a 100 ev/s destination: in one second (one failed batch of a batching
+    forwarder, retried) nothing opens; over 2+ consecutive seconds error_rate opens."""
+    onset = START + LEAD
+    per_second = 100 // seconds
+    extra = {onset + i: per_second + (100 % seconds if i == 0 else 0) for i in range(seconds)}
+    total = LEAD + 300
+    traffic = Traffic(RATES, START, total, seed=3)
+    engine = Engine(DetectionConfig())
+    changes: list[Change] = []
+    for sec in range(START, START + total):
+        engine.feed(_with_failures(traffic, engine, sec, extra, "c_big"))
+        changes += engine.advance(sec + 1)
+    incidents = opened(changes)
+    if not fires:
+        assert incidents == []
+        return
+    assert [(i.destination, i.detector) for i in incidents] == [("c_big", "error_rate")]
+    assert incidents[0].detected_at - onset <= seconds
+    assert incidents[0].onset == onset
+
+
+def test_lone_batch_bursts_raise_no_alarm() -> None:
+    """Batchy noise (a lone one-second burst of 20-200 failures, 429s or slow events about once
+    a minute per destination) over an hour of bursty traffic opens nothing."""
+    rates = {"a_trickle": 0.3, **RATES}
+    traffic = Traffic(rates, START, 3600, seed=5, bursts=True)
+    assert len(traffic.burst_seconds()) >= 100
+    engine = Engine(DetectionConfig())
+    changes = drive(traffic, engine, START, START + 3600)
+    assert [c.incident.summary for c in changes] == []

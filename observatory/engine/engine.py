@@ -58,6 +58,7 @@ POOL_WINDOW_EVENTS = 30.0  # the pool ratio looks at about this many expected ev
 POOL_BAND = 2.0  # pool members are within this factor of the median count/baseline ratio
 MIN_POOL_RATE = 5.0  # ev/s of pool baseline needed to estimate a destination's expected count
 MIN_EVENTS = 5  # at least this many bad events before a Bernoulli detector alarms
+SECOND_CAP = (0.4, 0.6)  # shares of h one second's LLR may add to a CUSUM (persistence)
 LATENCY_ARM_UPDATES = 10  # the p99 tracker must have settled this much before latency arms
 THROUGHPUT_CUT = 0.5  # delivered below this share of expected = throughput cut (critical)
 OPERATIONAL = frozenset({"", "operational", "ok", "up", "healthy", "none", "normal", "green"})
@@ -526,7 +527,8 @@ class Engine:
                 y = dest.pool_count
                 llr = y * math.log(2.0) - (total + y) * math.log(2.0 - pi0)
                 dest.params["volume_drop"] = (pi0, pi0 / (2.0 - pi0))
-                if self._cusum(dest, "volume_drop", sec, llr, total, total + y, 0):
+                full = dest.pool_rate * math.log(2.0 / (2.0 - pi0))
+                if self._cusum(dest, "volume_drop", sec, llr, total, total + y, 0, full):
                     out.append("volume_drop")
 
         if total > 0:
@@ -536,7 +538,8 @@ class Engine:
             bad = c.failed + c.rejected
             llr = bad * a + (total - bad) * b
             dest.params["error_rate"] = (p0, p1)
-            if self._cusum(dest, "error_rate", sec, llr, bad, total, MIN_EVENTS):
+            full = dest.rate.rate * a
+            if self._cusum(dest, "error_rate", sec, llr, bad, total, MIN_EVENTS, full):
                 out.append("error_rate")
 
             p0 = min(max(dest.limited.p, 0.001), 0.5)
@@ -545,7 +548,8 @@ class Engine:
             bad = c.rate_limited
             llr = bad * a + (total - bad) * b
             dest.params["rate_limit"] = (p0, p1)
-            if self._cusum(dest, "rate_limit", sec, llr, bad, total, MIN_EVENTS):
+            full = dest.rate.rate * a
+            if self._cusum(dest, "rate_limit", sec, llr, bad, total, MIN_EVENTS, full):
                 out.append("rate_limit")
 
         tracker = dest.latency
@@ -557,14 +561,36 @@ class Engine:
             a, b = _bernoulli(p0, p1)
             llr = slow * a + (n - slow) * b
             dest.params["latency"] = (p0, p1)
-            if self._cusum(dest, "latency", sec, llr, slow, n, MIN_EVENTS):
+            full = dest.rate.rate * a
+            if self._cusum(dest, "latency", sec, llr, slow, n, MIN_EVENTS, full):
                 out.append("latency")
         return out
 
     def _cusum(
-        self, dest: _Destination, name: str, sec: int, llr: float, k: int, n: int, min_k: int
+        self,
+        dest: _Destination,
+        name: str,
+        sec: int,
+        llr: float,
+        k: int,
+        n: int,
+        min_k: int,
+        full: float = math.inf,
     ) -> bool:
+        """Step a CUSUM with one second's LLR, capped for persistence; True in alarm.
+
+        Forwarders send batches (50-200 events a request), so one failed, throttled or slow
+        request lands all its events in one second: they are one observation, not 200
+        independent trials. No second may add more than ``SECOND_CAP`` of h, so an alarm needs
+        evidence from at least two seconds with bad events (a positive LLR needs a bad event):
+        a real fault persists, a lone batch drains. Within that band the cap is ``full``, what
+        one second of the destination's normal traffic gives when it is all bad: a fast
+        destination's fault passes h in two seconds, and a slow destination (whose real faults
+        give a few nats a second) cannot be lifted high by a burst and stay there for minutes.
+        """
         cusum = dest.cusums[name]
+        lo, hi = SECOND_CAP
+        llr = min(llr, min(max(full, lo * self.h), hi * self.h))
         cusum.step(sec, llr, k, n)
         return cusum.s >= self.h and cusum.k >= min_k
 

@@ -211,6 +211,8 @@ LATENCY_QUANTILE = 0.99
 _TRACKER_BATCH = 100  # latency events per update: about one expected slow event
 _TRACKER_INIT_EVENTS = 100
 EXACT_SHARE = 0.75  # use the empirical p99 while this share of latencies is known exactly
+LATENCY_FLOOR_MS = 50.0  # an event is never "slow" below this: a few ms of host jitter on a
+# loopback or LAN endpoint (p99 of 5-15 ms) doubles its latency but is no incident
 
 
 class LatencyThreshold:
@@ -258,7 +260,8 @@ class LatencyThreshold:
 
     @property
     def threshold(self) -> float | None:
-        return None if self.log_t is None else math.exp(self.log_t)
+        """What counts as slow: the p99, but at least ``LATENCY_FLOOR_MS``."""
+        return None if self.log_t is None else max(math.exp(self.log_t), LATENCY_FLOOR_MS)
 
     def observe(self, latency_n: int, latency_sum: float, latency_max: float, slow: int) -> None:
         if latency_n <= 0:
@@ -302,7 +305,14 @@ class LatencyThreshold:
         err = self._k / (self._n * (1.0 - LATENCY_QUANTILE)) - 1.0
         err = min(max(err, -1.0), 3.0)
         gain = max(0.03, 0.5 / (self.updates + 2))
-        self.log_t += gain * err
+        floor = math.log(LATENCY_FLOOR_MS)
+        if self.log_t < floor:
+            # ``slow`` was counted at the floor: more than 1 % above it puts the p99 above it;
+            # fewer says only that the p99 is below (keep the estimate)
+            if err > 0.0:
+                self.log_t = floor + gain * err
+        else:
+            self.log_t += gain * err
         mean = self._mean_sum / self._mean_n if self._mean_n > 0 else 0.0
         if mean > 0.0:
             self.log_t = max(self.log_t, math.log(mean))

@@ -66,10 +66,16 @@ class Traffic:
     campaign_factor: float = 3.0
     campaign_minutes: tuple[int, int] = (1, 5)
     latency_ms: float = 80.0  # median latency
+    bursts: bool = False  # batchy noise: lone one-second bursts of failures, 429s or slow events
+    burst_every: float = 60.0  # mean seconds between bursts at a destination (at least)
+    burst_size: tuple[int, int] = (20, 200)
+    burst_share: float = 0.02  # at most this share of a destination's events are burst events
+    burst_gap: int = 30  # seconds at least between two bursts of a destination (each is alone)
     multiplier: np.ndarray = field(init=False, repr=False)
     _rng: np.random.Generator = field(init=False, repr=False)
     _counts: dict[str, np.ndarray] = field(init=False, repr=False)
     _uniform: np.ndarray = field(init=False, repr=False)
+    _bursts: dict[tuple[str, int], tuple[str, int]] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         rng = np.random.default_rng(self.seed)
@@ -99,6 +105,35 @@ class Traffic:
             n = rng.poisson(lam)
             self._counts[name] = rng.multinomial(n, PVALS)
         self._uniform = rng.uniform(size=(self.duration, len(self.rates)))
+        self._bursts = self._plan_bursts() if self.bursts else {}
+
+    def _plan_bursts(self) -> dict[tuple[str, int], tuple[str, int]]:
+        """Batchy noise: one failed, throttled or slow request of a batching forwarder lands its
+        whole batch in one second. A batch holds at most ~10 s of a destination's events (20 to
+        200); bursts come about once per ``burst_every`` seconds, less often where burst events
+        would be more than ``burst_share`` of the traffic (a slow destination sends few batches),
+        and never within ``burst_gap`` s of each other: each is alone, nothing failing before or
+        after (a run of failed requests is a short outage). Own generator: the rest of the
+        traffic is the same with or without bursts."""
+        rng = np.random.default_rng([self.seed, 7919])
+        out: dict[tuple[str, int], tuple[str, int]] = {}
+        lo, hi = self.burst_size
+        for name in sorted(self.rates):
+            rate = self.rates[name]
+            top = int(min(hi, max(lo, 10.0 * rate)))
+            mean_size = (lo + top) / 2.0
+            every = max(self.burst_every, mean_size / (self.burst_share * rate))
+            gap = min(self.burst_gap, every / 2.0)
+            pos = rng.exponential(every)
+            while pos < self.duration:
+                kind = str(rng.choice(["failed", "rate_limited", "slow"]))
+                out[(name, int(pos))] = (kind, int(rng.integers(lo, top + 1)))
+                pos += gap + rng.exponential(every - gap)
+        return out
+
+    def burst_seconds(self) -> list[tuple[str, int, str, int]]:
+        """The planned bursts: (destination, epoch second, kind, events)."""
+        return sorted((n, self.start + i, k, size) for (n, i), (k, size) in self._bursts.items())
 
     def second(self, sec: int, thresholds: Mapping[str, float] | None = None) -> list[SecondCounts]:
         """The counts of second ``sec`` (thresholds: the engine's latency thresholds)."""
@@ -122,11 +157,15 @@ class Traffic:
                         limited += hit
                 elif fault.kind == "latency":
                     mu += math.log(fault.level)
-            if n == 0:
+            burst = self._bursts.get((name, i))
+            if n == 0 and burst is None:
                 out.append(SecondCounts(name, sec))
                 continue
             threshold = thresholds.get(name)
-            if n <= 2:  # exact latencies (a slow destination's seconds)
+            if n == 0:  # only a burst this second
+                top = total = 0.0
+                slow = 0
+            elif n <= 2:  # exact latencies (a slow destination's seconds)
                 values = [math.exp(mu + LATENCY_SIGMA * float(z)) for z in self._rng.normal(size=n)]
                 top, total = max(values), sum(values)
                 slow = sum(1 for v in values if threshold is not None and v > threshold)
@@ -138,18 +177,35 @@ class Traffic:
                 if threshold is not None and threshold > 0:
                     z = (math.log(threshold) - mu) / LATENCY_SIGMA
                     slow = int(self._rng.binomial(n, 0.5 * math.erfc(z / math.sqrt(2))))
-            out.append(
-                SecondCounts(
-                    name,
-                    sec,
-                    delivered=delivered,
-                    rate_limited=limited,
-                    rejected=rejected,
-                    failed=failed,
-                    slow=slow,
-                    latency_n=n,
-                    latency_sum=total,
-                    latency_max=top,
-                )
+            counts = SecondCounts(
+                name,
+                sec,
+                delivered=delivered,
+                rate_limited=limited,
+                rejected=rejected,
+                failed=failed,
+                slow=slow,
+                latency_n=n,
+                latency_sum=total,
+                latency_max=top,
             )
+            if burst is not None:
+                self._add_burst(counts, burst, mu)
+            out.append(counts)
         return out
+
+    @staticmethod
+    def _add_burst(c: SecondCounts, burst: tuple[str, int], mu: float) -> None:
+        """One batch's events, all in this second: failed, 429 or delivered but slow (10x)."""
+        kind, size = burst
+        latency = math.exp(mu) * (10.0 if kind == "slow" else 1.0)
+        if kind == "failed":
+            c.failed += size
+        elif kind == "rate_limited":
+            c.rate_limited += size
+        else:
+            c.delivered += size
+            c.slow += size
+        c.latency_n += size
+        c.latency_sum += size * latency
+        c.latency_max = max(c.latency_max, latency)
