@@ -65,9 +65,9 @@ class DashboardScreen(Screen[None]):
             if pane.display != visible:
                 pane.display = visible
         if self.focused is None:
-            visible = [p for p in self.panes.values() if p.display]
-            if visible:
-                visible[0].focus()
+            shown = [p for p in self.panes.values() if p.display]
+            if shown:
+                shown[0].focus()
 
     def _status(self, snap: Snapshot) -> None:
         paused = getattr(self.app, "paused", False)
