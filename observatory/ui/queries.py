@@ -7,6 +7,7 @@ from typing import Any
 
 import duckdb
 
+from observatory.config import CANONICAL_COLUMNS
 from observatory.incident_store import list_incidents
 from observatory.incidents import Incident
 from observatory.query import first_line, single_statement
@@ -160,20 +161,8 @@ def _json(text: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-FAILURE_COLUMNS = (
-    "ts",
-    "ingested_at",
-    "source",
-    "destination",
-    "event_name",
-    "message_id",
-    "outcome",
-    "http_status",
-    "error_code",
-    "error_message",
-    "latency_ms",
-    "attempt",
-)
+# Every column of `events`, in table order.
+FAILURE_COLUMNS = ("ts", "ingested_at", "source", *CANONICAL_COLUMNS[1:])
 
 
 def failure_fields(
