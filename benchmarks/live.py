@@ -49,7 +49,7 @@ def one_run(tmp: Path, seed: int) -> float:
         for raw in proc.stdout:
             at = time.time()
             rec = orjson.loads(raw)
-            if rec.get("state") == "open":
+            if rec.get("type") == "incident" and rec.get("state") == "open":
                 opened.setdefault(rec["destination"], at)
 
     def read_stderr() -> None:

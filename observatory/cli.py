@@ -198,7 +198,7 @@ def replay(paths: tuple[str, ...], config_path: str | None, db: str | None, spee
     config = load(config_path)
     plan = plan_files(config, paths)
     store = Store.for_config(config, db)
-    runtime = Runtime(config, store=store, on_change=_emit_change)
+    runtime = Runtime(config, store=store, on_change=_emit_change, on_drift=_emit_drift)
     try:
         with ProgressLine("replay: reading") as progress:
             ingest_files(store, plan, progress.update)
@@ -222,6 +222,14 @@ def _parse_speed(speed: str) -> float | None:
     if not value > 0:
         fail(f"--speed: {speed!r} is not a positive number or 'max'", 2)
     return value
+
+
+def _emit_drift(event: Any) -> None:
+    """A rate-limit ceiling change (`{"type":"rate_limit_drift",...}`) as one JSON line."""
+    import orjson
+
+    sys.stdout.write(orjson.dumps(event.json_line()).decode() + "\n")
+    sys.stdout.flush()
 
 
 def _emit_change(change: Any) -> None:
@@ -266,7 +274,9 @@ def watch(
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    runtime = Runtime(config, db, on_change=_emit_change, dispatcher=dispatcher)
+    runtime = Runtime(
+        config, db, on_change=_emit_change, on_drift=_emit_drift, dispatcher=dispatcher
+    )
     dispatcher.start()
     try:
         runtime.start_live()

@@ -49,7 +49,9 @@ def test_watch_opens_the_rate_limit_incident_live_and_fails_on_it(tmp_path: Path
     def read_out() -> None:
         assert proc.stdout is not None
         for raw in proc.stdout:
-            lines.append(orjson.loads(raw))
+            rec = orjson.loads(raw)
+            if rec.get("type") == "incident":  # other line types (e.g. drift) may appear
+                lines.append(rec)
 
     def read_err() -> None:
         assert proc.stderr is not None
