@@ -765,74 +765,28 @@ class SimServer:
     @staticmethod
     def _bad_body(p: str, rid: str) -> _Response:
         if p == "tiktok":
-            return _Response(
-                200, {"code": 40002, "message": "Invalid parameter: data", "request_id": rid}
-            )
+            return _tiktok_error(40002, "Invalid parameter: data", rid)
         if p == "meta":
-            err = {
-                "message": "(#100) The parameter data is required",
-                "type": "OAuthException",
-                "code": 100,
-                "fbtrace_id": "A" + rid,
-            }
-            return _Response(400, {"error": err})
-        return _Response(
-            400,
-            {
-                "error": {
-                    "code": 400,
-                    "message": "Invalid JSON payload.",
-                    "status": "INVALID_ARGUMENT",
-                }
-            },
-        )
+            return _meta_error(100, "(#100) The parameter data is required", rid)
+        return _google_error(400, "Invalid JSON payload.", "INVALID_ARGUMENT")
 
     @staticmethod
     def _bad_token(p: str, rid: str) -> _Response:
         if p == "tiktok":
-            return _Response(
-                200,
-                {
-                    "code": 40105,
-                    "message": "Access token is incorrect or has been revoked.",
-                    "request_id": rid,
-                },
-            )
+            return _tiktok_error(40105, "Access token is incorrect or has been revoked.", rid)
         if p == "meta":
-            err = {
-                "message": "Error validating access token: Session has expired.",
-                "type": "OAuthException",
-                "code": 190,
-                "error_subcode": 463,
-                "fbtrace_id": "A" + rid,
-            }
-            return _Response(400, {"error": err})
-        return _Response(
-            401,
-            {
-                "error": {
-                    "code": 401,
-                    "message": "Request had invalid authentication credentials.",
-                    "status": "UNAUTHENTICATED",
-                }
-            },
+            msg = "Error validating access token: Session has expired."
+            return _meta_error(190, msg, rid, subcode=463)
+        return _google_error(
+            401, "Request had invalid authentication credentials.", "UNAUTHENTICATED"
         )
 
     @staticmethod
     def _throttled(p: str, rid: str) -> _Response:
         if p == "tiktok":
-            return _Response(
-                200, {"code": 40100, "message": "Too many requests", "request_id": rid}
-            )
+            return _tiktok_error(40100, "Too many requests", rid)
         if p == "meta":
-            err = {
-                "message": "(#17) User request limit reached",
-                "type": "OAuthException",
-                "code": 17,
-                "error_subcode": 2446079,
-                "fbtrace_id": "A" + rid,
-            }
-            return _Response(400, {"error": err})
+            return _meta_error(17, "(#17) User request limit reached", rid, subcode=2446079)
         if p == "google":
             body = {
                 "error": {
@@ -1120,3 +1074,22 @@ class SimServer:
             }
         }
         return _Response(200, summary, headers)
+
+
+def _tiktok_error(code: int, message: str, rid: str) -> _Response:
+    """TikTok answers HTTP 200 and lets the body `code` say what went wrong."""
+    return _Response(200, {"code": code, "message": message, "request_id": rid})
+
+
+def _meta_error(code: int, message: str, rid: str, subcode: int | None = None) -> _Response:
+    """A Graph API error body (HTTP 400)."""
+    err: dict[str, Any] = {"message": message, "type": "OAuthException", "code": code}
+    if subcode is not None:
+        err["error_subcode"] = subcode
+    err["fbtrace_id"] = "A" + rid
+    return _Response(400, {"error": err})
+
+
+def _google_error(http: int, message: str, status: str) -> _Response:
+    """A google.rpc Status error body."""
+    return _Response(http, {"error": {"code": http, "message": message, "status": status}})
