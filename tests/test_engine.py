@@ -450,3 +450,68 @@ def test_lone_batch_bursts_raise_no_alarm() -> None:
     engine = Engine(DetectionConfig())
     changes = drive(traffic, engine, START, START + 3600)
     assert [c.incident.summary for c in changes] == []
+
+
+# ---------------------------------------------------------------------------------------------
+# Resolution: the reverse test, slow destinations, campaign ends
+# ---------------------------------------------------------------------------------------------
+
+
+def test_reverse_test_needs_its_shortest_window_and_evidence_for_normal() -> None:
+    from observatory.engine.stats import ReverseTest
+
+    test = ReverseTest(shortest=60, longest=110)
+    for _ in range(59):
+        test.push(-1.0, -1.0, 10.0)  # each second favours normal traffic by a nat
+    assert not test.passes(enough=16.7, margin=6.0, share=0.3, min_trials=10)  # 59 s only
+    test.push(-1.0, -1.0, 10.0)
+    assert test.passes(enough=16.7, margin=6.0, share=0.3, min_trials=10)
+    assert test.window(16.7)[0] == 60
+
+
+def test_reverse_test_window_grows_where_evidence_is_thin_and_keeps_fault_seconds() -> None:
+    from observatory.engine.stats import ReverseTest
+
+    test = ReverseTest(shortest=60, longest=110)
+    for _ in range(30):
+        test.push(2.0, -0.1, 1.0)  # the fault's last seconds
+    for _ in range(80):
+        test.push(-0.1, -0.1, 1.0)  # normal again, but each second says little
+    seconds, llr, typical, _ = test.window(16.7)
+    assert seconds == 110  # normal traffic would give only 11 nats in 110 s: longest window
+    assert llr == pytest.approx(30 * 2.0 - 80 * 0.1)
+    assert not test.passes(enough=16.7, margin=6.0, share=0.3, min_trials=10)
+
+
+def test_a_slow_destination_recovers_within_two_minutes() -> None:
+    """A 100 % failure outage of a 1 ev/s destination: resolved 60-120 s after recovery."""
+    onset = START + LEAD
+    fault = Fault("failures", "a_slow", onset, onset + 300)
+    traffic = Traffic(RATES, START, LEAD + 600, seed=21, faults=[fault])
+    engine = Engine(DetectionConfig())
+    drive(traffic, engine, START, START + LEAD + 600)
+    mine = [i for i in engine.all_incidents() if i.destination == "a_slow"]
+    assert len(mine) == 1 and mine[0].flaps == 0
+    assert mine[0].resolved_at is not None
+    assert 60 <= mine[0].resolved_at - fault.end <= 120
+
+
+def test_the_end_of_a_campaign_is_not_a_silence() -> None:
+    """After 20 minutes at 3x, traffic falls back to 1x; a 1 ev/s destination then has a
+    12-second gap. Judged at the campaign's rate that gap would alarm; judged at the
+    upstream's current level (the pool) it is ordinary."""
+    engine = Engine(DetectionConfig())
+    changes: list[Change] = []
+    campaign_end = START + 1800
+    for sec in range(START, START + 2100):
+        mult = 3 if sec < campaign_end else 1
+        small = mult if not (campaign_end + 60 <= sec < campaign_end + 72) else 0
+        engine.feed(
+            [
+                SecondCounts("big", sec, delivered=300 * mult),
+                SecondCounts("mid", sec, delivered=100 * mult),
+                SecondCounts("small", sec, delivered=small),
+            ]
+        )
+        changes += engine.advance(sec + 1)
+    assert [c.incident.summary for c in changes if c.kind == "open"] == []

@@ -29,7 +29,7 @@ from observatory.engine.stats import (
     GapStats,
     LatencyThreshold,
     LearnedRatio,
-    Window,
+    ReverseTest,
     decay,
     threshold_h,
     wilson,
@@ -46,10 +46,13 @@ SLOW_TAU = 600.0  # share of slow events (s)
 REOPEN_WINDOW = 900.0  # a re-fire this soon after resolution reopens the incident (a flap)
 GUARD_SECONDS = 60  # baselines learn from a second once it is this old and not in an incident
 MIN_TRIALS = 10  # the reverse test needs this many trials in its window
-REVERSE_MARGIN = 2.0  # nats: the reverse test's least evidence for normal traffic
-REVERSE_SHARE = 0.5  # ... and this share of what normal traffic typically gives
-MIN_HOLD = 60  # quiet seconds before resolving: max(60 s, 2 x time-to-detect)
-MAX_HOLD = 1800
+REVERSE_MARGIN = 6.0  # nats: the reverse test's least evidence for normal traffic
+REVERSE_SHARE = 0.3  # ... and this share of what normal traffic typically gives
+VOLUME_REVERSE_SHARE = 0.5  # (a halved flow is close to normal: volume_drop asks for more)
+SILENCE_REVERSE = 0.1  # silence's reverse test: normal delivered rate against this share of it
+QUIET = 60  # seconds without an alarm before resolving
+MIN_HOLD = 60  # the reverse test's window: where normal traffic typically gives h nats against
+MAX_HOLD = 110  # the fault, within these bounds (recovery is judged within 2 minutes)
 HISTORY_SECONDS = 1800
 SPARKLINE_SECONDS = 300
 RECENT_SECONDS = 10
@@ -150,11 +153,8 @@ class _Firing:
     statistic: float
     limit: float  # h, or the silence limit in seconds
     severity: Severity
-    hold: int
     last_abnormal: int
-    window: Window  # per-second LLR (silence: delivered events) over the last `hold` seconds
-    trials: Window  # per-second trials of the reverse test
-    typical: Window  # per-second expected LLR under normal traffic (negative)
+    reverse: ReverseTest
     p0: float = 0.0
     p1: float = 0.0
     k: int = 0  # detector's bad events since onset (failures, 429s, slow; own count for volume)
@@ -165,10 +165,17 @@ class _Firing:
 
     def observe_fault(self, k: int, n: int) -> None:
         """Track how bad the fault looked, for the reverse test's alternative: half the worst
-        share of bad events seen (an alarm picks a bad-looking stretch), at least p1. A volume
-        drop keeps the design alternative (half its share)."""
+        share of bad events seen (an alarm picks a bad-looking stretch), at least p1. For a
+        volume drop, twice the lowest ratio to its expected count seen, within [0.1, 0.5]: a
+        flow that stopped is told from normal by a few events, a halved one needs more."""
         if self.detector == "volume_drop":
-            self.fault = 0.5
+            pi0 = self.p0
+            expected = pi0 / (1.0 - pi0) * (n - k) if 0.0 < pi0 < 1.0 else 0.0
+            if expected > 0.0:
+                ratio = min(0.5, max(SILENCE_REVERSE, 2.0 * k / expected))
+                self.fault = ratio if self.fault == 0.0 else min(self.fault, ratio)
+            elif self.fault == 0.0:
+                self.fault = 0.5
         elif n > 0:
             self.fault = min(max(self.fault, self.p1, 0.5 * k / n), 0.99)
 
@@ -216,6 +223,7 @@ class _Destination:
         # the pool context of the current second (set by the engine)
         self.pool_rate = 0.0
         self.pool_count = 0
+        self.pool_mult = 1.0  # the pool's count against its baseline, smoothed (~30 events)
         self.pi0 = 0.0
 
     def expected_delivered_rate(self) -> float:
@@ -285,7 +293,6 @@ class Engine:
         self._open: dict[str, Incident] = {}
         self._firings: dict[str, dict[str, _Firing]] = {}
         self._impact: dict[str, _Impact] = {}
-        self._hold: dict[str, int] = {}
         self._resolved: dict[str, Incident] = {}
         self._all: deque[Incident] = deque(maxlen=1000)
         self._ids: set[str] = set()
@@ -498,6 +505,11 @@ class Engine:
                 dest.pool_count = pool_count
             base = dest.rate.rate
             dest.pi0 = base / (base + dest.pool_rate) if base > 0 and dest.pool_rate > 0 else 0.0
+            if dest.pool_rate >= MIN_POOL_RATE:
+                span = min(60.0, max(1.0, POOL_WINDOW_EVENTS / dest.pool_rate))
+                dest.pool_mult += (dest.pool_count / dest.pool_rate - dest.pool_mult) / span
+            else:
+                dest.pool_mult = 1.0
 
     def _expected_delivered(self, dest: _Destination) -> float:
         """Delivered events expected this second: the destination's baseline share of the pool's
@@ -521,7 +533,7 @@ class Engine:
         if not dest.stale:  # a stale destination's silence is history, not an outage
             if self._silence(dest, sec, c):
                 out.append("silence")
-            if dest.pi0 > 0.0:
+            if dest.pi0 > 0.0 and dest.rate.settled:
                 # binomial on its share of (itself + pool), against half its baseline share
                 pi0 = dest.pi0
                 y = dest.pool_count
@@ -597,6 +609,9 @@ class Engine:
     def _silence_limit(self, dest: _Destination) -> tuple[float, float]:
         """Seconds without a delivered event that alarm, and the rate they were judged at."""
         rate = min(dest.rate.rate, dest.fast) * dest.delivered.p
+        if dest.pool_rate >= MIN_POOL_RATE:
+            # judged at the upstream's current level: a campaign's end is not a silence
+            rate = min(rate, dest.rate.rate * dest.pool_mult * dest.delivered.p)
         if rate <= 0.0:
             return math.inf, 0.0
         limit = max(
@@ -784,8 +799,6 @@ class Engine:
             p0, p1 = dest.params.get(name, (0.0, 0.0))
             severity = BASE_SEVERITY[name]
             cusum.reset()
-        ttd = end - onset
-        hold = int(min(MAX_HOLD, max(MIN_HOLD, math.ceil(2.0 * ttd))))
         firing = _Firing(
             detector=name,
             onset=onset,
@@ -793,11 +806,8 @@ class Engine:
             statistic=statistic,
             limit=limit,
             severity=severity,
-            hold=hold,
             last_abnormal=sec,
-            window=Window(hold),
-            trials=Window(hold),
-            typical=Window(hold),
+            reverse=ReverseTest(MIN_HOLD, MAX_HOLD),
             p0=p0,
             p1=p1,
             k=k,
@@ -809,30 +819,7 @@ class Engine:
             firing.expected = pi0 / (1.0 - pi0) * (n - k) if pi0 < 1.0 else 0.0
         if name in dest.cusums:
             firing.observe_fault(k, n)
-            firing.hold = max(firing.hold, self._evidence_time(dest, firing))
-            firing.window.resize(firing.hold)
-            firing.trials.resize(firing.hold)
-            firing.typical.resize(firing.hold)
         return firing
-
-    def _evidence_time(self, dest: _Destination, firing: _Firing) -> int:
-        """Seconds normal traffic needs to give h nats against the fault as observed: a slow
-        destination's quiet time must hold enough events to judge."""
-        rate = dest.rate.rate
-        if firing.detector == "volume_drop":
-            pi0 = firing.p0
-            if not 0.0 < pi0 < 1.0:
-                return 0
-            pi1 = firing.fault * pi0 / (firing.fault * pi0 + 1.0 - pi0)
-            a, b = _bernoulli(pi0, pi1)
-            per_second = rate * a + dest.pool_rate * b
-        else:
-            p0 = firing.p0
-            a, b = _bernoulli(p0, max(firing.fault, firing.p1))
-            per_second = rate * (p0 * a + (1.0 - p0) * b)
-        if per_second >= 0.0:
-            return MAX_HOLD
-        return int(min(MAX_HOLD, math.ceil(self.h / -per_second)))
 
     def _fire(
         self, dest: _Destination, name: str, sec: int, touched: dict[str, ChangeKind]
@@ -852,11 +839,6 @@ class Engine:
         end = float(sec + 1)
         what = self._fragment(dest, firing)
         if incident is not None:
-            # DESIGN's quiet time is the incident's: max(60 s, 2 x its time-to-detect)
-            firing.hold = self._hold[dest.name]
-            firing.window.resize(firing.hold)
-            firing.trials.resize(firing.hold)
-            firing.typical.resize(firing.hold)
             firings[name] = firing
             incident.detectors.append(name)
             incident.note(end, "detector", f"{name} fired: {what}")
@@ -900,7 +882,6 @@ class Engine:
             impact = _Impact(first_sec=sec + 1, last_sec=sec)
             self._impact_from_history(dest, impact, firing.onset, sec)
         self._impact[dest.name] = impact
-        self._hold[dest.name] = firing.hold
         while dest.guard and dest.guard[-1].sec >= firing.onset:
             dest.guard.pop()  # the fault's first seconds are not normal traffic
         dest.gap_run = 0
@@ -954,7 +935,15 @@ class Engine:
                 continue
             total = c.total
             if name == "silence":
-                firing.window.push(float(c.delivered))
+                # The reverse test on delivered events (Poisson): normal traffic against a
+                # trickle of it. A flow back at half its rate is volume_drop's to judge.
+                expected = self._expected_delivered(dest)
+                a = math.log(SILENCE_REVERSE)
+                firing.reverse.push(
+                    c.delivered * a + expected * (1.0 - SILENCE_REVERSE),
+                    expected * (a + 1.0 - SILENCE_REVERSE),
+                    expected,
+                )
                 sil = dest.silence
                 extra = firing.extra
                 if sil.run > 0 and sil.start == extra["start"]:
@@ -978,7 +967,11 @@ class Engine:
             else:
                 # The reverse test: normal traffic against the fault as observed.
                 if name == "volume_drop":
-                    llr = typical = trials = 0.0  # without a pool there is nothing to compare
+                    # without a pool: its own count against its baseline rate (Poisson)
+                    rho = firing.fault or 0.5
+                    trials = dest.rate.rate
+                    llr = total * math.log(rho) + trials * (1.0 - rho)
+                    typical = trials * (math.log(rho) + 1.0 - rho)
                     pi0 = dest.pi0
                     if 0.0 < pi0 < 1.0:
                         y = dest.pool_count
@@ -1005,9 +998,7 @@ class Engine:
                     trials = float(n)
                     firing.k += k
                     firing.n += n
-                firing.window.push(llr)
-                firing.trials.push(trials)
-                firing.typical.push(typical)
+                firing.reverse.push(llr, typical, trials)
             if name in ("error_rate", "rate_limit") and self._throughput_cut(dest, firing, sec):
                 firing.severity = "critical"
             if self._escalate(incident, firing.severity, end, f"{name}: throughput cut"):
@@ -1033,23 +1024,10 @@ class Engine:
                 if any(s.bad_since is not None for s in dest.probes.values()):
                     return False
                 continue
-            if sec - firing.last_abnormal < firing.hold or not firing.window.full:
+            if sec - firing.last_abnormal < QUIET:
                 return False
-            if name == "silence":
-                expected = dest.expected_delivered_rate() * firing.window.size
-                if firing.window.total < 0.25 * expected:
-                    return False
-            elif name == "volume_drop" and firing.trials.total == 0:
-                # no pool to compare with all along: judge the destination's own rate
-                seen = sum(r.total for r in dest.recent(firing.hold))
-                if seen < 0.75 * dest.rate.rate * firing.hold:
-                    return False
-            elif (
-                firing.window.total > min(-REVERSE_MARGIN, REVERSE_SHARE * firing.typical.total)
-                or firing.trials.total < MIN_TRIALS
-            ):
-                # the reverse test: the window favours normal traffic over the fault (as
-                # observed) by REVERSE_MARGIN nats, and by half as much as normal traffic would
+            share = VOLUME_REVERSE_SHARE if name == "volume_drop" else REVERSE_SHARE
+            if not firing.reverse.passes(self.h, REVERSE_MARGIN, share, MIN_TRIALS):
                 return False
         return True
 
@@ -1058,8 +1036,8 @@ class Engine:
         self._refresh(dest, incident, sec, until=end)
         incident.state = "resolved"
         incident.resolved_at = end
-        held = max(f.hold for f in self._firings[dest.name].values())
-        incident.note(end, "resolved", f"back to normal for {held} s")
+        quiet = sec - max(f.last_abnormal for f in self._firings[dest.name].values())
+        incident.note(end, "resolved", f"back to normal for {quiet} s")
         for name in self._firings.pop(dest.name):
             if name in dest.cusums:
                 dest.cusums[name].reset()
@@ -1166,7 +1144,8 @@ class Engine:
             "expected_delivered_per_s": _r(sum(r.expected for r in rows) / secs),
             "rate_limited_share": _r(impact.rate_limited / attempts) if attempts else 0.0,
             "h": _r(self.h),
-            "hold_s": self._hold.get(dest.name, MIN_HOLD),
+            # resolving needs QUIET seconds without an alarm and a reverse test passed
+            "quiet_s": QUIET,
             "detectors": {name: self._detector_evidence(dest, f) for name, f in firings.items()},
         }
         if attempts:

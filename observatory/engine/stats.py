@@ -132,23 +132,28 @@ class LearnedRatio:
 
 MIN_BLOCK_EVENTS = 20.0
 MAX_BLOCK_SECONDS = 300
+SETTLED_EVENTS = 200  # a rate from this many events is within about 7 % (1 sd)
 
 
 class BlockRate:
     """A destination's baseline rate (events/s): an EWMA updated in blocks.
 
-    While learning (warm-up) it is the plain mean. Afterwards each update covers a block of
+    For its first ``tau`` seconds it is the plain mean (an EWMA started from a few minutes'
+    mean would carry a slow destination's lucky or unlucky start for its whole memory: 50
+    events at 0.3 ev/s are only within ±14 %). Every destination's rate is weighted the same
+    way over time, so their shares stay comparable. Afterwards each update covers a block of
     seconds holding about 20 expected events (one second at 20 ev/s and more, about a minute at
     0.3 ev/s) and the block's rate is clipped to ``[rate/2, 2·rate]``, so a campaign minute or a
     dark minute moves the baseline by a bounded step; clipping per second would bias a slow
     destination (its seconds are mostly 0 or 1) towards zero.
     """
 
-    __slots__ = ("rate", "tau", "_seconds", "_events", "_block_s", "_block_n")
+    __slots__ = ("rate", "tau", "events", "_seconds", "_events", "_block_s", "_block_n")
 
     def __init__(self, tau: float) -> None:
         self.rate = 0.0
         self.tau = tau
+        self.events = 0  # all events learned from
         self._seconds = 0
         self._events = 0
         self._block_s = 0
@@ -156,11 +161,21 @@ class BlockRate:
 
     def learn(self, x: int) -> None:
         """Warm-up: the running mean."""
+        self.events += x
         self._seconds += 1
         self._events += x
         self.rate = self._events / self._seconds
 
+    @property
+    def settled(self) -> bool:
+        """Learned from enough events for its share to be judged (volume_drop arms)."""
+        return self.events >= SETTLED_EVENTS
+
     def update(self, x: int) -> None:
+        if self._seconds < self.tau:
+            self.learn(x)
+            return
+        self.events += x
         self._block_s += 1
         self._block_n += x
         if self._block_s * self.rate < MIN_BLOCK_EVENTS and self._block_s < MAX_BLOCK_SECONDS:
@@ -176,6 +191,7 @@ class BlockRate:
     def scale(self, factor: float) -> None:
         """Follow the upstream traffic while frozen (keeps the destination's share)."""
         self.rate *= factor
+        self._events = round(self._events * factor)
 
 
 class GapStats:
@@ -321,27 +337,50 @@ class LatencyThreshold:
         self._k = 0
 
 
-class Window:
-    """Running sum of the last ``size`` per-second values (the reverse test's window)."""
+class ReverseTest:
+    """The reverse test of a fired detector: is the destination's traffic normal again?
 
-    __slots__ = ("size", "values", "total")
+    Per second it keeps the log-likelihood ratio of the fault (as observed) against normal
+    traffic, the ratio normal traffic would typically give (negative) and the trials, for the
+    last ``longest`` seconds. It passes when the most recent window holds enough evidence for
+    normal traffic: the window is the shortest suffix of at least ``shortest`` seconds in which
+    normal traffic would typically give ``enough`` nats (a slow destination's window grows up to
+    ``longest``), and there the ratio must favour normal traffic by ``margin`` nats and by
+    ``share`` of what normal traffic typically gives.
+    """
 
-    def __init__(self, size: int) -> None:
-        self.size = max(1, size)
-        self.values: deque[float] = deque()
-        self.total = 0.0
+    __slots__ = ("shortest", "longest", "_llr", "_typical", "_trials")
 
-    def push(self, value: float) -> None:
-        self.values.append(value)
-        self.total += value
-        if len(self.values) > self.size:
-            self.total -= self.values.popleft()
+    def __init__(self, shortest: int, longest: int) -> None:
+        self.shortest = shortest
+        self.longest = longest
+        self._llr: deque[float] = deque(maxlen=longest)
+        self._typical: deque[float] = deque(maxlen=longest)
+        self._trials: deque[float] = deque(maxlen=longest)
 
-    @property
-    def full(self) -> bool:
-        return len(self.values) >= self.size
+    def push(self, llr: float, typical: float, trials: float) -> None:
+        self._llr.append(llr)
+        self._typical.append(typical)
+        self._trials.append(trials)
 
-    def resize(self, size: int) -> None:
-        self.size = max(1, size)
-        while len(self.values) > self.size:
-            self.total -= self.values.popleft()
+    def window(self, enough: float) -> tuple[int, float, float, float]:
+        """(seconds, llr, typical, trials) of the window judged now."""
+        llr = typical = trials = 0.0
+        seconds = 0
+        newest_first = zip(
+            reversed(self._llr), reversed(self._typical), reversed(self._trials), strict=True
+        )
+        for x, t, n in newest_first:
+            llr += x
+            typical += t
+            trials += n
+            seconds += 1
+            if seconds >= self.shortest and -typical >= enough:
+                break
+        return seconds, llr, typical, trials
+
+    def passes(self, enough: float, margin: float, share: float, min_trials: float) -> bool:
+        if len(self._llr) < self.shortest:
+            return False
+        _, llr, typical, trials = self.window(enough)
+        return trials >= min_trials and llr <= min(-margin, share * typical)
