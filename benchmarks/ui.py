@@ -3,8 +3,10 @@
 The app runs headless (`run_test`) on a live config while another process appends pino
 lines to a tailed file at `--rate` lines/s (20,000 by default, in 50 ms bulks). Measured:
 - event-loop lag: a task that sleeps 10 ms records how late it wakes; p99 <= 50 ms;
-- keypress-to-screen: `/` shows the filter box (then Esc hides it), from the key press until
-  the box has its place on screen; p95 <= 100 ms;
+- keypress-to-screen: `/` starts the filter (then Esc ends it), from the key press until a
+  screen update carrying the status line's FILTER prompt is rendered to terminal output (the
+  headless app skips that step, so the benchmark does it, as a terminal app would);
+  p95 <= 100 ms;
 - line-to-pane: a line for a fresh destination is written, until its pane is on the
   dashboard showing it (its last event set); p95 <= 1 s.
 Prints one JSON line with the numbers; exits 1 on a miss.
@@ -23,6 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 TARGETS = {"loop_lag_p99_ms": 50.0, "keypress_p95_ms": 100.0, "line_to_pane_p95_ms": 1000.0}
 BULK_DESTS = ("tiktok_conversions", "meta_capi", "google_ads", "crm_webhook")
@@ -67,7 +70,6 @@ async def measure(
     config: Path, logs: Path, seconds: float, keys_on: bool = True, panes_on: bool = True
 ) -> dict[str, float]:
     from textual import events
-    from textual.widgets import Input
 
     from observatory.ui.app import make_app
     from observatory.ui.screens.dashboard import DashboardScreen
@@ -86,6 +88,7 @@ async def measure(
                 raise SystemExit("the app did not show the destinations within 30 s")
             await asyncio.sleep(0.05)
         dash = app.screen
+        assert isinstance(dash, DashboardScreen)
         stop = asyncio.Event()
 
         def send_key(key: str, char: str) -> None:
@@ -100,7 +103,17 @@ async def measure(
                 lags.append((time.perf_counter() - t0 - 0.01) * 1000)
 
         probe = asyncio.create_task(lag_probe())
-        box = dash.query_one("#filter", Input)
+        # what would reach the terminal: when an update carrying the FILTER prompt is rendered
+        display = app._display
+        prompt_at: list[float] = []
+
+        def rendered(screen: Any, renderable: Any) -> None:
+            display(screen, renderable)
+            if renderable is not None and hasattr(renderable, "render_segments"):
+                if "FILTER" in renderable.render_segments(app.console) and not prompt_at:
+                    prompt_at.append(time.perf_counter())
+
+        app._display = rendered  # type: ignore[method-assign]
         marker = logs / "marker.jsonl"
         end = time.monotonic() + seconds
         k = 0
@@ -109,13 +122,14 @@ async def measure(
             # (sent as the terminal driver would: Pilot.press also waits for the whole
             # process to go idle, which under this load is not what a user waits for)
             if keys_on:
+                prompt_at.clear()
                 t0 = time.perf_counter()
                 send_key("slash", "/")
-                while not (box.display and box.region.height > 0):
+                while not prompt_at:
                     await asyncio.sleep(0.001)
-                keys.append((time.perf_counter() - t0) * 1000)
+                keys.append((prompt_at[0] - t0) * 1000)
                 send_key("escape", "\x1b")
-                while box.display:
+                while dash.filtering:
                     await asyncio.sleep(0.001)
             else:
                 keys.append(0.0)

@@ -283,6 +283,8 @@ class StorageConfig(_Model):
     retention: Duration = Field(default=parse_duration("7d"), gt=0)
     memory_limit: str = "256MB"
     threads: int | None = Field(default=None, ge=1)
+    # the TUI's SQL console may read files and URLs (read_csv, 'file.parquet', httpfs)
+    sql_external_access: bool = False
 
     @field_validator("memory_limit")
     @classmethod

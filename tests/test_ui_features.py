@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -14,7 +15,10 @@ from test_ui_data import AppMaker, wait_for
 from textual.binding import Binding
 from textual.widgets import DataTable, Input, OptionList, Static, TextArea, Tree
 
+from observatory.config import load_config
 from observatory.incident_store import load_incident
+from observatory.runtime import Runtime
+from observatory.ui.app import make_app
 from observatory.ui.screens.dashboard import DashboardScreen
 from observatory.ui.screens.destination import DestinationScreen
 from observatory.ui.screens.failure import FailureScreen
@@ -174,6 +178,38 @@ async def test_sql_schema_history_export_and_no_file_access(
         options.highlighted = 3  # the oldest
         await pilot.press("enter")
         assert sql.query_one(TextArea).text.startswith("select destination, count(*)")
+
+
+async def test_sql_file_access_when_the_config_enables_it(
+    datasets: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`[storage] sql_external_access = true`: the console may read a file."""
+    monkeypatch.setenv("OBSERVATORY_SQL_HISTORY", str(tmp_path / "sql_history"))
+    cfg = datasets["healthy"]
+    db = tmp_path / "copy.duckdb"
+    shutil.copy(cfg.parent / "obs.duckdb", db)
+    config = load_config(cfg)
+    config.storage.sql_external_access = True
+
+    def factory() -> Runtime:
+        runtime = Runtime(config, str(db))
+        runtime.replay_history()
+        return runtime
+
+    app = make_app(config, poll=False, clock=lambda: test_ui_data.NOW, runtime_factory=factory)
+    (tmp_path / "allowed.csv").write_text("a\n41\n")
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        await pilot.press("s")
+        sql = app.screen
+        assert isinstance(sql, SqlScreen)
+        sql.query_one(
+            TextArea
+        ).text = f"select a + 1 as b from read_csv('{tmp_path / 'allowed.csv'}')"
+        await pilot.press("ctrl+enter")
+        await wait_for(pilot, lambda: sql.runs == 1)
+        table = sql.query_one(DataTable)
+        assert table.row_count == 1 and str(table.get_row_at(0)[0]) == "42"
 
 
 async def test_sql_cancel_a_long_query(make_ui: AppMaker) -> None:

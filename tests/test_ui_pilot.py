@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import test_ui_data
 from test_ui_data import MARKUP_DEST, AppMaker, wait_for
-from textual.widgets import DataTable, Input, Static, TextArea
+from textual.widgets import DataTable, Static, TextArea
 
 from observatory.incident_store import load_incident
 from observatory.ui.screens.dashboard import DashboardScreen
@@ -53,11 +53,17 @@ async def test_dashboard_keys_filter_enter_escape_pause_quit(make_ui: AppMaker) 
         assert bar.display and "tiktok_conversions" in static_text(bar)
         # / filters
         await pilot.press("slash")
-        assert isinstance(app.focused, Input)
-        await pilot.press(*"meta")
+        assert dash.filtering and "FILTER" in static_text(dash.query_one("#status-line", Static))
+        # while filtering, letters are text: s, i, p and q do not open, pause or quit
+        await pilot.press(*"spiq")
+        assert app.screen is dash and not app.paused and app.is_running
+        assert not any(p.display for p in dash.panes.values())  # nothing matches "spiq"
+        await pilot.press(*["backspace"] * 4, *"meta")
+        assert "/meta" in static_text(dash.query_one("#status-line", Static))
         assert dash.panes["meta_capi"].display and not dash.panes["tiktok_conversions"].display
-        await pilot.press("enter")  # submit: focus goes to the first visible pane
-        assert app.focused is dash.panes["meta_capi"]
+        await pilot.press("enter")  # keep it: focus goes to the first visible pane
+        assert not dash.filtering and app.focused is dash.panes["meta_capi"]
+        assert "filter: meta" in static_text(dash.query_one("#status-line", Static))
         # Enter opens the destination screen
         await pilot.press("enter")
         assert isinstance(app.screen, DestinationScreen)

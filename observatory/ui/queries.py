@@ -202,10 +202,8 @@ def schema(cur: duckdb.DuckDBPyConnection) -> list[tuple[str, list[tuple[str, st
 
 
 def external_access_allowed(config: Any) -> bool:
-    """Whether the config lets SQL reach files and the network (off unless it says so).
-
-    The config has no such key yet; `[storage] sql_external_access = true` would be it.
-    """
+    """Whether the config lets SQL reach files and the network: ``[storage]
+    sql_external_access = true`` (off by default)."""
     storage = getattr(config, "storage", None)
     return bool(getattr(storage, "sql_external_access", False))
 

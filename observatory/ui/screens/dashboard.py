@@ -1,13 +1,20 @@
-"""The dashboard: an incident bar, a pane per destination, a filter, a status line."""
+"""The dashboard: an incident bar, a pane per destination, a filter, a status line.
+
+The filter is typed into the status line (`/`, then the text; Enter keeps it, Esc clears it)
+rather than into an Input that appears: showing a widget re-lays out the whole screen, which
+under a heavy live load kept a keypress off the screen for well over 100 ms. Updating one
+line of text does not move anything.
+"""
 
 from __future__ import annotations
 
 from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Input, Static
+from textual.widgets import Static
 
 from observatory.ui.driver import Snapshot
 from observatory.ui.text import literal
@@ -31,10 +38,10 @@ class DashboardScreen(Screen[None]):
         super().__init__()
         self.panes: dict[str, DestinationPane] = {}
         self.filter_text = ""
+        self.filtering = False  # keys go to the filter (typed into the status line)
 
     def compose(self) -> ComposeResult:
         yield IncidentBar(id="incident-bar")
-        yield Input(placeholder="filter destinations", id="filter")
         yield VerticalScroll(id="panes")
         yield Static(id="status-line")
         yield KeyFooter()
@@ -69,55 +76,80 @@ class DashboardScreen(Screen[None]):
             if shown:
                 shown[0].focus()
 
-    def _status(self, snap: Snapshot) -> None:
+    def _status(self, snap: Snapshot | None) -> None:
+        line = self.query_one("#status-line", Static)
+        if self.filtering:
+            text = Text(" FILTER ", style="bold reverse")
+            text.append("  /")
+            text.append_text(literal(self.filter_text, "bold"))
+            text.append(" ", style="reverse")  # the cursor
+            text.append("   Enter keep · Esc clear", style="dim")
+            line.update(text, layout=False)
+            return
+        if snap is None:
+            return
         paused = getattr(self.app, "paused", False)
         text = Text()
         text.append(" LIVE " if snap.live else " HISTORY ", style="bold reverse")
         if paused:
             text.append(" PAUSED ", style="bold black on yellow")
-        text.append(f"  {len(snap.statuses)} destinations  {len(snap.incidents)} open incidents")
+        dests, incidents = len(snap.statuses), len(snap.incidents)
+        text.append(f"  {dests} destination{'' if dests == 1 else 's'}")
+        text.append(f"  {incidents} open incident{'' if incidents == 1 else 's'}")
         if self.filter_text:
             text.append("  filter: ")
             text.append_text(literal(self.filter_text))
         if snap.note:
             text.append("  ")
             text.append_text(literal(snap.note, "italic"))
-        self.query_one("#status-line", Static).update(text, layout=False)
+        line.update(text, layout=False)
 
     def action_open(self) -> None:
         if isinstance(self.focused, DestinationPane):
             self.focused.action_open()
 
     def action_filter(self) -> None:
-        box = self.query_one("#filter", Input)
-        box.display = True
-        # Focus now, not after the next idle (Widget.focus defers): keys typed right after
-        # `/` (a fast typist, a paste) must land in the box, not trigger bindings.
-        self.set_focus(box)
+        self.filtering = True
+        self._status(getattr(self.app, "snapshot", None))
 
     def action_clear_filter(self) -> None:
-        box = self.query_one("#filter", Input)
-        box.value = ""
-        box.display = False
+        self.filtering = False
         self._set_filter("")
 
-    def on_input_changed(self, event: Input.Changed) -> None:
-        self._set_filter(event.value)
+    def on_key(self, event: events.Key) -> None:
+        """While filtering, every key edits the filter: none reaches the app's bindings."""
+        if not self.filtering:
+            return
+        event.stop()
+        event.prevent_default()
+        if event.key == "escape":
+            self.action_clear_filter()
+        elif event.key == "enter":
+            self.filtering = False
+            self._set_filter(self.filter_text)
+            shown = [p for p in self.panes.values() if p.display]
+            if shown:
+                shown[0].focus()
+        elif event.key in ("backspace", "ctrl+h"):
+            self._set_filter(self.filter_text[:-1])
+        elif event.key == "ctrl+u":
+            self._set_filter("")
+        elif event.is_printable and event.character:
+            self._set_filter(self.filter_text + event.character)
 
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        visible = [p for p in self.panes.values() if p.display]
-        if visible:
-            visible[0].focus()
-        if not event.value:
-            event.input.display = False
+    def on_paste(self, event: events.Paste) -> None:
+        if self.filtering:
+            event.stop()
+            self._set_filter(self.filter_text + " ".join(event.text.split()))
 
     def _set_filter(self, value: str) -> None:
         self.filter_text = value
+        needle = value.lower()
         for name, pane in self.panes.items():
-            pane.display = value.lower() in name.lower()
-        snap = getattr(self.app, "snapshot", None)
-        if snap is not None:
-            self._status(snap)
+            visible = needle in name.lower()
+            if pane.display != visible:
+                pane.display = visible
+        self._status(getattr(self.app, "snapshot", None))
 
     def on_destination_pane_selected(self, event: DestinationPane.Selected) -> None:
         from observatory.ui.screens.destination import DestinationScreen
