@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 from rich.text import Text
-from textual import work
+from textual import events, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.message import Message
@@ -17,7 +17,7 @@ from observatory.export import export_incident
 from observatory.incident_store import list_incidents, load_incident
 from observatory.incidents import Incident
 from observatory.ui.driver import acknowledge_incident, note_incident
-from observatory.ui.text import fmt_time, literal
+from observatory.ui.text import clean, fmt_time, literal
 from observatory.ui.widgets.footer import KeyFooter
 
 
@@ -74,8 +74,10 @@ class IncidentsScreen(Screen[None]):
         self.query_one("#incident-list", DataTable).add_columns(
             "id", "state", "severity", "destination", "detector", "detected", "resolved", "summary"
         )
-        self.query_one("#timeline", DataTable).add_columns("time", "kind", "detail")
         self.action_reload()
+
+    def on_resize(self, event: events.Resize) -> None:
+        self._show_timeline()  # the detail column wraps to the new width
 
     def action_reload(self) -> None:
         self.load()
@@ -127,8 +129,15 @@ class IncidentsScreen(Screen[None]):
         return self.incidents[min(table.cursor_row, len(self.incidents) - 1)]
 
     def _show_timeline(self) -> None:
+        """The selected incident's timeline; each detail wraps in full (nothing cut off)."""
         timeline = self.query_one("#timeline", DataTable)
-        timeline.clear()
+        timeline.clear(columns=True)
+        # time and kind at their widths; detail takes the rest (cell padding 1 each side,
+        # and room for a vertical scrollbar)
+        width = max(self.size.width, 40)
+        timeline.add_column("time", width=19)
+        timeline.add_column("kind", width=10)
+        timeline.add_column("detail", width=max(20, width - 19 - 10 - 3 * 2 - 2))
         inc = self.selected()
         title = self.query_one("#timeline-title", Static)
         if inc is None:
@@ -137,7 +146,10 @@ class IncidentsScreen(Screen[None]):
         title.update(Text.assemble(("Timeline of ", "bold"), (inc.id, "bold")))
         for entry in inc.timeline:
             timeline.add_row(
-                Text(fmt_time(entry.ts)), literal(entry.kind), literal(entry.detail, limit=80)
+                Text(fmt_time(entry.ts)),
+                literal(entry.kind),
+                Text(clean(entry.detail)),
+                height=None,
             )
 
     def action_acknowledge(self) -> None:
