@@ -365,3 +365,26 @@ def test_format_table_and_parse_since() -> None:
     assert parse_since("2024-05-01T14:00:00+02:00") == parse_since("2024-05-01T12:00:00Z")
     with pytest.raises(ValueError):
         parse_since("last tuesday")
+
+
+def test_the_tui_snapshot_carries_the_missing_counts(case_config: Config, case: Case) -> None:
+    """What the dashboard panes and the destination screen show, recounted every few seconds
+    on the runtime's thread: reconcile()'s counts, per destination."""
+    from observatory.runtime import Runtime
+    from observatory.ui.driver import RuntimeDriver
+    from observatory.ui.screens.destination import backup_text
+
+    runtime = Runtime(case_config, case_config.db_path)
+    try:
+        driver = RuntimeDriver(
+            factory=lambda: runtime, publish=lambda s: None, clock=lambda: case.now
+        )
+        snap = driver.snapshot(runtime)
+        for dest in DESTS:
+            row = snap.backup[dest]
+            for key in COUNT_KEYS:
+                assert row[key] == len(case.sets[dest][key]), (dest, key)
+        text = str(backup_text(snap.backup[TIKTOK], True))
+        assert f"missing {len(case.sets[TIKTOK]['missing'])}" in text
+    finally:
+        runtime.close()

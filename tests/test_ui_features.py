@@ -59,6 +59,11 @@ async def test_destination_probe_history_and_failure_detail(make_ui: AppMaker) -
         assert probes.row_count == 6
         newest = [str(c) for c in probes.get_row_at(0)]
         assert "429" in newest and "retry-after=30" in newest[-1]
+        # the rate-limit ceiling: the replayed outage moved it, and the drift is flagged
+        ceiling = str(dest.query_one("#ratelimit", Static).render())
+        assert "ceiling now" in ceiling and "DRIFT" in ceiling, ceiling
+        assert "ceiling moved to 3" in ceiling, ceiling
+        assert "no [backup] table" in str(dest.query_one("#backup", Static).render())
         # r reloads
         await pilot.press("r")
         await wait_for(pilot, lambda: dest.loads == 2)

@@ -15,6 +15,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
+from observatory.backup.reconcile import reconcile
+from observatory.drift import DestinationDrift
 from observatory.engine.engine import DestinationStatus
 from observatory.incident_store import acknowledge as store_acknowledge
 from observatory.incident_store import add_note as store_add_note
@@ -24,6 +26,7 @@ from observatory.runtime import Runtime
 from observatory.ui.queries import disable_external_access, external_access_allowed
 
 POLL_SECONDS = 0.25
+BACKUP_SECONDS = 5.0  # how often the backup reconciliation is recounted for the panes
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,9 @@ class Snapshot:
     live: bool
     note: str = ""
     seq: int = 0
+    drift: dict[str, DestinationDrift] = field(default_factory=dict)  # rate-limit ceilings
+    # with a [backup] table: per destination, reconcile()'s summary (missing, pending, ...)
+    backup: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -54,6 +60,8 @@ class RuntimeDriver:
     )
     _stop: bool = False
     _seq: int = 0
+    _backup: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _backup_at: float | None = None
 
     def stop(self) -> None:
         self._stop = True
@@ -82,7 +90,27 @@ class RuntimeDriver:
             live=runtime.live,
             note=self.note,
             seq=self._seq,
+            drift=runtime.drift.status(),
+            backup=self._backup_counts(runtime),
         )
+
+    def _backup_counts(self, runtime: Runtime) -> dict[str, dict[str, Any]]:
+        """The backup reconciliation, recounted every BACKUP_SECONDS (it scans the backup
+        events and the deliveries); a failure leaves the last counts and says so."""
+        backup = runtime.config.backup
+        if backup is None:
+            return {}
+        started = time.monotonic()
+        if self._backup_at is not None and started - self._backup_at < BACKUP_SECONDS:
+            return self._backup
+        self._backup_at = started
+        try:
+            rows = reconcile(runtime.store.con, backup, now=self.now(runtime))
+        except Exception as exc:  # the panes keep the last counts
+            self.note = f"backup reconciliation failed: {str(exc).splitlines()[0]}"
+            return self._backup
+        self._backup = {row["destination"]: row for row in rows}
+        return self._backup
 
     def run(self) -> None:
         runtime = self.factory()

@@ -67,7 +67,7 @@ class DashboardScreen(Screen[None]):
     def _apply(self, snap: Snapshot) -> None:
         for name, status in snap.statuses.items():
             pane = self.panes[name]
-            pane.show(status, snap.now)
+            pane.show(status, snap.now, snap.backup.get(name))
             visible = self.filter_text.lower() in name.lower()
             if pane.display != visible:
                 pane.display = visible

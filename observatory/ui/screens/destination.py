@@ -3,6 +3,8 @@ opens one in full), probe history with rate-limit headers, its incidents."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
@@ -12,6 +14,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Sparkline, Static
 
+from observatory.drift import DestinationDrift
 from observatory.ui.queries import (
     CHART_SECONDS,
     DestinationDetail,
@@ -61,6 +64,9 @@ class DestinationScreen(Screen[None]):
                         yield Sparkline([], id=f"spark-{kind}", classes=f"chart-spark {kind}")
                         yield Static(classes="chart-total", id=f"total-{kind}")
                 yield Static(id="chart-range", classes="dim-note")
+            yield Static(Text("Rate limit and backup", style="bold"), classes="section")
+            yield Static(id="ratelimit")
+            yield Static(id="backup")
             yield Static(Text("Errors", style="bold"), classes="section")
             yield DataTable(id="errors", cursor_type="row")
             yield Static(Text("Recent failures", style="bold"), classes="section")
@@ -83,6 +89,18 @@ class DestinationScreen(Screen[None]):
             "id", "state", "severity", "detector", "detected", "summary"
         )
         self.action_reload()
+        self.watch(self.app, "snapshot", self._show_live)
+
+    def _show_live(self, snap: Any) -> None:
+        """The rate-limit ceiling and the backup counts, from the app's latest snapshot."""
+        if snap is None:
+            return
+        self.query_one("#ratelimit", Static).update(
+            drift_text(snap.drift.get(self.destination)), layout=False
+        )
+        self.query_one("#backup", Static).update(
+            backup_text(snap.backup.get(self.destination), bool(snap.backup)), layout=False
+        )
 
     def action_reload(self) -> None:
         snap = getattr(self.app, "snapshot", None)
@@ -192,3 +210,47 @@ class DestinationScreen(Screen[None]):
         first, last = d.seconds[0][0], d.seconds[-1][0]
         by_sec = {row[0]: row[column] for row in d.seconds}
         return [float(by_sec.get(s, 0)) for s in range(first, last + 1)]
+
+
+def _per_s(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3g}/s"
+
+
+def drift_text(d: DestinationDrift | None) -> Text:
+    """The accepted-rate ceiling (delivered/s while throttled) now and its baseline."""
+    if d is None:
+        return Text("ceiling: no deliveries seen yet", style="dim")
+    text = Text()
+    text.append("ceiling now ", style="dim")
+    text.append(_per_s(d.current_ceiling))
+    text.append("  baseline ", style="dim")
+    text.append(_per_s(d.baseline_ceiling))
+    if d.baseline_kind == "lower_bound":
+        text.append(" (never throttled: at least)", style="dim")
+    text.append("  throttled ", style="dim")
+    text.append(f"{100 * d.recent_throttled_share:.1f}%")
+    if d.retry_after_s is not None:
+        text.append("  Retry-After ", style="dim")
+        text.append(f"{d.retry_after_s:g} s")
+    if d.flagged:
+        text.append("  DRIFT", style="bold red")
+        when = fmt_time(d.flagged_at)[11:] if d.flagged_at is not None else ""
+        text.append(f" flagged {when}: ceiling moved to {_per_s(d.flagged_ceiling)}", style="red")
+    return text
+
+
+def backup_text(row: dict[str, Any] | None, configured: bool) -> Text:
+    """The backup webhook's reconciliation for this destination (missing counts live)."""
+    if row is None:
+        note = "not a [backup] destination" if configured else "no [backup] table in the config"
+        return Text(f"backup: {note}", style="dim")
+    text = Text("backup ", style="dim")
+    for key in ("expected", "delivered", "missing", "late", "duplicates", "pending"):
+        style = "bold red" if key == "missing" and row.get(key) else ""
+        text.append(f" {key} ", style="dim")
+        text.append(str(row.get(key, 0)), style=style)
+    lost_in = row.get("lost_in_s")
+    if lost_in is not None and row.get("failing"):
+        text.append("  retry window ends in ", style="dim")
+        text.append(f"{max(0, int(lost_in)) // 60} min", style="yellow")
+    return text

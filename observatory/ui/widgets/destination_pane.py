@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.message import Message
@@ -58,7 +60,7 @@ class DestinationPane(Widget, can_focus=True):
     def __init__(self, destination: str, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.destination = destination
-        self._shown: tuple[DestinationStatus, float] | None = None
+        self._shown: tuple[DestinationStatus, float, dict[str, Any] | None] | None = None
         self._drawn: tuple[object, ...] | None = None  # what is on screen now
 
     def compose(self) -> ComposeResult:
@@ -74,13 +76,15 @@ class DestinationPane(Widget, can_focus=True):
         if self._shown is not None:
             self.show(*self._shown)
 
-    def show(self, status: DestinationStatus, now: float) -> None:
-        """Render `status` (from a Snapshot) as of `now`."""
-        self._shown = (status, now)
+    def show(
+        self, status: DestinationStatus, now: float, backup: dict[str, Any] | None = None
+    ) -> None:
+        """Render `status` (from a Snapshot) as of `now`; `backup`: its reconciliation."""
+        self._shown = (status, now, backup)
         if not self.is_mounted or not self.children:
             return  # on_mount renders it
         width = max(0, self.content_region.width)
-        stats = self._stats(status, now)
+        stats = self._stats(status, now, backup)
         key = (status.state, status.incident_id, width, tuple(status.sparkline[-width:]), stats)
         if key == self._drawn:
             return  # nothing visible changed: no refresh
@@ -107,9 +111,11 @@ class DestinationPane(Widget, can_focus=True):
         self._show_latest()
 
     @staticmethod
-    def _stats(status: DestinationStatus, now: float) -> tuple[tuple[str, str], ...]:
+    def _stats(
+        status: DestinationStatus, now: float, backup: dict[str, Any] | None = None
+    ) -> tuple[tuple[str, str], ...]:
         probe = "–" if status.probe_ok is None else ("ok" if status.probe_ok else "FAILING")
-        return (
+        stats: tuple[tuple[str, str], ...] = (
             ("ev/s", f"{status.rate_now:.1f}"),
             ("ok", fmt_pct(status.success_pct)),
             ("429", fmt_pct(status.rate_limited_pct)),
@@ -117,6 +123,11 @@ class DestinationPane(Widget, can_focus=True):
             ("last", fmt_age(now, status.last_event_ts)),
             ("probe", probe),
         )
+        if backup is not None:  # the backup webhook's view: conversions never delivered
+            stats += (("missing", str(backup.get("missing", 0))),)
+            if backup.get("pending"):
+                stats += (("pending", str(backup["pending"])),)
+        return stats
 
     def action_open(self) -> None:
         self.post_message(self.Selected(self.destination))
