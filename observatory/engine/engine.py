@@ -51,8 +51,8 @@ REVERSE_SHARE = 0.3  # ... and this share of what normal traffic typically gives
 VOLUME_REVERSE_SHARE = 0.5  # (a halved flow is close to normal: volume_drop asks for more)
 SILENCE_REVERSE = 0.1  # silence's reverse test: normal delivered rate against this share of it
 QUIET = 60  # seconds without an alarm before resolving
-MIN_HOLD = 60  # the reverse test's window: where normal traffic typically gives h nats against
-MAX_HOLD = 110  # the fault, within these bounds (recovery is judged within 2 minutes)
+MIN_WINDOW = 60  # the reverse test's window: where normal traffic typically gives h nats
+MAX_WINDOW = 110  # against the fault, within these bounds (recovery judged within 2 minutes)
 HISTORY_SECONDS = 1800
 SPARKLINE_SECONDS = 300
 RECENT_SECONDS = 10
@@ -262,6 +262,13 @@ def _r(x: float, digits: int = 4) -> float:
 def _bernoulli(p0: float, p1: float) -> tuple[float, float]:
     """Log-likelihood ratio coefficients (bad event, good event) of p1 against p0."""
     return math.log(p1 / p0), math.log((1.0 - p1) / (1.0 - p0))
+
+
+def _poisson(count: int, expected: float, rho: float) -> tuple[float, float]:
+    """Log-likelihood ratio of a rate cut to `rho` of normal against normal, for `count`
+    events where `expected` were due; and what normal traffic typically gives (negative)."""
+    a = math.log(rho)
+    return count * a + expected * (1.0 - rho), expected * (a + 1.0 - rho)
 
 
 class Engine:
@@ -807,7 +814,7 @@ class Engine:
             limit=limit,
             severity=severity,
             last_abnormal=sec,
-            reverse=ReverseTest(MIN_HOLD, MAX_HOLD),
+            reverse=ReverseTest(MIN_WINDOW, MAX_WINDOW),
             p0=p0,
             p1=p1,
             k=k,
@@ -938,12 +945,7 @@ class Engine:
                 # The reverse test on delivered events (Poisson): normal traffic against a
                 # trickle of it. A flow back at half its rate is volume_drop's to judge.
                 expected = self._expected_delivered(dest)
-                a = math.log(SILENCE_REVERSE)
-                firing.reverse.push(
-                    c.delivered * a + expected * (1.0 - SILENCE_REVERSE),
-                    expected * (a + 1.0 - SILENCE_REVERSE),
-                    expected,
-                )
+                firing.reverse.push(*_poisson(c.delivered, expected, SILENCE_REVERSE), expected)
                 sil = dest.silence
                 extra = firing.extra
                 if sil.run > 0 and sil.start == extra["start"]:
@@ -966,24 +968,22 @@ class Engine:
                     firing.severity = severity
             else:
                 # The reverse test: normal traffic against the fault as observed.
-                if name == "volume_drop":
-                    # without a pool: its own count against its baseline rate (Poisson)
-                    rho = firing.fault or 0.5
+                pi0 = dest.pi0
+                if name == "volume_drop" and not 0.0 < pi0 < 1.0:
+                    # no pool: its own count against its baseline rate (Poisson)
                     trials = dest.rate.rate
-                    llr = total * math.log(rho) + trials * (1.0 - rho)
-                    typical = trials * (math.log(rho) + 1.0 - rho)
-                    pi0 = dest.pi0
-                    if 0.0 < pi0 < 1.0:
-                        y = dest.pool_count
-                        expected = pi0 / (1.0 - pi0) * y
-                        pi1 = firing.fault * pi0 / (firing.fault * pi0 + 1.0 - pi0)
-                        a, b = _bernoulli(pi0, pi1)
-                        llr = total * a + y * b
-                        typical = expected * a + y * b
-                        trials = expected
-                        firing.k += total
-                        firing.n += total + y
-                        firing.expected += expected
+                    llr, typical = _poisson(total, trials, firing.fault or 0.5)
+                elif name == "volume_drop":
+                    y = dest.pool_count
+                    expected = pi0 / (1.0 - pi0) * y
+                    pi1 = firing.fault * pi0 / (firing.fault * pi0 + 1.0 - pi0)
+                    a, b = _bernoulli(pi0, pi1)
+                    llr = total * a + y * b
+                    typical = expected * a + y * b
+                    trials = expected
+                    firing.k += total
+                    firing.n += total + y
+                    firing.expected += expected
                 else:
                     if name == "latency":
                         n, k = c.latency_n, min(c.slow, c.latency_n)

@@ -68,13 +68,14 @@ class DashboardScreen(Screen[None]):
         for name, status in snap.statuses.items():
             pane = self.panes[name]
             pane.show(status, snap.now, snap.backup.get(name))
-            visible = self.filter_text.lower() in name.lower()
-            if pane.display != visible:
-                pane.display = visible
+        self._show_matching()
         if self.focused is None:
-            shown = [p for p in self.panes.values() if p.display]
-            if shown:
-                shown[0].focus()
+            self._focus_first_shown()
+
+    def _focus_first_shown(self) -> None:
+        shown = [p for p in self.panes.values() if p.display]
+        if shown:
+            shown[0].focus()
 
     def _status(self, snap: Snapshot | None) -> None:
         line = self.query_one("#status-line", Static)
@@ -127,9 +128,7 @@ class DashboardScreen(Screen[None]):
         elif event.key == "enter":
             self.filtering = False
             self._set_filter(self.filter_text)
-            shown = [p for p in self.panes.values() if p.display]
-            if shown:
-                shown[0].focus()
+            self._focus_first_shown()
         elif event.key in ("backspace", "ctrl+h"):
             self._set_filter(self.filter_text[:-1])
         elif event.key == "ctrl+u":
@@ -144,12 +143,16 @@ class DashboardScreen(Screen[None]):
 
     def _set_filter(self, value: str) -> None:
         self.filter_text = value
-        needle = value.lower()
+        self._show_matching()
+        self._status(getattr(self.app, "snapshot", None))
+
+    def _show_matching(self) -> None:
+        """Show the panes whose destination matches the filter (only changes re-lay out)."""
+        needle = self.filter_text.lower()
         for name, pane in self.panes.items():
             visible = needle in name.lower()
             if pane.display != visible:
                 pane.display = visible
-        self._status(getattr(self.app, "snapshot", None))
 
     def on_destination_pane_selected(self, event: DestinationPane.Selected) -> None:
         from observatory.ui.screens.destination import DestinationScreen
