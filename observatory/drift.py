@@ -14,8 +14,10 @@ it accepts, its ceiling. So per destination:
   a lower bound of the ceiling. When traffic later flows unthrottled well above the throttled
   estimate, the limit was raised: the old estimates are dropped;
 * a throttled second is **low** when it delivered less than ``DROP_RATIO`` x baseline although
-  it had at least that many attempts (so a quiet or stalled second, which has few attempts,
-  is no evidence either way);
+  it had at least that many attempts, or at least ``HEAVY_DEMAND`` x baseline of which at least
+  ``HEAVY_SHARE`` were refused (a forwarder whose retries wait out their backoff holding its
+  connection slots sends fewer attempts as the limit tightens: the cascade). A quiet or stalled
+  second, with few attempts and few refusals, is no evidence either way;
 * ``LOW_SECONDS`` low seconds in a row (among the throttled seconds with enough attempts,
   within ``WINDOW`` seconds) flag a ``ceiling_drop``: old ceiling = the baseline, new ceiling =
   the median of the low seconds after the first (the first may straddle the change). The
@@ -52,6 +54,8 @@ MIN_BASELINE_SECONDS = 10  # throttled seconds before their quantile is the base
 FREE_RUN = 5  # consecutive unthrottled seconds: a sustained rate (a lower bound of the ceiling)
 RAISE_RATIO = 1.2  # sustained unthrottled delivered/s this far above the estimate: limit raised
 DROP_RATIO = 0.75  # low second: delivered below this share of the baseline ceiling
+HEAVY_SHARE = 0.25  # ... with fewer attempts than that, at least this share of them refused
+HEAVY_DEMAND = 0.4  # ... out of at least this share of the baseline ceiling in attempts
 LOW_SECONDS = 2  # low throttled seconds in a row that flag a drop
 WINDOW = 10  # seconds: the low run must lie within it; the current estimate's span
 RESTORE_RATIO = 0.9
@@ -156,6 +160,15 @@ def _quantile(values: Iterable[float], q: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
 
 
+def _evidence(total: int, rate_limited: int, ceiling: float) -> bool:
+    """Can a throttled second delivering under DROP_RATIO x `ceiling` show the ceiling fell?
+    Yes if it had the attempts to reach the old ceiling, or fewer but refused heavily (a quiet
+    or stalled second that met a few refusals is no evidence either way)."""
+    if total >= DROP_RATIO * ceiling:
+        return True
+    return total >= HEAVY_DEMAND * ceiling and rate_limited >= HEAVY_SHARE * total
+
+
 def _share(rows: Iterable[tuple[Any, ...]]) -> float:
     """Rate-limited share over rows ending in (..., rate_limited, total)."""
     rl = total = 0
@@ -256,8 +269,8 @@ class DriftTracker:
             d.low_run.clear()
             self._learn(d, delivered)
             return None
-        if total < DROP_RATIO * baseline:
-            return None  # too few attempts to have reached the old ceiling: no evidence
+        if not _evidence(total, rl, baseline):
+            return None
         d.low_run = [r for r in d.low_run if r[0] > sec - WINDOW]
         d.low_run.append((sec, delivered, rl, total))
         if len(d.low_run) < LOW_SECONDS:
@@ -292,7 +305,7 @@ class DriftTracker:
             d.free_run.clear()
             if good:
                 d.good_run.append((delivered, rl, total))
-            elif total >= DROP_RATIO * old:
+            elif _evidence(total, rl, old):
                 d.good_run.clear()  # throttled below the old ceiling: still dropped
                 d.dropped.append(delivered)
             if len(d.good_run) >= RESTORE_SECONDS:

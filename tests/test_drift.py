@@ -100,6 +100,21 @@ def test_lone_low_second_and_demand_drop_raise_nothing() -> None:
     assert run(tracker, rows) == []
 
 
+def test_cascade_with_fewer_attempts_is_flagged_when_refused_heavily() -> None:
+    """A forwarder whose throttled requests hold its slots through their backoff sends fewer
+    attempts once the limit tightens: 60 attempts/s, 20 refused, 40 delivered still shows the
+    ceiling fell from 100 to 40. As many attempts refused lightly, or few refused heavily, not."""
+    rng = random.Random(6)
+    light = at_ceiling(60, 100, rng) + [(45, 10, 0)] * 20  # 55 attempts, 18 % refused
+    few = at_ceiling(60, 100, rng) + [(20, 15, 0)] * 20  # 35 attempts: a stall
+    assert run(DriftTracker(), light) == []
+    assert run(DriftTracker(), few) == []
+    events = run(DriftTracker(), at_ceiling(60, 100, rng) + [(40, 20, 0)] * 20)
+    assert [e.kind for e in events] == ["ceiling_drop"]
+    assert 97 <= events[0].old_ceiling <= 103 and events[0].new_ceiling == 40
+    assert events[0].ts == START + 60 + 2  # the 2nd low second, judged 1 s after its end
+
+
 def test_restoration_is_flagged() -> None:
     rng = random.Random(4)
     tracker = DriftTracker()

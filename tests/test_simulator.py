@@ -246,7 +246,14 @@ def test_segment_delivery_metrics(server: SimServer, client: httpx.Client) -> No
 
 def test_scenarios_load_and_are_deterministic() -> None:
     names = scenario_names()
-    assert {"tiktok-rate-limit", "meta-token-expired", "silent-forwarder", "steady"} <= set(names)
+    assert {
+        "tiktok-rate-limit",
+        "tiktok-limit-drift",
+        "tiktok-limit-cascade",
+        "meta-token-expired",
+        "silent-forwarder",
+        "steady",
+    } <= set(names)
     for name in names:
         a, b = load_scenario(name), load_scenario(name)
         assert a == b and a.duration > 0
