@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import test_ui_data
 from test_ui_data import MARKUP_DEST, AppMaker, wait_for
+from textual import events
 from textual.widgets import DataTable, Static, TextArea
 
 from observatory.incident_store import load_incident
@@ -75,6 +76,14 @@ async def test_dashboard_keys_filter_enter_escape_pause_quit(make_ui: AppMaker) 
         assert app.screen is dash
         await pilot.press("escape")  # clears the filter
         assert dash.panes["tiktok_conversions"].display
+        # typed in one burst (as a terminal delivers fast typing), `/tik` is still a filter:
+        # the `i` does not open the incidents
+        for key, char in (("slash", "/"), ("t", "t"), ("i", "i"), ("k", "k")):
+            app.post_message(events.Key(key, char))
+        await pilot.pause(0.2)
+        assert app.screen is dash and dash.filtering and dash.filter_text == "tik"
+        await pilot.press("escape")
+        assert not dash.filtering and dash.panes["meta_capi"].display
         # p pauses: new snapshots are not shown
         seq = app.snapshot.seq
         await pilot.press("p")

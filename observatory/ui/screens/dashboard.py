@@ -118,8 +118,16 @@ class DashboardScreen(Screen[None]):
         self._set_filter("")
 
     def on_key(self, event: events.Key) -> None:
-        """While filtering, every key edits the filter: none reaches the app's bindings."""
+        """While filtering, every key edits the filter: none reaches the app's bindings.
+
+        `/` starts filtering here rather than through its binding: bindings run when the key
+        has bubbled up to the app, after the screen has already seen the keys typed right
+        behind it (`/tik` in one burst would open the incidents on its `i`)."""
         if not self.filtering:
+            if event.key == "slash":
+                event.stop()
+                event.prevent_default()
+                self.action_filter()
             return
         event.stop()
         event.prevent_default()
