@@ -58,9 +58,23 @@ def handle_errors(func: F) -> F:
                 raise
             from observatory.query import first_line
 
-            fail(first_line(exc), 1)
+            fail(_locked(str(exc)) or first_line(exc), 1)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _locked(error: str) -> str | None:
+    """DuckDB's lock conflict, said for an observatory user (None for other errors)."""
+    import re
+
+    m = re.search(r'lock on file "([^"]+)": Conflicting lock is held in .*?\(PID (\d+)\)', error)
+    if m is None:
+        return None
+    return (
+        f"the database {m[1]} is in use by process {m[2]} (a running `observatory watch` or "
+        "TUI?), and DuckDB lets one process open it at a time: stop that process first, or "
+        "work in the TUI (s: SQL console; m on a destination: its missing backup events)"
+    )
 
 
 def load(config_path: str | None, db: str | None = None) -> Any:

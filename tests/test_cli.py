@@ -263,7 +263,8 @@ def test_a_database_locked_by_another_process_exits_1_on_one_line(tmp_path: Path
         holder.close()
     line = one_error_line(proc)
     assert proc.returncode == 1
-    assert "lock" in line.lower()
+    held = (tmp_path / "held.duckdb").resolve()
+    assert f"the database {held} is in use by process {os.getpid()}" in line
 
 
 # ------------------------------------------------------------------ ingest

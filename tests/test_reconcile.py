@@ -388,3 +388,40 @@ def test_the_tui_snapshot_carries_the_missing_counts(case_config: Config, case: 
         assert f"missing {len(case.sets[TIKTOK]['missing'])}" in text
     finally:
         runtime.close()
+
+
+@pytest.mark.asyncio
+async def test_the_destination_screen_writes_the_missing_events(
+    case_config: Config, case: Case, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`m` on a destination screen writes what `reconcile --output` would, while the TUI holds
+    the database (which `reconcile` cannot open): exactly the missing events, as received."""
+    from test_ui_data import wait_for
+
+    from observatory.ui.app import make_app
+    from observatory.ui.screens.destination import DestinationScreen
+
+    monkeypatch.chdir(tmp_path)
+    app = make_app(case_config, poll=False, clock=lambda: case.now)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await wait_for(pilot, lambda: app.snapshot is not None)
+        screen = DestinationScreen(TIKTOK)
+        app.push_screen(screen)
+        await pilot.pause()
+        await pilot.press("m")
+        await wait_for(pilot, lambda: screen.saves == 1)
+        (written,) = tmp_path.glob(f"missing-{TIKTOK}-*.jsonl")
+        shown = [n.message for n in app._notifications]
+        assert f"{len(case.sets[TIKTOK]['missing'])} missing events written to {written}" in shown
+        lines = written.read_text(encoding="utf-8").splitlines()
+        ids = {json.loads(line)["messageId"] for line in lines}
+        assert ids == case.sets[TIKTOK]["missing"] and len(lines) == len(ids)
+        assert set(lines) == {case.raw[mid] for mid in ids}
+        # a destination the backup does not cover: nothing written, a warning instead
+        app.push_screen(DestinationScreen("google_ads"))
+        await pilot.pause()
+        await pilot.press("m")
+        await pilot.pause()
+        shown = [n.message for n in app._notifications]
+        assert "no missing events to write: not a [backup] destination" in shown
+        assert len(list(tmp_path.glob("missing-*.jsonl"))) == 1

@@ -3,6 +3,9 @@ opens one in full), probe history with rate-limit headers, its incidents."""
 
 from __future__ import annotations
 
+import re
+import time
+from pathlib import Path
 from typing import Any
 
 from rich.text import Text
@@ -14,6 +17,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Sparkline, Static
 
+from observatory.backup.reconcile import write_missing
 from observatory.drift import DestinationDrift
 from observatory.ui.queries import (
     CHART_SECONDS,
@@ -33,6 +37,7 @@ class DestinationScreen(Screen[None]):
         Binding("escape", "app.pop_screen", "Back"),
         Binding("r", "reload", "Reload"),
         Binding("f", "focus_failures", "Failures"),
+        Binding("m", "write_missing", "Missing → file"),
     ]
 
     class Loaded(Message):
@@ -45,10 +50,17 @@ class DestinationScreen(Screen[None]):
             super().__init__()
             self.error = error
 
+    class Wrote(Message):
+        def __init__(self, text: str, error: bool = False) -> None:
+            super().__init__()
+            self.text = text
+            self.error = error
+
     def __init__(self, destination: str) -> None:
         super().__init__()
         self.destination = destination
         self.loads = 0  # finished loads (tests wait on it)
+        self.saves = 0  # finished `m` writes of the missing events
         self.failures: list[tuple[object, ...]] = []
 
     def compose(self) -> ComposeResult:
@@ -181,6 +193,45 @@ class DestinationScreen(Screen[None]):
                 Text(fmt_time(inc.detected_at)),
                 literal(inc.summary, limit=50),
             )
+
+    def action_write_missing(self) -> None:
+        """Write this destination's missing backup events, as received, to a JSON-lines file
+        in the working directory (what `observatory reconcile --output` writes), ready to
+        re-send -- while the TUI holds the database, which `reconcile` cannot open."""
+        driver = getattr(self.app, "driver", None)
+        runtime = driver.runtime if driver is not None else None
+        backup = runtime.config.backup if runtime is not None else None
+        if backup is None or self.destination not in backup.destinations:
+            note = (
+                "no [backup] table in the config"
+                if backup is None
+                else "not a [backup] destination"
+            )
+            self.notify(f"no missing events to write: {note}", severity="warning", markup=False)
+            return
+        snap = getattr(self.app, "snapshot", None)
+        now = snap.now if snap is not None else time.time()
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
+        name = re.sub(r"[^A-Za-z0-9_.-]", "_", self.destination)
+        self.save_missing(backup, str(Path.cwd() / f"missing-{name}-{stamp}.jsonl"), now)
+
+    @work(thread=True, exit_on_error=False, group="missing", exclusive=True)
+    def save_missing(self, backup: Any, path: str, now: float) -> None:
+        try:
+            cur = self.app.read_cursor()  # type: ignore[attr-defined]
+            try:
+                n = write_missing(cur, backup, path, self.destination, now=now)
+            finally:
+                cur.close()
+        except Exception as exc:
+            first = str(exc).splitlines()[0] if str(exc) else repr(exc)
+            self.post_message(self.Wrote(f"writing missing events failed: {first}", True))
+            return
+        self.post_message(self.Wrote(f"{n} missing event{'s' if n != 1 else ''} written to {path}"))
+
+    def on_destination_screen_wrote(self, event: Wrote) -> None:
+        self.saves += 1
+        self.notify(event.text, severity="error" if event.error else "information", markup=False)
 
     def action_focus_failures(self) -> None:
         self.query_one("#failures", DataTable).focus()

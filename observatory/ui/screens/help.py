@@ -27,6 +27,7 @@ KEYS: list[tuple[str, str]] = [
     ("Enter", "open the destination"),
     ("Destination", ""),
     ("f", "go to recent failures; Enter or a click shows one in full"),
+    ("m", "write its missing backup events to a file"),
     ("r", "reload"),
     ("SQL console", ""),
     ("ctrl+enter", "run the query (also ctrl+r, F5)"),
