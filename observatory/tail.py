@@ -2,8 +2,12 @@
 
 A file is known by its identity (device and inode) plus a hash of its first bytes, so a
 rename keeps its position, a truncation (copytruncate) or a reused inode starts over, and
-a file is never read twice when a rotated name still matches the glob. Readers only ever
-hand out complete lines; a partial last line waits, unread, until its newline arrives.
+a file is never read twice when a rotated name still matches the glob. A new file whose
+first bytes are those of a file already read is a copy of it (copytruncate's rotated copy
+under a name the glob matches, or a `cp`): it is not read from its start but from where the
+original was read to once the original is truncated, and not at all while it is not.
+Readers only ever hand out complete lines; a partial last line waits, unread, until its
+newline arrives.
 """
 
 from __future__ import annotations
@@ -18,9 +22,13 @@ from dataclasses import dataclass, field, replace
 from observatory.lines import MAX_LINE, RawReject, head_text
 
 HEAD = 1024  # bytes hashed to recognise a file
+PREFIX_CHECK = 64 << 10  # bytes compared to tell a copy of a file from a look-alike
 BLOCK = 32 << 20  # bytes read at once
 # Seconds a file that left the glob (rotated away) is kept open after it stops growing.
 ROTATE_WAIT = 5.0
+# Seconds a truncated file's last position waits for its copy to show up (copytruncate
+# writes the copy before truncating, so it is normally claimed in the same poll).
+DONOR_WAIT = 60.0
 
 
 @dataclass(frozen=True)
@@ -64,7 +72,8 @@ class FileReader:
         self.key = file_key(st)
         self.state = FileState(self.key, source, path)
         prior = (known or {}).get(self.key)
-        if prior is not None and self._same_file(prior, st.st_size):
+        self.resumed = prior is not None and self._same_file(prior, st.st_size)
+        if prior is not None and self.resumed:
             self.state = replace(prior, path=path, source=source)
 
     def _same_file(self, known: FileState, size: int) -> bool:
@@ -85,15 +94,29 @@ class FileReader:
         """Bytes written after the committed position (a partial line included)."""
         return max(0, self.size() - self.state.offset)
 
-    def check_truncated(self) -> bool:
-        """Start over if the file was truncated in place (copytruncate); True if it was."""
+    def check_truncated(self) -> FileState | None:
+        """Start over if the file was truncated in place (copytruncate); the position it
+        had if it was (where its copy is to be read from), else None."""
         st = self.state
         if self.size() < st.offset or (
             st.head_len and _head_hash(os.pread(self.fd, st.head_len, 0)) != st.head_hash
         ):
             self.state = FileState(st.key, st.source, st.path)
-            return True
-        return False
+            return st
+        return None
+
+    def intact(self) -> bool:
+        """Still the file its state was read from (not truncated or rewritten since)?"""
+        return self.size() >= self.state.offset and (
+            self.state.head_len == 0 or self.starts_like(self.state)
+        )
+
+    def starts_like(self, state: FileState) -> bool:
+        """Does this file begin with the bytes `state` was recognised by (a copy of it)?"""
+        if state.head_len <= 0:
+            return False
+        head = os.pread(self.fd, state.head_len, 0)
+        return len(head) == state.head_len and _head_hash(head) == state.head_hash
 
     def _advance(self, data_len: int, lines: int) -> FileState:
         st = self.state
@@ -153,6 +176,17 @@ class FileReader:
             pos += len(buf)
 
 
+def _copy_of(copy: FileReader, original: FileReader) -> bool:
+    """Can `copy` be a copy of the intact, followed `original`? Not if it is longer (the
+    original only grows until it is truncated), and only if their bytes agree over what was
+    read of the original, up to PREFIX_CHECK bytes (two logs may begin with one banner)."""
+    size = copy.size()
+    if size > original.size():
+        return False
+    n = min(size, original.state.offset, PREFIX_CHECK)
+    return n > 0 and os.pread(copy.fd, n, 0) == os.pread(original.fd, n, 0)
+
+
 def expand(pattern: str) -> list[str]:
     """Regular files matching a glob, sorted (oldest names first for rotated sets)."""
     return sorted(p for p in glob.glob(pattern, recursive=True) if os.path.isfile(p))
@@ -180,9 +214,22 @@ class SourceTailer:
         self.rotate_wait = rotate_wait
         self.readers: dict[str, FileReader] = {}
         self._gone: dict[str, tuple[int, float]] = {}  # key -> (size, since) off the glob
+        # Copies (see the module doc): copy's key -> key of the followed file it copies ...
+        self._parked: dict[str, tuple[str, int]] = {}  # (and the copy's size when checked)
+        # ... the position a truncated or let-go file had, for its copy (and since when) ...
+        self._donors: dict[str, tuple[FileState, float]] = {}
+        # ... and where an adopted copy started, for rewind().
+        self._origin: dict[str, FileState] = {}
+        # Files resumed from `known`: their committed state there is superseded by reading.
+        self._resumed: set[str] = set()
+        # Adopted copies whose position is still to be handed out (committed even when the
+        # copy holds no line past it, so a restart does not read it from its start).
+        self._announce: set[str] = set()
 
     def discover(self) -> None:
-        """Open readers for files that appeared; keep readers of renamed files to drain them."""
+        """Open readers for files that appeared; keep readers of renamed files to drain them.
+        New files that are copies of followed ones are placed once all are open."""
+        fresh: list[FileReader] = []
         for path in expand(self.pattern):
             try:
                 st = os.stat(path)
@@ -204,6 +251,67 @@ class SourceTailer:
                 reader.close()
                 continue
             self.readers[reader.key] = reader
+            if reader.resumed:
+                self._resumed.add(reader.key)
+            else:
+                fresh.append(reader)
+        for reader in fresh:
+            self._place_copy(reader)
+
+    def _place_copy(self, reader: FileReader) -> None:
+        """A new file that begins like a file already read is a copy of it: parked while
+        that file is followed and intact, else read on from where that file was read to."""
+        for key, other in self.readers.items():
+            if key == reader.key or not reader.starts_like(other.state):
+                continue
+            if not other.intact():  # truncated since its last read: the copy has the rest
+                self._adopt(reader, other.state)
+                return
+            if _copy_of(reader, other):
+                self._parked[reader.key] = (key, reader.size())
+                return
+        for key, (donor, _since) in self._donors.items():
+            if reader.starts_like(donor):
+                self._adopt(reader, donor)
+                del self._donors[key]
+                return
+        # Read before a restart and truncated (or gone) since: the committed position.
+        for key, state in self.known.items():
+            if (
+                key != reader.key
+                and state.source == self.source
+                and state.offset > 0
+                and key not in self._resumed
+                and reader.starts_like(state)
+            ):
+                self._adopt(reader, state)
+                return
+
+    def _adopt(self, reader: FileReader, donor: FileState) -> None:
+        reader.state = replace(donor, key=reader.key, source=self.source, path=reader.state.path)
+        self._origin[reader.key] = reader.state
+        self._announce.add(reader.key)
+
+    def _unparked(self, key: str, reader: FileReader) -> bool:
+        """May a parked copy be read now? Once the file it copies was truncated or let go,
+        it is read on from that file's last position; if it turns out to differ from that
+        file (another file that merely began the same way), from its start."""
+        original, seen = self._parked[key]
+        entry = self._donors.pop(original, None)
+        donor = entry[0] if entry is not None else None
+        other = self.readers.get(original)
+        if donor is None and other is not None:
+            if other.intact():
+                size = reader.size()
+                if (size == seen and size <= other.size()) or _copy_of(reader, other):
+                    self._parked[key] = (original, size)
+                    return False  # a copy of what is being read: nothing new in it
+            else:
+                donor = other.state  # truncated, noticed when its turn comes
+        del self._parked[key]
+        if donor is not None and reader.starts_like(donor):
+            self._adopt(reader, donor)
+        return True
 
     def _live_keys(self) -> set[str]:
         keys = set()
@@ -221,8 +329,14 @@ class SourceTailer:
         live = self._live_keys()
         now = time.monotonic()
         for key, reader in list(self.readers.items()):
-            reader.check_truncated()
-            yield from reader.blocks(block_size)
+            truncated = reader.check_truncated()
+            if truncated is not None and truncated.offset > 0:
+                self._donors[key] = (truncated, now)
+            if key not in self._parked or self._unparked(key, reader):
+                if key in self._announce:
+                    self._announce.discard(key)
+                    yield Block(reader.state, b"", reader.state.line_no + 1)
+                yield from reader.blocks(block_size)
             if key in live:
                 self._gone.pop(key, None)
                 continue
@@ -231,9 +345,16 @@ class SourceTailer:
             if seen is None or seen[0] != size:
                 self._gone[key] = seen = (size, now)
             if now - seen[1] >= self.rotate_wait:
+                if any(original == key for original, _ in self._parked.values()):
+                    self._donors[key] = (reader.state, now)  # its copy reads on from here
                 reader.close()
                 del self.readers[key]
                 del self._gone[key]
+                self._parked.pop(key, None)
+                self._origin.pop(key, None)
+        for key in [k for k, (_, since) in self._donors.items() if now - since > DONOR_WAIT]:
+            if not any(original == key for original, _ in self._parked.values()):
+                del self._donors[key]
 
     def rewind(self, committed: dict[str, FileState]) -> None:
         """Move every reader back to its committed position, after a transaction that
@@ -245,6 +366,9 @@ class SourceTailer:
             path = reader.state.path
             if prior is not None and reader._same_file(prior, reader.size()):
                 reader.state = replace(prior, path=path, source=self.source)
+            elif key in self._origin:  # an adopted copy: back to where it took over
+                reader.state = self._origin[key]
+                self._announce.add(key)
             else:
                 reader.state = FileState(key, self.source, path)
 
@@ -253,3 +377,8 @@ class SourceTailer:
             reader.close()
         self.readers.clear()
         self._gone.clear()
+        self._parked.clear()
+        self._donors.clear()
+        self._origin.clear()
+        self._resumed.clear()
+        self._announce.clear()

@@ -193,6 +193,86 @@ def test_copytruncate_reads_new_lines_from_offset_zero(
     tailer.close()
 
 
+@pytest.mark.parametrize("copy_seen_first", [False, True], ids=["same-poll", "copy-seen-first"])
+def test_copytruncate_copy_inside_the_glob_is_read_on_not_again(
+    config: Config, store: Store, logs: Path, copy_seen_first: bool
+) -> None:
+    """logrotate's copytruncate with dateext writes the copy under a name the glob matches
+    (app-20261127.jsonl for logs/*.jsonl). The copy holds what was already read: only the
+    lines the original had and no poll read yet are taken from it, each exactly once."""
+    path = logs / "app.jsonl"
+    writer = open(path, "ab", buffering=0)
+    writer.write(lines(0, 20))
+    tailer = tailer_for(config, store)
+    assert poll(store, tailer).rows == 20
+
+    writer.write(lines(20, 25))  # after the last poll
+    shutil.copyfile(path, logs / "app-20261127.jsonl")
+    if copy_seen_first:  # a poll between the copy and the truncation: the copy waits
+        assert poll(store, tailer).rows == 5  # 20-25, from the original
+    os.truncate(path, 0)
+    writer.write(lines(100, 110))
+    assert poll(store, tailer).rows == (10 if copy_seen_first else 15)
+    assert poll(store, tailer).rows == 0
+    assert message_ids(store) == sorted(ids(0, 25) + ids(100, 110))  # each once
+    by_name = {v[0]: v[1:] for v in offsets(store).values()}
+    copy_size = (logs / "app-20261127.jsonl").stat().st_size
+    assert by_name["app-20261127.jsonl"] == (copy_size, 25)  # read to its end, line 25
+    tailer.close()
+    # started again: the copy is known by its committed position, nothing is read twice
+    tailer = tailer_for(config, store)
+    assert poll(store, tailer).rows == 0
+    writer.write(lines(110, 112))
+    assert poll(store, tailer).rows == 2
+    assert message_ids(store) == sorted(ids(0, 25) + ids(100, 112))
+    writer.close()
+    tailer.close()
+
+
+def test_copytruncate_while_stopped_reads_the_copy_on_from_the_committed_position(
+    config: Config, store: Store, logs: Path
+) -> None:
+    path = logs / "app.jsonl"
+    append(path, lines(0, 20))
+    tailer = tailer_for(config, store)
+    assert poll(store, tailer).rows == 20
+    tailer.close()  # observatory stops; the log goes on and is rotated meanwhile
+    append(path, lines(20, 30))
+    shutil.copyfile(path, logs / "app-20261127.jsonl")
+    os.truncate(path, 0)
+    append(path, lines(100, 104))
+    tailer = tailer_for(config, store)  # started again on the committed positions
+    assert poll(store, tailer).rows == 14
+    assert message_ids(store) == sorted(ids(0, 30) + ids(100, 104))
+    tailer.close()
+
+
+def test_a_plain_copy_of_a_followed_file_is_not_read_and_a_look_alike_is(
+    config: Config, store: Store, logs: Path
+) -> None:
+    """`cp app.jsonl backup.jsonl` into the glob duplicates nothing; a new log that only
+    begins like a followed one (the same banner line) is another file, read in full."""
+    banner = b'{"msg":"service started","note":"%s"}\n' % (b"x" * 1200)  # longer than HEAD
+    path = logs / "app.jsonl"
+    append(path, banner + lines(0, 20))
+    tailer = tailer_for(config, store)
+    assert poll(store, tailer).lines == 21  # (the banner has no timestamp: a reject)
+    shutil.copyfile(path, logs / "backup.jsonl")
+    append(path, lines(20, 25))
+    assert poll(store, tailer).rows == 5
+    assert poll(store, tailer).rows == 0
+    assert message_ids(store) == ids(0, 25)
+    # the look-alike: the same first line, then lines of its own, growing past the original
+    other = logs / "other.jsonl"
+    append(other, banner + lines(500, 503))
+    n = poll(store, tailer).lines
+    append(other, lines(503, 560))
+    n += poll(store, tailer).lines + poll(store, tailer).lines
+    assert n == 61  # its banner and 60 lines: read from its start
+    assert message_ids(store) == sorted(ids(0, 25) + ids(500, 560))
+    tailer.close()
+
+
 def test_copytruncate_seen_empty_then_refilled(config: Config, store: Store, logs: Path) -> None:
     path = logs / "app.jsonl"
     append(path, lines(0, 10))
