@@ -13,7 +13,7 @@ import duckdb
 
 from observatory.config import Config, ConfigError, SourceConfig
 from observatory.store import Store, Tally
-from observatory.tail import BLOCK, FileReader, expand
+from observatory.tail import BLOCK, FileReader, committed_original, expand
 
 # Bytes staged per transaction. DuckDB commits one large insert far faster than many
 # small ones, so a backfill commits rarely; a crash only costs re-reading the open part.
@@ -128,6 +128,12 @@ def ingest_files(
         for reader in readers:
             reader.close()
         raise
+    # A copy of a file read before and truncated since (copytruncate while nothing ran) is
+    # read on from that file's committed position, as the live tailer does.
+    resumed = {r.key for r in readers if r.resumed}
+    for reader in readers:
+        if not reader.resumed and (donor := committed_original(reader, known, resumed)):
+            reader.adopt(donor)
     total = sum(r.pending() for r in readers)
     tally = Tally()
     partial: list[tuple[str, int]] = []

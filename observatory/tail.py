@@ -105,6 +105,10 @@ class FileReader:
             return st
         return None
 
+    def adopt(self, donor: FileState) -> None:
+        """Read on from `donor`'s position: this file is a copy of the file it was read in."""
+        self.state = replace(donor, key=self.key, source=self.state.source, path=self.state.path)
+
     def intact(self) -> bool:
         """Still the file its state was read from (not truncated or rewritten since)?"""
         return self.size() >= self.state.offset and (
@@ -174,6 +178,24 @@ class FileReader:
             if i >= 0:
                 return pos + i
             pos += len(buf)
+
+
+def committed_original(
+    reader: FileReader, known: dict[str, FileState], resumed: set[str]
+) -> FileState | None:
+    """The committed state of a file read before (in `known`, same source) that `reader`'s
+    new file is a copy of, if that file was truncated or is gone since: no reader resumed
+    it (`resumed`). Its copy is read on from there (copytruncate while nothing ran)."""
+    for key, state in known.items():
+        if (
+            key != reader.key
+            and state.source == reader.state.source
+            and state.offset > 0
+            and key not in resumed
+            and reader.starts_like(state)
+        ):
+            return state
+    return None
 
 
 def _copy_of(copy: FileReader, original: FileReader) -> bool:
@@ -270,25 +292,17 @@ class SourceTailer:
             if _copy_of(reader, other):
                 self._parked[reader.key] = (key, reader.size())
                 return
-        for key, (donor, _since) in self._donors.items():
-            if reader.starts_like(donor):
-                self._adopt(reader, donor)
+        for key, (state, _since) in self._donors.items():
+            if reader.starts_like(state):
+                self._adopt(reader, state)
                 del self._donors[key]
                 return
-        # Read before a restart and truncated (or gone) since: the committed position.
-        for key, state in self.known.items():
-            if (
-                key != reader.key
-                and state.source == self.source
-                and state.offset > 0
-                and key not in self._resumed
-                and reader.starts_like(state)
-            ):
-                self._adopt(reader, state)
-                return
+        committed = committed_original(reader, self.known, self._resumed)
+        if committed is not None:
+            self._adopt(reader, committed)
 
     def _adopt(self, reader: FileReader, donor: FileState) -> None:
-        reader.state = replace(donor, key=reader.key, source=self.source, path=reader.state.path)
+        reader.adopt(donor)
         self._origin[reader.key] = reader.state
         self._announce.add(reader.key)
 

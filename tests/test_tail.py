@@ -247,6 +247,20 @@ def test_copytruncate_while_stopped_reads_the_copy_on_from_the_committed_positio
     tailer.close()
 
 
+def test_backfill_after_a_copytruncate_reads_the_copy_on_from_the_committed_position(
+    config: Config, store: Store, logs: Path
+) -> None:
+    path = logs / "app.jsonl"
+    append(path, lines(0, 20))
+    assert ingest_all(config, store, path).rows == 20
+    append(path, lines(20, 30))  # then rotated while nothing ran
+    shutil.copyfile(path, logs / "app-20261127.jsonl")
+    os.truncate(path, 0)
+    append(path, lines(100, 104))
+    assert ingest_all(config, store, logs / "*.jsonl").rows == 14
+    assert message_ids(store) == sorted(ids(0, 30) + ids(100, 104))
+
+
 def test_a_plain_copy_of_a_followed_file_is_not_read_and_a_look_alike_is(
     config: Config, store: Store, logs: Path
 ) -> None:
