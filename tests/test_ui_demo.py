@@ -11,9 +11,8 @@ from test_ui_data import wait_for
 from observatory.ui.app import make_app
 from observatory.ui.demo import prepare_demo
 
-pytestmark = pytest.mark.asyncio
 
-
+@pytest.mark.asyncio
 async def test_demo_opens_the_app_live_on_the_simulator(tmp_path: Path) -> None:
     setup = prepare_demo(tmp_path)
     try:
