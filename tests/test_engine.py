@@ -367,7 +367,14 @@ def test_latency_thresholds_track_the_p99() -> None:
 def test_status_for_the_dashboard() -> None:
     onset = START + LEAD
     traffic = Traffic(
-        RATES, START, LEAD + 60, seed=2, faults=[Fault("silence", "b_mid", onset, onset + 60)]
+        RATES,
+        START,
+        LEAD + 60,
+        seed=2,
+        faults=[
+            Fault("silence", "b_mid", onset, onset + 60),
+            Fault("rate_limit", "d_huge", onset, onset + 60),
+        ],
     )
     engine = Engine(DetectionConfig())
     drive(traffic, engine, START, START + 60)
@@ -378,7 +385,13 @@ def test_status_for_the_dashboard() -> None:
     assert status["b_mid"].state == "down" and status["b_mid"].incident_id is not None
     big = status["c_big"]
     assert 30 <= big.rate_now <= 400
+    assert big.delivered_now == pytest.approx(big.rate_now, rel=0.02)
     assert len(big.sparkline) == 300 and big.sparkline[-1] == pytest.approx(big.rate_now, rel=1)
+    # a 429 storm: attempts go on, throughput (delivered/s, the sparkline) collapses
+    huge = status["d_huge"]
+    assert huge.state == "down" and huge.rate_now > 100
+    assert huge.delivered_now == 0 and huge.sparkline[-10:] == [0] * 10
+    assert min(huge.sparkline[-60:-30]) > 100  # before the fault
     assert big.success_pct is not None and big.success_pct > 98
     assert big.rate_limited_pct is not None and big.rate_limited_pct < 1
     assert big.avg_latency_ms == pytest.approx(80 * math.exp(0.125), rel=0.05)

@@ -87,14 +87,17 @@ class DestinationStatus:
 
     destination: str
     state: DestinationState
-    rate_now: float  # events/s over the last ~10 evaluated seconds
+    rate_now: float  # attempts/s over the last ~10 evaluated seconds (retries included)
     success_pct: float | None  # delivered / attempts over the last minute
     rate_limited_pct: float | None  # rate-limited / attempts over the last minute
     avg_latency_ms: float | None  # over the last minute
     last_event_ts: float | None  # start of the last second that had an event (fed, not evaluated)
     incident_id: str | None
-    sparkline: list[int]  # per-second attempts, oldest first, up to 300
+    # Delivered events per second, oldest first, up to 300: throughput, so a 429 storm
+    # shows as the collapse it is, not as the surge of retried attempts it also is.
+    sparkline: list[int]
     severity: Severity | None = None
+    delivered_now: float = 0.0  # delivered events/s over the last ~10 evaluated seconds
     baseline_rate: float | None = None  # events/s
     latency_threshold_ms: float | None = None
     probe_ok: bool | None = None  # None: no probe results
@@ -1298,7 +1301,8 @@ class Engine:
                 ),
                 last_event_ts=float(last) if last is not None else None,
                 incident_id=incident.id if incident is not None else None,
-                sparkline=[r.total for r in dest.recent(SPARKLINE_SECONDS)],
+                sparkline=[r.delivered for r in dest.recent(SPARKLINE_SECONDS)],
+                delivered_now=sum(r.delivered for r in recent) / len(recent) if recent else 0.0,
                 severity=incident.severity if incident is not None else None,
                 baseline_rate=dest.rate.rate if dest.events else None,
                 latency_threshold_ms=dest.latency.threshold,

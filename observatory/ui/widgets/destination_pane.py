@@ -116,7 +116,7 @@ class DestinationPane(Widget, can_focus=True):
     ) -> tuple[tuple[str, str], ...]:
         probe = "–" if status.probe_ok is None else ("ok" if status.probe_ok else "FAILING")
         stats: tuple[tuple[str, str], ...] = (
-            ("ev/s", f"{status.rate_now:.1f}"),
+            ("ok/s", f"{status.delivered_now:.1f}"),
             ("ok", fmt_pct(status.success_pct)),
             ("429", fmt_pct(status.rate_limited_pct)),
             ("latency", fmt_ms(status.avg_latency_ms)),
