@@ -103,7 +103,10 @@ class DestinationDrift:
     recent_throttled_share: float  # over the last WINDOW seconds
     flagged: bool
     flagged_at: float | None
-    flagged_ceiling: float | None  # the new ceiling when it was flagged
+    # The new ceiling: estimated when flagged, then the mean of the dropped seconds since (up to
+    # WINDOW): per-second counts of a batching destination are lumpy (a 50-event request every
+    # 2 s reads 0, 50, 0, 50), and one second is a poor estimate of its rate.
+    flagged_ceiling: float | None
     retry_after_s: float | None
 
 
@@ -355,7 +358,9 @@ class DriftTracker:
                 recent_throttled_share=d.recent_share(),
                 flagged=d.flagged,
                 flagged_at=d.flagged_at,
-                flagged_ceiling=d.flagged_new if d.flagged else None,
+                flagged_ceiling=(statistics.fmean(d.dropped) if d.dropped else d.flagged_new)
+                if d.flagged
+                else None,
                 retry_after_s=d.retry_after,
             )
         return out

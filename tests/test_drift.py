@@ -115,6 +115,17 @@ def test_cascade_with_fewer_attempts_is_flagged_when_refused_heavily() -> None:
     assert events[0].ts == START + 60 + 2  # the 2nd low second, judged 1 s after its end
 
 
+def test_lumpy_batches_refine_the_flagged_ceiling_to_their_mean() -> None:
+    """A 50-event batch every 2 s reads 0, 50, 0, 50 per second: the flag's one-second
+    estimate is a poor one, the status shows the mean of the dropped seconds since."""
+    rng = random.Random(7)
+    tracker = DriftTracker()
+    events = run(tracker, at_ceiling(60, 100, rng) + [(0, 80, 0), (50, 80, 0)] * 6)
+    assert [e.kind for e in events] == ["ceiling_drop"]
+    st = tracker.status()[DEST]
+    assert st.flagged and st.flagged_ceiling == 25
+
+
 def test_restoration_is_flagged() -> None:
     rng = random.Random(4)
     tracker = DriftTracker()
