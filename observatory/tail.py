@@ -77,10 +77,7 @@ class FileReader:
             self.state = replace(prior, path=path, source=source)
 
     def _same_file(self, known: FileState, size: int) -> bool:
-        if size < known.offset:
-            return False
-        head = os.pread(self.fd, known.head_len, 0)
-        return len(head) == known.head_len and _head_hash(head) == known.head_hash
+        return size >= known.offset and self.starts_like(known)
 
     def close(self) -> None:
         if self.fd >= 0:
@@ -97,13 +94,11 @@ class FileReader:
     def check_truncated(self) -> FileState | None:
         """Start over if the file was truncated in place (copytruncate); the position it
         had if it was (where its copy is to be read from), else None."""
+        if self.intact():
+            return None
         st = self.state
-        if self.size() < st.offset or (
-            st.head_len and _head_hash(os.pread(self.fd, st.head_len, 0)) != st.head_hash
-        ):
-            self.state = FileState(st.key, st.source, st.path)
-            return st
-        return None
+        self.state = FileState(st.key, st.source, st.path)
+        return st
 
     def adopt(self, donor: FileState) -> None:
         """Read on from `donor`'s position: this file is a copy of the file it was read in."""
@@ -248,16 +243,19 @@ class SourceTailer:
         # copy holds no line past it, so a restart does not read it from its start).
         self._announce: set[str] = set()
 
-    def discover(self) -> None:
+    def discover(self) -> set[str]:
         """Open readers for files that appeared; keep readers of renamed files to drain them.
-        New files that are copies of followed ones are placed once all are open."""
+        New files that are copies of followed ones are placed once all are open. Returns
+        the keys of the files the glob matches now."""
         fresh: list[FileReader] = []
+        live: set[str] = set()
         for path in expand(self.pattern):
             try:
                 st = os.stat(path)
-            except FileNotFoundError:
+            except FileNotFoundError:  # rotated or deleted since the glob ran
                 continue
             key = file_key(st)
+            live.add(key)
             reader = self.readers.get(key)
             if reader is not None:
                 if reader.state.path != path:
@@ -279,6 +277,7 @@ class SourceTailer:
                 fresh.append(reader)
         for reader in fresh:
             self._place_copy(reader)
+        return live
 
     def _place_copy(self, reader: FileReader) -> None:
         """A new file that begins like a file already read is a copy of it: parked while
@@ -327,20 +326,14 @@ class SourceTailer:
             self._adopt(reader, donor)
         return True
 
-    def _live_keys(self) -> set[str]:
-        keys = set()
-        for path in expand(self.pattern):
-            try:
-                keys.add(file_key(os.stat(path)))
-            except FileNotFoundError:  # rotated or deleted since the glob ran
-                continue
-        return keys
+    def _copied(self, key: str) -> bool:
+        """Is a parked copy waiting on the file `key`?"""
+        return any(original == key for original, _ in self._parked.values())
 
     def blocks(self, block_size: int = BLOCK) -> Iterator[Block]:
         """Complete lines from every followed file. Files gone from the glob are drained
         until they stop growing, then closed (rename+create rotation loses nothing)."""
-        self.discover()
-        live = self._live_keys()
+        live = self.discover()
         now = time.monotonic()
         for key, reader in list(self.readers.items()):
             truncated = reader.check_truncated()
@@ -359,7 +352,7 @@ class SourceTailer:
             if seen is None or seen[0] != size:
                 self._gone[key] = seen = (size, now)
             if now - seen[1] >= self.rotate_wait:
-                if any(original == key for original, _ in self._parked.values()):
+                if self._copied(key):
                     self._donors[key] = (reader.state, now)  # its copy reads on from here
                 reader.close()
                 del self.readers[key]
@@ -367,7 +360,7 @@ class SourceTailer:
                 self._parked.pop(key, None)
                 self._origin.pop(key, None)
         for key in [k for k, (_, since) in self._donors.items() if now - since > DONOR_WAIT]:
-            if not any(original == key for original, _ in self._parked.values()):
+            if not self._copied(key):
                 del self._donors[key]
 
     def rewind(self, committed: dict[str, FileState]) -> None:
