@@ -172,13 +172,9 @@ class _Firing:
         volume drop, twice the lowest ratio to its expected count seen, within [0.1, 0.5]: a
         flow that stopped is told from normal by a few events, a halved one needs more."""
         if self.detector == "volume_drop":
-            pi0 = self.p0
-            expected = pi0 / (1.0 - pi0) * (n - k) if 0.0 < pi0 < 1.0 else 0.0
-            if expected > 0.0:
-                ratio = min(0.5, max(SILENCE_REVERSE, 2.0 * k / expected))
-                self.fault = ratio if self.fault == 0.0 else min(self.fault, ratio)
-            elif self.fault == 0.0:
-                self.fault = 0.5
+            expected = _volume_expected(self.p0, n - k)
+            ratio = min(0.5, max(SILENCE_REVERSE, 2.0 * k / expected)) if expected > 0.0 else 0.5
+            self.fault = min(self.fault or 1.0, ratio)
         elif n > 0:
             self.fault = min(max(self.fault, self.p1, 0.5 * k / n), 0.99)
 
@@ -201,7 +197,6 @@ class _Destination:
     def __init__(self, name: str, first_sec: int, h: float) -> None:
         self.name = name
         self.first_sec = first_sec
-        self.events = 0
         self.armed = False
         self.stale = False
         self.stale_after = 0  # stale until data for a later second than this arrives
@@ -231,6 +226,14 @@ class _Destination:
 
     def expected_delivered_rate(self) -> float:
         return self.rate.rate * self.delivered.p
+
+    def mark_stale(self, after: int) -> None:
+        """History, not an outage: no silence or volume alarms until data for a second after
+        `after` arrives."""
+        self.stale = True
+        self.stale_after = after
+        self.silence.reset()
+        self.cusums["volume_drop"].reset()
 
     def recent(self, seconds: int) -> list[_Second]:
         n = len(self.history)
@@ -399,10 +402,7 @@ class Engine:
                 return sec
             for dest in self._order:
                 if not dest.stale:
-                    dest.stale = True
-                    dest.stale_after = self._last_data_sec
-                    dest.silence.reset()
-                    dest.cusums["volume_drop"].reset()
+                    dest.mark_stale(self._last_data_sec)
         upcoming = [s for s in self._pending if s > sec] + [s for s in self._probe_queue if s > sec]
         return min([last + 1, *upcoming])
 
@@ -421,10 +421,7 @@ class Engine:
         for dest in self._order:
             last = dest.last_event_sec
             if last is None or now - (last + 1) > self.config.staleness:
-                dest.stale = True
-                dest.stale_after = last if last is not None else math.floor(now)
-                dest.silence.reset()
-                dest.cusums["volume_drop"].reset()
+                dest.mark_stale(last if last is not None else math.floor(now))
 
     # ----------------------------------------------------------------------------------------
     # One second
@@ -710,7 +707,7 @@ class Engine:
             if not dest.armed:
                 self._learn(dest, c)
                 age = c.sec - dest.first_sec + 1
-                if age >= warmup and dest.events >= self.config.warmup_events:
+                if age >= warmup and dest.rate.events >= self.config.warmup_events:
                     dest.armed = True
                     dest.fast = dest.rate.rate
                 continue
@@ -753,7 +750,6 @@ class Engine:
             self._learn_latency(dest, c)
         if dest.latency.log_t is not None and dest.cusums["latency"].s < half:
             dest.slow.update(min(c.slow, c.latency_n), c.latency_n)
-        dest.events += total
         dest.gaps.add_events(c.delivered)
         if c.delivered > 0:
             if dest.gap_run > 0:
@@ -825,8 +821,7 @@ class Engine:
             extra=extra,
         )
         if name == "volume_drop":
-            pi0 = p0
-            firing.expected = pi0 / (1.0 - pi0) * (n - k) if pi0 < 1.0 else 0.0
+            firing.expected = _volume_expected(p0, n - k)
         if name in dest.cusums:
             firing.observe_fault(k, n)
         return firing
@@ -975,10 +970,10 @@ class Engine:
                 if name == "volume_drop" and not 0.0 < pi0 < 1.0:
                     # no pool: its own count against its baseline rate (Poisson)
                     trials = dest.rate.rate
-                    llr, typical = _poisson(total, trials, firing.fault or 0.5)
+                    llr, typical = _poisson(total, trials, firing.fault)
                 elif name == "volume_drop":
                     y = dest.pool_count
-                    expected = pi0 / (1.0 - pi0) * y
+                    expected = _volume_expected(pi0, y)
                     pi1 = firing.fault * pi0 / (firing.fault * pi0 + 1.0 - pi0)
                     a, b = _bernoulli(pi0, pi1)
                     llr = total * a + y * b
@@ -1304,11 +1299,16 @@ class Engine:
                 sparkline=[r.delivered for r in dest.recent(SPARKLINE_SECONDS)],
                 delivered_now=sum(r.delivered for r in recent) / len(recent) if recent else 0.0,
                 severity=incident.severity if incident is not None else None,
-                baseline_rate=dest.rate.rate if dest.events else None,
+                baseline_rate=dest.rate.rate if dest.rate.events else None,
                 latency_threshold_ms=dest.latency.threshold,
                 probe_ok=probe_ok,
             )
         return out
+
+
+def _volume_expected(pi0: float, others: float) -> float:
+    """A destination's own count expected beside `others` pool events, at its share pi0."""
+    return pi0 / (1.0 - pi0) * others if 0.0 < pi0 < 1.0 else 0.0
 
 
 def _iso(ts: float) -> str:
