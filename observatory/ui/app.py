@@ -17,6 +17,7 @@ from textual.message import Message
 from textual.reactive import reactive
 from textual.screen import Screen
 
+from observatory.query import first_line
 from observatory.runtime import Runtime
 from observatory.ui.driver import RuntimeDriver, Snapshot
 from observatory.ui.screens.dashboard import DashboardScreen
@@ -81,8 +82,7 @@ class ObservatoryApp(App[None]):
         try:
             self.driver.run()
         except Exception as exc:
-            message = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            self.call_from_thread(self._driver_failed, message)
+            self.call_from_thread(self._driver_failed, first_line(exc))
 
     def _driver_failed(self, message: str) -> None:
         from rich.markup import escape

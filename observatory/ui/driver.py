@@ -22,6 +22,7 @@ from observatory.incident_store import acknowledge as store_acknowledge
 from observatory.incident_store import add_note as store_add_note
 from observatory.incident_store import save_incident
 from observatory.incidents import Incident
+from observatory.query import first_line
 from observatory.runtime import Runtime
 from observatory.ui.queries import disable_external_access, external_access_allowed
 
@@ -107,7 +108,7 @@ class RuntimeDriver:
         try:
             rows = reconcile(runtime.store.con, backup, now=self.now(runtime))
         except Exception as exc:  # the panes keep the last counts
-            self.note = f"backup reconciliation failed: {str(exc).splitlines()[0]}"
+            self.note = f"backup reconciliation failed: {first_line(exc)}"
             return self._backup
         self._backup = {row["destination"]: row for row in rows}
         return self._backup

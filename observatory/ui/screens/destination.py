@@ -19,6 +19,7 @@ from textual.widgets import DataTable, Sparkline, Static
 
 from observatory.backup.reconcile import write_missing
 from observatory.drift import DestinationDrift
+from observatory.query import first_line
 from observatory.ui.queries import (
     CHART_SECONDS,
     DestinationDetail,
@@ -122,13 +123,10 @@ class DestinationScreen(Screen[None]):
     @work(thread=True, exit_on_error=False, group="destination", exclusive=True)
     def load(self, now: float) -> None:
         try:
-            cur = self.app.read_cursor()  # type: ignore[attr-defined]
-            try:
+            with self.app.read_cursor() as cur:  # type: ignore[attr-defined]
                 detail = destination_detail(cur, self.destination, now)
-            finally:
-                cur.close()
         except Exception as exc:  # shown to the user, one line
-            self.post_message(self.Failed(str(exc).splitlines()[0] if str(exc) else repr(exc)))
+            self.post_message(self.Failed(first_line(exc)))
             return
         self.post_message(self.Loaded(detail))
 
@@ -167,7 +165,7 @@ class DestinationScreen(Screen[None]):
                 literal(status),
                 literal(code),
                 literal(message, limit=80),
-                Text("–" if latency is None else f"{latency:.0f} ms", justify="right"),
+                Text(fmt_ms(latency), justify="right"),
             )
         probes = self.query_one("#probes", DataTable)
         probes.clear()
@@ -218,14 +216,10 @@ class DestinationScreen(Screen[None]):
     @work(thread=True, exit_on_error=False, group="missing", exclusive=True)
     def save_missing(self, backup: Any, path: str, now: float) -> None:
         try:
-            cur = self.app.read_cursor()  # type: ignore[attr-defined]
-            try:
+            with self.app.read_cursor() as cur:  # type: ignore[attr-defined]
                 n = write_missing(cur, backup, path, self.destination, now=now)
-            finally:
-                cur.close()
         except Exception as exc:
-            first = str(exc).splitlines()[0] if str(exc) else repr(exc)
-            self.post_message(self.Wrote(f"writing missing events failed: {first}", True))
+            self.post_message(self.Wrote(f"writing missing events failed: {first_line(exc)}", True))
             return
         self.post_message(self.Wrote(f"{n} missing event{'s' if n != 1 else ''} written to {path}"))
 
@@ -244,13 +238,10 @@ class DestinationScreen(Screen[None]):
     @work(thread=True, exit_on_error=False, group="failure", exclusive=True)
     def open_failure(self, ts: float, message_id: str | None) -> None:
         try:
-            cur = self.app.read_cursor()  # type: ignore[attr-defined]
-            try:
+            with self.app.read_cursor() as cur:  # type: ignore[attr-defined]
                 fields = failure_fields(cur, self.destination, ts, message_id)
-            finally:
-                cur.close()
         except Exception as exc:
-            self.post_message(self.Failed(str(exc).splitlines()[0] if str(exc) else repr(exc)))
+            self.post_message(self.Failed(first_line(exc)))
             return
         self.app.call_from_thread(self.app.push_screen, FailureScreen(fields))
 

@@ -47,12 +47,14 @@ class IncidentsScreen(Screen[None]):
             self.incidents = incidents
 
     class Done(Message):
-        """An action finished: a line to notify, and whether it failed."""
+        """An action finished: a line to notify, whether it failed, and whether it changed
+        the incidents (a reload shows the change; a failed list load must not retry itself)."""
 
-        def __init__(self, text: str, error: bool = False) -> None:
+        def __init__(self, text: str, error: bool = False, changed: bool = True) -> None:
             super().__init__()
             self.text = text
             self.error = error
+            self.changed = changed
 
     def __init__(self) -> None:
         super().__init__()
@@ -85,13 +87,10 @@ class IncidentsScreen(Screen[None]):
     @work(thread=True, exit_on_error=False, group="incidents", exclusive=True)
     def load(self) -> None:
         try:
-            cur = self.app.read_cursor()  # type: ignore[attr-defined]
-            try:
+            with self.app.read_cursor() as cur:  # type: ignore[attr-defined]
                 found = list_incidents(cur)
-            finally:
-                cur.close()
         except Exception as exc:
-            self.post_message(self.Done(f"cannot list incidents: {exc}", error=True))
+            self.post_message(self.Done(f"cannot list incidents: {exc}", True, changed=False))
             return
         self.post_message(self.Loaded(found))
 
@@ -220,15 +219,12 @@ class IncidentsScreen(Screen[None]):
     @work(thread=True, exit_on_error=False, group="incident-action")
     def export(self, incident_id: str) -> None:
         try:
-            cur = self.app.read_cursor()  # type: ignore[attr-defined]
-            try:
+            with self.app.read_cursor() as cur:  # type: ignore[attr-defined]
                 path = export_markdown(cur, incident_id, Path.cwd())
-            finally:
-                cur.close()
         except Exception as exc:
-            self.post_message(self.Done(f"export failed: {exc}", error=True))
+            self.post_message(self.Done(f"export failed: {exc}", True, changed=False))
             return
-        self.post_message(self.Done(f"exported to {path}"))
+        self.post_message(self.Done(f"exported to {path}", changed=False))
 
     def on_incidents_screen_done(self, event: Done) -> None:
         # notify() renders markup; a path or error text may hold brackets, so escape it.
@@ -236,4 +232,5 @@ class IncidentsScreen(Screen[None]):
 
         self.actions += 1
         self.notify(escape(event.text), severity="error" if event.error else "information")
-        self.load()
+        if event.changed:
+            self.load()

@@ -16,6 +16,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Input, OptionList, Static, TextArea, Tree
 
+from observatory.query import first_line
 from observatory.ui.history import SqlHistory
 from observatory.ui.queries import (
     SQL_ROW_CAP,
@@ -32,10 +33,6 @@ DEFAULT_SQL = (
     "SELECT destination, outcome, count(*) AS n\n"
     "FROM events\nGROUP BY ALL\nORDER BY destination, n DESC"
 )
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 class SqlScreen(Screen[None]):
@@ -114,11 +111,8 @@ class SqlScreen(Screen[None]):
     @work(thread=True, exit_on_error=False, group="sql-schema")
     def load_schema(self) -> None:
         try:
-            cur = self.app.read_cursor()  # type: ignore[attr-defined]
-            try:
+            with self.app.read_cursor() as cur:  # type: ignore[attr-defined]
                 tables = schema(cur)
-            finally:
-                cur.close()
         except Exception:
             tables = []
         self.post_message(self.SchemaLoaded(tables))
@@ -188,7 +182,7 @@ class SqlScreen(Screen[None]):
                     self._cursor = None
                 cur.close()
         except Exception as exc:
-            self.post_message(self.Finished(None, _first_line(exc)))
+            self.post_message(self.Finished(None, first_line(exc)))
             return
         self.last_sql = sql
         self.post_message(self.Finished(result, None))
@@ -262,13 +256,10 @@ class SqlScreen(Screen[None]):
     @work(thread=True, exit_on_error=False, group="sql-export")
     def export(self, sql: str, path: str) -> None:
         try:
-            cur = self.app.read_cursor()  # type: ignore[attr-defined]
-            try:
+            with self.app.read_cursor() as cur:  # type: ignore[attr-defined]
                 rows = export_console_sql(cur, sql, path)
-            finally:
-                cur.close()
         except Exception as exc:
-            self.post_message(self.Exported(f"export failed: {_first_line(exc)}", True))
+            self.post_message(self.Exported(f"export failed: {first_line(exc)}", True))
             return
         self.post_message(self.Exported(f"exported {rows} rows to {path}", False))
 
