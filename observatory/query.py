@@ -50,15 +50,20 @@ READ_STATEMENTS = frozenset(
 )
 
 
-def single_statement(con: duckdb.DuckDBPyConnection, sql: str) -> str:
-    """`sql` checked to be exactly one read-only statement, trailing `;` removed."""
+def single_statement(
+    con: duckdb.DuckDBPyConnection,
+    sql: str,
+    allowed: frozenset[duckdb.StatementType] = READ_STATEMENTS,
+) -> str:
+    """`sql` checked to be exactly one read-only statement of an `allowed` type (the one
+    inside EXPLAIN too), trailing `;` removed."""
     try:
         statements = con.extract_statements(sql)
     except duckdb.Error as exc:
         raise QueryError(f"query failed: {first_line(exc)}") from exc
     if len(statements) != 1:
         raise QueryError("give exactly one SQL statement", 2)
-    _check_reads_only(sql, statements[0].type)
+    _check_reads_only(sql, statements[0].type, allowed)
     return _without_trailing_semicolons(sql)
 
 
@@ -82,9 +87,11 @@ def _token_starts(sql: str) -> list[int]:
     return starts
 
 
-def _check_reads_only(sql: str, kind: duckdb.StatementType) -> None:
+def _check_reads_only(
+    sql: str, kind: duckdb.StatementType, allowed: frozenset[duckdb.StatementType]
+) -> None:
     """Refuse anything but reads, including the statement inside EXPLAIN (ANALYZE runs it)."""
-    if kind not in READ_STATEMENTS:
+    if kind not in allowed:
         raise _refused(kind)
     if kind != duckdb.StatementType.EXPLAIN:
         return
@@ -97,7 +104,7 @@ def _check_reads_only(sql: str, kind: duckdb.StatementType) -> None:
         except duckdb.Error:
             continue
         if len(inner) == 1:
-            _check_reads_only(rest, inner[0].type)
+            _check_reads_only(rest, inner[0].type, allowed)
             return
     raise _refused(kind)
 

@@ -87,13 +87,7 @@ def run_console_sql(cur: duckdb.DuckDBPyConnection, sql: str) -> SqlResult:
     Raises ConsoleRefused (or observatory.query.QueryError) with a one-line message.
     """
     try:
-        sql = single_statement(cur, sql)
-        kind = cur.extract_statements(sql)[0].type
-        if kind not in _CONSOLE_TYPES:
-            raise ConsoleRefused(
-                f"refused: {kind.name} statements cannot run here; the console is read-only"
-            )
-        cur.execute(sql)
+        cur.execute(single_statement(cur, sql, _CONSOLE_TYPES))
         columns = [d[0] for d in cur.description or []]
         rows = cur.fetchmany(SQL_ROW_CAP + 1)
     except duckdb.Error as exc:
@@ -236,11 +230,7 @@ def export_console_sql(cur: duckdb.DuckDBPyConnection, sql: str, path: str) -> i
 
     fmt = export_format(path)
     try:
-        sql = single_statement(cur, sql)
-        kind = cur.extract_statements(sql)[0].type
-        if kind not in _CONSOLE_TYPES:
-            raise ConsoleRefused(f"refused: {kind.name} statements cannot run here")
-        table = cur.sql(sql).to_arrow_table()
+        table = cur.sql(single_statement(cur, sql, _CONSOLE_TYPES)).to_arrow_table()
     except duckdb.Error as exc:
         raise ConsoleRefused(_console_error(exc)) from exc
     if fmt == "csv":
