@@ -132,12 +132,24 @@ class _Dest:
     good_run: list[tuple[float, int, int]] = field(default_factory=list)  # d, rl, total
     retry_after: float | None = None
     dropped: deque[float] = field(default_factory=lambda: deque(maxlen=WINDOW))  # while flagged
+    quantile: float | None = None  # of `samples`, kept until they change (sorting is costly)
+
+    def set_samples(self, values: Iterable[float] = ()) -> None:
+        self.samples.clear()
+        self.samples.extend(values)
+        self.quantile = None
+
+    def add_sample(self, value: float) -> None:
+        self.samples.append(value)
+        self.quantile = None
 
     def baseline(self) -> tuple[float | None, Literal["throttled", "lower_bound"] | None]:
         if self.flagged:
             return self.flagged_old, "throttled"
         if len(self.samples) >= MIN_BASELINE_SECONDS:
-            return _quantile(self.samples, BASELINE_QUANTILE), "throttled"
+            if self.quantile is None:
+                self.quantile = _quantile(self.samples, BASELINE_QUANTILE)
+            return self.quantile, "throttled"
         if self.floor > 0.0:
             return self.floor, "lower_bound"
         return None, None
@@ -148,9 +160,7 @@ class _Dest:
         return float(statistics.median(d for _, d in self.throttled))
 
     def recent_share(self) -> float:
-        rl = sum(r for _, r, _ in self.recent)
-        total = sum(t for _, _, t in self.recent)
-        return rl / total if total else 0.0
+        return _share(self.recent)
 
 
 def _quantile(values: Iterable[float], q: float) -> float:
@@ -249,15 +259,15 @@ class DriftTracker:
         d.share_weight = d.share_weight * w + (1.0 - w)
         throttled = rl >= 1 and rl >= THROTTLED_SHARE * total
         end = float(sec + 1)
-        baseline, _ = d.baseline()
         if d.flagged:
             return self._judge_flagged(d, sec, end, delivered, rl, total, throttled)
+        baseline, _ = d.baseline()
         if not throttled:
             d.free_run.append(delivered)
             if len(d.free_run) == FREE_RUN:
                 sustained = min(d.free_run)
                 if d.samples and sustained > RAISE_RATIO * (baseline or 0.0):
-                    d.samples.clear()  # the limit went up: the throttled estimates are stale
+                    d.set_samples()  # the limit went up: the throttled estimates are stale
                     d.floor = 0.0
                 d.floor = max(d.floor, sustained)
             if baseline is not None and delivered >= DROP_RATIO * baseline:
@@ -322,8 +332,7 @@ class DriftTracker:
         if d.flagged_at is not None and end - d.flagged_at >= ACCEPT_AFTER:
             # the drop has lasted: it is the ceiling now
             d.flagged = False
-            d.samples.clear()
-            d.samples.extend(v for _, v in d.throttled)
+            d.set_samples(v for _, v in d.throttled)
             d.floor = 0.0
         return None
 
@@ -337,7 +346,7 @@ class DriftTracker:
         d.low_run.clear()
         d.free_run.clear()
         d.dropped.clear()
-        d.samples.append(new)
+        d.add_sample(new)
         return DriftEvent(d.name, end, old, new, share, d.retry_after, "ceiling_restored")
 
     # -- output ----------------------------------------------------------------------------
@@ -366,6 +375,6 @@ class DriftTracker:
         return out
 
     def _learn(self, d: _Dest, delivered: float) -> None:
-        d.samples.append(delivered)
+        d.add_sample(delivered)
         if len(d.samples) >= MIN_BASELINE_SECONDS:
             d.floor = 0.0  # the throttled estimate supersedes the unthrottled lower bound
