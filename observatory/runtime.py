@@ -35,7 +35,7 @@ from observatory.backup.receiver import BackupService, start_backup
 from observatory.drift import DriftEvent, DriftTracker
 from observatory.engine import Engine
 from observatory.incident_store import save_incident
-from observatory.incidents import Change, Incident, iso
+from observatory.incidents import Change, Incident
 from observatory.probes import ProbeResult, ProbeScheduler, build_probes, reported_status
 from observatory.probes.scheduler import default_client
 from observatory.store import Store, Tally
@@ -94,12 +94,13 @@ class Runtime:
         self.on_drift = on_drift
         self.drift_events: list[DriftEvent] = []
         self.drifts: dict[str, dict[str, Any]] = {}
+        self._drift_times: dict[str, tuple[float, float | None]] = {}  # flagged, restored
         self._drift_noted: dict[str, tuple[Any, ...]] = {}
+        self.backup: BackupService | None = None  # the [backup] receiver, once live
 
     def close(self) -> None:
-        backup: BackupService | None = getattr(self, "backup", None)
-        if backup is not None:
-            backup.stop()  # idempotent
+        if self.backup is not None:
+            self.backup.stop()  # idempotent
         if self.probe_scheduler is not None:
             self.probe_scheduler.stop()
             self.probe_scheduler = None
@@ -166,25 +167,25 @@ class Runtime:
         """Record each drift, hand it to `on_drift`, add it to the destination's open incident."""
         for event in events:
             self.drift_events.append(event)
+            line = event.json_line()
             record = self.drifts.get(event.destination)
             if event.kind == "ceiling_drop" or record is None:
                 record = {
-                    "old_ceiling_per_s": round(event.old_ceiling, 2),
-                    "new_ceiling_per_s": round(event.new_ceiling, 2),
-                    "flagged_at": iso(event.ts),
-                    "throttled_share": round(event.throttled_share, 4),
-                    "retry_after_s": event.retry_after_s,
+                    "old_ceiling_per_s": line["old_ceiling_per_s"],
+                    "new_ceiling_per_s": line["new_ceiling_per_s"],
+                    "flagged_at": line["ts"],
+                    "throttled_share": line["throttled_share"],
+                    "retry_after_s": line["retry_after_s"],
                     "unit": "events/s delivered while throttled",
-                    "_flagged_ts": event.ts,
                 }
+                self._drift_times[event.destination] = (event.ts, None)
             if event.kind == "ceiling_restored":
-                record["restored_at"] = iso(event.ts)
-                record["restored_ceiling_per_s"] = round(event.new_ceiling, 2)
-                record["_restored_ts"] = event.ts
+                record["restored_at"] = line["ts"]
+                record["restored_ceiling_per_s"] = line["new_ceiling_per_s"]
+                flagged = self._drift_times[event.destination][0]
+                self._drift_times[event.destination] = (flagged, event.ts)
             self.drifts[event.destination] = record
-            for inc in self.engine.incidents():
-                if inc.destination == event.destination and self._drift_evidence(inc):
-                    save_incident(self.store.con, inc)
+            self._refresh(event.destination, self._drift_evidence)
             if self.on_drift is not None:
                 self.on_drift(event)
 
@@ -196,30 +197,54 @@ class Runtime:
         record = self.drifts.get(inc.destination)
         if record is None:
             return False
-        flagged: float = record["_flagged_ts"]
+        flagged, restored = self._drift_times[inc.destination]
         if inc.detected_at > flagged + DRIFT_ATTACH_WINDOW or (
             inc.resolved_at is not None and inc.resolved_at < flagged
         ):
             return False
-        evidence = {k: v for k, v in record.items() if not k.startswith("_")}
-        changed = inc.evidence.get("rate_limit_drift") != evidence
-        targets = [inc] + [i for i in self.engine.incidents() if i.id == inc.id and i is not inc]
-        sig = (flagged, record.get("_restored_ts"))
-        noted = self._drift_noted.get(inc.id)
-        if noted != sig:
-            self._drift_noted[inc.id] = sig
-            entries: list[tuple[float, str]] = []
+
+        def entries(noted: tuple[Any, ...] | None) -> list[tuple[float, str, str]]:
+            out = []
             if noted is None or noted[0] != flagged:
-                entries.append((flagged, _drift_detail(record)))
-            if record.get("_restored_ts") is not None:
-                entries.append((record["_restored_ts"], _drift_restored_detail(record)))
-            for target in targets:
-                for ts, detail in entries:
-                    target.note(ts, "drift", detail)
+                out.append((flagged, "drift", _drift_detail(record)))
+            if restored is not None:
+                out.append((restored, "drift", _drift_restored_detail(record)))
+            return out
+
+        return self._attach(
+            inc, "rate_limit_drift", dict(record), self._drift_noted, (flagged, restored), entries
+        )
+
+    def _attach(
+        self,
+        inc: Incident,
+        key: str,
+        evidence: dict[str, Any],
+        noted: dict[str, tuple[Any, ...]],
+        sig: tuple[Any, ...],
+        entries: Callable[[tuple[Any, ...] | None], list[tuple[float, str, str]]],
+    ) -> bool:
+        """Put `evidence` under `key` into `inc` and the engine's live copy of it (so its
+        later saves keep it); when `sig` differs from what `inc` last noted (in `noted`), add
+        `entries(what it noted)` to their timelines. True when `inc` changed."""
+        changed = inc.evidence.get(key) != evidence
+        targets = [inc] + [i for i in self.engine.incidents() if i.id == inc.id and i is not inc]
+        previous = noted.get(inc.id)
+        if previous != sig:
+            noted[inc.id] = sig
+            for ts, kind, detail in entries(previous):
+                for target in targets:
+                    target.note(ts, kind, detail)
             changed = True
         for target in targets:
-            target.evidence["rate_limit_drift"] = evidence
+            target.evidence[key] = evidence
         return changed
+
+    def _refresh(self, destination: str, attach: Callable[[Incident], bool]) -> None:
+        """Save every incident of `destination` that `attach` changed."""
+        for inc in self.engine.incidents():
+            if inc.destination == destination and attach(inc):
+                save_incident(self.store.con, inc)
 
     # -- live ------------------------------------------------------------------------------
 
@@ -227,7 +252,7 @@ class Runtime:
         """Open the tailers, store the backlog, warm up on recent history, go live."""
         now = time.time() if now is None else now
         # The backup webhook receiver (config [backup]): listening before the backlog is read.
-        self.backup: BackupService | None = start_backup(self.config, self.store)
+        self.backup = start_backup(self.config, self.store)
         known = self.store.file_states()
         self.tailers = [
             SourceTailer(src.name, self.config.source_glob(src), known)
@@ -297,9 +322,7 @@ class Runtime:
             facts = _status_page_facts(r)
             if facts is not None:
                 self.status_pages[r.destination] = facts
-                for inc in self.engine.incidents():
-                    if inc.destination == r.destination and self._status_page_evidence(inc):
-                        save_incident(self.store.con, inc)
+                self._refresh(r.destination, self._status_page_evidence)
 
     def _status_page_evidence(self, inc: Incident) -> bool:
         """Put the destination's latest status-page facts into `inc` (evidence, and a
@@ -308,20 +331,15 @@ class Runtime:
         facts = self.status_pages.get(inc.destination)
         if facts is None or inc.historical:
             return False
-        changed = inc.evidence.get("status_page") != facts
-        inc.evidence["status_page"] = facts
         sig = (facts.get("component_status"), facts.get("page_indicator"), *facts["incidents"])
-        if self._status_noted.get(inc.id) != sig:
-            self._status_noted[inc.id] = sig
-            detail = _status_page_detail(facts)
-            targets = [inc] + [
-                i for i in self.engine.incidents() if i.id == inc.id and i is not inc
-            ]
-            for target in targets:
-                target.note(facts["checked_at"], "status_page", detail)
-                target.evidence["status_page"] = facts
-            changed = True
-        return changed
+        return self._attach(
+            inc,
+            "status_page",
+            facts,
+            self._status_noted,
+            sig,
+            lambda _: [(facts["checked_at"], "status_page", _status_page_detail(facts))],
+        )
 
     def _store_pending(self, collect: bool) -> Tally:
         """Stage what every tailer has and commit it; with `collect`, feed the new rows."""
