@@ -582,7 +582,7 @@ def reconcile(
     db_path = db or config.db_path
     if not db_path.startswith(":memory:") and not os.path.exists(db_path):
         fail(f"no database at {db_path} (run `observatory watch` or `ingest` first)")
-    store = Store(db_path, config.storage.memory_limit, config.storage.threads)
+    store = Store.for_config(config, db_path, only=set())
     try:
         # Events acknowledged by a receiver that stopped before folding them (a crash).
         fold_journal(store.con, journal_path(db_path, config.base_dir))

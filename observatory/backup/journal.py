@@ -55,7 +55,6 @@ class Journal:
         self._written = 0
         self._synced = 0
         self._syncing = False
-        self.fsyncs = 0
 
     def append(self, data: bytes) -> None:
         """Append ``data`` (whole lines) and return once it is on disk."""
@@ -80,7 +79,6 @@ class Journal:
                     self._cond.acquire()
                     self._syncing = False
                     self._cond.notify_all()
-                self.fsyncs += 1
                 self._synced = max(self._synced, target)
 
     def close(self) -> None:

@@ -139,8 +139,6 @@ class BackupReceiver(ThreadingHTTPServer):
         self.backup = backup
         self.journal = journal
         self.secret = backup.secret_value().encode()
-        self.accepted = 0
-        self.requests = 0
         self._inflight = 0
         self._cond = threading.Condition()
         super().__init__(address, _Handler)
@@ -202,7 +200,6 @@ class _Handler(BaseHTTPRequestHandler):
             srv.leave()
 
     def _post(self, srv: BackupReceiver) -> None:
-        srv.requests += 1
         if urlsplit(self.path).path != srv.backup.path:
             self._reply(404, {"error": "not found"}, close=True)
             return
@@ -243,7 +240,6 @@ class _Handler(BaseHTTPRequestHandler):
             except OSError:
                 self._reply(503, {"error": "cannot store the events; retry later"}, close=True)
                 return
-        srv.accepted += len(events)
         self._reply(200, {"accepted": len(events)})
 
 
@@ -376,7 +372,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = load_config(args.config)
         if config.backup is None:
             raise ConfigError("backup", "not configured (add a [backup] table)")
-        store = Store(args.db or config.db_path, config.storage.memory_limit)
+        store = Store.for_config(config, args.db, only=set())
     except ConfigError as exc:
         print(f"observatory: {exc}", file=sys.stderr)
         return 2
