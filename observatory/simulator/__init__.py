@@ -5,10 +5,3 @@ page, a rudder-server Prometheus endpoint and Segment delivery metrics; `forward
 really POSTs batches to it with httpx and writes pino-style delivery lines; `scenario` scripts
 faults over time from small TOML files.
 """
-
-from __future__ import annotations
-
-__all__ = ["PLATFORMS"]
-
-PLATFORMS = ("tiktok", "meta", "google", "webhook")
-"""Platform names accepted by the server's control methods."""

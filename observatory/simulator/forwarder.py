@@ -28,8 +28,9 @@ from typing import Any
 import httpx
 import orjson
 
+from observatory.classify import RATE_LIMIT_CODES
 from observatory.simulator.scenario import FORWARDER_OPS, Scenario
-from observatory.simulator.server import DEST_NAMES, SimServer
+from observatory.simulator.server import SimServer
 
 __all__ = [
     "DESTINATIONS",
@@ -41,7 +42,6 @@ __all__ = [
 ]
 
 DESTINATIONS = ("tiktok_conversions", "meta_capi", "google_ads", "crm_webhook")
-_PLATFORM = {v: k for k, v in DEST_NAMES.items()}
 _PATHS = {
     "tiktok_conversions": "/open_api/v1.3/event/track/",
     "meta_capi": "/v21.0/1234567890123456/events",
@@ -58,8 +58,9 @@ _META_NAMES = {
     "Lead": "Lead",
     "InitiateCheckout": "InitiateCheckout",
 }
-_TIKTOK_THROTTLE = {40100, 40016, 40132, 40133}
-_META_THROTTLE = {4, 17, 32, 341, 613} | set(range(80000, 80006))
+# The vendors' throttling codes, as the observatory classifies them.
+_TIKTOK_THROTTLE = frozenset(int(c) for c in RATE_LIMIT_CODES["tiktok"])
+_META_THROTTLE = frozenset(int(c) for c in RATE_LIMIT_CODES["meta"])
 
 
 @dataclass(slots=True)
@@ -80,11 +81,9 @@ class EventStream:
     def __init__(self, seed: int = 0, p_bad_gclid: float = 0.003) -> None:
         self._rng = random.Random(seed)
         self.p_bad_gclid = p_bad_gclid
-        self.count = 0
 
     def next(self, now: float) -> Event:
         rng = self._rng
-        self.count += 1
         mid = str(uuid.UUID(int=rng.getrandbits(128), version=4))
         name = rng.choices(_EVENTS, _EVENT_WEIGHTS)[0]
         bits = rng.getrandbits(64)
@@ -296,9 +295,7 @@ class Forwarder:
         self._buf: list[bytes] = []
         self._paused = False
         self._stopping = False
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-        self._done = threading.Event()
         self.lines = 0
         self.counts: dict[str, dict[str, int]] = {
             d: {"delivered": 0, "rate_limited": 0, "rejected": 0, "failed": 0, "retrying": 0}
@@ -323,12 +320,10 @@ class Forwarder:
 
         def run() -> None:
             loop = asyncio.new_event_loop()
-            self._loop = loop
             try:
                 loop.run_until_complete(self._main(started))
             finally:
                 loop.close()
-                self._done.set()
 
         self._thread = threading.Thread(target=run, name="sim-forwarder", daemon=True)
         self._thread.start()
@@ -339,7 +334,6 @@ class Forwarder:
         """Stop, cancel in-flight work and flush the log (idempotent)."""
         self._stopping = True
         if self._thread is not None:
-            self._done.wait(timeout)
             self._thread.join(timeout)
             self._thread = None
 

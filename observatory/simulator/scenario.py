@@ -30,7 +30,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from observatory.simulator.server import platform_name
+from observatory.simulator.server import SERVER_OPS, platform_name
 
 __all__ = [
     "FORWARDER_OPS",
@@ -42,7 +42,6 @@ __all__ = [
     "scenario_names",
 ]
 
-SERVER_OPS = ("set_component", "set_fault", "set_qps_limit", "set_token_valid", "set_error_rate")
 FORWARDER_OPS = ("pause_forwarder", "resume_forwarder", "set_rate")
 _OP_DEFAULTS: dict[str, dict[str, Any]] = {
     "set_qps_limit": {"qps": None},
@@ -99,9 +98,6 @@ class Scenario:
             duration=self.duration / speed,
             actions=tuple(replace(a, at=a.at / speed) for a in self.actions),
         )
-
-    def with_overrides(self, **kw: Any) -> Scenario:
-        return replace(self, **kw)
 
 
 def _builtin_dir() -> Any:

@@ -30,13 +30,15 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs
 
 import orjson
+
+from observatory.incidents import iso
 
 __all__ = [
     "COMPONENTS",
@@ -116,6 +118,10 @@ _TIMES_KEPT = 200_000  # arrival times kept per path
 Headers = list[tuple[str, str]]
 
 
+# The control operations (``POST /_control``, scenario steps): SimServer methods by name.
+SERVER_OPS = ("set_component", "set_fault", "set_qps_limit", "set_token_valid", "set_error_rate")
+
+
 def platform_name(name: str) -> str:
     """The canonical platform (tiktok | meta | google | webhook) for a name or alias."""
     try:
@@ -124,12 +130,6 @@ def platform_name(name: str) -> str:
         raise ValueError(
             f"unknown platform {name!r} (expected one of {', '.join(COMPONENTS)})"
         ) from None
-
-
-def _iso(ts: float) -> str:
-    """RFC 3339 UTC with milliseconds."""
-    dt = datetime.fromtimestamp(ts, UTC)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
 
 
 def _parse_time(text: str | None, default: float) -> float:
@@ -178,7 +178,6 @@ class _PlatformStats:
     requests: int = 0
     delivered: int = 0
     aborted: dict[str, int] = field(default_factory=dict)  # respStatusCode -> events
-    throttled: int = 0
     latency_buckets: list[int] = field(default_factory=lambda: [0] * len(_LATENCY_BUCKETS))
     latency_sum: float = 0.0
     latency_count: int = 0
@@ -195,12 +194,15 @@ class _PlatformStats:
             key = str(status)
             self.aborted[key] = self.aborted.get(key, 0) + refused
             if status == 429:
-                self.throttled += refused
                 sec[1] += refused
             elif status >= 500:
                 sec[3] += refused
             else:
                 sec[2] += refused
+
+    def throttled(self) -> int:
+        """Events refused with 429."""
+        return self.aborted.get("429", 0)
 
     def observe_latency(self, seconds: float) -> None:
         self.latency_sum += seconds
@@ -335,7 +337,7 @@ class SimServer:
                 p: {
                     "requests": s.requests,
                     "delivered": s.delivered,
-                    "throttled": s.throttled,
+                    "throttled": s.throttled(),
                     "aborted": dict(s.aborted),
                 }
                 for p, s in self._stats.items()
@@ -423,17 +425,10 @@ class SimServer:
 
     def control(self, op: str, **kwargs: Any) -> None:
         """Apply one control operation by name (what ``POST /_control`` calls)."""
-        ops: dict[str, Callable[..., None]] = {
-            "set_component": self.set_component,
-            "set_fault": self.set_fault,
-            "set_qps_limit": self.set_qps_limit,
-            "set_token_valid": self.set_token_valid,
-            "set_error_rate": self.set_error_rate,
-        }
-        if op not in ops:
-            raise ValueError(f"unknown op {op!r} (expected {', '.join(ops)})")
+        if op not in SERVER_OPS:
+            raise ValueError(f"unknown op {op!r} (expected {', '.join(SERVER_OPS)})")
         try:
-            ops[op](**kwargs)
+            getattr(self, op)(**kwargs)
         except TypeError as exc:
             raise ValueError(f"{op}: {exc}") from None
 
@@ -827,8 +822,8 @@ class SimServer:
                     "id": _COMPONENT_IDS[p],
                     "name": name,
                     "status": status,
-                    "created_at": _iso(self.started_wall),
-                    "updated_at": _iso(changed),
+                    "created_at": iso(self.started_wall),
+                    "updated_at": iso(changed),
                     "position": position,
                     "description": None,
                     "showcase": True,
@@ -873,9 +868,9 @@ class SimServer:
                     "name": f"{words.capitalize()} for {comp['name']}",
                     "status": "investigating",
                     "impact": impact,
-                    "created_at": _iso(started),
-                    "updated_at": _iso(started),
-                    "started_at": _iso(started),
+                    "created_at": iso(started),
+                    "updated_at": iso(started),
+                    "started_at": iso(started),
                     "monitoring_at": None,
                     "resolved_at": None,
                     "shortlink": f"{self.url}/incidents/{iid}",
@@ -886,9 +881,9 @@ class SimServer:
                             "incident_id": iid,
                             "status": "investigating",
                             "body": f"We are investigating {words} affecting {comp['name']}.",
-                            "created_at": _iso(started),
-                            "updated_at": _iso(started),
-                            "display_at": _iso(started),
+                            "created_at": iso(started),
+                            "updated_at": iso(started),
+                            "display_at": iso(started),
                             "affected_components": [
                                 {
                                     "code": comp["id"],
@@ -908,7 +903,7 @@ class SimServer:
         with self._lock:
             components = self._component_docs()
             incidents = self._incidents(components)
-        page = dict(_PAGE, url=self.url, updated_at=_iso(time.time()))
+        page = dict(_PAGE, url=self.url, updated_at=iso(time.time()))
         status = self._page_status(components)
         if path == "/api/v2/summary.json":
             return _Response(
@@ -937,7 +932,7 @@ class SimServer:
                 p: (
                     s.delivered,
                     dict(s.aborted),
-                    s.throttled,
+                    s.throttled(),
                     list(s.latency_buckets),
                     s.latency_sum,
                     s.latency_count,
