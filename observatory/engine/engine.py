@@ -552,38 +552,37 @@ class Engine:
 
         if total > 0:
             p0 = min(max(dest.errors.p, 0.002), 0.5)
-            p1 = min(max(10.0 * p0, 0.05), 0.99)
-            a, b = _bernoulli(p0, p1)
-            bad = c.failed + c.rejected
-            llr = bad * a + (total - bad) * b
-            dest.params["error_rate"] = (p0, p1)
-            full = dest.rate.rate * a
-            if self._cusum(dest, "error_rate", sec, llr, bad, total, MIN_EVENTS, full):
+            if self._bernoulli_step(dest, "error_rate", sec, c.failed + c.rejected, total, p0):
                 out.append("error_rate")
-
             p0 = min(max(dest.limited.p, 0.001), 0.5)
-            p1 = min(max(10.0 * p0, 0.05), 0.99)
-            a, b = _bernoulli(p0, p1)
-            bad = c.rate_limited
-            llr = bad * a + (total - bad) * b
-            dest.params["rate_limit"] = (p0, p1)
-            full = dest.rate.rate * a
-            if self._cusum(dest, "rate_limit", sec, llr, bad, total, MIN_EVENTS, full):
+            if self._bernoulli_step(dest, "rate_limit", sec, c.rate_limited, total, p0):
                 out.append("rate_limit")
 
         tracker = dest.latency
         if c.latency_n > 0 and tracker.log_t is not None and tracker.updates >= LATENCY_ARM_UPDATES:
             n = c.latency_n
-            slow = min(c.slow, n)
             p0 = min(max(dest.slow.p, 0.01), 0.5)
-            p1 = min(max(10.0 * p0, 0.1), 0.99)
-            a, b = _bernoulli(p0, p1)
-            llr = slow * a + (n - slow) * b
-            dest.params["latency"] = (p0, p1)
-            full = dest.rate.rate * a
-            if self._cusum(dest, "latency", sec, llr, slow, n, MIN_EVENTS, full):
+            if self._bernoulli_step(dest, "latency", sec, min(c.slow, n), n, p0, 0.1):
                 out.append("latency")
         return out
+
+    def _bernoulli_step(
+        self,
+        dest: _Destination,
+        name: str,
+        sec: int,
+        bad: int,
+        n: int,
+        p0: float,
+        floor: float = 0.05,
+    ) -> bool:
+        """Step a Bernoulli detector: `bad` of `n` trials, normal share p0 against
+        p1 = max(10 p0, floor); True in alarm."""
+        p1 = min(max(10.0 * p0, floor), 0.99)
+        a, b = _bernoulli(p0, p1)
+        dest.params[name] = (p0, p1)
+        llr = bad * a + (n - bad) * b
+        return self._cusum(dest, name, sec, llr, bad, n, MIN_EVENTS, dest.rate.rate * a)
 
     def _cusum(
         self,
@@ -594,7 +593,7 @@ class Engine:
         k: int,
         n: int,
         min_k: int,
-        full: float = math.inf,
+        full: float,
     ) -> bool:
         """Step a CUSUM with one second's LLR, capped for persistence; True in alarm.
 
