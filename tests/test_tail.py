@@ -229,35 +229,30 @@ def test_copytruncate_copy_inside_the_glob_is_read_on_not_again(
     tailer.close()
 
 
+@pytest.mark.parametrize("reader", ["watch", "ingest"])
 def test_copytruncate_while_stopped_reads_the_copy_on_from_the_committed_position(
-    config: Config, store: Store, logs: Path
+    config: Config, store: Store, logs: Path, reader: str
 ) -> None:
+    """Rotated (copytruncate) while nothing ran: the live tailer and a backfill both read the
+    copy on from the original's committed position."""
     path = logs / "app.jsonl"
+
+    def read(*paths: Path) -> int:
+        if reader == "ingest":
+            return ingest_all(config, store, *paths).rows
+        tailer = tailer_for(config, store)  # started on the committed positions
+        try:
+            return poll(store, tailer).rows
+        finally:
+            tailer.close()  # observatory stops
+
     append(path, lines(0, 20))
-    tailer = tailer_for(config, store)
-    assert poll(store, tailer).rows == 20
-    tailer.close()  # observatory stops; the log goes on and is rotated meanwhile
-    append(path, lines(20, 30))
+    assert read(path) == 20
+    append(path, lines(20, 30))  # the log goes on and is rotated meanwhile
     shutil.copyfile(path, logs / "app-20261127.jsonl")
     os.truncate(path, 0)
     append(path, lines(100, 104))
-    tailer = tailer_for(config, store)  # started again on the committed positions
-    assert poll(store, tailer).rows == 14
-    assert message_ids(store) == sorted(ids(0, 30) + ids(100, 104))
-    tailer.close()
-
-
-def test_backfill_after_a_copytruncate_reads_the_copy_on_from_the_committed_position(
-    config: Config, store: Store, logs: Path
-) -> None:
-    path = logs / "app.jsonl"
-    append(path, lines(0, 20))
-    assert ingest_all(config, store, path).rows == 20
-    append(path, lines(20, 30))  # then rotated while nothing ran
-    shutil.copyfile(path, logs / "app-20261127.jsonl")
-    os.truncate(path, 0)
-    append(path, lines(100, 104))
-    assert ingest_all(config, store, logs / "*.jsonl").rows == 14
+    assert read(logs / "*.jsonl") == 14
     assert message_ids(store) == sorted(ids(0, 30) + ids(100, 104))
 
 

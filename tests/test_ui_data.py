@@ -8,6 +8,7 @@ import random
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -153,3 +154,14 @@ def test_the_incident_dataset_has_an_open_incident(
         assert [i.destination for i in opened] == ["tiktok_conversions"]
     finally:
         runtime.close()
+
+
+async def open_incidents(pilot: Any) -> Any:
+    """`i` from the dashboard: the incidents screen, once its list has loaded."""
+    from observatory.ui.screens.incidents import IncidentsScreen
+
+    await pilot.press("i")
+    screen = pilot.app.screen
+    assert isinstance(screen, IncidentsScreen)
+    await wait_for(pilot, lambda: screen.loads > 0)
+    return screen

@@ -11,7 +11,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import test_ui_data
-from test_ui_data import AppMaker, wait_for
+from test_ui_data import AppMaker, open_incidents, wait_for
 from textual.binding import Binding
 from textual.widgets import DataTable, Input, OptionList, Static, TextArea, Tree
 
@@ -246,10 +246,7 @@ async def test_incident_note(make_ui: AppMaker) -> None:
     app = make_ui("incident")
     async with app.run_test(size=SIZE) as pilot:
         await ready(pilot)
-        await pilot.press("i")
-        screen = app.screen
-        assert isinstance(screen, IncidentsScreen)
-        await wait_for(pilot, lambda: screen.loads > 0)
+        screen = await open_incidents(pilot)
         inc = screen.incidents[0]
         await pilot.press("n")
         box = screen.query_one("#note", Input)
@@ -278,9 +275,7 @@ async def test_palette_offers_every_screen_action_and_help_lists_every_key(
     app = make_ui("incident")
     async with app.run_test(size=SIZE) as pilot:
         await ready(pilot)
-        await pilot.press("i")
-        screen = app.screen
-        await wait_for(pilot, lambda: screen.loads > 0)
+        screen = await open_incidents(pilot)
         titles = {c.title for c in app.get_system_commands(screen)}
         assert {"Acknowledge", "Note", "Export .md", "Reload", "Theme"} <= titles
         # run one from the palette: Note opens the note box

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import test_ui_data
-from test_ui_data import MARKUP_DEST, AppMaker, wait_for
+from test_ui_data import MARKUP_DEST, AppMaker, open_incidents, wait_for
 from textual import events
 from textual.widgets import DataTable, Static, TextArea
 
@@ -158,10 +158,7 @@ async def test_acknowledge_and_export(
     app = make_ui("incident")
     async with app.run_test(size=SIZE) as pilot:
         await ready(pilot)
-        await pilot.press("i")
-        screen = app.screen
-        assert isinstance(screen, IncidentsScreen)
-        await wait_for(pilot, lambda: screen.loads > 0)
+        screen = await open_incidents(pilot)
         assert len(screen.incidents) == 1
         inc = screen.incidents[0]
         assert inc.state == "open"
