@@ -30,7 +30,7 @@ import orjson
 
 from observatory.classify import RATE_LIMIT_CODES
 from observatory.simulator.scenario import FORWARDER_OPS, Scenario
-from observatory.simulator.server import SimServer
+from observatory.simulator.server import DEST_NAMES, SimServer
 
 __all__ = [
     "DESTINATIONS",
@@ -41,7 +41,7 @@ __all__ = [
     "watch_config",
 ]
 
-DESTINATIONS = ("tiktok_conversions", "meta_capi", "google_ads", "crm_webhook")
+DESTINATIONS = tuple(DEST_NAMES.values())
 _PATHS = {
     "tiktok_conversions": "/open_api/v1.3/event/track/",
     "meta_capi": "/v21.0/1234567890123456/events",
