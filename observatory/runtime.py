@@ -30,10 +30,10 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import orjson
 
-from observatory.aggregate import SecondAgg, by_second, fetch_seconds
+from observatory.aggregate import by_second, fetch_seconds
 from observatory.backup.receiver import BackupService, start_backup
 from observatory.drift import DriftEvent, DriftTracker
-from observatory.engine import Engine
+from observatory.engine import Engine, SecondCounts
 from observatory.incident_store import save_incident
 from observatory.incidents import Change, Incident
 from observatory.probes import ProbeResult, ProbeScheduler, build_probes, reported_status
@@ -110,14 +110,12 @@ class Runtime:
 
     # -- detection -----------------------------------------------------------------------
 
-    def _feed(self, aggs: list[SecondAgg]) -> None:
-        if not aggs:
+    def _feed(self, counts: list[SecondCounts]) -> None:
+        if not counts:
             return
-        thresholds = self.engine.latency_thresholds()
-        counts = [a.resolve(thresholds) for a in aggs]
         self.engine.feed(counts)
         self.drift.feed(counts)
-        newest = max(a.counts.sec for a in aggs)
+        newest = max(c.sec for c in counts)
         if self.last_event_sec is None or newest > self.last_event_sec:
             self.last_event_sec = newest
 
@@ -343,7 +341,7 @@ class Runtime:
 
     def _store_pending(self, collect: bool) -> Tally:
         """Stage what every tailer has and commit it; with `collect`, feed the new rows."""
-        aggs: list[SecondAgg] = []
+        aggs: list[SecondCounts] = []
 
         def gather(con: object) -> None:
             aggs.extend(fetch_seconds(self.store.con, "ingested_at = now()"))

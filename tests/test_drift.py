@@ -6,7 +6,6 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from observatory.aggregate import SecondAgg
 from observatory.config import load_config
 from observatory.drift import (
     BASELINE_QUANTILE,
@@ -208,7 +207,7 @@ def _runtime(tmp_path: Path, warmup: str = "10s") -> Runtime:
 def _step(runtime: Runtime, sec: int, delivered: int, limited: int) -> None:
     counts = [SecondCounts(DEST, sec, delivered=delivered, rate_limited=limited)]
     counts.append(SecondCounts("meta_capi", sec, delivered=100))
-    runtime._feed([SecondAgg(c, {}) for c in counts])
+    runtime._feed(counts)
     runtime._advance(sec + 1)
 
 

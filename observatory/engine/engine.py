@@ -27,7 +27,7 @@ from observatory.engine.stats import (
     BlockRate,
     Cusum,
     GapStats,
-    LatencyThreshold,
+    LatencyBaseline,
     LearnedRatio,
     ReverseTest,
     decay,
@@ -62,7 +62,6 @@ POOL_BAND = 2.0  # pool members are within this factor of the median count/basel
 MIN_POOL_RATE = 5.0  # ev/s of pool baseline needed to estimate a destination's expected count
 MIN_EVENTS = 5  # at least this many bad events before a Bernoulli detector alarms
 SECOND_CAP = (0.4, 0.6)  # shares of h one second's LLR may add to a CUSUM (persistence)
-LATENCY_ARM_UPDATES = 10  # the p99 tracker must have settled this much before latency arms
 THROUGHPUT_CUT = 0.5  # delivered below this share of expected = throughput cut (critical)
 OPERATIONAL = frozenset({"", "operational", "ok", "up", "healthy", "none", "normal", "green"})
 MAJOR = frozenset({"major_outage", "major", "down", "outage", "critical", "red"})
@@ -208,7 +207,7 @@ class _Destination:
         self.limited = LearnedRatio(0.001, 25.0, RATIO_TAU)
         self.slow = LearnedRatio(0.01, 200.0, SLOW_TAU)
         self.delivered = LearnedRatio(0.99, 5.0, RATIO_TAU)
-        self.latency = LatencyThreshold()
+        self.latency = LatencyBaseline()
         self.gaps = GapStats()
         self.gap_run = 0
         self.guard: deque[SecondCounts] = deque()
@@ -436,7 +435,11 @@ class Engine:
         counts: dict[str, SecondCounts] = {}
         for dest in dests:
             c = bucket.get(dest.name)
-            counts[dest.name] = c if c is not None else SecondCounts(dest.name, sec)
+            if c is None:
+                c = SecondCounts(dest.name, sec)
+            elif c.hist:
+                c.slow = dest.latency.slow(c.hist)
+            counts[dest.name] = c
         self._pool_context(dests, counts)
 
         touched: dict[str, ChangeKind] = {}
@@ -558,8 +561,7 @@ class Engine:
             if self._bernoulli_step(dest, "rate_limit", sec, c.rate_limited, total, p0):
                 out.append("rate_limit")
 
-        tracker = dest.latency
-        if c.latency_n > 0 and tracker.log_t is not None and tracker.updates >= LATENCY_ARM_UPDATES:
+        if c.latency_n > 0 and dest.latency.armed:
             n = c.latency_n
             p0 = min(max(dest.slow.p, 0.01), 0.5)
             if self._bernoulli_step(dest, "latency", sec, min(c.slow, n), n, p0, 0.1):
@@ -712,8 +714,6 @@ class Engine:
                 continue
             if dest.name not in self._open and not (dest.stale and c.total == 0):
                 dest.guard.append(c)
-                # the p99 tracker is a feedback loop with the runtime: it must not lag
-                self._learn_latency(dest, c)
             learned = False
             while dest.guard and dest.guard[0].sec <= sec - GUARD_SECONDS:
                 before += dest.rate.rate
@@ -728,10 +728,6 @@ class Engine:
                 dest.rate.scale(factor)
                 dest.fast *= factor
 
-    def _learn_latency(self, dest: _Destination, c: SecondCounts) -> None:
-        if dest.cusums["latency"].s < self.h / 2.0:
-            dest.latency.observe(c.latency_n, c.latency_sum, c.latency_max, c.slow)
-
     def _learn(self, dest: _Destination, c: SecondCounts) -> None:
         total = c.total
         half = self.h / 2.0
@@ -745,10 +741,11 @@ class Engine:
         if dest.cusums["rate_limit"].s < half:
             dest.limited.update(c.rate_limited, total)
         dest.delivered.update(c.delivered, total)
-        if not dest.armed:
-            self._learn_latency(dest, c)
-        if dest.latency.log_t is not None and dest.cusums["latency"].s < half:
-            dest.slow.update(min(c.slow, c.latency_n), c.latency_n)
+        if c.hist and dest.cusums["latency"].s < half:
+            if dest.latency.first_slow_bin is not None:
+                dest.slow.update(min(c.slow, c.latency_n), c.latency_n)
+            dest.latency.learn(c.hist)
+            dest.latency.refresh()
         dest.gaps.add_events(c.delivered)
         if c.delivered > 0:
             if dest.gap_run > 0:
@@ -1097,7 +1094,7 @@ class Engine:
             )
         threshold = dest.latency.threshold or 0.0
         return (
-            f"{_pct(share)} of events slower than {threshold:.0f} ms (its p99) {when} "
+            f"{_pct(share)} of events slower than {threshold:.0f} ms (above its usual p99) {when} "
             f"({firing.k}/{firing.n}, normally {_pct(firing.p0)})"
         )
 

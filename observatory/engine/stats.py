@@ -1,5 +1,5 @@
 """Statistical building blocks of the detectors: CUSUM, learned ratios and rates, the latency
-threshold tracker, the gap distribution and the Wilson interval.
+baseline, the gap distribution and the Wilson interval.
 
 Everything here is plain arithmetic on per-second counts: no clock, no I/O, deterministic.
 """
@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 from collections import deque
+
+from observatory.engine.counts import LN_BIN_BASE, bin_floor_ms
 
 
 def threshold_h(
@@ -224,117 +226,91 @@ class GapStats:
 
 
 LATENCY_QUANTILE = 0.99
-_TRACKER_BATCH = 100  # latency events per update: about one expected slow event
-_TRACKER_INIT_EVENTS = 100
-EXACT_SHARE = 0.75  # use the empirical p99 while this share of latencies is known exactly
+LATENCY_TAU = 600.0  # the baseline histogram forgets with this time constant (s) ...
+LATENCY_MEMORY_EVENTS = 2000.0  # ... but keeps at least about this many events' worth
+LATENCY_ARM_EVENTS = 100.0  # events learned before the threshold is trusted (latency arms)
 LATENCY_FLOOR_MS = 50.0  # an event is never "slow" below this: a few ms of host jitter on a
 # loopback or LAN endpoint (p99 of 5-15 ms) doubles its latency but is no incident
+_FLOOR_BIN = math.ceil(math.log(LATENCY_FLOOR_MS) / LN_BIN_BASE)  # first bin wholly above it
+_RESCALE_BELOW = 1e-100
 
 
-class LatencyThreshold:
-    """Tracks a destination's p99 latency from the per-second counts it is fed.
+class LatencyBaseline:
+    """A destination's usual latencies, as a decayed histogram on the fixed log-spaced bins,
+    and the threshold above which an event counts as slow.
 
-    The engine only sees per-second aggregates. A slow destination's seconds mostly hold one or
-    two events, whose latencies the aggregates give exactly (the sum, or the max and the rest):
-    while three in four latencies are known that way, the threshold is the empirical p99 of the
-    last 1000 of them. Otherwise the p99 is found by stochastic approximation on the feedback
-    loop: the runtime counts ``slow`` events with the current threshold, and every ~100 latency
-    events the threshold moves (in log space) by ``gain·(observed slow share / 1 % − 1)``. It
-    starts at the largest latency of the first ~100 events (about their p99), uses a decreasing
-    gain at first, and never goes below the mean latency, so a runtime that does not count
-    ``slow`` cannot drive it to zero. ``updates`` says how settled it is.
+    The threshold is the upper edge of the bin that holds the baseline's p99, so by
+    construction at most 1 % of the baseline's events lie above it, whatever the shape of the
+    distribution (uniform, quantised to a few values, bimodal, heavy-tailed), and it sits at
+    most one bin (25 %) above the true p99. It never goes below ``LATENCY_FLOOR_MS``. Nothing
+    here depends on what is counted slow, so there is no feedback loop to undershoot.
+
+    Memory is ``LATENCY_TAU`` seconds, stretched to about ``LATENCY_MEMORY_EVENTS`` events for
+    a slow destination (no decay in a second without events); weights are kept scaled by a
+    running factor so a second costs one multiplication, not one per bin.
     """
 
-    __slots__ = (
-        "log_t",
-        "updates",
-        "samples",
-        "_new",
-        "_exact",
-        "_seen",
-        "_init_n",
-        "_init_max",
-        "_n",
-        "_k",
-        "_mean_n",
-        "_mean_sum",
-    )
+    __slots__ = ("_weights", "_scale", "mass", "first_slow_bin", "_dirty")
 
     def __init__(self) -> None:
-        self.log_t: float | None = None
-        self.updates = 0
-        self.samples: deque[float] = deque(maxlen=1000)
-        self._new = 0
-        self._exact = 0.0
-        self._seen = 0.0
-        self._init_n = 0
-        self._init_max = 0.0
-        self._n = 0
-        self._k = 0
-        self._mean_n = 0.0
-        self._mean_sum = 0.0
+        self._weights: dict[int, float] = {}  # bin -> weight / _scale
+        self._scale = 1.0
+        self.mass = 0.0  # decayed events in the histogram
+        self.first_slow_bin: int | None = None  # events in this bin and above are slow
+        self._dirty = False
+
+    @property
+    def armed(self) -> bool:
+        return self.first_slow_bin is not None and self.mass >= LATENCY_ARM_EVENTS
 
     @property
     def threshold(self) -> float | None:
-        """What counts as slow: the p99, but at least ``LATENCY_FLOOR_MS``."""
-        return None if self.log_t is None else max(math.exp(self.log_t), LATENCY_FLOOR_MS)
+        """What counts as slow (ms): the lower edge of the first slow bin."""
+        return None if self.first_slow_bin is None else bin_floor_ms(self.first_slow_bin)
 
-    def observe(self, latency_n: int, latency_sum: float, latency_max: float, slow: int) -> None:
-        if latency_n <= 0:
-            return
-        keep = 0.999
-        self._mean_n = self._mean_n * keep + latency_n
-        self._mean_sum = self._mean_sum * keep + latency_sum
-        self._seen = self._seen * keep + latency_n
-        self._exact *= keep
-        if latency_n == 1:
-            self.samples.append(latency_sum)
-            self._exact += 1
-            self._new += 1
-        elif latency_n == 2:
-            self.samples.append(latency_max)
-            self.samples.append(max(latency_sum - latency_max, 0.0))
-            self._exact += 2
-            self._new += 2
-        if self._exact >= EXACT_SHARE * self._seen and len(self.samples) >= _TRACKER_INIT_EVENTS:
-            if self._new >= 10 or self.log_t is None:
-                ordered = sorted(self.samples)
-                index = max(0, math.ceil(LATENCY_QUANTILE * len(ordered)) - 1)
-                if ordered[index] > 0.0:
-                    self.log_t = math.log(ordered[index])
-                    self.updates = max(self.updates + 1, len(self.samples) // 10)
-                self._new = 0
-            return
-        self._track(latency_n, latency_max, slow)
+    def slow(self, hist: dict[int, int]) -> int:
+        """Events of a second's histogram at or above the threshold."""
+        first = self.first_slow_bin
+        if first is None:
+            return 0
+        return sum(n for b, n in hist.items() if b >= first)
 
-    def _track(self, latency_n: int, latency_max: float, slow: int) -> None:
-        if self.log_t is None:
-            self._init_n += latency_n
-            self._init_max = max(self._init_max, latency_max)
-            if self._init_n >= _TRACKER_INIT_EVENTS and self._init_max > 0.0:
-                self.log_t = math.log(self._init_max)
+    def learn(self, hist: dict[int, int]) -> None:
+        """Add a second's histogram after decaying what was there."""
+        n = sum(hist.values())
+        if n <= 0:
             return
-        self._n += latency_n
-        self._k += slow
-        if self._n < _TRACKER_BATCH:
+        keep = max(math.exp(-1.0 / LATENCY_TAU), math.exp(-n / LATENCY_MEMORY_EVENTS))
+        self._scale *= keep
+        self.mass = self.mass * keep + n
+        if self._scale < _RESCALE_BELOW:
+            self._rescale()
+        weights = self._weights
+        inv = 1.0 / self._scale
+        for b, k in hist.items():
+            weights[b] = weights.get(b, 0.0) + k * inv
+        self._dirty = True
+
+    def refresh(self) -> None:
+        """Read the p99's bin again from the histogram (after learning)."""
+        if not self._dirty or not self._weights:
             return
-        err = self._k / (self._n * (1.0 - LATENCY_QUANTILE)) - 1.0
-        err = min(max(err, -1.0), 3.0)
-        gain = max(0.03, 0.5 / (self.updates + 2))
-        floor = math.log(LATENCY_FLOOR_MS)
-        if self.log_t < floor:
-            # ``slow`` was counted at the floor: more than 1 % above it puts the p99 above it;
-            # fewer says only that the p99 is below (keep the estimate)
-            if err > 0.0:
-                self.log_t = floor + gain * err
-        else:
-            self.log_t += gain * err
-        mean = self._mean_sum / self._mean_n if self._mean_n > 0 else 0.0
-        if mean > 0.0:
-            self.log_t = max(self.log_t, math.log(mean))
-        self.updates += 1
-        self._n = 0
-        self._k = 0
+        self._dirty = False
+        total = sum(self._weights.values())
+        target = LATENCY_QUANTILE * total
+        seen = 0.0
+        for b in sorted(self._weights):
+            seen += self._weights[b]
+            if seen >= target:
+                self.first_slow_bin = max(b + 1, _FLOOR_BIN)
+                return
+
+    def _rescale(self) -> None:
+        """Fold the running factor into the weights; drop bins that have faded away."""
+        scale = self._scale
+        total = self.mass
+        self._weights = {b: w * scale for b, w in self._weights.items() if w * scale > 1e-9 * total}
+        self._scale = 1.0
 
 
 class ReverseTest:

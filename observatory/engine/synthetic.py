@@ -3,11 +3,9 @@
 Bursty like real conversion traffic: every destination is fed by the same upstream multiplier
 (an hourly wave of ±30 % and campaign minutes at 3x that start and end abruptly), counts are
 Poisson per second, outcomes carry ordinary background errors (~0.5 %) and 429s (~0.05 %),
-latencies are lognormal. Faults are injected on one destination over ``[start, end)``.
-
-The ``slow`` count of a second is drawn with the latency threshold the engine reports when the
-second is generated, exactly as the runtime's aggregation would count it. Not used by the
-engine itself (numpy is only needed here).
+latencies come as the aggregator's per-second histogram, drawn from a chosen shape
+(``latency_shapes``: lognormal by default). Faults are injected on one destination over
+``[start, end)``. Not used by the engine itself (numpy is only needed here).
 """
 
 from __future__ import annotations
@@ -15,12 +13,12 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from statistics import NormalDist
 from typing import Literal
 
 import numpy as np
 
-from observatory.engine.counts import SecondCounts
+from observatory import latency_shapes
+from observatory.engine.counts import SecondCounts, bin_floor_ms, latency_bin
 
 FaultKind = Literal["failures", "rate_limit", "silence", "volume", "latency"]
 
@@ -29,8 +27,6 @@ P_FAILED = 0.003
 P_REJECTED = 0.002
 P_RATE_LIMITED = 0.0005
 PVALS = [1 - P_FAILED - P_REJECTED - P_RATE_LIMITED, P_FAILED, P_REJECTED, P_RATE_LIMITED]
-LATENCY_SIGMA = 0.5
-_NORMAL = NormalDist()
 
 
 @dataclass(frozen=True)
@@ -65,7 +61,8 @@ class Traffic:
     campaign_every: float = 1200.0  # mean seconds between campaign starts
     campaign_factor: float = 3.0
     campaign_minutes: tuple[int, int] = (1, 5)
-    latency_ms: float = 80.0  # median latency
+    # latency distribution (latency_shapes), for every destination or per destination name
+    latency_shape: latency_shapes.Shape | Mapping[str, latency_shapes.Shape] = "lognormal"
     bursts: bool = False  # batchy noise: lone one-second bursts of failures, 429s or slow events
     burst_every: float = 60.0  # mean seconds between bursts at a destination (at least)
     burst_size: tuple[int, int] = (20, 200)
@@ -135,15 +132,14 @@ class Traffic:
         """The planned bursts: (destination, epoch second, kind, events)."""
         return sorted((n, self.start + i, k, size) for (n, i), (k, size) in self._bursts.items())
 
-    def second(self, sec: int, thresholds: Mapping[str, float] | None = None) -> list[SecondCounts]:
-        """The counts of second ``sec`` (thresholds: the engine's latency thresholds)."""
+    def second(self, sec: int) -> list[SecondCounts]:
+        """The counts of second ``sec``."""
         i = sec - self.start
-        thresholds = thresholds or {}
         out: list[SecondCounts] = []
-        for j, name in enumerate(sorted(self.rates)):
+        for name in sorted(self.rates):
             delivered, failed, rejected, limited = (int(x) for x in self._counts[name][i])
             n = delivered + failed + rejected + limited
-            mu = math.log(self.latency_ms)
+            factor = 1.0
             for fault in self.faults:
                 if fault.destination != name or not fault.active(sec):
                     continue
@@ -156,27 +152,20 @@ class Traffic:
                     else:
                         limited += hit
                 elif fault.kind == "latency":
-                    mu += math.log(fault.level)
+                    factor *= fault.level
             burst = self._bursts.get((name, i))
             if n == 0 and burst is None:
                 out.append(SecondCounts(name, sec))
                 continue
-            threshold = thresholds.get(name)
-            if n == 0:  # only a burst this second
-                top = total = 0.0
-                slow = 0
-            elif n <= 2:  # exact latencies (a slow destination's seconds)
-                values = [math.exp(mu + LATENCY_SIGMA * float(z)) for z in self._rng.normal(size=n)]
-                top, total = max(values), sum(values)
-                slow = sum(1 for v in values if threshold is not None and v > threshold)
-            else:
-                u = min(max(float(self._uniform[i, j]) ** (1.0 / n), 1e-12), 1 - 1e-12)
-                top = math.exp(mu + LATENCY_SIGMA * _NORMAL.inv_cdf(u))
-                total = math.exp(mu + LATENCY_SIGMA**2 / 2) * n
-                slow = 0
-                if threshold is not None and threshold > 0:
-                    z = (math.log(threshold) - mu) / LATENCY_SIGMA
-                    slow = int(self._rng.binomial(n, 0.5 * math.erfc(z / math.sqrt(2))))
+            shape = self.shape_of(name)
+            hist: dict[int, int] = {}
+            top = total = 0.0
+            if n:
+                probs, mean = latency_shapes.bin_probabilities(shape, factor)
+                drawn = self._rng.multinomial(n, probs)
+                hist = {int(b): int(drawn[b]) for b in np.flatnonzero(drawn)}
+                total = mean * n
+                top = bin_floor_ms(max(hist)) * 1.1
             counts = SecondCounts(
                 name,
                 sec,
@@ -184,28 +173,33 @@ class Traffic:
                 rate_limited=limited,
                 rejected=rejected,
                 failed=failed,
-                slow=slow,
                 latency_n=n,
                 latency_sum=total,
                 latency_max=top,
+                hist=hist,
             )
             if burst is not None:
-                self._add_burst(counts, burst, mu)
+                self._add_burst(counts, burst, latency_shapes.median(shape))
             out.append(counts)
         return out
 
+    def shape_of(self, name: str) -> latency_shapes.Shape:
+        shape = self.latency_shape
+        return shape if isinstance(shape, str) else shape.get(name, "lognormal")
+
     @staticmethod
-    def _add_burst(c: SecondCounts, burst: tuple[str, int], mu: float) -> None:
+    def _add_burst(c: SecondCounts, burst: tuple[str, int], median: float) -> None:
         """One batch's events, all in this second: failed, 429 or delivered but slow (10x)."""
         kind, size = burst
-        latency = math.exp(mu) * (10.0 if kind == "slow" else 1.0)
+        latency = median * (10.0 if kind == "slow" else 1.0)
         if kind == "failed":
             c.failed += size
         elif kind == "rate_limited":
             c.rate_limited += size
         else:
             c.delivered += size
-            c.slow += size
+        b = latency_bin(latency)
+        c.hist[b] = c.hist.get(b, 0) + size
         c.latency_n += size
         c.latency_sum += size * latency
         c.latency_max = max(c.latency_max, latency)
