@@ -31,33 +31,42 @@ from observatory.config import DetectionConfig
 from observatory.engine import Engine
 from observatory.engine.synthetic import Fault, FaultKind, Traffic
 from observatory.incidents import Change
+from observatory.latency_shapes import SHAPES, Shape
 
 START = 1_700_000_000
 LEAD = 1800  # seconds of traffic before the fault (the engine starts cold)
 TAIL = 600  # seconds after the fault ends (twice that at 0.3 ev/s)
 FA_SECONDS = 7200
-RATES: dict[str, float] = {"r0.3": 0.3, "r1": 1.0, "r10": 10.0, "r100": 100.0, "r500": 500.0}
+RATES: dict[str, float] = {
+    "r0.3": 0.3,
+    "r1": 1.0,
+    "r10": 10.0,
+    "r100": 100.0,
+    "r500": 500.0,
+    "r1500": 1500.0,
+}
 RESOLVE_WITHIN = 120.0  # seconds after recovery
 
-# (label, kind, level, expected detector)
-FAULTS: list[tuple[str, FaultKind, float, str]] = [
-    ("100% failures", "failures", 1.0, "error_rate"),
-    ("100% 429s", "rate_limit", 1.0, "rate_limit"),
-    ("silence", "silence", 1.0, "silence"),
-    ("volume -50%", "volume", 0.5, "volume_drop"),
-    ("429s at 30%", "rate_limit", 0.3, "rate_limit"),
-    ("latency x3", "latency", 3.0, "latency"),
-]
+# (label, kind, level, expected detector, latency shape of the traffic)
+FAULTS: list[tuple[str, FaultKind, float, str, Shape]] = [
+    ("100% failures", "failures", 1.0, "error_rate", "lognormal"),
+    ("100% 429s", "rate_limit", 1.0, "rate_limit", "lognormal"),
+    ("silence", "silence", 1.0, "silence", "lognormal"),
+    ("volume -50%", "volume", 0.5, "volume_drop", "lognormal"),
+    ("429s at 30%", "rate_limit", 0.3, "rate_limit", "lognormal"),
+] + [(f"latency x3 {shape[:5]}", "latency", 3.0, "latency", shape) for shape in SHAPES]
 
 # maximum detection delay (s) per (fault label, rate)
 TARGETS: dict[tuple[str, float], float] = {}
-for _rate in (10.0, 100.0, 500.0):
+for _rate in (10.0, 100.0, 500.0, 1500.0):
     TARGETS[("100% failures", _rate)] = 2.0
     TARGETS[("100% 429s", _rate)] = 2.0
     TARGETS[("silence", _rate)] = 6.0
+    for _shape in SHAPES:
+        TARGETS[(f"latency x3 {_shape[:5]}", _rate)] = 5.0
 TARGETS[("100% failures", 1.0)] = 15.0
 TARGETS[("100% 429s", 1.0)] = 15.0
-for _rate in (100.0, 500.0):
+for _rate in (100.0, 500.0, 1500.0):
     TARGETS[("volume -50%", _rate)] = 10.0
     TARGETS[("429s at 30%", _rate)] = 5.0
 
@@ -106,20 +115,27 @@ def drive(traffic: Traffic, engine: Engine, start: int, stop: int) -> list[Chang
     """Feed second by second as the runtime would: the watermark is the end of the last second."""
     changes: list[Change] = []
     for sec in range(start, stop):
-        engine.feed(traffic.second(sec, engine.latency_thresholds()))
+        engine.feed(traffic.second(sec))
         changes += engine.advance(sec + 1)
     return changes
 
 
-def run_fault(args: tuple[str, FaultKind, float, float, int]) -> Outcome:
-    label, kind, level, rate, seed = args
+def run_fault(args: tuple[str, FaultKind, float, Shape, float, int]) -> Outcome:
+    label, kind, level, shape, rate, seed = args
     began = time.perf_counter()
     name = next(n for n, r in RATES.items() if r == rate)
     duration = fault_duration(kind, rate)
     onset = START + LEAD
     fault = Fault(kind, name, onset, onset + duration, level)
     total = LEAD + duration + (2 * TAIL if rate < 1.0 else TAIL)
-    traffic = Traffic(RATES, START, total, seed=seed * 1000 + int(rate * 10), faults=[fault])
+    traffic = Traffic(
+        RATES,
+        START,
+        total,
+        seed=seed * 1000 + int(rate * 10),
+        faults=[fault],
+        latency_shape=shape,
+    )
     engine = Engine(DetectionConfig())
     changes = drive(traffic, engine, START, START + total)
     out = Outcome(label, rate, seed, duration)
@@ -152,10 +168,10 @@ def run_fault(args: tuple[str, FaultKind, float, float, int]) -> Outcome:
     return out
 
 
-def run_quiet(args: tuple[int, bool]) -> tuple[int, bool, int, list[str], float]:
-    seed, bursts = args
+def run_quiet(args: tuple[Shape, int, bool]) -> tuple[Shape, int, bool, int, list[str], float]:
+    shape, seed, bursts = args
     began = time.perf_counter()
-    traffic = Traffic(RATES, START, FA_SECONDS, seed=seed, bursts=bursts)
+    traffic = Traffic(RATES, START, FA_SECONDS, seed=seed, bursts=bursts, latency_shape=shape)
     engine = Engine(DetectionConfig())
     changes = drive(traffic, engine, START, START + FA_SECONDS)
     opened = [
@@ -163,7 +179,7 @@ def run_quiet(args: tuple[int, bool]) -> tuple[int, bool, int, list[str], float]
         for c in changes
         if c.kind == "open"
     ]
-    return seed, bursts, len(traffic.burst_seconds()), opened, time.perf_counter() - began
+    return shape, seed, bursts, len(traffic.burst_seconds()), opened, time.perf_counter() - began
 
 
 def fmt(values: list[float | None], digits: int = 0) -> str:
@@ -179,21 +195,27 @@ def main(argv: list[str] | None = None) -> int:
     began = time.perf_counter()
 
     jobs = [
-        (label, kind, level, rate, seed)
-        for label, kind, level, _ in FAULTS
+        (label, kind, level, shape, rate, seed)
+        for label, kind, level, _, shape in FAULTS
         for rate in RATES.values()
         for seed in range(1, args.seeds + 1)
     ]
     with multiprocessing.get_context("fork").Pool(args.jobs) as pool:
         quiet = pool.map_async(
             run_quiet,
-            [(seed, bursts) for bursts in (False, True) for seed in range(1, args.fa_seeds + 1)],
+            [
+                (shape, seed, bursts)
+                for shape in SHAPES
+                for bursts in (False, True)
+                for seed in range(1, args.fa_seeds + 1)
+            ],
         )
         outcomes = pool.map(run_fault, jobs, chunksize=1)
         quiet_results = quiet.get()
 
     engine = Engine(DetectionConfig())
     print(f"h = {engine.h:.2f} (N=5 destinations, D=6 detectors, 1/week, tick 1 s)")
+    print(f"rates (ev/s): {', '.join(f'{r:g}' for r in RATES.values())}")
     print(f"fault at {LEAD // 60} min after a cold start; {args.seeds} seeds per row; times in s")
     print()
     header = (
@@ -203,8 +225,8 @@ def main(argv: list[str] | None = None) -> int:
     print(header)
     print("-" * len(header))
     failures: list[str] = []
-    expected = {label: det for label, _, _, det in FAULTS}
-    for label, _, _, _ in FAULTS:
+    expected = {label: det for label, _, _, det, _ in FAULTS}
+    for label, _, _, _, _ in FAULTS:
         for rate in RATES.values():
             rows = [o for o in outcomes if o.label == label and o.rate == rate]
             delays = [o.delay for o in rows]
@@ -252,19 +274,23 @@ def main(argv: list[str] | None = None) -> int:
     print("  resolution time and reopens are shown, not held to the 2-minute rule; a negative")
     print("  resolution time is a resolution during the fault")
     print()
-    print("fault-free traffic, all 5 destinations; 'batchy': plus lone one-second bursts of 20-200")
+    print(f"fault-free traffic, all {len(RATES)} destinations, each latency shape;")
+    print("'batchy': plus lone one-second bursts of 20-200")
     print("failures, 429s or slow events (one failed/throttled/slow batch), about once a minute")
     print("per destination, at least 30 s apart (less often where bursts would exceed 2 % of its")
     print("events: a slow destination sends few batches)")
-    print(f"{'seed':>4} {'hours':>5} {'noise':>7} {'bursts':>6} {'incidents':>9}")
-    for seed, bursts, n_bursts, opened, _ in quiet_results:
-        noise = "batchy" if bursts else "plain"
-        print(
-            f"{seed:>4} {FA_SECONDS / 3600:>5g} {noise:>7} {n_bursts:>6} {len(opened):>9}  "
-            f"{' '.join(opened)}"
-        )
-        if opened:
-            failures.append(f"seed {seed} ({noise}): {len(opened)} false alarm(s) in 2 h: {opened}")
+    print(f"{'shape':<10} {'noise':>7} {'seeds':>5} {'hours':>5} {'bursts':>7} {'incidents':>9}")
+    for shape in SHAPES:
+        for bursts in (False, True):
+            rows = [r for r in quiet_results if r[0] == shape and r[2] == bursts]
+            noise = "batchy" if bursts else "plain"
+            opened = [f"seed {r[1]}: {o}" for r in rows for o in r[4]]
+            print(
+                f"{shape:<10} {noise:>7} {len(rows):>5} {len(rows) * FA_SECONDS / 3600:>5g} "
+                f"{sum(r[3] for r in rows):>7} {len(opened):>9}  {' '.join(opened)}"
+            )
+            if opened:
+                failures.append(f"{shape} ({noise}): {len(opened)} false alarm(s): {opened}")
     print()
     print(f"wall time {time.perf_counter() - began:.1f} s ({args.jobs} processes)")
     if failures:

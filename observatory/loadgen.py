@@ -15,7 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import orjson
+
+from observatory import latency_shapes
+from observatory.latency_shapes import Shape
 
 Fault = Literal["rate_limit", "failure", "silence"]
 
@@ -41,8 +45,15 @@ def config_toml(db: str, logs_glob: str, warmup: str = "60s", extra: str = "") -
     )
 
 
-def line(dest: str, ts: float, rng: random.Random, fault: Fault | None = None) -> bytes:
-    """One delivery log line at event time `ts` (epoch seconds)."""
+def line(
+    dest: str,
+    ts: float,
+    rng: random.Random,
+    fault: Fault | None = None,
+    latency: float | None = None,
+) -> bytes:
+    """One delivery log line at event time `ts` (epoch seconds); `latency` in ms (default:
+    lognormal around 90 ms)."""
     rec: dict[str, object] = {
         "level": 30,
         "time": int(ts * 1000),
@@ -51,7 +62,7 @@ def line(dest: str, ts: float, rng: random.Random, fault: Fault | None = None) -
         "event": "CompletePayment",
         "messageId": str(uuid.UUID(int=rng.getrandbits(128))),
         "code": 200,
-        "duration": round(rng.lognormvariate(4.5, 0.4), 1),
+        "duration": round(rng.lognormvariate(4.5, 0.4) if latency is None else latency, 1),
         "attempt": 1,
     }
     if fault == "rate_limit":
@@ -83,6 +94,80 @@ def backlog(path: Path, rates: dict[str, float], start: float, end: float, seed:
     return len(out)
 
 
+class Latencies:
+    """Latencies (ms) per destination drawn from its shape (`latency_shapes`), in blocks;
+    None for a destination without a shape (the line's default)."""
+
+    def __init__(self, shapes: dict[str, Shape], seed: int) -> None:
+        self.shapes = shapes
+        self._rng = np.random.default_rng(seed)
+        self._left: dict[str, list[float]] = {}
+
+    def next(self, dest: str) -> float | None:
+        shape = self.shapes.get(dest)
+        if shape is None:
+            return None
+        left = self._left.get(dest)
+        if not left:
+            left = self._left[dest] = latency_shapes.sample(shape, self._rng, 4096).tolist()
+        return left.pop()
+
+
+def write_history(
+    path: Path,
+    rates: dict[str, float],
+    start: float,
+    end: float,
+    shapes: dict[str, Shape],
+    seed: int = 1,
+    error_share: float = 0.01,
+    slower: tuple[str, float, float] | None = None,
+) -> int:
+    """Append history lines (event times in [start, end), in time order) fast, vectorised:
+    Poisson arrivals at `rates`, `error_share` of them 503s, latencies of each destination's
+    shape; `slower` = (destination, from, factor) multiplies that destination's latencies from
+    that time on (a latency fault). Returns the number of lines."""
+    rng = np.random.default_rng(seed)
+    times: list[np.ndarray] = []
+    dests: list[np.ndarray] = []
+    lats: list[np.ndarray] = []
+    names = list(rates)
+    for i, dest in enumerate(names):
+        n = int(rng.poisson(rates[dest] * (end - start)))
+        t = np.sort(rng.uniform(start, end, n))
+        lat = latency_shapes.sample(shapes.get(dest, "lognormal"), rng, n)
+        if slower is not None and slower[0] == dest:
+            lat = np.where(t >= slower[1], lat * slower[2], lat)
+        times.append(t)
+        dests.append(np.full(n, i))
+        lats.append(lat)
+    t_all = np.concatenate(times)
+    order = np.argsort(t_all, kind="stable")
+    t_ms = (t_all[order] * 1000.0).astype(np.int64).tolist()
+    d_all = np.concatenate(dests)[order].tolist()
+    l_all = np.round(np.concatenate(lats)[order], 1).tolist()
+    bad = (rng.random(len(t_ms)) < error_share).tolist()
+    ids = rng.integers(0, 2**62, len(t_ms)).tolist()
+    ok = '","code":200,"duration":{}}}\n'
+    fail = (
+        '","code":503,"duration":{},"err":{{"code":"ERR_BAD_RESPONSE",'
+        '"message":"Service Unavailable"}}}}\n'
+    )
+    with path.open("a", encoding="utf-8") as fh:
+        chunk: list[str] = []
+        for t, d, lat, b, ident in zip(t_ms, d_all, l_all, bad, ids, strict=True):
+            head = (
+                f'{{"level":{50 if b else 30},"time":{t},"dest":"{names[d]}",'
+                f'"event":"CompletePayment","messageId":"{ident:016x}'
+            )
+            chunk.append(head + (fail if b else ok).format(lat))
+            if len(chunk) >= 100_000:
+                fh.write("".join(chunk))
+                chunk.clear()
+        fh.write("".join(chunk))
+    return len(t_ms)
+
+
 @dataclass
 class LineWriter:
     """Appends lines in real time (flushed every `tick` s) until stopped."""
@@ -94,6 +179,7 @@ class LineWriter:
     faults: dict[str, Fault] = field(default_factory=dict)
     first_fault_write: dict[str, float] = field(default_factory=dict)  # dest -> wall time
     written: int = 0
+    shapes: dict[str, Shape] = field(default_factory=dict)  # latency shape per destination
 
     def __post_init__(self) -> None:
         self._stop = threading.Event()
@@ -114,6 +200,7 @@ class LineWriter:
 
     def _run(self) -> None:
         rng = random.Random(self.seed)
+        latencies = Latencies(self.shapes, self.seed)
         due = {d: time.time() + rng.expovariate(r) for d, r in self.rates.items()}
         with self.path.open("ab", buffering=0) as fh:
             while not self._stop.is_set():
@@ -126,7 +213,8 @@ class LineWriter:
                     fault = faults.get(dest)
                     while due[dest] <= now:
                         if fault != "silence":
-                            chunk.append(line(dest, due[dest], rng, fault))
+                            ms = latencies.next(dest)
+                            chunk.append(line(dest, due[dest], rng, fault, ms))
                             if fault is not None:
                                 bad.append(dest)
                         due[dest] += rng.expovariate(rate)

@@ -113,6 +113,7 @@ class _Second:
     expected: float  # expected delivered events this second
     latency_n: int
     latency_sum: float
+    slow: int = 0  # events above the latency threshold
 
 
 @dataclass(slots=True)
@@ -267,6 +268,15 @@ def _r(x: float, digits: int = 4) -> float:
 def _bernoulli(p0: float, p1: float) -> tuple[float, float]:
     """Log-likelihood ratio coefficients (bad event, good event) of p1 against p0."""
     return math.log(p1 / p0), math.log((1.0 - p1) / (1.0 - p0))
+
+
+_LN2 = math.log(2.0)
+
+
+def _logaddexp(x: float, y: float) -> float:
+    """ln(e^x + e^y) without overflow."""
+    hi, lo = (x, y) if x >= y else (y, x)
+    return hi + math.log1p(math.exp(lo - hi))
 
 
 def _poisson(count: int, expected: float, rho: float) -> tuple[float, float]:
@@ -459,6 +469,7 @@ class Engine:
                     expected,
                     c.latency_n,
                     c.latency_sum,
+                    c.slow,
                 )
             )
             for name in self._detect(dest, sec, c):
@@ -561,12 +572,38 @@ class Engine:
             if self._bernoulli_step(dest, "rate_limit", sec, c.rate_limited, total, p0):
                 out.append("rate_limit")
 
-        if c.latency_n > 0 and dest.latency.armed:
-            n = c.latency_n
+        if c.hist and dest.latency.armed:
             p0 = min(max(dest.slow.p, 0.01), 0.5)
-            if self._bernoulli_step(dest, "latency", sec, min(c.slow, n), n, p0, 0.1):
+            p1 = min(max(10.0 * p0, 0.1), 0.99)
+            dest.params["latency"] = (p0, p1)
+            llr, k, n, _ = self._latency_llr(dest, c, p0, p1)
+            full = dest.rate.rate * _bernoulli(p0, p1)[0]
+            if self._cusum(dest, "latency", sec, llr, k, n, MIN_EVENTS, full):
                 out.append("latency")
         return out
+
+    @staticmethod
+    def _latency_llr(
+        dest: _Destination, c: SecondCounts, p0: float, p1: float
+    ) -> tuple[float, int, int, float]:
+        """The latency test of one second: (LLR, events speaking for a slowdown, events, what
+        normal traffic typically gives).
+
+        The alternative is an even mixture of two faults, each against the baseline: a tail
+        fault (a share p1 of events above the usual p99, a Bernoulli test) and a bulk slowdown
+        (every latency about 3x, the histogram shifted). A mixture of two likelihood ratios is
+        a likelihood ratio, so the CUSUM's false-alarm bound (h) holds as for one test, while
+        either fault is caught at close to the speed of its own test.
+        """
+        latency = dest.latency
+        n = sum(c.hist.values())
+        slow = min(c.slow, n)
+        a, b = _bernoulli(p0, p1)
+        tail = slow * a + (n - slow) * b
+        bulk, k_bulk = latency.shift(c.hist)
+        llr = _logaddexp(tail, bulk) - _LN2
+        typical = _logaddexp(n * (p0 * a + (1.0 - p0) * b), n * latency.shift_typical) - _LN2
+        return llr, (k_bulk if bulk > tail else slow), n, typical
 
     def _bernoulli_step(
         self,
@@ -744,7 +781,7 @@ class Engine:
         if c.hist and dest.cusums["latency"].s < half:
             if dest.latency.first_slow_bin is not None:
                 dest.slow.update(min(c.slow, c.latency_n), c.latency_n)
-            dest.latency.learn(c.hist)
+            dest.latency.learn(c.hist, c.latency_sum)
             dest.latency.refresh()
         dest.gaps.add_events(c.delivered)
         if c.delivered > 0:
@@ -978,10 +1015,14 @@ class Engine:
                     firing.k += total
                     firing.n += total + y
                     firing.expected += expected
+                elif name == "latency":
+                    p1 = max(firing.fault, firing.p1)
+                    llr, k, n, typical = self._latency_llr(dest, c, firing.p0, p1)
+                    trials = float(n)
+                    firing.k += k
+                    firing.n += n
                 else:
-                    if name == "latency":
-                        n, k = c.latency_n, min(c.slow, c.latency_n)
-                    elif name == "rate_limit":
+                    if name == "rate_limit":
                         n, k = total, c.rate_limited
                     else:
                         n, k = total, c.failed + c.rejected
@@ -1093,9 +1134,14 @@ class Engine:
                 f"delivered {_rate(delivered)}/s vs {_rate(base)}/s baseline"
             )
         threshold = dest.latency.threshold or 0.0
+        timed = sum(r.latency_n for r in rows)
+        slow = sum(r.slow for r in rows) / timed if timed else 0.0
+        mean = sum(r.latency_sum for r in rows) / timed if timed else 0.0
+        usual = dest.latency.mean or 0.0
         return (
-            f"{_pct(share)} of events slower than {threshold:.0f} ms (above its usual p99) {when} "
-            f"({firing.k}/{firing.n}, normally {_pct(firing.p0)})"
+            f"latency up {when}: mean {mean:.0f} ms vs {usual:.0f} ms usually; {_pct(slow)} of "
+            f"events slower than {threshold:.0f} ms (above its usual p99, normally "
+            f"{_pct(firing.p0)} or fewer)"
         )
 
     @staticmethod
@@ -1222,6 +1268,7 @@ class Engine:
         )
         if name == "latency":
             out["threshold_ms"] = _r(dest.latency.threshold or 0.0)
+            out["usual_mean_ms"] = _r(dest.latency.mean or 0.0)
         return out
 
     # ----------------------------------------------------------------------------------------

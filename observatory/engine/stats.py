@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections import deque
 
-from observatory.engine.counts import LN_BIN_BASE, bin_floor_ms
+from observatory.engine.counts import LN_BIN_BASE, MAX_BIN, bin_floor_ms
 
 
 def threshold_h(
@@ -231,33 +231,57 @@ LATENCY_MEMORY_EVENTS = 2000.0  # ... but keeps at least about this many events'
 LATENCY_ARM_EVENTS = 100.0  # events learned before the threshold is trusted (latency arms)
 LATENCY_FLOOR_MS = 50.0  # an event is never "slow" below this: a few ms of host jitter on a
 # loopback or LAN endpoint (p99 of 5-15 ms) doubles its latency but is no incident
+LATENCY_SHIFT_BINS = 5  # the slowdown the shift test is tuned to: every latency x1.25^5 = x3
+LATENCY_LLR_CAP = 4.0  # nats: no single event says more than this
+_SMOOTH = 0.01  # share of a flat distribution in both hypotheses: no bin is impossible
+_TABLE_EVERY = 10  # learned seconds between two rebuilds of the shift test's table
 _FLOOR_BIN = math.ceil(math.log(LATENCY_FLOOR_MS) / LN_BIN_BASE)  # first bin wholly above it
 _RESCALE_BELOW = 1e-100
+_NBINS = MAX_BIN + 1
 
 
 class LatencyBaseline:
-    """A destination's usual latencies, as a decayed histogram on the fixed log-spaced bins,
-    and the threshold above which an event counts as slow.
+    """A destination's usual latencies, as a decayed histogram on the fixed log-spaced bins.
 
-    The threshold is the upper edge of the bin that holds the baseline's p99, so by
-    construction at most 1 % of the baseline's events lie above it, whatever the shape of the
-    distribution (uniform, quantised to a few values, bimodal, heavy-tailed), and it sits at
-    most one bin (25 %) above the true p99. It never goes below ``LATENCY_FLOOR_MS``. Nothing
-    here depends on what is counted slow, so there is no feedback loop to undershoot.
+    Two things are read from it, and neither assumes a shape (uniform, quantised to a few
+    values, bimodal, heavy-tailed latencies are all learned as they are):
 
+    * the *slow threshold*: the upper edge of the bin that holds the p99, so at most 1 % of the
+      baseline's events lie above it and it is at most one bin (25 %) above the true p99. It
+      never goes below ``LATENCY_FLOOR_MS``. Tail faults (some requests time out) show here.
+    * the *shift table*: per bin, the log-likelihood ratio of "every latency about 3x slower"
+      (the histogram moved up ``LATENCY_SHIFT_BINS`` bins) against the baseline. Bulk slowdowns
+      show here even where few events pass the old p99 (a heavy tail, a quantised or bimodal
+      distribution).
+
+    Nothing here depends on what was counted slow, so there is no feedback loop to undershoot.
     Memory is ``LATENCY_TAU`` seconds, stretched to about ``LATENCY_MEMORY_EVENTS`` events for
     a slow destination (no decay in a second without events); weights are kept scaled by a
     running factor so a second costs one multiplication, not one per bin.
     """
 
-    __slots__ = ("_weights", "_scale", "mass", "first_slow_bin", "_dirty")
+    __slots__ = (
+        "_weights",
+        "_scale",
+        "mass",
+        "_sum",
+        "first_slow_bin",
+        "shift_llr",
+        "shift_typical",
+        "_dirty",
+        "_since_table",
+    )
 
     def __init__(self) -> None:
         self._weights: dict[int, float] = {}  # bin -> weight / _scale
         self._scale = 1.0
         self.mass = 0.0  # decayed events in the histogram
+        self._sum = 0.0  # decayed sum of their latencies (ms), for the usual mean
         self.first_slow_bin: int | None = None  # events in this bin and above are slow
+        self.shift_llr: list[float] = [0.0] * _NBINS
+        self.shift_typical = 0.0  # what a normal event gives the shift test on average (< 0)
         self._dirty = False
+        self._since_table = _TABLE_EVERY
 
     @property
     def armed(self) -> bool:
@@ -268,6 +292,11 @@ class LatencyBaseline:
         """What counts as slow (ms): the lower edge of the first slow bin."""
         return None if self.first_slow_bin is None else bin_floor_ms(self.first_slow_bin)
 
+    @property
+    def mean(self) -> float | None:
+        """The usual mean latency (ms)."""
+        return self._sum / self.mass if self.mass > 0.0 else None
+
     def slow(self, hist: dict[int, int]) -> int:
         """Events of a second's histogram at or above the threshold."""
         first = self.first_slow_bin
@@ -275,7 +304,20 @@ class LatencyBaseline:
             return 0
         return sum(n for b, n in hist.items() if b >= first)
 
-    def learn(self, hist: dict[int, int]) -> None:
+    def shift(self, hist: dict[int, int]) -> tuple[float, int]:
+        """The shift test's log-likelihood ratio for a second's histogram, and how many of its
+        events speak for the slowdown."""
+        table = self.shift_llr
+        llr = 0.0
+        k = 0
+        for b, n in hist.items():
+            x = table[b]
+            llr += n * x
+            if x > 0.0:
+                k += n
+        return llr, k
+
+    def learn(self, hist: dict[int, int], latency_sum: float) -> None:
         """Add a second's histogram after decaying what was there."""
         n = sum(hist.values())
         if n <= 0:
@@ -283,6 +325,7 @@ class LatencyBaseline:
         keep = max(math.exp(-1.0 / LATENCY_TAU), math.exp(-n / LATENCY_MEMORY_EVENTS))
         self._scale *= keep
         self.mass = self.mass * keep + n
+        self._sum = self._sum * keep + latency_sum
         if self._scale < _RESCALE_BELOW:
             self._rescale()
         weights = self._weights
@@ -292,7 +335,7 @@ class LatencyBaseline:
         self._dirty = True
 
     def refresh(self) -> None:
-        """Read the p99's bin again from the histogram (after learning)."""
+        """Read the p99's bin again after learning; rebuild the shift table now and then."""
         if not self._dirty or not self._weights:
             return
         self._dirty = False
@@ -303,7 +346,30 @@ class LatencyBaseline:
             seen += self._weights[b]
             if seen >= target:
                 self.first_slow_bin = max(b + 1, _FLOOR_BIN)
-                return
+                break
+        self._since_table += 1
+        if self._since_table >= _TABLE_EVERY or not self.armed:
+            self._since_table = 0
+            self._build_table(total)
+
+    def _build_table(self, total: float) -> None:
+        q = [0.0] * _NBINS
+        for b, w in self._weights.items():
+            q[b] = w / total
+        shifted = [0.0] * _NBINS
+        for b in range(_NBINS - LATENCY_SHIFT_BINS):
+            shifted[b + LATENCY_SHIFT_BINS] = q[b]
+        shifted[MAX_BIN] += sum(q[_NBINS - LATENCY_SHIFT_BINS :])
+        flat = _SMOOTH / _NBINS
+        keep = 1.0 - _SMOOTH
+        table = self.shift_llr
+        typical = 0.0
+        for b in range(_NBINS):
+            x = math.log((keep * shifted[b] + flat) / (keep * q[b] + flat))
+            x = min(max(x, -LATENCY_LLR_CAP), LATENCY_LLR_CAP)
+            table[b] = x
+            typical += q[b] * x
+        self.shift_typical = typical
 
     def _rescale(self) -> None:
         """Fold the running factor into the weights; drop bins that have faded away."""
