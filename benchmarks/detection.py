@@ -1,37 +1,53 @@
 """Detection benchmark: delay, false alarms and resolution of the real Engine on bursty traffic.
 
-Traffic is generated directly as SecondCounts (observatory.engine.synthetic, seeded numpy):
-five destinations at 0.3, 1, 10, 100 and 500 ev/s fed by one upstream multiplier (hourly wave
-±30 %, 3x campaign minutes starting at random times and ending abruptly), Poisson counts,
-~0.5 % background errors, ~0.05 % background 429s, lognormal latencies counted `slow` with the
-engine's own thresholds (as the runtime would). The engine runs from a cold start (warm-up
-included); each fault is injected on one destination at a known onset 30 minutes in.
+Engine level: traffic is generated directly as SecondCounts (observatory.engine.synthetic,
+seeded numpy): six destinations at 0.3, 1, 10, 100, 500 and 1,500 ev/s fed by one upstream
+multiplier (hourly wave ±30 %, 3x campaign minutes starting at random times and ending
+abruptly), Poisson counts, ~0.5 % background errors, ~0.05 % background 429s, and latencies
+as the aggregator's per-second histograms drawn from a latency shape (lognormal, uniform,
+quantised, bimodal, heavy-tailed: observatory.latency_shapes). The engine runs from a cold
+start (warm-up included); each fault is injected on one destination 30 minutes in.
 
-Prints two tables and exits 1 if a target is missed:
+End to end: the same pipeline users run, on lines in a log file (3,000 lines/s over five
+destinations at 1,500 to 50 ev/s, each with another latency shape, 1 % failures): `observatory
+replay` of 15 minutes of clean traffic followed by a 3-minute latency x3 fault on one
+destination, and `observatory watch` following a file written in real time from a cold start.
+
+Prints the tables and exits 1 if a target is missed:
 
 * per fault and rate, over several seeds: detection delay (detected_at - true onset, event
   time), onset estimate error, detectors and severity of the incident, resolution time after
   the fault ended, reopens (flaps), incidents elsewhere;
-* per seed, incidents over 2 hours of fault-free traffic (must be 0), plain and with batchy
-  noise (lone one-second bursts of 20-200 failures, 429s or slow events: one failed, throttled
-  or slow request of a batching forwarder), which must not alarm either.
+* per latency shape, incidents over 2 hours of fault-free traffic per seed (must be 0), plain
+  and with batchy noise (lone one-second bursts of 20-200 failures, 429s or slow events: one
+  failed, throttled or slow request of a batching forwarder), which must not alarm either;
+* end to end: replay (false alarms, latency x3 delay <= 5 s) and live (false alarms).
 
     python benchmarks/detection.py [--seeds 3] [--fa-seeds 8] [--jobs 2]
+        [--replays 5] [--replay-minutes 15] [--lives 1] [--live-minutes 6]
 """
 
 from __future__ import annotations
 
 import argparse
 import multiprocessing
+import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+import orjson
 
 from observatory.config import DetectionConfig
 from observatory.engine import Engine
 from observatory.engine.synthetic import Fault, FaultKind, Traffic
 from observatory.incidents import Change
 from observatory.latency_shapes import SHAPES, Shape
+from observatory.loadgen import LineWriter, config_toml, write_history
 
 START = 1_700_000_000
 LEAD = 1800  # seconds of traffic before the fault (the engine starts cold)
@@ -182,6 +198,174 @@ def run_quiet(args: tuple[Shape, int, bool]) -> tuple[Shape, int, bool, int, lis
     return shape, seed, bursts, len(traffic.burst_seconds()), opened, time.perf_counter() - began
 
 
+# End to end: lines in a log file -> DuckDB -> aggregation -> engine, as users run it.
+E2E_RATES = {
+    "tiktok_conversions": 1500.0,
+    "meta_capi": 900.0,
+    "google_ads": 400.0,
+    "crm_webhook": 150.0,
+    "segment_webhook": 50.0,
+}
+E2E_T0 = 1_795_183_200  # 2026-11-20T14:00:00Z
+E2E_FAULT_SECONDS = 180
+
+
+def e2e_shapes(rotation: int) -> dict[str, Shape]:
+    """Every destination its own latency shape; rotations move each shape through the rates."""
+    return {d: SHAPES[(i + rotation) % len(SHAPES)] for i, d in enumerate(E2E_RATES)}
+
+
+def _opened(stdout: str) -> list[dict[str, object]]:
+    out = []
+    for raw in stdout.splitlines():
+        rec = orjson.loads(raw)
+        if rec.get("type") == "incident" and rec.get("state") == "open":
+            out.append(rec)
+    return out
+
+
+def _epoch(iso: object) -> float:
+    return datetime.fromisoformat(str(iso).replace("Z", "+00:00")).timestamp()
+
+
+def replay_run(rotation: int, minutes: float, tmp: Path) -> dict[str, object]:
+    """`observatory replay` of `minutes` of clean traffic at 3,000 lines/s (1 % failures),
+    then every latency of one destination x3 for 3 minutes. False alarms: any incident before
+    the fault, or on another destination."""
+    shapes = e2e_shapes(rotation)
+    target = list(E2E_RATES)[rotation % len(E2E_RATES)]
+    onset = E2E_T0 + int(minutes * 60)
+    log = tmp / "logs" / "forwarder.jsonl"
+    log.parent.mkdir(parents=True)
+    lines = write_history(
+        log,
+        E2E_RATES,
+        E2E_T0,
+        onset + E2E_FAULT_SECONDS,
+        shapes,
+        seed=rotation + 1,
+        slower=(target, onset, 3.0),
+    )
+    cfg = tmp / "config.toml"
+    cfg.write_text(config_toml(str(tmp / "obs.duckdb"), str(log.parent / "*.jsonl"), "3m"))
+    began = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "observatory", "replay", "--config", str(cfg)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    seconds = time.perf_counter() - began
+    opened = _opened(proc.stdout)
+    false = [
+        f"{o['destination']}:{o['detector']}"
+        for o in opened
+        if o["destination"] != target or _epoch(o["detected_at"]) <= onset
+    ]
+    hits = [o for o in opened if o["destination"] == target and _epoch(o["detected_at"]) > onset]
+    delay = _epoch(hits[0]["detected_at"]) - onset if hits else None
+    return {
+        "rotation": rotation,
+        "lines": lines,
+        "seconds": seconds,
+        "target": target,
+        "shape": shapes[target],
+        "rate": E2E_RATES[target],
+        "delay": delay,
+        "detector": hits[0]["detector"] if hits else None,
+        "false": false,
+    }
+
+
+def live_run(rotation: int, minutes: float, tmp: Path) -> dict[str, object]:
+    """`observatory watch` following a file written in real time at 3,000 lines/s (1 %
+    failures), from a cold start (3-minute warm-up) for `minutes`: every incident is false."""
+    shapes = e2e_shapes(rotation)
+    logs = tmp / "logs"
+    logs.mkdir()
+    cfg = tmp / "config.toml"
+    db = tmp / "obs.duckdb"
+    cfg.write_text(config_toml(str(db), str(logs / "*.jsonl"), "3m"))
+    writer = LineWriter(logs / "forwarder.jsonl", E2E_RATES, seed=rotation + 5, shapes=shapes)
+    writer.error_share = 0.01
+    writer.start()
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "observatory",
+            "watch",
+            "--config",
+            str(cfg),
+            "--duration",
+            str(minutes * 60),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    writer.stop()
+    opened = _opened(proc.stdout)
+    with duckdb.connect(str(db), read_only=True) as con:
+        row = con.execute("SELECT count(*) FROM events").fetchone()
+    stored = int(row[0]) if row else 0
+    return {
+        "rotation": rotation,
+        "minutes": minutes,
+        "written": writer.written,
+        "stored": stored,
+        "false": [f"{o['destination']}:{o['detector']}@{o['detected_at']}" for o in opened],
+        "exit": proc.returncode,
+    }
+
+
+def e2e(replays: int, replay_minutes: float, lives: int, live_minutes: float) -> list[str]:
+    """Run and print the end-to-end rows; the targets missed."""
+    failures: list[str] = []
+    rates = ", ".join(f"{d} {r:g}/s" for d, r in E2E_RATES.items())
+    print(f"end to end, through log lines and DuckDB: {rates}; 1 % failures")
+    if replays:
+        print(
+            f"replay: {replay_minutes:g} min clean, then one destination's latencies x3 for "
+            f"{E2E_FAULT_SECONDS // 60} min (target: caught <= 5 s, no other incident)"
+        )
+        print(
+            f"{'run':>3} {'lines':>9} {'replay s':>8}  {'latency x3 on':<30} {'delay':>5}  "
+            "false alarms  shapes"
+        )
+    for rotation in range(replays):
+        with tempfile.TemporaryDirectory() as td:
+            r = replay_run(rotation, replay_minutes, Path(td))
+        delay = r["delay"]
+        where = f"{r['target']} ({r['shape']}, {r['rate']:g}/s)"
+        shapes = " ".join(f"{s[:5]}" for s in e2e_shapes(rotation).values())
+        print(
+            f"{rotation + 1:>3} {r['lines']:>9,} {r['seconds']:>8.1f}  {where:<30} "
+            f"{'-' if delay is None else f'{delay:.0f}':>5}  {len(r['false']):>12}  {shapes} "
+            f"{' '.join(r['false'])}"
+        )
+        if r["false"]:
+            failures.append(f"replay {rotation + 1}: false alarms {r['false']}")
+        if delay is None or delay > 5.0 or r["detector"] != "latency":
+            failures.append(f"replay {rotation + 1}: latency x3 on {where}: delay {delay}")
+    if lives:
+        print(f"live: observatory watch for {live_minutes:g} min from a cold start (target: none)")
+        print(f"{'run':>3} {'written':>9} {'stored':>9} {'incidents':>9}  shapes")
+    for rotation in range(lives):
+        with tempfile.TemporaryDirectory() as td:
+            r = live_run(rotation, live_minutes, Path(td))
+        shapes = " ".join(f"{s[:5]}" for s in e2e_shapes(rotation).values())
+        print(
+            f"{rotation + 1:>3} {r['written']:>9,} {r['stored']:>9,} {len(r['false']):>9}  "
+            f"{shapes} {' '.join(r['false'])}"
+        )
+        if r["false"]:
+            failures.append(f"live {rotation + 1}: false alarms {r['false']}")
+        if r["exit"] not in (0,):
+            failures.append(f"live {rotation + 1}: watch exited {r['exit']}")
+    print()
+    return failures
+
+
 def fmt(values: list[float | None], digits: int = 0) -> str:
     return " ".join("-" if v is None else f"{v:.{digits}f}" for v in values)
 
@@ -191,6 +375,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=3, help="seeds per fault and rate")
     parser.add_argument("--fa-seeds", type=int, default=8, help="2-hour fault-free runs")
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--replays", type=int, default=5, help="end-to-end replay runs")
+    parser.add_argument("--replay-minutes", type=float, default=15.0)
+    parser.add_argument("--lives", type=int, default=1, help="end-to-end live runs (watch)")
+    parser.add_argument("--live-minutes", type=float, default=6.0)
     args = parser.parse_args(argv)
     began = time.perf_counter()
 
@@ -292,6 +480,7 @@ def main(argv: list[str] | None = None) -> int:
             if opened:
                 failures.append(f"{shape} ({noise}): {len(opened)} false alarm(s): {opened}")
     print()
+    failures += e2e(args.replays, args.replay_minutes, args.lives, args.live_minutes)
     print(f"wall time {time.perf_counter() - began:.1f} s ({args.jobs} processes)")
     if failures:
         print("\nTARGETS MISSED:")

@@ -180,6 +180,7 @@ class LineWriter:
     first_fault_write: dict[str, float] = field(default_factory=dict)  # dest -> wall time
     written: int = 0
     shapes: dict[str, Shape] = field(default_factory=dict)  # latency shape per destination
+    error_share: float = 0.0  # share of ordinary failed lines (503s) outside any fault
 
     def __post_init__(self) -> None:
         self._stop = threading.Event()
@@ -214,7 +215,14 @@ class LineWriter:
                     while due[dest] <= now:
                         if fault != "silence":
                             ms = latencies.next(dest)
-                            chunk.append(line(dest, due[dest], rng, fault, ms))
+                            kind = fault
+                            if (
+                                kind is None
+                                and self.error_share
+                                and rng.random() < self.error_share
+                            ):
+                                kind = "failure"
+                            chunk.append(line(dest, due[dest], rng, kind, ms))
                             if fault is not None:
                                 bad.append(dest)
                         due[dest] += rng.expovariate(rate)

@@ -20,7 +20,8 @@ import numpy as np
 from observatory import latency_shapes
 from observatory.engine.counts import SecondCounts, bin_floor_ms, latency_bin
 
-FaultKind = Literal["failures", "rate_limit", "silence", "volume", "latency"]
+FaultKind = Literal["failures", "rate_limit", "silence", "volume", "latency", "timeouts"]
+TIMEOUT_MS = 30_000.0  # a timed-out request's latency
 
 # background outcome probabilities of an attempt
 P_FAILED = 0.003
@@ -35,7 +36,8 @@ class Fault:
 
     ``level``: failures / rate_limit: the share of attempts that fail / get a 429 (1.0 = all);
     volume: the factor on the event rate (0.5 = half); latency: the factor on latencies;
-    silence: ignored (no events at all).
+    timeouts: the share of events that take ``TIMEOUT_MS`` instead (a tail fault, the bulk
+    unchanged); silence: ignored (no events at all).
     """
 
     kind: FaultKind
@@ -140,6 +142,7 @@ class Traffic:
             delivered, failed, rejected, limited = (int(x) for x in self._counts[name][i])
             n = delivered + failed + rejected + limited
             factor = 1.0
+            timeouts = 0.0
             for fault in self.faults:
                 if fault.destination != name or not fault.active(sec):
                     continue
@@ -153,6 +156,8 @@ class Traffic:
                         limited += hit
                 elif fault.kind == "latency":
                     factor *= fault.level
+                elif fault.kind == "timeouts":
+                    timeouts = fault.level
             burst = self._bursts.get((name, i))
             if n == 0 and burst is None:
                 out.append(SecondCounts(name, sec))
@@ -162,9 +167,12 @@ class Traffic:
             top = total = 0.0
             if n:
                 probs, mean = latency_shapes.bin_probabilities(shape, factor)
-                drawn = self._rng.multinomial(n, probs)
+                slow = int(self._rng.binomial(n, timeouts)) if timeouts else 0
+                drawn = self._rng.multinomial(n - slow, probs)
                 hist = {int(b): int(drawn[b]) for b in np.flatnonzero(drawn)}
-                total = mean * n
+                total = mean * (n - slow) + TIMEOUT_MS * slow
+                if slow:
+                    hist[latency_bin(TIMEOUT_MS)] = slow
                 top = bin_floor_ms(max(hist)) * 1.1
             counts = SecondCounts(
                 name,
