@@ -155,7 +155,8 @@ def compile_source(src: SourceConfig, vendors: dict[str, str]) -> SourceSQL:
     ts_key = sql_str(fields.get("ts", "ts"))
     dest_key = sql_str(fields.get("destination", "destination"))
     reason = (
-        f"CASE WHEN NOT parsed THEN {sql_str(extraction.unparsed_reason)} "
+        "CASE WHEN NOT parsed THEN "
+        f"coalesce({extraction.unparsed_detail}, {sql_str(extraction.unparsed_reason)}) "
         f"WHEN ({extraction.shape_reason}) IS NOT NULL THEN {extraction.shape_reason} "
         f"WHEN ts_txt IS NULL THEN 'missing field ts (' || {ts_key} || ')' "
         "WHEN ts IS NULL THEN 'unparseable or implausible timestamp: ' || left(ts_txt, 64) "

@@ -20,6 +20,10 @@ class Extraction:
 
     select: str
     unparsed_reason: str
+    # Optional SQL over `line` giving a more precise reason for a line that did not parse
+    # (only evaluated for those), e.g. the syntax error in it; NULL falls back to
+    # `unparsed_reason`.
+    unparsed_detail: str = "NULL"
     # Optional SQL over `line` giving a more precise reason for a parsed line that still
     # has no fields (only evaluated for rejects), e.g. valid JSON that is not an object.
     shape_reason: str = "NULL"
