@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Any
 
+import duckdb
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.message import Message
-from textual.screen import Screen
 from textual.widgets import DataTable, Input, OptionList, Static, TextArea, Tree
 
 from observatory.query import first_line
@@ -26,6 +25,7 @@ from observatory.ui.queries import (
     run_console_sql,
     schema,
 )
+from observatory.ui.screens.base import ObservatoryScreen
 from observatory.ui.text import clean, literal
 from observatory.ui.widgets.footer import KeyFooter
 
@@ -35,7 +35,7 @@ DEFAULT_SQL = (
 )
 
 
-class SqlScreen(Screen[None]):
+class SqlScreen(ObservatoryScreen):
     """Read-only SQL on the captured data, run by a thread worker on a read cursor."""
 
     BINDINGS = [
@@ -75,7 +75,8 @@ class SqlScreen(Screen[None]):
         self.exports = 0
         self.history = SqlHistory()
         self._history_pos: int | None = None
-        self._cursor: Any = None  # the running query's cursor (to interrupt it)
+        # the running query's cursor (to interrupt it)
+        self._cursor: duckdb.DuckDBPyConnection | None = None
         self._cursor_lock = threading.Lock()
         self.last_sql: str | None = None  # the SQL of the result on show
 
@@ -111,7 +112,7 @@ class SqlScreen(Screen[None]):
     @work(thread=True, exit_on_error=False, group="sql-schema")
     def load_schema(self) -> None:
         try:
-            with self.app.read_cursor() as cur:  # type: ignore[attr-defined]
+            with self.observatory.read_cursor() as cur:
                 tables = schema(cur)
         except Exception:
             tables = []
@@ -172,7 +173,7 @@ class SqlScreen(Screen[None]):
     @work(thread=True, exit_on_error=False, group="sql", exclusive=True)
     def run_sql(self, sql: str) -> None:
         try:
-            cur = self.app.read_cursor()  # type: ignore[attr-defined]
+            cur = self.observatory.read_cursor()
             with self._cursor_lock:
                 self._cursor = cur
             try:
@@ -256,7 +257,7 @@ class SqlScreen(Screen[None]):
     @work(thread=True, exit_on_error=False, group="sql-export")
     def export(self, sql: str, path: str) -> None:
         try:
-            with self.app.read_cursor() as cur:  # type: ignore[attr-defined]
+            with self.observatory.read_cursor() as cur:
                 rows = export_console_sql(cur, sql, path)
         except Exception as exc:
             self.post_message(self.Exported(f"export failed: {first_line(exc)}", True))
