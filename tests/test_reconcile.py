@@ -396,7 +396,7 @@ async def test_the_destination_screen_writes_the_missing_events(
 ) -> None:
     """`m` on a destination screen writes what `reconcile --output` would, while the TUI holds
     the database (which `reconcile` cannot open): exactly the missing events, as received."""
-    from test_ui_data import wait_for
+    from test_ui_data import settle, wait_for
 
     from observatory.ui.app import make_app
     from observatory.ui.screens.destination import DestinationScreen
@@ -409,7 +409,7 @@ async def test_the_destination_screen_writes_the_missing_events(
         app.push_screen(screen)
         await pilot.pause()
         await pilot.press("m")
-        await wait_for(pilot, lambda: screen.saves == 1)
+        await settle(pilot, screen)
         (written,) = tmp_path.glob(f"missing-{TIKTOK}-*.jsonl")
         shown = [n.message for n in app._notifications]
         assert f"{len(case.sets[TIKTOK]['missing'])} missing events written to {written}" in shown

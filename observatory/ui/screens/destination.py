@@ -63,8 +63,6 @@ class DestinationScreen(ObservatoryScreen):
     def __init__(self, destination: str) -> None:
         super().__init__()
         self.destination = destination
-        self.loads = 0  # finished loads (tests wait on it)
-        self.saves = 0  # finished `m` writes of the missing events
         self.failures: list[FailureRow] = []
 
     def compose(self) -> ComposeResult:
@@ -135,11 +133,9 @@ class DestinationScreen(ObservatoryScreen):
 
     def on_destination_screen_failed(self, event: Failed) -> None:
         self.query_one("#chart-range", Static).update(literal(event.error, "red"))
-        self.loads += 1
 
     def on_destination_screen_loaded(self, event: Loaded) -> None:
         d = event.detail
-        self.loads += 1
         for i, kind in enumerate(("delivered", "failed", "rate-limited"), start=1):
             series = self._series(d, i)
             self.query_one(f"#spark-{kind}", Sparkline).data = series
@@ -226,7 +222,6 @@ class DestinationScreen(ObservatoryScreen):
         self.post_message(self.Wrote(f"{n} missing event{'s' if n != 1 else ''} written to {path}"))
 
     def on_destination_screen_wrote(self, event: Wrote) -> None:
-        self.saves += 1
         self.notify(event.text, severity="error" if event.error else "information", markup=False)
 
     def action_focus_failures(self) -> None:

@@ -60,8 +60,6 @@ class IncidentsScreen(ObservatoryScreen):
     def __init__(self) -> None:
         super().__init__()
         self.incidents: list[Incident] = []
-        self.loads = 0  # finished list loads (tests wait on it)
-        self.actions = 0  # finished acknowledge/export actions
 
     def compose(self) -> ComposeResult:
         yield Static(Text("Incidents", style="bold"), classes="section")
@@ -99,7 +97,6 @@ class IncidentsScreen(ObservatoryScreen):
         table = self.query_one("#incident-list", DataTable)
         row = table.cursor_row
         self.incidents = event.incidents
-        self.loads += 1
         table.clear()
         for inc in event.incidents:
             state_style = {"open": "bold red", "acknowledged": "yellow"}.get(inc.state, "green")
@@ -231,7 +228,6 @@ class IncidentsScreen(ObservatoryScreen):
         # notify() renders markup; a path or error text may hold brackets, so escape it.
         from rich.markup import escape
 
-        self.actions += 1
         self.notify(escape(event.text), severity="error" if event.error else "information")
         if event.changed:
             self.load()

@@ -71,8 +71,6 @@ class SqlScreen(ObservatoryScreen):
     def __init__(self, sql: str = DEFAULT_SQL) -> None:
         super().__init__()
         self.initial_sql = sql
-        self.runs = 0  # finished runs (tests wait on these counters)
-        self.exports = 0
         self.history = SqlHistory()
         self._history_pos: int | None = None
         # the running query's cursor (to interrupt it)
@@ -199,7 +197,6 @@ class SqlScreen(ObservatoryScreen):
     def on_sql_screen_finished(self, event: Finished) -> None:
         status = self.query_one("#sql-status", Static)
         table = self.query_one("#results", DataTable)
-        self.runs += 1
         if event.error is not None:
             status.update(Text.assemble(("error: ", "bold red"), literal(event.error, "red")))
             status.add_class("-error")
@@ -265,7 +262,6 @@ class SqlScreen(ObservatoryScreen):
         self.post_message(self.Exported(f"exported {rows} rows to {path}", False))
 
     def on_sql_screen_exported(self, event: Exported) -> None:
-        self.exports += 1
         self.notify(
             clean(event.text), severity="error" if event.error else "information", markup=False
         )
