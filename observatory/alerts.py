@@ -44,6 +44,7 @@ import httpx
 import orjson
 
 from observatory.config import PAGERDUTY_EVENTS_URL, AlertConfig
+from observatory.durations import format_duration
 from observatory.incidents import SEVERITY_RANK, Change, Incident, iso
 
 __all__ = [
@@ -200,22 +201,6 @@ def slack_escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "—"
-    seconds = max(0.0, seconds)
-    if seconds < 10:
-        return f"{seconds:.1f}s"
-    whole = int(round(seconds))
-    if whole < 60:
-        return f"{whole}s"
-    minutes, secs = divmod(whole, 60)
-    if minutes < 60:
-        return f"{minutes}m {secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h {minutes:02d}m"
-
-
 def _number(value: Any) -> str:
     if isinstance(value, bool):
         return str(value).lower()
@@ -284,7 +269,7 @@ def slack_message(change: Change, *, escalated: bool = False) -> dict[str, Any]:
     headline = slack_escape(_clip(_headline(change), 600))
     text = f"{emoji} {label + ' ' if label else ''}{headline}"
     if change.kind == "resolved" and inc.resolved_at is not None:
-        text += f" (lasted {_duration(inc.resolved_at - inc.onset)})"
+        text += f" (lasted {format_duration(inc.resolved_at - inc.onset)})"
 
     def field(title: str, value: str) -> dict[str, str]:
         return {"type": "mrkdwn", "text": f"*{title}*\n{slack_escape(_clip(value, 400))}"}
@@ -296,7 +281,7 @@ def slack_message(change: Change, *, escalated: bool = False) -> dict[str, Any]:
         field("Severity", inc.severity),
         field("Onset", iso(inc.onset) or "—"),
         field("Detected", iso(inc.detected_at) or "—"),
-        field("Time to detect", _duration(inc.detected_at - inc.onset)),
+        field("Time to detect", format_duration(inc.detected_at - inc.onset)),
         field("Impact", _impact_text(inc.impact)),
     ]
     if inc.acknowledged_at is not None:

@@ -25,7 +25,6 @@ from observatory.export import (
     MAX_POINTS,
     chart_data,
     export_incident,
-    fmt_duration,
     md_escape,
 )
 from observatory.incident_store import acknowledge, load_incident, save_incident
@@ -289,13 +288,6 @@ def test_an_ongoing_silence_exports_too(con: Any) -> None:
     assert "so far (ongoing)" in md
     page = export(con, "html", detector="silence", state="open", resolved_at=None)
     assert "incident (ongoing)" in page and "last data" in page
-
-
-def test_durations() -> None:
-    assert fmt_duration(14.2) == "14.2 s"
-    assert fmt_duration(245) == "4 min 05 s"
-    assert fmt_duration(2 * 3600 + 7 * 60 + 5) == "2 h 07 min"
-    assert fmt_duration(None) == "n/a"
 
 
 # ------------------------------------------------------------------------- the CLI

@@ -19,6 +19,7 @@ from textual.widgets import DataTable, Sparkline, Static
 from observatory.backup.reconcile import write_missing
 from observatory.config import BackupConfig
 from observatory.drift import DestinationDrift
+from observatory.durations import format_duration
 from observatory.query import first_line
 from observatory.ui.driver import Snapshot
 from observatory.ui.queries import (
@@ -291,5 +292,5 @@ def backup_text(row: dict[str, Any] | None, configured: bool) -> Text:
     lost_in = row.get("lost_in_s")
     if lost_in is not None and row.get("failing"):
         text.append("  retry window ends in ", style="dim")
-        text.append(f"{max(0, int(lost_in)) // 60} min", style="yellow")
+        text.append(format_duration(max(0.0, lost_in)), style="yellow")
     return text
