@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import email.utils
 import hashlib
 import logging
 import os
@@ -37,7 +36,6 @@ import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Iterable
-from datetime import UTC, datetime
 from typing import Any, Protocol, TextIO, runtime_checkable
 
 import httpx
@@ -46,6 +44,7 @@ import orjson
 from observatory.config import PAGERDUTY_EVENTS_URL, AlertConfig
 from observatory.durations import format_duration
 from observatory.incidents import SEVERITY_RANK, Change, Incident, iso
+from observatory.retry_after import parse_retry_after
 
 __all__ = [
     "AlertDeliveryError",
@@ -376,26 +375,6 @@ def pagerduty_event(change: Change, routing_key: str) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------
 
 
-def _retry_after(value: str | None) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date), or None."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - datetime.now(UTC)).total_seconds()
-    if seconds != seconds:  # NaN
-        return None
-    return min(max(0.0, seconds), RETRY_AFTER_CAP)
-
-
 class _HttpSink:
     """A sink that POSTs JSON to a secret URL with a sync httpx client (one per sink, created
     in and used only by the sink's worker thread)."""
@@ -437,8 +416,10 @@ class _HttpSink:
         status = response.status_code
         if 200 <= status < 300:
             return
-        retry_after = (
-            _retry_after(response.headers.get("retry-after")) if status in (429, 503) else None
+        retry_after = (  # capped at RETRY_AFTER_CAP where the dispatcher waits
+            parse_retry_after(response.headers.get("retry-after"), time.time())
+            if status in (429, 503)
+            else None
         )
         permanent = 400 <= status < 500 and status not in (408, 409, 425, 429)
         try:
