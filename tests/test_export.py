@@ -23,6 +23,7 @@ import pytest
 
 from observatory.export import (
     MAX_POINTS,
+    Format,
     chart_data,
     export_incident,
     md_escape,
@@ -108,9 +109,9 @@ def con(db: Path) -> Any:
     c.close()
 
 
-def export(con: Any, fmt: str, **overrides: Any) -> str:
+def export(con: Any, fmt: Format, **overrides: Any) -> str:
     inc = make_incident(**overrides) if overrides else load_incident(con, "3f2a")
-    return export_incident(con, inc, fmt)  # type: ignore[arg-type]
+    return export_incident(con, inc, fmt)
 
 
 # ------------------------------------------------------------------------- markdown

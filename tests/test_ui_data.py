@@ -18,7 +18,7 @@ from textual.worker import Worker, WorkerFailed
 
 from observatory.config import load_config
 from observatory.ingest import ingest_files, plan_files
-from observatory.loadgen import config_toml, line
+from observatory.loadgen import Fault, config_toml, line
 from observatory.runtime import Runtime
 from observatory.store import Store
 from observatory.ui.app import ObservatoryApp, make_app
@@ -40,12 +40,12 @@ def write_lines(path: Path, incident: bool, odd_names: bool) -> None:
     for dest, rate in rates.items():
         t = BASE + rng.expovariate(rate)
         while t < NOW:
-            fault = None
+            fault: Fault | None = None
             if incident and dest == "tiktok_conversions" and t >= NOW - 90:
                 fault = "rate_limit" if rng.random() < 0.8 else None
             elif dest == "meta_capi" and rng.random() < 0.01:
                 fault = "failure"
-            out.append((t, line(dest, t, rng, fault)))  # type: ignore[arg-type]
+            out.append((t, line(dest, t, rng, fault)))
             t += rng.expovariate(rate)
     out.sort()
     path.write_bytes(b"".join(b for _, b in out))
