@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import email.utils
 import hashlib
 import logging
 import os
@@ -37,14 +36,15 @@ import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Iterable
-from datetime import UTC, datetime
 from typing import Any, Protocol, TextIO, runtime_checkable
 
 import httpx
 import orjson
 
 from observatory.config import PAGERDUTY_EVENTS_URL, AlertConfig
+from observatory.durations import format_duration
 from observatory.incidents import SEVERITY_RANK, Change, Incident, iso
+from observatory.retry_after import parse_retry_after
 
 __all__ = [
     "AlertDeliveryError",
@@ -200,22 +200,6 @@ def slack_escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "—"
-    seconds = max(0.0, seconds)
-    if seconds < 10:
-        return f"{seconds:.1f}s"
-    whole = int(round(seconds))
-    if whole < 60:
-        return f"{whole}s"
-    minutes, secs = divmod(whole, 60)
-    if minutes < 60:
-        return f"{minutes}m {secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h {minutes:02d}m"
-
-
 def _number(value: Any) -> str:
     if isinstance(value, bool):
         return str(value).lower()
@@ -284,7 +268,7 @@ def slack_message(change: Change, *, escalated: bool = False) -> dict[str, Any]:
     headline = slack_escape(_clip(_headline(change), 600))
     text = f"{emoji} {label + ' ' if label else ''}{headline}"
     if change.kind == "resolved" and inc.resolved_at is not None:
-        text += f" (lasted {_duration(inc.resolved_at - inc.onset)})"
+        text += f" (lasted {format_duration(inc.resolved_at - inc.onset)})"
 
     def field(title: str, value: str) -> dict[str, str]:
         return {"type": "mrkdwn", "text": f"*{title}*\n{slack_escape(_clip(value, 400))}"}
@@ -296,7 +280,7 @@ def slack_message(change: Change, *, escalated: bool = False) -> dict[str, Any]:
         field("Severity", inc.severity),
         field("Onset", iso(inc.onset) or "—"),
         field("Detected", iso(inc.detected_at) or "—"),
-        field("Time to detect", _duration(inc.detected_at - inc.onset)),
+        field("Time to detect", format_duration(inc.detected_at - inc.onset)),
         field("Impact", _impact_text(inc.impact)),
     ]
     if inc.acknowledged_at is not None:
@@ -391,26 +375,6 @@ def pagerduty_event(change: Change, routing_key: str) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------
 
 
-def _retry_after(value: str | None) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date), or None."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - datetime.now(UTC)).total_seconds()
-    if seconds != seconds:  # NaN
-        return None
-    return min(max(0.0, seconds), RETRY_AFTER_CAP)
-
-
 class _HttpSink:
     """A sink that POSTs JSON to a secret URL with a sync httpx client (one per sink, created
     in and used only by the sink's worker thread)."""
@@ -452,8 +416,10 @@ class _HttpSink:
         status = response.status_code
         if 200 <= status < 300:
             return
-        retry_after = (
-            _retry_after(response.headers.get("retry-after")) if status in (429, 503) else None
+        retry_after = (  # capped at RETRY_AFTER_CAP where the dispatcher waits
+            parse_retry_after(response.headers.get("retry-after"), time.time())
+            if status in (429, 503)
+            else None
         )
         permanent = 400 <= status < 500 and status not in (408, 409, 425, 429)
         try:

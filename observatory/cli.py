@@ -12,11 +12,15 @@ import sys
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, ParamSpec, TypeVar
 
 import click
 
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
+
+if TYPE_CHECKING:
+    from observatory.export import Format
 
 CONFIG_HELP = "Config file (default ./config.toml)."
 DB_HELP = "DuckDB file (default: the config's storage.db)."
@@ -28,11 +32,11 @@ def fail(message: str, code: int = 1) -> NoReturn:
     sys.exit(code)
 
 
-def handle_errors(func: F) -> F:
+def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
     """Config errors exit 2 with the key; other expected failures exit 1, on one line."""
 
     @wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         from observatory.config import ConfigError
 
         try:
@@ -60,7 +64,7 @@ def handle_errors(func: F) -> F:
 
             fail(_locked(str(exc)) or first_line(exc), 1)
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper
 
 
 def _locked(error: str) -> str | None:
@@ -393,7 +397,7 @@ def incidents(db: str | None, config_path: str | None, fmt: str) -> None:
 @click.option("--output", type=click.Path(), help="Write to this file (default stdout).")
 @handle_errors
 def export(
-    incident_id: str, db: str | None, config_path: str | None, fmt: str, output: str | None
+    incident_id: str, db: str | None, config_path: str | None, fmt: Format, output: str | None
 ) -> None:
     """Export an incident timeline for the postmortem.
 
@@ -417,7 +421,7 @@ def export(
     except QueryError as exc:
         fail(str(exc), exc.exit_code)
     try:
-        text = export_incident(con, load_incident(con, incident_id), fmt)  # type: ignore[arg-type]
+        text = export_incident(con, load_incident(con, incident_id), fmt)
     except IncidentLookupError as exc:
         fail(str(exc))
     except duckdb.CatalogException:

@@ -27,6 +27,7 @@ from typing import Any, Literal
 import duckdb
 import orjson
 
+from observatory.durations import format_duration
 from observatory.incidents import Incident, iso
 
 Format = Literal["md", "json", "csv", "html"]
@@ -115,19 +116,6 @@ def _csv_cell(text: Any) -> str:
 
 
 # --------------------------------------------------------------------------- formatting
-
-
-def fmt_duration(seconds: float | None) -> str:
-    """12.3 s, 4 min 05 s, 2 h 07 min."""
-    if seconds is None or math.isnan(seconds):
-        return "n/a"
-    sign = "-" if seconds < 0 else ""
-    s = abs(seconds)
-    if s < 60:
-        return f"{sign}{s:.1f} s"
-    if s < 3600:
-        return f"{sign}{int(s // 60)} min {int(s % 60):02d} s"
-    return f"{sign}{int(s // 3600)} h {int(s % 3600 // 60):02d} min"
 
 
 def fmt_time(ts: float | None) -> str:
@@ -387,7 +375,10 @@ def impact_rows(
             rows.append((name, f"{counted.get(key, 0):,} (counted from captured events)"))
     duration = window.end - window.start
     rows.append(
-        ("Duration", fmt_duration(duration) + (" so far (ongoing)" if window.ongoing else ""))
+        (
+            "Duration",
+            format_duration(duration, long=True) + (" so far (ongoing)" if window.ongoing else ""),
+        )
     )
     rows += [(label(k), fmt_value(v, k)) for k, v in impact.items() if k not in shown]
     return rows
@@ -403,7 +394,7 @@ def _not_delivered_estimate(
         return "unknown (no deliveries captured before the onset)"
     expected = before / PRE_ONSET_S * (window.end - window.start)
     lost = max(0, round(expected - counted.get("delivered", 0)))
-    baseline = _step_text(int(PRE_ONSET_S))
+    baseline = format_duration(PRE_ONSET_S, long=True, coarse=True)
     return f"≈ {lost:,} (from captured events; baseline: the {baseline} before the onset)"
 
 
@@ -461,8 +452,8 @@ def action_items(incident: Incident, evidence: dict[str, Any], ttd: float) -> li
     items += [
         "Re-send the conversions that were not delivered (observatory reconcile) within the "
         "platform's attribution window.",
-        f"Time to detect was {fmt_duration(ttd)}: check the alert reached the on-call person "
-        "and that the runbook step was clear.",
+        f"Time to detect was {format_duration(ttd, long=True)}: check the alert reached the "
+        "on-call person and that the runbook step was clear.",
         "Tell the advertisers and campaign owners whose optimisation ran without conversions.",
     ]
     return items
@@ -490,7 +481,8 @@ def build_document(
                 ("Onset", fmt_time(incident.onset)),
                 (
                     "Duration",
-                    fmt_duration(window.end - window.start) + (" so far" if window.ongoing else ""),
+                    format_duration(window.end - window.start, long=True)
+                    + (" so far" if window.ongoing else ""),
                 ),
             ]
         )
@@ -507,7 +499,7 @@ def build_document(
                 ("Detector", f"{detectors[0]}" + (f" (then also {others})" if others else "")),
                 ("Onset (estimated)", fmt_time(incident.onset)),
                 ("Detected at", fmt_time(incident.detected_at)),
-                ("Time to detect", fmt_duration(ttd)),
+                ("Time to detect", format_duration(ttd, long=True)),
                 (
                     "Acknowledged at",
                     fmt_time(incident.acknowledged_at)
@@ -522,7 +514,7 @@ def build_document(
                 ),
                 (
                     "Time to resolve (detected to resolved)",
-                    fmt_duration(ttr) if ttr is not None else "n/a (not resolved)",
+                    format_duration(ttr, long=True) if ttr is not None else "n/a (not resolved)",
                 ),
                 ("Flaps (re-fired within 15 min)", f"{incident.flaps:,}"),
             ]
@@ -785,12 +777,6 @@ def _nice_ceiling(value: float) -> tuple[float, float]:
     return math.ceil(value / step - 1e-9) * step, step
 
 
-def _step_text(step: int) -> str:
-    if step < 60:
-        return f"{step} s"
-    return f"{step // 60} min" if step < 3600 else f"{step // 3600} h"
-
-
 def _anchor(xx: float, left: float, right: float, width: float) -> str:
     """Text anchor for a label at `xx` about `width` wide, kept inside [left, right]."""
     if xx - left < width / 2:
@@ -816,6 +802,7 @@ def render_chart(data: ChartData, incident: Incident, window: Window) -> str:
     left, right, top, bottom = 76, W - 28, 78, H - 58
     pw, ph = right - left, bottom - top
     t0, t1 = float(data.start), float(data.end)
+    bucket = format_duration(data.step, long=True, coarse=True)  # "2 s", "1 min"
 
     def x(t: float) -> float:
         return left + (min(max(t, t0), t1) - t0) / (t1 - t0) * pw
@@ -856,7 +843,7 @@ def render_chart(data: ChartData, incident: Incident, window: Window) -> str:
             f'<text x="{left - 8}" y="{yy + 4:.1f}" text-anchor="end" fill="#424a53">'
             f"{_num(v, ystep)}</text>"
         )
-    unit = "events/s" if data.step == 1 else f"events/s (mean per {_step_text(data.step)})"
+    unit = "events/s" if data.step == 1 else f"events/s (mean per {bucket})"
     out.append(
         f'<text transform="translate(18 {top + ph / 2:.0f}) rotate(-90)" text-anchor="middle" '
         f'fill="#424a53">{html_escape(unit)}</text>'
@@ -916,7 +903,7 @@ def render_chart(data: ChartData, incident: Incident, window: Window) -> str:
             f'fill="#991b1b" font-weight="600">{end_label} {_hms(window.end)}</text>'
         )
     xd = x(incident.detected_at)
-    ttd = fmt_duration(incident.detected_at - incident.onset)
+    ttd = format_duration(incident.detected_at - incident.onset, long=True)
     out.append(
         f'<line x1="{xd:.1f}" x2="{xd:.1f}" y1="{top}" y2="{bottom}" stroke="#6d28d9" '
         'stroke-width="2" stroke-dasharray="6 4"/>'
@@ -957,7 +944,7 @@ def render_chart(data: ChartData, incident: Incident, window: Window) -> str:
     out.append("</svg>")
     caption = (
         f"Events per second at {dest}, {_hms(t0)} to {_hms(t1)} UTC"
-        + ("" if data.step == 1 else f", mean over {_step_text(data.step)} buckets")
+        + ("" if data.step == 1 else f", mean over {bucket} buckets")
         + ". Failed includes rejected."
     )
     return f"<figure>{''.join(out)}<figcaption>{caption}</figcaption></figure>"
@@ -1011,7 +998,7 @@ def incidents_table(incidents: list[Incident]) -> str:
             ",".join(_detectors(inc)),
             _short_time(inc.onset),
             _short_time(inc.detected_at),
-            fmt_duration(inc.detected_at - inc.onset),
+            format_duration(inc.detected_at - inc.onset, long=True),
             _short_time(inc.resolved_at),
         )
         for inc in incidents

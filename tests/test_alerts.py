@@ -630,7 +630,7 @@ def test_publish_never_raises_and_foreign_errors_are_redacted(
     flaky = Flaky()
     sink: AlertSink = flaky
     dispatcher = AlertDispatcher([sink], max_attempts=2, backoff=0.01)
-    dispatcher.publish(Change("open", None))  # type: ignore[arg-type]
+    dispatcher.publish(Change("open", None))  # type: ignore[arg-type]  # a broken change, on purpose
     dispatcher.start()
     dispatcher.publish(Change("open", incident()))
     dispatcher.close()

@@ -87,7 +87,7 @@ def test_every_command_has_help_with_an_example(command: str) -> None:
 def test_the_group_lists_every_command() -> None:
     result = CliRunner().invoke(main, ["--help"])
     assert result.exit_code == 0
-    listed = set(main.commands)  # type: ignore[attr-defined]
+    listed = set(main.commands)
     assert set(COMMANDS) <= listed
     for command in COMMANDS:
         assert command in result.output

@@ -23,9 +23,9 @@ import pytest
 
 from observatory.export import (
     MAX_POINTS,
+    Format,
     chart_data,
     export_incident,
-    fmt_duration,
     md_escape,
 )
 from observatory.incident_store import acknowledge, load_incident, save_incident
@@ -109,9 +109,9 @@ def con(db: Path) -> Any:
     c.close()
 
 
-def export(con: Any, fmt: str, **overrides: Any) -> str:
+def export(con: Any, fmt: Format, **overrides: Any) -> str:
     inc = make_incident(**overrides) if overrides else load_incident(con, "3f2a")
-    return export_incident(con, inc, fmt)  # type: ignore[arg-type]
+    return export_incident(con, inc, fmt)
 
 
 # ------------------------------------------------------------------------- markdown
@@ -289,13 +289,6 @@ def test_an_ongoing_silence_exports_too(con: Any) -> None:
     assert "so far (ongoing)" in md
     page = export(con, "html", detector="silence", state="open", resolved_at=None)
     assert "incident (ongoing)" in page and "last data" in page
-
-
-def test_durations() -> None:
-    assert fmt_duration(14.2) == "14.2 s"
-    assert fmt_duration(245) == "4 min 05 s"
-    assert fmt_duration(2 * 3600 + 7 * 60 + 5) == "2 h 07 min"
-    assert fmt_duration(None) == "n/a"
 
 
 # ------------------------------------------------------------------------- the CLI

@@ -111,7 +111,7 @@ def test_a_failed_save_outside_a_transaction_leaves_nothing_half_written(store: 
     inc = make_incident("a1")
     save_incident(store.con, inc)
     broken = make_incident("a1", severity="warning")
-    broken.timeline.append(TimelineEntry(T0 + 700, None, "no kind"))  # type: ignore[arg-type]
+    broken.timeline.append(TimelineEntry(T0 + 700, None, "no kind"))  # type: ignore[arg-type]  # on purpose
     with pytest.raises(duckdb.Error):
         save_incident(store.con, broken)
     assert not in_transaction(store.con)

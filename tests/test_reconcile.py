@@ -359,7 +359,10 @@ def test_format_table_and_parse_since() -> None:
     row: dict[str, Any] = {"destination": "d", "failing": 2, "lost": 0, "lost_in_s": 5400.0}
     row.update({k: i for i, k in enumerate(COUNT_KEYS)})
     text = format_table([row])
-    assert text.splitlines()[1].split() == ["d", "0", "1", "2", "3", "4", "5", "2", "0", "1h30m"]
+    assert text.splitlines()[1].split(maxsplit=9) == [
+        *["d", "0", "1", "2", "3", "4", "5", "2", "0"],
+        "1h 30m",
+    ]
     assert parse_since("2h", now=10_000.0) == 10_000.0 - 7200
     assert parse_since("2024-05-01T12:00:00Z") == parse_since("2024-05-01T12:00:00")
     assert parse_since("2024-05-01T14:00:00+02:00") == parse_since("2024-05-01T12:00:00Z")
@@ -396,7 +399,7 @@ async def test_the_destination_screen_writes_the_missing_events(
 ) -> None:
     """`m` on a destination screen writes what `reconcile --output` would, while the TUI holds
     the database (which `reconcile` cannot open): exactly the missing events, as received."""
-    from test_ui_data import wait_for
+    from test_ui_data import settle, wait_for
 
     from observatory.ui.app import make_app
     from observatory.ui.screens.destination import DestinationScreen
@@ -409,7 +412,7 @@ async def test_the_destination_screen_writes_the_missing_events(
         app.push_screen(screen)
         await pilot.pause()
         await pilot.press("m")
-        await wait_for(pilot, lambda: screen.saves == 1)
+        await settle(pilot, screen)
         (written,) = tmp_path.glob(f"missing-{TIKTOK}-*.jsonl")
         shown = [n.message for n in app._notifications]
         assert f"{len(case.sets[TIKTOK]['missing'])} missing events written to {written}" in shown

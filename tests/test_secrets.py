@@ -207,13 +207,11 @@ def test_probe_token_appears_nowhere(
     db = str(tmp_path / "obs.duckdb")
     with duckdb.connect(db, read_only=True) as con:
         tables = [r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()]
-        assert con.execute("SELECT count(*) FROM probes").fetchone()[0] >= 10  # type: ignore[index]
-        assert (
-            con.execute(
-                "SELECT count(*) FROM probes WHERE NOT ok AND status = 'connection refused'"
-            ).fetchone()[0]
-            > 0
-        )  # type: ignore[index]
+        [(probes,)] = con.execute("SELECT count(*) FROM probes").fetchall()
+        assert probes >= 10
+        refused_sql = "SELECT count(*) FROM probes WHERE NOT ok AND status = 'connection refused'"
+        [(refused,)] = con.execute(refused_sql).fetchall()
+        assert refused > 0
     assert {"probes", "incidents", "incident_timeline", "events"} <= set(tables)
 
     for table in tables:

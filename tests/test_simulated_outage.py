@@ -105,7 +105,7 @@ def test_watch_catches_the_simulated_tiktok_outage_with_status_page_evidence(
         t
         for t, r in tiktok
         if r["detector"] == "rate_limit"
-        or "rate_limit" in (r.get("evidence") or {}).get("detectors", {})  # type: ignore[union-attr]
+        or "rate_limit" in (r.get("evidence") or {}).get("detectors", {})  # type: ignore[attr-defined]  # r: a JSON line
     ]
     assert rate_limited, tiktok
     assert LIMIT_AT <= rate_limited[0] <= LIMIT_AT + 5 + 1.0, rate_limited[0]

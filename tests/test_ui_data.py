@@ -3,6 +3,7 @@ once per session into a DuckDB file that each test copies, then replayed in even
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import shutil
@@ -11,13 +12,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from textual.pilot import Pilot
+from textual.widget import Widget
+from textual.worker import Worker, WorkerFailed
 
 from observatory.config import load_config
 from observatory.ingest import ingest_files, plan_files
-from observatory.loadgen import config_toml, line
+from observatory.loadgen import Fault, config_toml, line
 from observatory.runtime import Runtime
 from observatory.store import Store
 from observatory.ui.app import ObservatoryApp, make_app
+from observatory.ui.screens.incidents import IncidentsScreen
 
 BASE = 1_700_000_000.0  # 2023-11-14T22:13:20Z
 SPAN = 900.0
@@ -35,12 +40,12 @@ def write_lines(path: Path, incident: bool, odd_names: bool) -> None:
     for dest, rate in rates.items():
         t = BASE + rng.expovariate(rate)
         while t < NOW:
-            fault = None
+            fault: Fault | None = None
             if incident and dest == "tiktok_conversions" and t >= NOW - 90:
                 fault = "rate_limit" if rng.random() < 0.8 else None
             elif dest == "meta_capi" and rng.random() < 0.01:
                 fault = "failure"
-            out.append((t, line(dest, t, rng, fault)))  # type: ignore[arg-type]
+            out.append((t, line(dest, t, rng, fault)))
             t += rng.expovariate(rate)
     out.sort()
     path.write_bytes(b"".join(b for _, b in out))
@@ -128,17 +133,64 @@ def make_ui(datasets: dict[str, Path], tmp_path: Path, monkeypatch: pytest.Monke
     return lambda name: app_on(datasets[name], tmp_path)
 
 
-async def wait_for(pilot: object, predicate: Callable[[], bool], timeout: float = 20.0) -> None:
-    """Let the app run until `predicate()` holds (workers finish) or fail after `timeout`."""
-    import asyncio
-
+async def wait_for(pilot: Pilot[Any], predicate: Callable[[], bool], timeout: float = 20.0) -> None:
+    """Let the app run until `predicate()` holds (a state the user sees) or fail after
+    `timeout`."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while not predicate():
         if loop.time() > deadline:
             raise AssertionError("timed out waiting for the app")
-        await pilot.pause(0.02)  # type: ignore[attr-defined]
-    await pilot.pause()  # type: ignore[attr-defined]
+        await pilot.pause(0.02)
+    await pilot.pause()
+
+
+def busy(node: Widget) -> bool:
+    """Whether any worker `node` started is still running."""
+    return any(w.node is node and not w.is_finished for w in node.app.workers)
+
+
+async def settle(pilot: Pilot[Any], node: Widget, timeout: float = 20.0) -> None:
+    """Wait until the workers `node` (a screen) runs are done and what they posted is handled.
+
+    A worker posts its reply before it finishes, so once it has finished a `pause()` hands the
+    reply to the screen. A reply may start another worker (acknowledge, then reload the list),
+    which may even finish within that pause: the screen's `run_worker` (what `@work` calls)
+    is wrapped meanwhile so that one is waited for too. A worker that died of an exception
+    fails the test."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    started: list[Worker[Any]] = []
+    run_worker = node.run_worker
+
+    def recording_run_worker(*args: Any, **kwargs: Any) -> Worker[Any]:
+        worker = run_worker(*args, **kwargs)
+        started.append(worker)
+        return worker
+
+    setattr(node, "run_worker", recording_run_worker)  # noqa: B010  # mypy: no method-assign
+    try:
+        await pilot.pause()  # the screen mounts (and starts its first load) first
+        waited: set[Worker[Any]] = set()
+        while True:
+            running = [w for w in node.app.workers if w.node is node]
+            workers = [w for w in dict.fromkeys([*started, *running]) if w not in waited]
+            if not workers:
+                return
+            try:
+                results = await asyncio.wait_for(
+                    asyncio.gather(*(w.wait() for w in workers), return_exceptions=True),
+                    deadline - loop.time(),
+                )
+            except TimeoutError:
+                raise AssertionError(f"timed out waiting for the workers of {node!r}") from None
+            for result in results:
+                if isinstance(result, WorkerFailed):
+                    raise result
+            waited.update(workers)
+            await pilot.pause()  # the replies they posted
+    finally:
+        del node.run_worker  # the class's method again
 
 
 def test_the_incident_dataset_has_an_open_incident(
@@ -156,12 +208,10 @@ def test_the_incident_dataset_has_an_open_incident(
         runtime.close()
 
 
-async def open_incidents(pilot: Any) -> Any:
+async def open_incidents(pilot: Pilot[Any]) -> IncidentsScreen:
     """`i` from the dashboard: the incidents screen, once its list has loaded."""
-    from observatory.ui.screens.incidents import IncidentsScreen
-
     await pilot.press("i")
     screen = pilot.app.screen
     assert isinstance(screen, IncidentsScreen)
-    await wait_for(pilot, lambda: screen.loads > 0)
+    await settle(pilot, screen)
     return screen

@@ -7,18 +7,20 @@ import json
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
 import test_ui_data
-from test_ui_data import AppMaker, open_incidents, wait_for
+from test_ui_data import AppMaker, busy, open_incidents, settle, wait_for
 from textual.binding import Binding
+from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, OptionList, Static, TextArea, Tree
 
 from observatory.config import load_config
 from observatory.incident_store import load_incident
 from observatory.runtime import Runtime
-from observatory.ui.app import make_app
+from observatory.ui.app import ObservatoryApp, make_app
 from observatory.ui.screens.dashboard import DashboardScreen
 from observatory.ui.screens.destination import DestinationScreen
 from observatory.ui.screens.failure import FailureScreen
@@ -34,20 +36,23 @@ SIZE = (120, 36)
 pytestmark = pytest.mark.asyncio
 
 
-async def ready(pilot) -> None:  # type: ignore[no-untyped-def]
+async def ready(pilot: Pilot[Any]) -> None:
     app = pilot.app
+    assert isinstance(app, ObservatoryApp)
     await wait_for(
         pilot, lambda: app.snapshot is not None and len(app.screen.query(DestinationPane)) == 2
     )
 
 
-async def open_destination(pilot, name: str) -> DestinationScreen:  # type: ignore[no-untyped-def]
+async def open_destination(pilot: Pilot[Any], name: str) -> DestinationScreen:
     await ready(pilot)
-    pilot.app.screen.panes[name].focus()
+    dashboard = pilot.app.screen
+    assert isinstance(dashboard, DashboardScreen)
+    dashboard.panes[name].focus()
     await pilot.press("enter")
     screen = pilot.app.screen
     assert isinstance(screen, DestinationScreen)
-    await wait_for(pilot, lambda: screen.loads > 0)
+    await settle(pilot, screen)
     return screen
 
 
@@ -68,7 +73,7 @@ async def test_destination_probe_history_and_failure_detail(make_ui: AppMaker) -
         assert "no [backup] table" in str(dest.query_one("#backup", Static).render())
         # r reloads
         await pilot.press("r")
-        await wait_for(pilot, lambda: dest.loads == 2)
+        await settle(pilot, dest)
         # f focuses the failures; Enter opens the selected one in full
         await pilot.press("f")
         assert app.focused is dest.query_one("#failures", DataTable)
@@ -126,13 +131,13 @@ async def test_sql_schema_history_export_and_no_file_access(
         assert not sql.query_one("#export-path", Input).display
         editor.text = "select destination, count(*) as n from events group by 1 order by 1"
         await pilot.press("ctrl+enter")
-        await wait_for(pilot, lambda: sql.runs == 1)
-        for n, name in enumerate(("out.csv", "out.parquet", "out.json"), start=1):
+        await settle(pilot, sql)
+        for name in ("out.csv", "out.parquet", "out.json"):
             await pilot.press("ctrl+s")
             box = sql.query_one("#export-path", Input)
             assert box.display and app.focused is box
             await pilot.press(*name, "enter")
-            await wait_for(pilot, lambda n=n: sql.exports == n)
+            await settle(pilot, sql)
         assert (tmp_path / "out.csv").read_text().splitlines()[0] == '"destination","n"'
         assert pq.read_table(tmp_path / "out.parquet").num_rows == 2
         lines = (tmp_path / "out.json").read_text().splitlines()
@@ -151,10 +156,9 @@ async def test_sql_schema_history_export_and_no_file_access(
             f"select * from '{tmp_path / 'secret.csv'}'",
             f"copy events to '{tmp_path / 'leak.csv'}'",
         ):
-            runs = sql.runs
             editor.text = query
             await pilot.press("ctrl+enter")
-            await wait_for(pilot, lambda r=runs: sql.runs == r + 1)
+            await settle(pilot, sql)
             status = str(sql.query_one("#sql-status", Static).render())
             assert "refused" in status, status
         assert not (tmp_path / "leak.csv").exists()
@@ -214,7 +218,7 @@ async def test_sql_file_access_when_the_config_enables_it(
             TextArea
         ).text = f"select a + 1 as b from read_csv('{tmp_path / 'allowed.csv'}')"
         await pilot.press("ctrl+enter")
-        await wait_for(pilot, lambda: sql.runs == 1)
+        await settle(pilot, sql)
         table = sql.query_one(DataTable)
         assert table.row_count == 1 and str(table.get_row_at(0)[0]) == "42"
 
@@ -233,12 +237,13 @@ async def test_sql_cancel_a_long_query(make_ui: AppMaker) -> None:
         )
         await pilot.press("ctrl+enter")
         await wait_for(pilot, lambda: sql._cursor is not None)
+        # ctrl+g until the interrupt lands (one sent before DuckDB starts is lost)
         for _ in range(100):
-            if sql.runs:
+            if not busy(sql):
                 break
             await pilot.press("ctrl+g")
             await pilot.pause(0.05)
-        await wait_for(pilot, lambda: sql.runs == 1, timeout=10)
+        await settle(pilot, sql, timeout=10)
         assert "cancelled" in str(sql.query_one("#sql-status", Static).render())
 
 
@@ -252,7 +257,7 @@ async def test_incident_note(make_ui: AppMaker) -> None:
         box = screen.query_one("#note", Input)
         assert box.display and app.focused is box
         await pilot.press(*"raised [b]quota[/b] with TikTok", "enter")
-        await wait_for(pilot, lambda: screen.actions == 1 and screen.loads > 1)
+        await settle(pilot, screen)
         timeline = screen.query_one("#timeline", DataTable)
         rows = [[str(c) for c in timeline.get_row_at(i)] for i in range(timeline.row_count)]
         assert ["note", "raised [b]quota[/b] with TikTok"] in [r[1:] for r in rows]

@@ -3,16 +3,20 @@ untrusted names shown literally."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 import test_ui_data
-from test_ui_data import MARKUP_DEST, AppMaker, open_incidents, wait_for
+from test_ui_data import MARKUP_DEST, AppMaker, open_incidents, settle, wait_for
 from textual import events
+from textual.pilot import Pilot
 from textual.widgets import DataTable, Static, TextArea
 
 from observatory.incident_store import load_incident
+from observatory.ui.app import ObservatoryApp
 from observatory.ui.screens.dashboard import DashboardScreen
 from observatory.ui.screens.destination import DestinationScreen
 from observatory.ui.screens.help import HelpScreen
@@ -36,11 +40,23 @@ def cells(table: DataTable) -> list[list[str]]:
     return [[str(c) for c in table.get_row_at(i)] for i in range(table.row_count)]
 
 
-async def ready(pilot) -> None:  # type: ignore[no-untyped-def]
+async def ready(pilot: Pilot[Any]) -> None:
     app = pilot.app
+    assert isinstance(app, ObservatoryApp)
     await wait_for(
         pilot, lambda: app.snapshot is not None and bool(app.screen.query(DestinationPane))
     )
+
+
+async def driver_round(pilot: Pilot[Any]) -> None:
+    """Two commands through the runtime's thread, then the app's queue: the driver publishes
+    (unless paused) after each command, so by the time the second has run, the snapshot
+    after the first is on its way and `pause()` hands it to the app."""
+    app = pilot.app
+    assert isinstance(app, ObservatoryApp)
+    await asyncio.wrap_future(app.submit(lambda rt: None))
+    await asyncio.wrap_future(app.submit(lambda rt: None))
+    await pilot.pause()
 
 
 async def test_dashboard_keys_filter_enter_escape_pause_quit(make_ui: AppMaker) -> None:
@@ -69,7 +85,7 @@ async def test_dashboard_keys_filter_enter_escape_pause_quit(make_ui: AppMaker) 
         await pilot.press("enter")
         assert isinstance(app.screen, DestinationScreen)
         dest = app.screen
-        await wait_for(pilot, lambda: dest.loads > 0)
+        await settle(pilot, dest)
         assert dest.destination == "meta_capi"
         assert dest.query_one("#failures", DataTable).row_count > 0
         await pilot.press("escape")
@@ -80,19 +96,20 @@ async def test_dashboard_keys_filter_enter_escape_pause_quit(make_ui: AppMaker) 
         # the `i` does not open the incidents
         for key, char in (("slash", "/"), ("t", "t"), ("i", "i"), ("k", "k")):
             app.post_message(events.Key(key, char))
-        await pilot.pause(0.2)
+        await wait_for(pilot, lambda: dash.filter_text == "tik" or app.screen is not dash)
         assert app.screen is dash and dash.filtering and dash.filter_text == "tik"
         await pilot.press("escape")
         assert not dash.filtering and dash.panes["meta_capi"].display
         # p pauses: new snapshots are not shown
-        seq = app.snapshot.seq
+        shown = app.snapshot
         await pilot.press("p")
         assert app.paused and "PAUSED" in static_text(dash.query_one("#status-line", Static))
-        app.submit(lambda rt: None)  # makes the driver publish a snapshot
-        await pilot.pause(0.3)
-        assert app.snapshot.seq == seq
+        await driver_round(pilot)
+        assert app.snapshot is shown
         await pilot.press("p")
         assert not app.paused
+        await driver_round(pilot)
+        assert app.snapshot is not shown
         await pilot.press("q")
     assert app.return_code == 0
 
@@ -126,24 +143,24 @@ async def test_sql_console_runs_with_ctrl_enter_and_refuses_writes(make_ui: AppM
         editor = sql.query_one(TextArea)
         editor.text = "select destination, count(*) as n from events group by 1 order by 1"
         await pilot.press("ctrl+enter")
-        await wait_for(pilot, lambda: sql.runs == 1)
+        await settle(pilot, sql)
         table = sql.query_one("#results", DataTable)
         assert [row[0] for row in cells(table)] == ["meta_capi", "tiktok_conversions"]
         assert "2 rows" in static_text(sql.query_one("#sql-status", Static))
 
         editor.text = "delete from events"
         await pilot.press("ctrl+enter")
-        await wait_for(pilot, lambda: sql.runs == 2)
+        await settle(pilot, sql)
         status = static_text(sql.query_one("#sql-status", Static))
         assert "refused" in status and "\n" not in status
         editor.text = "select * from range(5000)"
         await pilot.press("ctrl+enter")
-        await wait_for(pilot, lambda: sql.runs == 3)
+        await settle(pilot, sql)
         assert table.row_count == 1000
         assert "first 1000 rows" in static_text(sql.query_one("#sql-status", Static))
         editor.text = "select nonsense from"
         await pilot.press("ctrl+enter")
-        await wait_for(pilot, lambda: sql.runs == 4)
+        await settle(pilot, sql)
         assert "error" in static_text(sql.query_one("#sql-status", Static))
     # the data is untouched
     assert app.driver.runtime is not None
@@ -164,7 +181,7 @@ async def test_acknowledge_and_export(
         assert inc.state == "open"
         assert screen.query_one("#timeline", DataTable).row_count >= 1
         await pilot.press("a")
-        await wait_for(pilot, lambda: screen.actions == 1 and screen.loads > 1)
+        await settle(pilot, screen)
         assert screen.incidents[0].state == "acknowledged"
         # the engine knows too, so the live snapshot shows it
         await wait_for(pilot, lambda: app.snapshot.incidents[0].state == "acknowledged")
@@ -172,7 +189,7 @@ async def test_acknowledge_and_export(
         assert load_incident(cur, inc.id).acknowledged_at is not None
         cur.close()
         await pilot.press("e")
-        await wait_for(pilot, lambda: screen.actions == 2)
+        await settle(pilot, screen)
         path = out / f"incident-{inc.id}.md"
         assert path.exists() and path.read_text().startswith("#")
     assert os.listdir(out) == [path.name]
@@ -218,14 +235,15 @@ async def test_untrusted_destination_names_are_literal(make_ui: AppMaker) -> Non
         pane.focus()
         await pilot.press("enter")
         dest = app.screen
-        await wait_for(pilot, lambda: isinstance(dest, DestinationScreen) and dest.loads > 0)
+        assert isinstance(dest, DestinationScreen)
+        await settle(pilot, dest)
         assert MARKUP_DEST in static_text(dest.query_one("#dest-title", Static))
         await pilot.press("escape")
         await pilot.press("s")
         sql = app.screen
         sql.query_one(TextArea).text = "select distinct destination from events order by 1"
         await pilot.press("ctrl+enter")
-        await wait_for(pilot, lambda: sql.runs == 1)
+        await settle(pilot, sql)
         values = [row[0] for row in cells(sql.query_one("#results", DataTable))]
         assert MARKUP_DEST in values and "\\x1b[31mevil" in values
 
@@ -244,10 +262,10 @@ async def test_live_polling_adds_panes_for_new_destinations(tmp_path: Path) -> N
         app = make_app(cfg)
         async with app.run_test(size=SIZE) as pilot:
             await wait_for(pilot, lambda: "tiktok_conversions" in getattr(app.screen, "panes", {}))
-            seq = app.snapshot.seq
+            first_now = app.snapshot.now
             second = LineWriter(logs / "b.jsonl", {"newdest": 5.0}, seed=3).start()
             await wait_for(pilot, lambda: "newdest" in app.screen.panes, timeout=15)
-            assert app.snapshot.seq > seq  # snapshots keep coming while live
+            assert app.snapshot.now > first_now  # snapshots keep coming while live
             assert app.snapshot.live
     finally:
         first.stop()

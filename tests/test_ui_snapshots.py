@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import test_ui_data
-from test_ui_data import AppMaker, wait_for
+from test_ui_data import AppMaker, settle, wait_for
 from textual.widgets import TextArea
 
 from observatory.ui.screens.destination import DestinationScreen
@@ -47,7 +47,8 @@ def test_destination_screen(snap_compare: Any, make_ui: AppMaker) -> None:
         pilot.app.screen.panes["tiktok_conversions"].focus()
         await pilot.press("enter")
         screen = pilot.app.screen
-        await wait_for(pilot, lambda: isinstance(screen, DestinationScreen) and screen.loads > 0)
+        assert isinstance(screen, DestinationScreen)
+        await settle(pilot, screen)
 
     assert snap_compare(make_ui("incident"), run_before=run_before, terminal_size=SIZE)
 
@@ -62,7 +63,7 @@ def _sql(query: str) -> Any:
         editor.cursor_blink = False
         editor.text = query
         await pilot.press("ctrl+enter")
-        await wait_for(pilot, lambda: screen.runs > 0)
+        await settle(pilot, screen)
 
     return run_before
 
@@ -86,7 +87,8 @@ def test_incidents_list(snap_compare: Any, make_ui: AppMaker) -> None:
         await dashboard_ready(pilot)
         await pilot.press("i")
         screen = pilot.app.screen
-        await wait_for(pilot, lambda: isinstance(screen, IncidentsScreen) and screen.loads > 0)
+        assert isinstance(screen, IncidentsScreen)
+        await settle(pilot, screen)
 
     assert snap_compare(make_ui("incident"), run_before=run_before, terminal_size=SIZE)
 

@@ -28,6 +28,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from observatory.durations import format_duration
+
 if TYPE_CHECKING:
     import duckdb
 
@@ -309,15 +311,13 @@ def _iso(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).isoformat().replace("+00:00", "Z")
 
 
-def _human(seconds: float | None) -> str:
+def _lost_in_text(seconds: float | None) -> str:
+    """The table's `lost in` cell: the time left, or `lost` once the window has ended."""
     if seconds is None:
         return "-"
     if seconds <= 0:
         return "lost"
-    s = int(seconds)
-    h, rest = divmod(s, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
+    return format_duration(seconds)
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
@@ -330,7 +330,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
             *(str(r[k]) for k in COUNT_KEYS),
             str(r["failing"]),
             str(r["lost"]),
-            _human(r["lost_in_s"]),
+            _lost_in_text(r["lost_in_s"]),
         ]
         for r in rows
     ]

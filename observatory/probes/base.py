@@ -12,19 +12,17 @@ import asyncio
 import errno
 import logging
 import math
-import re
 import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any, Protocol, runtime_checkable
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import httpx
 
 from observatory.config import ProbeConfig
+from observatory.retry_after import parse_reset, parse_retry_after
 
 REDACTED = "***"
 # How much of the details a probe keeps: strings are cut, lists shortened.
@@ -183,35 +181,6 @@ for _name in _LOGGERS:
 
 # Names of headers recorded verbatim (lowercase substrings).
 _RATE_HEADER_MARKS = ("ratelimit", "rate-limit", "retry-after", "x-app-usage", "usage")
-# An epoch-seconds reset is after 2001-09-09; smaller numbers are a delay in seconds.
-_EPOCH_FLOOR = 1e9
-_EPOCH_MS_FLOOR = 1e12
-_NUMBER = re.compile(r"^\s*[-+]?\d+(?:\.\d+)?\s*$")
-
-
-def _http_date(value: str) -> float | None:
-    try:
-        parsed: datetime = parsedate_to_datetime(value.strip())
-    except (TypeError, ValueError, IndexError):
-        return None
-    if parsed.tzinfo is None:  # RFC 5322 "-0000": UTC
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.timestamp()
-
-
-def _reset_at(value: str, now: float, delta_only: bool = False) -> float | None:
-    """An absolute epoch second from a reset header: delta seconds, epoch seconds (or ms),
-    or an RFC 5322 / HTTP date."""
-    if _NUMBER.match(value):
-        n = float(value)
-        if n < 0:
-            return None
-        if delta_only or n < _EPOCH_FLOOR:
-            return now + n
-        if n >= _EPOCH_MS_FLOOR:
-            return n / 1000.0
-        return n
-    return _http_date(value)
 
 
 def _int(value: str | None) -> int | None:
@@ -255,17 +224,10 @@ def parse_rate_limit_headers(
     parsed: dict[str, Any] = {}
     candidates: list[float] = []
 
-    retry = lower.get("retry-after")
-    if retry is not None:
-        if _NUMBER.match(retry):
-            delay = max(0.0, float(retry))
-            parsed["retry_after_s"] = delay
-            candidates.append(now + delay)
-        else:
-            at = _http_date(retry)
-            if at is not None:
-                parsed["retry_after_s"] = round(max(0.0, at - now), 3)
-                candidates.append(max(now, at))
+    delay = parse_retry_after(lower.get("retry-after"), now)
+    if delay is not None:
+        parsed["retry_after_s"] = delay
+        candidates.append(now + delay)
 
     for prefix, key, delta_only in (
         ("x-ratelimit-", "x_ratelimit", False),
@@ -274,7 +236,7 @@ def parse_rate_limit_headers(
         limit = _int(lower.get(prefix + "limit"))
         remaining = _int(lower.get(prefix + "remaining"))
         reset_raw = lower.get(prefix + "reset")
-        reset = _reset_at(reset_raw, now, delta_only) if reset_raw is not None else None
+        reset = parse_reset(reset_raw, now, delta_only) if reset_raw is not None else None
         if limit is None and remaining is None and reset is None:
             continue
         entry: dict[str, Any] = {}

@@ -14,7 +14,6 @@ line per event to ``forwarder.jsonl`` -- the shape of `observatory.samples` forw
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import hashlib
 import random
 import threading
@@ -29,6 +28,7 @@ import httpx
 import orjson
 
 from observatory.classify import RATE_LIMIT_CODES
+from observatory.retry_after import parse_retry_after
 from observatory.simulator.scenario import FORWARDER_OPS, Scenario
 from observatory.simulator.server import DEST_NAMES, SimServer
 
@@ -170,22 +170,10 @@ class _Outcome:
         return self.kind in ("throttle", "server_error", "timeout", "conn", "bad_response")
 
 
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        try:
-            return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
-        except (TypeError, ValueError):
-            return None
-
-
 def _classify(dest: str, resp: httpx.Response) -> _Outcome:
     """What a destination's response means for the whole batch (and per event, for Google)."""
     status = resp.status_code
-    retry = _retry_after(resp.headers.get("retry-after"))
+    retry = parse_retry_after(resp.headers.get("retry-after"), time.time())
     try:
         doc: Any = orjson.loads(resp.content)
     except orjson.JSONDecodeError:

@@ -39,6 +39,7 @@ from urllib.parse import parse_qs
 import orjson
 
 from observatory.incidents import iso
+from observatory.retry_after import parse_retry_after
 
 __all__ = [
     "COMPONENTS",
@@ -392,6 +393,10 @@ class SimServer:
             fault.delay = float(kw["delay"])
         if "retry_after" in kw:
             fault.retry_after = str(kw["retry_after"])
+            if parse_retry_after(fault.retry_after, 0.0) is None:
+                raise ValueError(
+                    f"retry_after {fault.retry_after!r} is neither seconds nor an HTTP-date"
+                )
         if kw.get("reset") is not None:
             fault.reset = str(kw["reset"])
         with self._lock:
@@ -591,11 +596,7 @@ class SimServer:
             return _Response(200, b'{"code":0,"message":"OK","data":{"items":[{"id":')
         if fault.kind == "rate_limit":
             wall = time.time()
-            try:
-                wait = float(fault.retry_after)
-            except ValueError:
-                parsed = email.utils.parsedate_to_datetime(fault.retry_after)
-                wait = max(0.0, parsed.timestamp() - wall)
+            wait = parse_retry_after(fault.retry_after, wall) or 0.0
             reset = fault.reset if fault.reset is not None else str(int(wall + wait) + 1)
             headers = [
                 ("Retry-After", fault.retry_after),

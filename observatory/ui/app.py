@@ -69,7 +69,6 @@ class ObservatoryApp(App[None]):
         self.driver = RuntimeDriver(
             runtime_factory, self._publish, poll=poll, clock=clock, note=note
         )
-        self.ready = False
 
     # -- wiring --------------------------------------------------------------------------
 
@@ -93,7 +92,6 @@ class ObservatoryApp(App[None]):
         self.post_message(self.SnapshotReady(snapshot))
 
     def on_observatory_app_snapshot_ready(self, message: SnapshotReady) -> None:
-        self.ready = True
         if not self.paused:
             self.snapshot = message.snapshot
 

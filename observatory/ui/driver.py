@@ -39,7 +39,6 @@ class Snapshot:
     incidents: list[Incident]
     live: bool
     note: str = ""
-    seq: int = 0
     drift: dict[str, DestinationDrift] = field(default_factory=dict)  # rate-limit ceilings
     # with a [backup] table: per destination, reconcile()'s summary (missing, pending, ...)
     backup: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -60,7 +59,6 @@ class RuntimeDriver:
         default_factory=queue.Queue
     )
     _stop: bool = False
-    _seq: int = 0
     _backup: dict[str, dict[str, Any]] = field(default_factory=dict)
     _backup_at: float | None = None
 
@@ -83,14 +81,12 @@ class RuntimeDriver:
         return float(runtime.last_event_sec + 1) if runtime.last_event_sec is not None else 0.0
 
     def snapshot(self, runtime: Runtime) -> Snapshot:
-        self._seq += 1
         return Snapshot(
             now=self.now(runtime),
             statuses=runtime.engine.status(),
             incidents=[i.snapshot() for i in runtime.engine.incidents()],
             live=runtime.live,
             note=self.note,
-            seq=self._seq,
             drift=runtime.drift.status(),
             backup=self._backup_counts(runtime),
         )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import duckdb
 
@@ -18,13 +18,25 @@ CHART_SECONDS = 300
 _CONSOLE_TYPES = frozenset({duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN})
 
 
+class FailureRow(NamedTuple):
+    """One event that was not delivered, as the destination screen lists it."""
+
+    ts: float  # epoch seconds
+    outcome: str
+    http_status: int | None
+    error_code: str | None
+    error_message: str | None
+    latency_ms: float | None
+    message_id: str | None
+
+
 @dataclass
 class DestinationDetail:
     """Everything the destination screen shows, read in one go."""
 
     seconds: list[tuple[int, int, int, int]] = field(default_factory=list)  # sec, ok, failed, 429
     errors: list[tuple[Any, ...]] = field(default_factory=list)  # status, code, message, count
-    failures: list[tuple[Any, ...]] = field(default_factory=list)
+    failures: list[FailureRow] = field(default_factory=list)
     incidents: list[Incident] = field(default_factory=list)
     probes: list[ProbeRow] = field(default_factory=list)
 
@@ -64,7 +76,7 @@ def destination_detail(
     return DestinationDetail(
         seconds=[(int(s), int(a), int(b), int(c)) for s, a, b, c in seconds],
         errors=errors,
-        failures=failures,
+        failures=[FailureRow(*row) for row in failures],
         incidents=list_incidents(cur, destination),
         probes=probe_history(cur, destination),
     )

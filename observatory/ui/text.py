@@ -11,6 +11,8 @@ from typing import Any
 
 from rich.text import Text
 
+from observatory.durations import format_duration
+
 
 def clean(value: Any) -> str:
     """`value` as one printable line: control characters escaped (\\x1b, \\n)."""
@@ -39,16 +41,10 @@ def fmt_ms(value: float | None) -> str:
 
 
 def fmt_age(now: float, ts: float | None) -> str:
+    """How long ago `ts` was, in one whole unit ("88s ago", "3m ago"): redrawn every second."""
     if ts is None:
         return "never"
-    age = max(0.0, now - ts)
-    if age < 90:
-        return f"{age:.0f}s ago"
-    if age < 5400:
-        return f"{age / 60:.0f}m ago"
-    if age < 172800:
-        return f"{age / 3600:.0f}h ago"
-    return f"{age / 86400:.0f}d ago"
+    return format_duration(max(0.0, now - ts), coarse=True) + " ago"
 
 
 def fmt_time(ts: float | None) -> str:

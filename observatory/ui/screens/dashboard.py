@@ -13,17 +13,17 @@ from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
-from textual.screen import Screen
 from textual.widgets import Static
 
 from observatory.ui.driver import Snapshot
+from observatory.ui.screens.base import ObservatoryScreen
 from observatory.ui.text import literal
 from observatory.ui.widgets.destination_pane import DestinationPane
 from observatory.ui.widgets.footer import KeyFooter
 from observatory.ui.widgets.incident_bar import IncidentBar
 
 
-class DashboardScreen(Screen[None]):
+class DashboardScreen(ObservatoryScreen):
     """Live panes, rendered from the app's latest Snapshot only (no queries per frame)."""
 
     BINDINGS = [
@@ -89,10 +89,9 @@ class DashboardScreen(Screen[None]):
             return
         if snap is None:
             return
-        paused = getattr(self.app, "paused", False)
         text = Text()
         text.append(" LIVE " if snap.live else " HISTORY ", style="bold reverse")
-        if paused:
+        if self.observatory.paused:
             text.append(" PAUSED ", style="bold black on yellow")
         dests, incidents = len(snap.statuses), len(snap.incidents)
         text.append(f"  {dests} destination{'' if dests == 1 else 's'}")
@@ -111,7 +110,7 @@ class DashboardScreen(Screen[None]):
 
     def action_filter(self) -> None:
         self.filtering = True
-        self._status(getattr(self.app, "snapshot", None))
+        self._status(self.observatory.snapshot)
 
     def action_clear_filter(self) -> None:
         self.filtering = False
@@ -152,7 +151,7 @@ class DashboardScreen(Screen[None]):
     def _set_filter(self, value: str) -> None:
         self.filter_text = value
         self._show_matching()
-        self._status(getattr(self.app, "snapshot", None))
+        self._status(self.observatory.snapshot)
 
     def _show_matching(self) -> None:
         """Show the panes whose destination matches the filter (only changes re-lay out)."""

@@ -14,24 +14,28 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
-from textual.screen import Screen
 from textual.widgets import DataTable, Sparkline, Static
 
 from observatory.backup.reconcile import write_missing
+from observatory.config import BackupConfig
 from observatory.drift import DestinationDrift
+from observatory.durations import format_duration
 from observatory.query import first_line
+from observatory.ui.driver import Snapshot
 from observatory.ui.queries import (
     CHART_SECONDS,
     DestinationDetail,
+    FailureRow,
     destination_detail,
     failure_fields,
 )
+from observatory.ui.screens.base import ObservatoryScreen
 from observatory.ui.screens.failure import FailureScreen
 from observatory.ui.text import fmt_ms, fmt_time, literal
 from observatory.ui.widgets.footer import KeyFooter
 
 
-class DestinationScreen(Screen[None]):
+class DestinationScreen(ObservatoryScreen):
     """Drill-down for one destination; data read by a thread worker from a read cursor."""
 
     BINDINGS = [
@@ -60,9 +64,7 @@ class DestinationScreen(Screen[None]):
     def __init__(self, destination: str) -> None:
         super().__init__()
         self.destination = destination
-        self.loads = 0  # finished loads (tests wait on it)
-        self.saves = 0  # finished `m` writes of the missing events
-        self.failures: list[tuple[object, ...]] = []
+        self.failures: list[FailureRow] = []
 
     def compose(self) -> ComposeResult:
         yield Static(
@@ -104,7 +106,7 @@ class DestinationScreen(Screen[None]):
         self.action_reload()
         self.watch(self.app, "snapshot", self._show_live)
 
-    def _show_live(self, snap: Any) -> None:
+    def _show_live(self, snap: Snapshot | None) -> None:
         """The rate-limit ceiling and the backup counts, from the app's latest snapshot."""
         if snap is None:
             return
@@ -116,14 +118,14 @@ class DestinationScreen(Screen[None]):
         )
 
     def action_reload(self) -> None:
-        snap = getattr(self.app, "snapshot", None)
+        snap = self.observatory.snapshot
         now = snap.now if snap is not None else 0.0
         self.load(now)
 
     @work(thread=True, exit_on_error=False, group="destination", exclusive=True)
     def load(self, now: float) -> None:
         try:
-            with self.app.read_cursor() as cur:  # type: ignore[attr-defined]
+            with self.observatory.read_cursor() as cur:
                 detail = destination_detail(cur, self.destination, now)
         except Exception as exc:  # shown to the user, one line
             self.post_message(self.Failed(first_line(exc)))
@@ -132,16 +134,14 @@ class DestinationScreen(Screen[None]):
 
     def on_destination_screen_failed(self, event: Failed) -> None:
         self.query_one("#chart-range", Static).update(literal(event.error, "red"))
-        self.loads += 1
 
     def on_destination_screen_loaded(self, event: Loaded) -> None:
         d = event.detail
-        self.loads += 1
         for i, kind in enumerate(("delivered", "failed", "rate-limited"), start=1):
             series = self._series(d, i)
             self.query_one(f"#spark-{kind}", Sparkline).data = series
             self.query_one(f"#total-{kind}", Static).update(Text(f"{int(sum(series))}"))
-        snap = getattr(self.app, "snapshot", None)
+        snap = self.observatory.snapshot
         end = snap.now if snap is not None else 0.0
         self.query_one("#chart-range", Static).update(
             Text(f"per second, {fmt_time(end - CHART_SECONDS)} – {fmt_time(end)} UTC", style="dim")
@@ -196,8 +196,7 @@ class DestinationScreen(Screen[None]):
         """Write this destination's missing backup events, as received, to a JSON-lines file
         in the working directory (what `observatory reconcile --output` writes), ready to
         re-send -- while the TUI holds the database, which `reconcile` cannot open."""
-        driver = getattr(self.app, "driver", None)
-        runtime = driver.runtime if driver is not None else None
+        runtime = self.observatory.driver.runtime
         backup = runtime.config.backup if runtime is not None else None
         if backup is None or self.destination not in backup.destinations:
             note = (
@@ -207,16 +206,16 @@ class DestinationScreen(Screen[None]):
             )
             self.notify(f"no missing events to write: {note}", severity="warning", markup=False)
             return
-        snap = getattr(self.app, "snapshot", None)
+        snap = self.observatory.snapshot
         now = snap.now if snap is not None else time.time()
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
         name = re.sub(r"[^A-Za-z0-9_.-]", "_", self.destination)
         self.save_missing(backup, str(Path.cwd() / f"missing-{name}-{stamp}.jsonl"), now)
 
     @work(thread=True, exit_on_error=False, group="missing", exclusive=True)
-    def save_missing(self, backup: Any, path: str, now: float) -> None:
+    def save_missing(self, backup: BackupConfig, path: str, now: float) -> None:
         try:
-            with self.app.read_cursor() as cur:  # type: ignore[attr-defined]
+            with self.observatory.read_cursor() as cur:
                 n = write_missing(cur, backup, path, self.destination, now=now)
         except Exception as exc:
             self.post_message(self.Wrote(f"writing missing events failed: {first_line(exc)}", True))
@@ -224,7 +223,6 @@ class DestinationScreen(Screen[None]):
         self.post_message(self.Wrote(f"{n} missing event{'s' if n != 1 else ''} written to {path}"))
 
     def on_destination_screen_wrote(self, event: Wrote) -> None:
-        self.saves += 1
         self.notify(event.text, severity="error" if event.error else "information", markup=False)
 
     def action_focus_failures(self) -> None:
@@ -233,12 +231,12 @@ class DestinationScreen(Screen[None]):
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         if event.data_table.id == "failures" and 0 <= event.cursor_row < len(self.failures):
             row = self.failures[event.cursor_row]
-            self.open_failure(float(row[0]), row[6])  # type: ignore[arg-type]
+            self.open_failure(row.ts, row.message_id)
 
     @work(thread=True, exit_on_error=False, group="failure", exclusive=True)
     def open_failure(self, ts: float, message_id: str | None) -> None:
         try:
-            with self.app.read_cursor() as cur:  # type: ignore[attr-defined]
+            with self.observatory.read_cursor() as cur:
                 fields = failure_fields(cur, self.destination, ts, message_id)
         except Exception as exc:
             self.post_message(self.Failed(first_line(exc)))
@@ -294,5 +292,5 @@ def backup_text(row: dict[str, Any] | None, configured: bool) -> Text:
     lost_in = row.get("lost_in_s")
     if lost_in is not None and row.get("failing"):
         text.append("  retry window ends in ", style="dim")
-        text.append(f"{max(0, int(lost_in)) // 60} min", style="yellow")
+        text.append(format_duration(max(0.0, lost_in)), style="yellow")
     return text

@@ -6,6 +6,7 @@ from typing import Any
 
 from rich.table import Table
 from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
@@ -43,6 +44,6 @@ class FailureScreen(ModalScreen[None]):
             yield Static(Text("Failed line", style="bold"), id="failure-title")
             yield Static(table, id="failure-fields")
 
-    def on_click(self, event: Any) -> None:
+    def on_click(self, event: events.Click) -> None:
         if event.widget is self:
             self.dismiss()

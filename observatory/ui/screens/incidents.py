@@ -5,32 +5,33 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import duckdb
 from rich.text import Text
 from textual import events, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.message import Message
-from textual.screen import Screen
 from textual.widgets import DataTable, Input, Static
 
 from observatory.export import export_incident
 from observatory.incident_store import list_incidents, load_incident
 from observatory.incidents import Incident
 from observatory.ui.driver import acknowledge_incident, note_incident
+from observatory.ui.screens.base import ObservatoryScreen
 from observatory.ui.text import clean, fmt_time, literal
 from observatory.ui.widgets.footer import KeyFooter
 
 
-def export_markdown(cur: object, incident_id: str, directory: Path) -> Path:
+def export_markdown(cur: duckdb.DuckDBPyConnection, incident_id: str, directory: Path) -> Path:
     """Write `incident-<id>.md` into `directory`; returns its path."""
-    incident = load_incident(cur, incident_id)  # type: ignore[arg-type]
-    text = export_incident(cur, incident, "md")  # type: ignore[arg-type]
+    incident = load_incident(cur, incident_id)
+    text = export_incident(cur, incident, "md")
     path = directory / f"incident-{incident.id}.md"
     path.write_text(text, encoding="utf-8")
     return path
 
 
-class IncidentsScreen(Screen[None]):
+class IncidentsScreen(ObservatoryScreen):
     """Every stored incident, newest first."""
 
     BINDINGS = [
@@ -59,8 +60,6 @@ class IncidentsScreen(Screen[None]):
     def __init__(self) -> None:
         super().__init__()
         self.incidents: list[Incident] = []
-        self.loads = 0  # finished list loads (tests wait on it)
-        self.actions = 0  # finished acknowledge/export actions
 
     def compose(self) -> ComposeResult:
         yield Static(Text("Incidents", style="bold"), classes="section")
@@ -87,7 +86,7 @@ class IncidentsScreen(Screen[None]):
     @work(thread=True, exit_on_error=False, group="incidents", exclusive=True)
     def load(self) -> None:
         try:
-            with self.app.read_cursor() as cur:  # type: ignore[attr-defined]
+            with self.observatory.read_cursor() as cur:
                 found = list_incidents(cur)
         except Exception as exc:
             self.post_message(self.Done(f"cannot list incidents: {exc}", True, changed=False))
@@ -98,7 +97,6 @@ class IncidentsScreen(Screen[None]):
         table = self.query_one("#incident-list", DataTable)
         row = table.cursor_row
         self.incidents = event.incidents
-        self.loads += 1
         table.clear()
         for inc in event.incidents:
             state_style = {"open": "bold red", "acknowledged": "yellow"}.get(inc.state, "green")
@@ -156,13 +154,13 @@ class IncidentsScreen(Screen[None]):
         if inc is None:
             self.notify("no incident selected", severity="warning")
             return
-        clock = getattr(self.app, "clock", None) or time.time
+        clock = self.observatory.clock or time.time
         self.acknowledge(inc.id, clock())
 
     @work(thread=True, exit_on_error=False, group="incident-action")
     def acknowledge(self, incident_id: str, ts: float) -> None:
         try:
-            future = self.app.submit(acknowledge_incident(incident_id, ts))  # type: ignore[attr-defined]
+            future = self.observatory.submit(acknowledge_incident(incident_id, ts))
             incident = future.result(timeout=30)
         except Exception as exc:
             self.post_message(self.Done(f"acknowledge failed: {exc}", error=True))
@@ -196,13 +194,13 @@ class IncidentsScreen(Screen[None]):
         self.query_one("#incident-list", DataTable).focus()
         if not text or inc is None:
             return
-        clock = getattr(self.app, "clock", None) or time.time
+        clock = self.observatory.clock or time.time
         self.add_note(inc.id, clock(), text)
 
     @work(thread=True, exit_on_error=False, group="incident-action")
     def add_note(self, incident_id: str, ts: float, text: str) -> None:
         try:
-            future = self.app.submit(note_incident(incident_id, ts, text))  # type: ignore[attr-defined]
+            future = self.observatory.submit(note_incident(incident_id, ts, text))
             incident = future.result(timeout=30)
         except Exception as exc:
             self.post_message(self.Done(f"note failed: {exc}", error=True))
@@ -219,7 +217,7 @@ class IncidentsScreen(Screen[None]):
     @work(thread=True, exit_on_error=False, group="incident-action")
     def export(self, incident_id: str) -> None:
         try:
-            with self.app.read_cursor() as cur:  # type: ignore[attr-defined]
+            with self.observatory.read_cursor() as cur:
                 path = export_markdown(cur, incident_id, Path.cwd())
         except Exception as exc:
             self.post_message(self.Done(f"export failed: {exc}", True, changed=False))
@@ -230,7 +228,6 @@ class IncidentsScreen(Screen[None]):
         # notify() renders markup; a path or error text may hold brackets, so escape it.
         from rich.markup import escape
 
-        self.actions += 1
         self.notify(escape(event.text), severity="error" if event.error else "information")
         if event.changed:
             self.load()

@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Any
 
+import duckdb
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.message import Message
-from textual.screen import Screen
 from textual.widgets import DataTable, Input, OptionList, Static, TextArea, Tree
 
 from observatory.query import first_line
@@ -26,6 +25,7 @@ from observatory.ui.queries import (
     run_console_sql,
     schema,
 )
+from observatory.ui.screens.base import ObservatoryScreen
 from observatory.ui.text import clean, literal
 from observatory.ui.widgets.footer import KeyFooter
 
@@ -35,7 +35,7 @@ DEFAULT_SQL = (
 )
 
 
-class SqlScreen(Screen[None]):
+class SqlScreen(ObservatoryScreen):
     """Read-only SQL on the captured data, run by a thread worker on a read cursor."""
 
     BINDINGS = [
@@ -71,11 +71,10 @@ class SqlScreen(Screen[None]):
     def __init__(self, sql: str = DEFAULT_SQL) -> None:
         super().__init__()
         self.initial_sql = sql
-        self.runs = 0  # finished runs (tests wait on these counters)
-        self.exports = 0
         self.history = SqlHistory()
         self._history_pos: int | None = None
-        self._cursor: Any = None  # the running query's cursor (to interrupt it)
+        # the running query's cursor (to interrupt it)
+        self._cursor: duckdb.DuckDBPyConnection | None = None
         self._cursor_lock = threading.Lock()
         self.last_sql: str | None = None  # the SQL of the result on show
 
@@ -111,7 +110,7 @@ class SqlScreen(Screen[None]):
     @work(thread=True, exit_on_error=False, group="sql-schema")
     def load_schema(self) -> None:
         try:
-            with self.app.read_cursor() as cur:  # type: ignore[attr-defined]
+            with self.observatory.read_cursor() as cur:
                 tables = schema(cur)
         except Exception:
             tables = []
@@ -172,7 +171,7 @@ class SqlScreen(Screen[None]):
     @work(thread=True, exit_on_error=False, group="sql", exclusive=True)
     def run_sql(self, sql: str) -> None:
         try:
-            cur = self.app.read_cursor()  # type: ignore[attr-defined]
+            cur = self.observatory.read_cursor()
             with self._cursor_lock:
                 self._cursor = cur
             try:
@@ -198,7 +197,6 @@ class SqlScreen(Screen[None]):
     def on_sql_screen_finished(self, event: Finished) -> None:
         status = self.query_one("#sql-status", Static)
         table = self.query_one("#results", DataTable)
-        self.runs += 1
         if event.error is not None:
             status.update(Text.assemble(("error: ", "bold red"), literal(event.error, "red")))
             status.add_class("-error")
@@ -256,7 +254,7 @@ class SqlScreen(Screen[None]):
     @work(thread=True, exit_on_error=False, group="sql-export")
     def export(self, sql: str, path: str) -> None:
         try:
-            with self.app.read_cursor() as cur:  # type: ignore[attr-defined]
+            with self.observatory.read_cursor() as cur:
                 rows = export_console_sql(cur, sql, path)
         except Exception as exc:
             self.post_message(self.Exported(f"export failed: {first_line(exc)}", True))
@@ -264,7 +262,6 @@ class SqlScreen(Screen[None]):
         self.post_message(self.Exported(f"exported {rows} rows to {path}", False))
 
     def on_sql_screen_exported(self, event: Exported) -> None:
-        self.exports += 1
         self.notify(
             clean(event.text), severity="error" if event.error else "information", markup=False
         )

@@ -57,8 +57,16 @@ class DestinationPane(Widget, can_focus=True):
             super().__init__()
             self.destination = destination
 
-    def __init__(self, destination: str, **kwargs: object) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
+    def __init__(
+        self,
+        destination: str,
+        *,
+        name: str | None = None,
+        id: str | None = None,
+        classes: str | None = None,
+        disabled: bool = False,
+    ) -> None:
+        super().__init__(name=name, id=id, classes=classes, disabled=disabled)
         self.destination = destination
         self._shown: tuple[DestinationStatus, float, dict[str, Any] | None] | None = None
         self._drawn: tuple[object, ...] | None = None  # what is on screen now
