@@ -29,8 +29,9 @@ import orjson
 
 from observatory.classify import RATE_LIMIT_CODES
 from observatory.retry_after import parse_retry_after
+from observatory.simulator.platforms import DEST_NAMES
 from observatory.simulator.scenario import FORWARDER_OPS, Scenario
-from observatory.simulator.server import DEST_NAMES, SimServer
+from observatory.simulator.server import SimServer
 
 __all__ = [
     "DESTINATIONS",

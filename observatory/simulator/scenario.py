@@ -30,7 +30,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from observatory.simulator.server import SERVER_OPS, platform_name
+from observatory.simulator.platforms import platform_name
+from observatory.simulator.state import SERVER_OPS
 
 __all__ = [
     "FORWARDER_OPS",
