@@ -1,25 +1,19 @@
-"""A loopback HTTP/1.1 server imitating the platform and status APIs the observatory watches.
+"""A loopback HTTP server imitating the platform and status APIs the observatory watches.
 
-One asyncio event loop in a background thread serves keep-alive connections with a small,
-cheap request parser (thousands of requests per second on one core). Endpoints, with the
-shapes of the real APIs (see ``wire-formats.md``):
+`SimServer` serves a `SimState` with aiohttp on an event loop in a background thread, on
+127.0.0.1 unless told otherwise. Endpoints, with the shapes of the real APIs (see
+``wire-formats.md``):
 
-* ``POST /open_api/v1.3/event/track/`` -- TikTok Events API 2.0 (HTTP 200; ``code`` decides:
-  0 ok, 40100 throttled, 40105 bad token, 40002 bad body);
-* ``POST /v21.0/<pixel>/events`` -- Meta Conversions API (any ``/vN.M/``; errors are HTTP 400
-  with ``error.code`` 17 throttled, 190 token, 100 bad body);
-* ``POST /v17/customers/<id>:uploadClickConversions`` -- Google Ads (429 ``RESOURCE_EXHAUSTED``
-  with ``retryDelay``; ``partialFailureError`` for gclids starting with ``bad``);
-* ``POST /webhook/<name>`` -- a CRM webhook (``{"batch":[...]}`` or one event);
-* ``GET /api/v2/summary.json``, ``/api/v2/status.json``, ``/api/v2/components.json``,
-  ``/api/v2/incidents/unresolved.json`` -- an Atlassian status page;
-* ``GET /metrics`` -- rudder-server style Prometheus counters of what was really accepted;
-* ``GET /destinations/<id>/delivery-metrics`` -- the Segment Public API delivery metrics;
+* ``POST /open_api/v1.3/event/track/`` -- TikTok Events API 2.0, ``POST /v21.0/<pixel>/events``
+  -- Meta Conversions API (any ``/vN.M/``), ``POST /v17/customers/<id>:uploadClickConversions``
+  -- Google Ads, ``POST /webhook/<name>`` -- a CRM webhook (answers in `vendors`);
+* ``GET /api/v2/summary.json`` and the other status page documents, ``GET /metrics``
+  (Prometheus) and ``GET /destinations/<id>/delivery-metrics`` (Segment) -- see `status_apis`;
 * ``GET /health``, ``GET /_stats`` and ``POST /_control`` (``{"op": ..., **kwargs}``).
 
-The answers come from `vendors` and `status_apis`; the state and its thread-safe control
-methods (`set_component`, `set_fault`, `set_qps_limit`, `set_token_valid`, `set_error_rate`)
-from `state.SimState`.
+Every request is counted and meets the fault injected on the longest prefix of its path.
+Errors are JSON like the rest: 404 for a GET of an unknown endpoint, 405 for a method an
+endpoint does not take, 500 with the exception's words if a handler fails.
 """
 
 from __future__ import annotations
@@ -27,14 +21,42 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Awaitable, Callable
 
 import orjson
+from aiohttp import web
+from aiohttp.typedefs import Handler
 
-from observatory.simulator.state import REASONS, Reply, SimState
+from observatory.simulator.state import Fault, Reply, SimState
 from observatory.simulator.status_apis import metrics_reply, segment_reply, statuspage_reply
 from observatory.simulator.vendors import platform_reply
 
 __all__ = ["SimServer"]
+
+# The delivery APIs, by platform. Any method reaches the handler, which refuses all but POST
+# before it applies the path's fault, as the real APIs would.
+_PLATFORM_ROUTES = {
+    "tiktok": "/open_api/{rest:.*}",
+    "meta": "/v{rest:.*}/events",
+    "google": "/v{rest:.*}:uploadClickConversions",
+    "webhook": "/webhook/{rest:.*}",
+}
+# When the request arrived (monotonic) and the fault injected on its path.
+_ARRIVAL = web.RequestKey("arrival", tuple[float, Fault | None])
+_MAX_BODY = 1 << 26  # batches are small; never refuse one the way a real API would not
+_SHUTDOWN_GRACE = 0.1  # seconds an in-flight request gets to finish (then again once cancelled)
+
+
+def _response(reply: Reply) -> web.Response:
+    return web.Response(
+        status=reply.status,
+        body=reply.body,
+        headers=[("Content-Type", reply.content_type), *reply.headers],
+    )
+
+
+def _not_allowed() -> web.Response:
+    return _response(Reply(405, {"error": "method not allowed"}))
 
 
 class SimServer(SimState):
@@ -46,8 +68,6 @@ class SimServer(SimState):
         self.port = port
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -58,29 +78,24 @@ class SimServer(SimState):
 
         def run() -> None:
             loop = asyncio.new_event_loop()
-            self._loop = loop
             asyncio.set_event_loop(loop)
+            runner = web.AppRunner(
+                self._app(),
+                access_log=None,
+                handle_signals=False,
+                shutdown_timeout=_SHUTDOWN_GRACE,
+            )
             try:
-                self._server = loop.run_until_complete(
-                    asyncio.start_server(
-                        self._handle, self.host, self.port, backlog=1024, reuse_address=True
-                    )
-                )
+                loop.run_until_complete(self._bind(runner))
             except BaseException as exc:  # noqa: BLE001 - reported to the starting thread
                 errors.append(exc)
-                ready.set()
-                loop.close()
-                return
-            sock = self._server.sockets[0]
-            self.port = sock.getsockname()[1]
-            self.url = f"http://{self.host}:{self.port}"
-            ready.set()
-            try:
+            else:
+                self._loop = loop
+                loop.call_soon(ready.set)  # once the loop runs, `stop` can stop it
                 loop.run_forever()
             finally:
-                self._server.close()
-                for w in list(self._writers):
-                    w.close()
+                ready.set()
+                loop.run_until_complete(runner.cleanup())
                 pending = asyncio.all_tasks(loop)
                 for task in pending:
                     task.cancel()
@@ -91,15 +106,24 @@ class SimServer(SimState):
         self._thread.start()
         ready.wait()
         if errors:
+            self._thread.join(timeout=5)
+            self._thread = None
             raise errors[0]
         return self
+
+    async def _bind(self, runner: web.AppRunner) -> None:
+        await runner.setup()
+        site = web.TCPSite(runner, self.host, self.port, backlog=1024, reuse_address=True)
+        await site.start()
+        self.port = runner.addresses[0][1]
+        self.url = f"http://{self.host}:{self.port}"
 
     def stop(self) -> None:
         """Stop serving and join the thread (idempotent)."""
         loop, thread = self._loop, self._thread
         if loop is None or thread is None:
             return
-        if loop.is_running():
+        if not loop.is_closed():
             loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=5)
         self._loop = None
@@ -111,148 +135,82 @@ class SimServer(SimState):
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    # ------------------------------------------------------------------ HTTP plumbing
+    # ------------------------------------------------------------------ the application
 
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._writers.add(writer)
+    def _app(self) -> web.Application:
+        app = web.Application(middlewares=[self._arrive], client_max_size=_MAX_BODY)
+        for platform, path in _PLATFORM_ROUTES.items():
+            app.router.add_route("*", path, self._platform_handler(platform), name=platform)
+        app.router.add_get("/health", self._health)
+        app.router.add_get("/api/v2/{doc:.*}", self._statuspage)
+        app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/destinations/{dest:.*}/delivery-metrics", self._segment)
+        app.router.add_get("/_stats", self._stats)
+        app.router.add_post("/_control", self._control)
+        return app
+
+    @web.middleware
+    async def _arrive(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Count the request, apply its path's fault, and answer every error in JSON."""
+        started = time.monotonic()
+        fault = self.arrived(request.path, started)
+        request[_ARRIVAL] = (started, fault)
+        # A delivery API applies its fault itself, to record the events it refuses.
+        generic = request.match_info.route.name not in _PLATFORM_ROUTES
+        if generic and fault is not None:
+            forced = fault.reply()
+            if forced is not None:
+                return _response(forced)
         try:
-            while True:
-                try:
-                    head = await reader.readuntil(b"\r\n\r\n")
-                except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
-                    return
-                lines = head.decode("latin-1").split("\r\n")
-                try:
-                    method, target, version = lines[0].split(" ", 2)
-                except ValueError:
-                    return
-                headers: dict[str, str] = {}
-                for line in lines[1:]:
-                    if line:
-                        k, _, v = line.partition(":")
-                        headers[k.strip().lower()] = v.strip()
-                body = b""
-                try:
-                    if "content-length" in headers:
-                        n = int(headers["content-length"])
-                        if n:
-                            body = await reader.readexactly(n)
-                    elif headers.get("transfer-encoding", "").lower() == "chunked":
-                        body = await self._read_chunked(reader)
-                except (asyncio.IncompleteReadError, ValueError, ConnectionError):
-                    return
-                conn = headers.get("connection", "").lower()
-                keep = conn != "close" and (version != "HTTP/1.0" or conn == "keep-alive")
-                started = time.monotonic()
-                try:
-                    resp = self._dispatch(method, target, body, started)
-                except Exception as exc:  # noqa: BLE001 - a bug must not kill the connection
-                    resp = Reply(500, {"error": f"simulator error: {exc}"})
-                if resp.delay > 0:
-                    await asyncio.sleep(resp.delay)
-                    self._finish_delayed(target, started)
-                reason = REASONS.get(resp.status, "Unknown")
-                out = [
-                    f"HTTP/1.1 {resp.status} {reason}\r\n"
-                    f"Content-Type: {resp.content_type}\r\n"
-                    f"Content-Length: {len(resp.body)}\r\n"
-                ]
-                for k, v in resp.headers:
-                    out.append(f"{k}: {v}\r\n")
-                if not keep:
-                    out.append("Connection: close\r\n")
-                out.append("\r\n")
-                writer.write(
-                    "".join(out).encode("latin-1") + (b"" if method == "HEAD" else resp.body)
-                )
-                if writer.transport.get_write_buffer_size() > 65536:
-                    await writer.drain()
-                if not keep:
-                    return
-        except (ConnectionError, asyncio.CancelledError):
-            return  # the peer went away, or the server is stopping
-        finally:
-            self._writers.discard(writer)
-            try:
-                writer.close()
-            except RuntimeError:
-                pass
+            response = await handler(request)
+        except (web.HTTPNotFound, web.HTTPMethodNotAllowed):
+            if request.method in ("GET", "HEAD"):
+                response = _response(Reply(404, {"error": f"no such endpoint: {request.path}"}))
+            else:
+                response = _not_allowed()
+        except web.HTTPException:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a bug answers 500 and the server goes on
+            return _response(Reply(500, {"error": f"simulator error: {exc}"}))
+        if generic and fault is not None and fault.kind == "timeout":
+            await asyncio.sleep(fault.delay)
+        return response
 
-    @staticmethod
-    async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
-        parts: list[bytes] = []
-        while True:
-            size_line = await reader.readuntil(b"\r\n")
-            size = int(size_line.split(b";")[0].strip() or b"0", 16)
-            if size == 0:
-                while (await reader.readuntil(b"\r\n")) != b"\r\n":
-                    pass
-                return b"".join(parts)
-            parts.append(await reader.readexactly(size))
-            await reader.readexactly(2)
+    def _platform_handler(self, platform: str) -> Callable[[web.Request], Awaitable[web.Response]]:
+        async def deliver(request: web.Request) -> web.Response:
+            if request.method != "POST":
+                return _not_allowed()
+            started, fault = request[_ARRIVAL]
+            reply = platform_reply(self, platform, await request.read(), fault, started)
+            if reply.delay > 0:
+                await asyncio.sleep(reply.delay)
+                self.observe_latency(platform, time.monotonic() - started)
+            return _response(reply)
 
-    def _finish_delayed(self, target: str, started: float) -> None:
-        p = self._platform_of(target.partition("?")[0])
-        if p is not None:
-            self.observe_latency(p, time.monotonic() - started)
+        return deliver
 
-    # ------------------------------------------------------------------ routing
+    async def _health(self, request: web.Request) -> web.Response:
+        return _response(Reply(200, {"ok": True}))
 
-    @staticmethod
-    def _platform_of(path: str) -> str | None:
-        if path.startswith("/open_api/"):
-            return "tiktok"
-        if path.startswith("/webhook/"):
-            return "webhook"
-        if path.startswith("/v"):
-            if path.endswith("/events"):
-                return "meta"
-            if path.endswith(":uploadClickConversions"):
-                return "google"
-        return None
+    async def _statuspage(self, request: web.Request) -> web.Response:
+        return _response(statuspage_reply(self, request.path))
 
-    def _dispatch(self, method: str, target: str, body: bytes, now: float) -> Reply:
-        path, _, query = target.partition("?")
-        fault = self.arrived(path, now)
-        platform = self._platform_of(path)
-        if platform is not None:
-            if method != "POST":
-                return Reply(405, {"error": "method not allowed"})
-            return platform_reply(self, platform, body, fault, now)
-        if fault is not None:
-            resp = fault.reply()
-            if resp is not None:
-                return resp
-        resp = self._serve(method, path, query, body)
-        if fault is not None and fault.kind == "timeout":
-            resp.delay = fault.delay
-        return resp
+    async def _metrics(self, request: web.Request) -> web.Response:
+        return _response(metrics_reply(self))
 
-    def _serve(self, method: str, path: str, query: str, body: bytes) -> Reply:
-        if method not in ("GET", "HEAD"):
-            if path == "/_control" and method == "POST":
-                return self._control_request(body)
-            return Reply(405, {"error": "method not allowed"})
-        if path == "/health":
-            return Reply(200, {"ok": True})
-        if path.startswith("/api/v2/"):
-            return statuspage_reply(self, path)
-        if path == "/metrics":
-            return metrics_reply(self)
-        if path.startswith("/destinations/") and path.endswith("/delivery-metrics"):
-            dest_id = path[len("/destinations/") : -len("/delivery-metrics")]
-            return segment_reply(self, dest_id, query)
-        if path == "/_stats":
-            return Reply(200, self.stats())
-        return Reply(404, {"error": f"no such endpoint: {path}"})
+    async def _segment(self, request: web.Request) -> web.Response:
+        return _response(segment_reply(self, request.match_info["dest"], request.query_string))
 
-    def _control_request(self, body: bytes) -> Reply:
+    async def _stats(self, request: web.Request) -> web.Response:
+        return _response(Reply(200, self.stats()))
+
+    async def _control(self, request: web.Request) -> web.Response:
         try:
-            req = orjson.loads(body or b"{}")
+            req = orjson.loads(await request.read() or b"{}")
             if not isinstance(req, dict) or "op" not in req:
                 raise ValueError('body must be a JSON object with "op"')
             op = req.pop("op")
             self.control(str(op), **req)
         except (ValueError, orjson.JSONDecodeError) as exc:
-            return Reply(400, {"ok": False, "error": str(exc)})
-        return Reply(200, {"ok": True})
+            return _response(Reply(400, {"ok": False, "error": str(exc)}))
+        return _response(Reply(200, {"ok": True}))
