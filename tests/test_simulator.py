@@ -55,6 +55,50 @@ def test_url_and_health(server: SimServer, client: httpx.Client) -> None:
     assert client.get("/nope").status_code == 404
 
 
+def test_errors_are_json_and_faults_come_before_routing(
+    server: SimServer, client: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the HTTP wiring owes every endpoint, beyond the endpoints' own answers."""
+    assert client.get("/nope").json() == {"error": "no such endpoint: /nope"}
+    assert client.get("/_control").status_code == 404  # a GET of a POST-only endpoint
+    for method, path in (("POST", "/health"), ("POST", "/nope"), ("GET", TIKTOK), ("PUT", META)):
+        r = client.request(method, path)
+        assert r.status_code == 405 and r.json() == {"error": "method not allowed"}, path
+    head = client.head("/health")
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["content-length"] == str(len(b'{"ok":true}'))
+    # A chunked request body is read whole.
+    chunks = (part for part in (b'{"data":[{},', b"{},{}]}"))
+    assert client.post(TIKTOK, content=chunks).json()["code"] == 0
+    assert server.stats()["tiktok"]["delivered"] == 3
+    # A fault applies to every path under its prefix, known endpoint or not.
+    server.set_fault("/", "http_error", status=502)
+    assert client.get("/nope").status_code == 502
+    assert client.post("/_control", json={"op": "set_fault"}).status_code == 502
+    assert client.get(TIKTOK).status_code == 405  # a delivery API refuses the method first
+    server.set_fault("/", None)
+    # A failing handler answers 500 in JSON and the server carries on.
+    monkeypatch.setattr(server, "stats", lambda: 1 / 0)
+    r = client.get("/_stats")
+    assert r.status_code == 500 and r.json() == {"error": "simulator error: division by zero"}
+    assert client.get("/health").status_code == 200
+
+
+def test_lifecycle_loopback_busy_port_and_prompt_stop() -> None:
+    with SimServer() as srv:
+        assert srv.host == "127.0.0.1" and srv.url == f"http://127.0.0.1:{srv.port}"
+        with pytest.raises(OSError):
+            SimServer(port=srv.port).start()
+        srv.set_fault("/health", "timeout", delay=30)
+        with httpx.Client(base_url=srv.url) as c:
+            with pytest.raises(httpx.TimeoutException):
+                c.get("/health", timeout=0.3)
+        t0 = time.monotonic()
+    assert time.monotonic() - t0 < 2.0  # a request still delayed does not hold the stop
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(srv.url + "/health", timeout=2)
+
+
 def test_platform_success_shapes(server: SimServer, client: httpx.Client) -> None:
     r = client.post(TIKTOK, json=tiktok_body(3))
     body = r.json()
