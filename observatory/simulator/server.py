@@ -33,8 +33,8 @@ from observatory.simulator.vendors import platform_reply
 
 __all__ = ["SimServer"]
 
-# The delivery APIs, by platform. Any method reaches the handler, which refuses all but POST
-# before it applies the path's fault, as the real APIs would.
+# The delivery APIs; each route is named for its platform. Any method reaches the handler,
+# which refuses all but POST (405) before the path's fault applies.
 _PLATFORM_ROUTES = {
     "tiktok": "/open_api/{rest:.*}",
     "meta": "/v{rest:.*}/events",
@@ -43,7 +43,7 @@ _PLATFORM_ROUTES = {
 }
 # When the request arrived (monotonic) and the fault injected on its path.
 _ARRIVAL = web.RequestKey("arrival", tuple[float, Fault | None])
-_MAX_BODY = 1 << 26  # batches are small; never refuse one the way a real API would not
+_MAX_BODY = 1 << 26  # aiohttp refuses bodies over 1 MiB by default; the fake APIs take any batch
 _SHUTDOWN_GRACE = 0.1  # seconds an in-flight request gets to finish (then again once cancelled)
 
 
