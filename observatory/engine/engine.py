@@ -18,31 +18,33 @@ import statistics
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 from observatory.config import DetectionConfig
 from observatory.engine.counts import SecondCounts
+from observatory.engine.destination import (
+    MIN_POOL_RATE,
+    RECENT_SECONDS,
+    SPARKLINE_SECONDS,
+    STATUS_SECONDS,
+    Destination,
+    ProbeState,
+    Second,
+)
 from observatory.engine.stats import (
-    BlockRate,
-    Cusum,
-    GapStats,
-    LatencyBaseline,
-    LearnedRatio,
     ReverseTest,
     decay,
     threshold_h,
     wilson,
 )
+from observatory.engine.status import DestinationState, DestinationStatus, destination_status
+from observatory.engine.wording import clock, iso_s, pct, per_s, sig
 from observatory.incidents import DETECTORS, SEVERITY_RANK, Change, ChangeKind, Incident, Severity
 
 __all__ = ["DestinationState", "DestinationStatus", "Engine"]
 
 LATENESS = 1  # seconds: the current and the previous second may still be filling
-RATE_TAU = 900.0  # baseline rate EWMA (s)
 FAST_TAU = 120.0  # recent rate, for the silence test's lower rate estimate (s)
-RATIO_TAU = 1800.0  # error and 429 ratios (s)
-SLOW_TAU = 600.0  # share of slow events (s)
 REOPEN_WINDOW = 900.0  # a re-fire this soon after resolution reopens the incident (a flap)
 GUARD_SECONDS = 60  # baselines learn from a second once it is this old and not in an incident
 MIN_TRIALS = 10  # the reverse test needs this many trials in its window
@@ -53,13 +55,8 @@ SILENCE_REVERSE = 0.1  # silence's reverse test: normal delivered rate against t
 QUIET = 60  # seconds without an alarm before resolving
 MIN_WINDOW = 60  # the reverse test's window: where normal traffic typically gives h nats
 MAX_WINDOW = 110  # against the fault, within these bounds (recovery judged within 2 minutes)
-HISTORY_SECONDS = 1800
-SPARKLINE_SECONDS = 300
-RECENT_SECONDS = 10
-STATUS_SECONDS = 60
 POOL_WINDOW_EVENTS = 30.0  # the pool ratio looks at about this many expected events
 POOL_BAND = 2.0  # pool members are within this factor of the median count/baseline ratio
-MIN_POOL_RATE = 5.0  # ev/s of pool baseline needed to estimate a destination's expected count
 MIN_EVENTS = 5  # at least this many bad events before a Bernoulli detector alarms
 SECOND_CAP = (0.4, 0.6)  # shares of h one second's LLR may add to a CUSUM (persistence)
 THROUGHPUT_CUT = 0.5  # delivered below this share of expected = throughput cut (critical)
@@ -76,74 +73,7 @@ BASE_SEVERITY: dict[str, Severity] = {
     "probe": "warning",
 }
 
-DestinationState = Literal["ok", "degraded", "down", "stale", "warmup"]
 _ProbeResult = tuple[str, str, float, bool, str | None, dict[str, Any]]
-
-
-@dataclass
-class DestinationStatus:
-    """What the UI shows for a destination (rates over evaluated seconds, event time)."""
-
-    destination: str
-    state: DestinationState
-    rate_now: float  # attempts/s over the last ~10 evaluated seconds (retries included)
-    success_pct: float | None  # delivered / attempts over the last minute
-    rate_limited_pct: float | None  # rate-limited / attempts over the last minute
-    avg_latency_ms: float | None  # over the last minute
-    last_event_ts: float | None  # start of the last second that had an event (fed, not evaluated)
-    incident_id: str | None
-    # Delivered events per second, oldest first, up to 300: throughput, so a 429 storm
-    # shows as the collapse it is, not as the surge of retried attempts it also is.
-    sparkline: list[int]
-    severity: Severity | None = None
-    delivered_now: float = 0.0  # delivered events/s over the last ~10 evaluated seconds
-    baseline_rate: float | None = None  # events/s
-    latency_threshold_ms: float | None = None
-    probe_ok: bool | None = None  # None: no probe results
-
-
-@dataclass(slots=True)
-class _Second:
-    sec: int
-    total: int
-    delivered: int
-    failed: int
-    rejected: int
-    rate_limited: int
-    expected: float  # expected delivered events this second
-    latency_n: int
-    latency_sum: float
-    slow: int = 0  # events above the latency threshold
-
-
-@dataclass(slots=True)
-class _Silence:
-    """Run of seconds without a delivered event (a CUSUM against "rate 0", as a run length)."""
-
-    run: int = 0
-    start: int = 0
-    limit: float = math.inf
-    rate: float = 0.0  # expected delivered rate when the run started
-    attempts: int = 0
-    failed: int = 0
-    rate_limited: int = 0
-    rejected: int = 0
-
-    def reset(self) -> None:
-        self.run = 0
-        self.limit = math.inf
-        self.attempts = self.failed = self.rate_limited = self.rejected = 0
-
-
-@dataclass(slots=True)
-class _Probe:
-    failures: int = 0  # consecutive bad results
-    successes: int = 0  # consecutive good results
-    bad_since: float | None = None
-    status: str | None = None
-    ok: bool = True
-    details: dict[str, Any] = field(default_factory=dict)
-    ts: float = 0.0
 
 
 @dataclass
@@ -191,80 +121,6 @@ class _Impact:
     delivered: int = 0
 
 
-class _Destination:
-    """Everything the engine knows about one destination."""
-
-    def __init__(self, name: str, first_sec: int, h: float) -> None:
-        self.name = name
-        self.first_sec = first_sec
-        self.armed = False
-        self.stale = False
-        self.stale_after = 0  # stale until data for a later second than this arrives
-        self.last_event_sec: int | None = None
-        self.rate = BlockRate(RATE_TAU)
-        self.fast = 0.0
-        self.short = 0.0
-        self.errors = LearnedRatio(0.02, 25.0, RATIO_TAU)
-        self.limited = LearnedRatio(0.001, 25.0, RATIO_TAU)
-        self.slow = LearnedRatio(0.01, 200.0, SLOW_TAU)
-        self.delivered = LearnedRatio(0.99, 5.0, RATIO_TAU)
-        self.latency = LatencyBaseline()
-        self.gaps = GapStats()
-        self.gap_run = 0
-        self.guard: deque[SecondCounts] = deque()
-        self.cusums = {name: Cusum(h) for name in ("volume_drop", "error_rate", "rate_limit")}
-        self.cusums["latency"] = Cusum(h)
-        self.params: dict[str, tuple[float, float]] = {}
-        self.silence = _Silence()
-        self.probes: dict[str, _Probe] = {}
-        self.history: deque[_Second] = deque(maxlen=HISTORY_SECONDS)
-        # the pool context of the current second (set by the engine)
-        self.pool_rate = 0.0
-        self.pool_count = 0
-        self.pool_mult = 1.0  # the pool's count against its baseline, smoothed (~30 events)
-        self.pi0 = 0.0
-
-    def expected_delivered_rate(self) -> float:
-        return self.rate.rate * self.delivered.p
-
-    def mark_stale(self, after: int) -> None:
-        """History, not an outage: no silence or volume alarms until data for a second after
-        `after` arrives."""
-        self.stale = True
-        self.stale_after = after
-        self.silence.reset()
-        self.cusums["volume_drop"].reset()
-
-    def recent(self, seconds: int) -> list[_Second]:
-        n = len(self.history)
-        if n <= seconds:
-            return list(self.history)
-        return [self.history[i] for i in range(n - seconds, n)]
-
-
-def _hms(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%H:%M:%S")
-
-
-def _rate(x: float) -> str:
-    """Events per second, short: 130, 8.2, 0.31."""
-    if x >= 100:
-        return f"{x:.0f}"
-    if x >= 10:
-        return f"{x:.1f}".rstrip("0").rstrip(".")
-    return f"{x:.2g}"
-
-
-def _pct(x: float) -> str:
-    if x >= 0.1:
-        return f"{x * 100:.0f}%"
-    return f"{x * 100:.2g}%"
-
-
-def _r(x: float, digits: int = 4) -> float:
-    return float(f"{x:.{digits}g}")
-
-
 def _bernoulli(p0: float, p1: float) -> tuple[float, float]:
     """Log-likelihood ratio coefficients (bad event, good event) of p1 against p0."""
     return math.log(p1 / p0), math.log((1.0 - p1) / (1.0 - p0))
@@ -305,8 +161,8 @@ class Engine:
         )
         self.n_destinations = n_destinations
         self.late_events = 0  # events fed for seconds already evaluated (dropped)
-        self._dests: dict[str, _Destination] = {}
-        self._order: list[_Destination] = []
+        self._dests: dict[str, Destination] = {}
+        self._order: list[Destination] = []
         self._pending: dict[int, dict[str, SecondCounts]] = {}
         self._probe_queue: dict[int, list[_ProbeResult]] = {}
         self._next_sec: int | None = None
@@ -324,11 +180,11 @@ class Engine:
     # Input
     # ----------------------------------------------------------------------------------------
 
-    def _destination(self, name: str, sec: int) -> _Destination:
+    def _destination(self, name: str, sec: int) -> Destination:
         dest = self._dests.get(name)
         if dest is None:
             first = sec if self._next_sec is None else max(sec, self._next_sec)
-            dest = _Destination(name, first, self.h)
+            dest = Destination(name, first, self.h)
             self._dests[name] = dest
             self._order = sorted(self._dests.values(), key=lambda d: d.name)
         elif self._next_sec is None and sec < dest.first_sec:
@@ -418,7 +274,7 @@ class Engine:
     def _skip(self, start: int, stop: int) -> None:
         for dest in self._order:
             for s in range(max(start, stop - SPARKLINE_SECONDS), stop):
-                dest.history.append(_Second(s, 0, 0, 0, 0, 0, 0.0, 0, 0.0))
+                dest.history.append(Second(s, 0, 0, 0, 0, 0, 0.0, 0, 0.0))
 
     def go_live(self, now: float) -> None:
         """The backlog is read: incidents opened from now on are live (``historical=False``).
@@ -457,9 +313,9 @@ class Engine:
             c = counts[dest.name]
             if dest.stale and c.total > 0 and sec > dest.stale_after:
                 dest.stale = False  # data again, newer than what made it stale
-            expected = self._expected_delivered(dest)
+            expected = dest.expected_delivered()
             dest.history.append(
-                _Second(
+                Second(
                     sec,
                     c.total,
                     c.delivered,
@@ -494,7 +350,7 @@ class Engine:
             if kind is not None:
                 changes.append(Change(kind, incident.snapshot()))
 
-    def _pool_context(self, dests: list[_Destination], counts: dict[str, SecondCounts]) -> None:
+    def _pool_context(self, dests: list[Destination], counts: dict[str, SecondCounts]) -> None:
         """Per destination: the healthy pool its share is tested against (DESIGN volume_drop)."""
         ratios: dict[str, float] = {}
         for dest in dests:
@@ -532,20 +388,11 @@ class Engine:
             else:
                 dest.pool_mult = 1.0
 
-    def _expected_delivered(self, dest: _Destination) -> float:
-        """Delivered events expected this second: the destination's baseline share of the pool's
-        count when the pool is big enough (campaigns and waves cancel), else its baseline rate."""
-        if dest.pool_rate >= MIN_POOL_RATE and dest.rate.rate > 0:
-            total = dest.rate.rate / dest.pool_rate * dest.pool_count
-        else:
-            total = dest.rate.rate
-        return total * dest.delivered.p
-
     # ----------------------------------------------------------------------------------------
     # Detectors
     # ----------------------------------------------------------------------------------------
 
-    def _detect(self, dest: _Destination, sec: int, c: SecondCounts) -> list[str]:
+    def _detect(self, dest: Destination, sec: int, c: SecondCounts) -> list[str]:
         """Step every armed detector of the destination; the names of those in alarm."""
         out: list[str] = []
         if not dest.armed:
@@ -584,7 +431,7 @@ class Engine:
 
     @staticmethod
     def _latency_llr(
-        dest: _Destination, c: SecondCounts, p0: float, p1: float
+        dest: Destination, c: SecondCounts, p0: float, p1: float
     ) -> tuple[float, int, int, float]:
         """The latency test of one second: (LLR, events speaking for a slowdown, events, what
         normal traffic typically gives).
@@ -607,7 +454,7 @@ class Engine:
 
     def _bernoulli_step(
         self,
-        dest: _Destination,
+        dest: Destination,
         name: str,
         sec: int,
         bad: int,
@@ -625,7 +472,7 @@ class Engine:
 
     def _cusum(
         self,
-        dest: _Destination,
+        dest: Destination,
         name: str,
         sec: int,
         llr: float,
@@ -651,7 +498,7 @@ class Engine:
         cusum.step(sec, llr, k, n)
         return cusum.s >= self.h and cusum.k >= min_k
 
-    def _silence_limit(self, dest: _Destination) -> tuple[float, float]:
+    def _silence_limit(self, dest: Destination) -> tuple[float, float]:
         """Seconds without a delivered event that alarm, and the rate they were judged at."""
         rate = min(dest.rate.rate, dest.fast) * dest.delivered.p
         if dest.pool_rate >= MIN_POOL_RATE:
@@ -666,7 +513,7 @@ class Engine:
         )
         return limit, rate
 
-    def _silence(self, dest: _Destination, sec: int, c: SecondCounts) -> bool:
+    def _silence(self, dest: Destination, sec: int, c: SecondCounts) -> bool:
         """Count seconds without a delivered event (with or without attempts); True at the
         limit. The run length is the CUSUM against "rate 0": any delivery resets it."""
         sil = dest.silence
@@ -685,7 +532,7 @@ class Engine:
 
     def _probe(
         self,
-        dest: _Destination,
+        dest: Destination,
         probe: str,
         ts: float,
         ok: bool,
@@ -693,7 +540,7 @@ class Engine:
         details: dict[str, Any],
     ) -> bool:
         """Judge one probe result; True when the probe is (still) abnormal enough to alarm."""
-        state = dest.probes.setdefault(probe, _Probe())
+        state = dest.probes.setdefault(probe, ProbeState())
         operational = status is None or status.strip().lower() in OPERATIONAL
         state.status = status
         state.ok = ok
@@ -713,7 +560,7 @@ class Engine:
             state.bad_since = ts
         return not operational or state.failures >= 3
 
-    def _probe_severity(self, dest: _Destination) -> Severity:
+    def _probe_severity(self, dest: Destination) -> Severity:
         worst: Severity = "warning"
         for state in dest.probes.values():
             status = (state.status or "").strip().lower()
@@ -726,7 +573,7 @@ class Engine:
     # ----------------------------------------------------------------------------------------
 
     def _update_baselines(
-        self, sec: int, dests: list[_Destination], counts: dict[str, SecondCounts]
+        self, sec: int, dests: list[Destination], counts: dict[str, SecondCounts]
     ) -> None:
         """Learn from seconds once they are GUARD_SECONDS old and outside any incident.
 
@@ -738,7 +585,7 @@ class Engine:
         """
         before = 0.0
         after = 0.0
-        idle: list[_Destination] = []
+        idle: list[Destination] = []
         warmup = float(self.config.warmup)
         for dest in dests:
             c = counts[dest.name]
@@ -765,7 +612,7 @@ class Engine:
                 dest.rate.scale(factor)
                 dest.fast *= factor
 
-    def _learn(self, dest: _Destination, c: SecondCounts) -> None:
+    def _learn(self, dest: Destination, c: SecondCounts) -> None:
         total = c.total
         half = self.h / 2.0
         if dest.armed:
@@ -805,7 +652,7 @@ class Engine:
         self._ids.add(ident)
         return ident
 
-    def _make_firing(self, dest: _Destination, name: str, sec: int) -> _Firing:
+    def _make_firing(self, dest: Destination, name: str, sec: int) -> _Firing:
         end = float(sec + 1)
         extra: dict[str, Any] = {}
         p0 = p1 = 0.0
@@ -859,9 +706,7 @@ class Engine:
             firing.observe_fault(k, n)
         return firing
 
-    def _fire(
-        self, dest: _Destination, name: str, sec: int, touched: dict[str, ChangeKind]
-    ) -> None:
+    def _fire(self, dest: Destination, name: str, sec: int, touched: dict[str, ChangeKind]) -> None:
         firings = self._firings.setdefault(dest.name, {})
         incident = self._open.get(dest.name)
         if incident is not None and name in firings:
@@ -936,7 +781,7 @@ class Engine:
         return True
 
     def _impact_from_history(
-        self, dest: _Destination, impact: _Impact, onset: int, sec: int
+        self, dest: Destination, impact: _Impact, onset: int, sec: int
     ) -> None:
         """Count the seconds of [onset, sec] that the impact has not counted yet."""
         for row in dest.history:
@@ -946,7 +791,7 @@ class Engine:
         impact.last_sec = max(impact.last_sec, sec)
 
     @staticmethod
-    def _add_impact(impact: _Impact, row: _Second) -> None:
+    def _add_impact(impact: _Impact, row: Second) -> None:
         impact.not_delivered += row.expected - row.delivered
         impact.failed += row.failed
         impact.rate_limited += row.rate_limited
@@ -956,7 +801,7 @@ class Engine:
 
     def _follow(
         self,
-        dest: _Destination,
+        dest: Destination,
         incident: Incident,
         sec: int,
         c: SecondCounts,
@@ -975,7 +820,7 @@ class Engine:
             if name == "silence":
                 # The reverse test on delivered events (Poisson): normal traffic against a
                 # trickle of it. A flow back at half its rate is volume_drop's to judge.
-                expected = self._expected_delivered(dest)
+                expected = dest.expected_delivered()
                 firing.reverse.push(*_poisson(c.delivered, expected, SILENCE_REVERSE), expected)
                 sil = dest.silence
                 extra = firing.extra
@@ -1040,14 +885,14 @@ class Engine:
                 touched.setdefault(dest.name, "update")
         self._refresh(dest, incident, sec)
 
-    def _throughput_cut(self, dest: _Destination, firing: _Firing, sec: int) -> bool:
+    def _throughput_cut(self, dest: Destination, firing: _Firing, sec: int) -> bool:
         """Delivered significantly below half of expected since the fault began (<= 60 s)."""
         rows = dest.recent(min(STATUS_SECONDS, sec - firing.onset + 1))
         half = THROUGHPUT_CUT * sum(r.expected for r in rows)
         delivered = sum(r.delivered for r in rows)
         return half > 0 and (half - delivered) / math.sqrt(half) >= 2.0
 
-    def _recovered(self, dest: _Destination, sec: int) -> bool:
+    def _recovered(self, dest: Destination, sec: int) -> bool:
         firings = self._firings.get(dest.name, {})
         if not firings:
             return False
@@ -1066,7 +911,7 @@ class Engine:
                 return False
         return True
 
-    def _resolve(self, dest: _Destination, incident: Incident, sec: int) -> None:
+    def _resolve(self, dest: Destination, incident: Incident, sec: int) -> None:
         end = float(sec + 1)
         self._refresh(dest, incident, sec, until=end)
         incident.state = "resolved"
@@ -1084,23 +929,23 @@ class Engine:
     # Summary and evidence
     # ----------------------------------------------------------------------------------------
 
-    def _fragment(self, dest: _Destination, firing: _Firing, until: float | None = None) -> str:
+    def _fragment(self, dest: Destination, firing: _Firing, until: float | None = None) -> str:
         """The detector's finding, in words (used in summaries and the timeline)."""
         name = firing.detector
-        since = _hms(firing.onset)
-        when = f"since {since}" if until is None else f"from {since} to {_hms(until)}"
+        since = clock(firing.onset)
+        when = f"since {since}" if until is None else f"from {since} to {clock(until)}"
         base = dest.expected_delivered_rate()
         if name == "silence":
             extra = firing.extra
             ended = extra.get("ended")
             if ended is not None:
-                when = f"from {since} to {_hms(ended)}"
+                when = f"from {since} to {clock(ended)}"
             if extra["attempts"] == 0:
-                return f"no events {when} (expected {_rate(base)}/s)"
+                return f"no events {when} (expected {per_s(base)}/s)"
             return (
                 f"nothing delivered {when} although {extra['attempts']} attempts were made "
                 f"({extra['failed']} failed, {extra['rate_limited']} rate-limited, "
-                f"{extra['rejected']} rejected); {_rate(base)}/s delivered normally"
+                f"{extra['rejected']} rejected); {per_s(base)}/s delivered normally"
             )
         if name == "probe":
             parts = []
@@ -1108,7 +953,7 @@ class Engine:
                 if state.bad_since is None:
                     continue
                 what = state.status or ("failing" if not state.ok else "not operational")
-                parts.append(f"probe {probe} {what} since {_hms(state.bad_since)}")
+                parts.append(f"probe {probe} {what} since {clock(state.bad_since)}")
             return "; ".join(parts) or "probe failing"
         rows = dest.recent(RECENT_SECONDS)
         if until is not None:  # resolved: what was delivered over the whole incident
@@ -1118,20 +963,20 @@ class Engine:
         if name == "volume_drop":
             ratio = firing.k / firing.expected if firing.expected > 0 else 0.0
             return (
-                f"volume at {_pct(ratio)} of its usual share {when} "
+                f"volume at {pct(ratio)} of its usual share {when} "
                 f"({firing.k} events vs {firing.expected:.0f} expected)"
             )
         share = firing.k / firing.n if firing.n else 0.0
         if name == "error_rate":
             return (
-                f"{_pct(share)} of attempts failed or rejected {when} "
-                f"({firing.k}/{firing.n}, normally {_pct(firing.p0)}); delivered "
-                f"{_rate(delivered)}/s vs {_rate(base)}/s baseline"
+                f"{pct(share)} of attempts failed or rejected {when} "
+                f"({firing.k}/{firing.n}, normally {pct(firing.p0)}); delivered "
+                f"{per_s(delivered)}/s vs {per_s(base)}/s baseline"
             )
         if name == "rate_limit":
             return (
-                f"{_pct(share)} of attempts rate-limited {when} ({firing.k}/{firing.n}); "
-                f"delivered {_rate(delivered)}/s vs {_rate(base)}/s baseline"
+                f"{pct(share)} of attempts rate-limited {when} ({firing.k}/{firing.n}); "
+                f"delivered {per_s(delivered)}/s vs {per_s(base)}/s baseline"
             )
         threshold = dest.latency.threshold or 0.0
         timed = sum(r.latency_n for r in rows)
@@ -1139,9 +984,9 @@ class Engine:
         mean = sum(r.latency_sum for r in rows) / timed if timed else 0.0
         usual = dest.latency.mean or 0.0
         return (
-            f"latency up {when}: mean {mean:.0f} ms vs {usual:.0f} ms usually; {_pct(slow)} of "
+            f"latency up {when}: mean {mean:.0f} ms vs {usual:.0f} ms usually; {pct(slow)} of "
             f"events slower than {threshold:.0f} ms (above its usual p99, normally "
-            f"{_pct(firing.p0)} or fewer)"
+            f"{pct(firing.p0)} or fewer)"
         )
 
     @staticmethod
@@ -1159,7 +1004,7 @@ class Engine:
         return next(iter(firings.values()))
 
     def _refresh(
-        self, dest: _Destination, incident: Incident, sec: int, until: float | None = None
+        self, dest: Destination, incident: Incident, sec: int, until: float | None = None
     ) -> None:
         firings = self._firings[dest.name]
         primary = self._primary(firings)
@@ -1177,13 +1022,13 @@ class Engine:
         secs = max(len(rows), 1)
         attempts = impact.attempts
         evidence: dict[str, Any] = {
-            "window": {"start": _iso(incident.onset), "end": _iso(sec + 1.0)},
-            "baseline_rate_per_s": _r(dest.rate.rate),
-            "current_rate_per_s": _r(sum(r.total for r in rows) / secs),
-            "delivered_per_s": _r(sum(r.delivered for r in rows) / secs),
-            "expected_delivered_per_s": _r(sum(r.expected for r in rows) / secs),
-            "rate_limited_share": _r(impact.rate_limited / attempts) if attempts else 0.0,
-            "h": _r(self.h),
+            "window": {"start": iso_s(incident.onset), "end": iso_s(sec + 1.0)},
+            "baseline_rate_per_s": sig(dest.rate.rate),
+            "current_rate_per_s": sig(sum(r.total for r in rows) / secs),
+            "delivered_per_s": sig(sum(r.delivered for r in rows) / secs),
+            "expected_delivered_per_s": sig(sum(r.expected for r in rows) / secs),
+            "rate_limited_share": sig(impact.rate_limited / attempts) if attempts else 0.0,
+            "h": sig(self.h),
             # resolving needs QUIET seconds without an alarm and a reverse test passed
             "quiet_s": QUIET,
             "detectors": {name: self._detector_evidence(dest, f) for name, f in firings.items()},
@@ -1194,8 +1039,8 @@ class Engine:
             evidence["error_ratio"] = {
                 "failed_or_rejected": bad,
                 "attempts": attempts,
-                "ratio": _r(bad / attempts),
-                "wilson95": [_r(lo), _r(hi)],
+                "ratio": sig(bad / attempts),
+                "wilson95": [sig(lo), sig(hi)],
             }
         headers = {}
         for state in dest.probes.values():
@@ -1205,11 +1050,11 @@ class Engine:
         # in place: keys others add (the runtime's status-page facts) stay
         incident.evidence.update(evidence)
 
-    def _detector_evidence(self, dest: _Destination, firing: _Firing) -> dict[str, Any]:
+    def _detector_evidence(self, dest: Destination, firing: _Firing) -> dict[str, Any]:
         out: dict[str, Any] = {
-            "onset": _iso(firing.onset),
-            "detected_at": _iso(firing.fired_at),
-            "time_to_detect_s": _r(firing.fired_at - firing.onset),
+            "onset": iso_s(firing.onset),
+            "detected_at": iso_s(firing.fired_at),
+            "time_to_detect_s": sig(firing.fired_at - firing.onset),
             "severity": firing.severity,
         }
         name = firing.detector
@@ -1218,9 +1063,9 @@ class Engine:
             out.update(
                 {
                     "silent_for_s": extra["run"],
-                    "ended": _iso(extra["ended"]) if extra["ended"] is not None else None,
-                    "limit_s": _r(firing.limit),
-                    "expected_delivered_per_s": _r(extra["rate"]),
+                    "ended": iso_s(extra["ended"]) if extra["ended"] is not None else None,
+                    "limit_s": sig(firing.limit),
+                    "expected_delivered_per_s": sig(extra["rate"]),
                     "attempts_during_silence": extra["attempts"],
                     "failed": extra["failed"],
                     "rate_limited": extra["rate_limited"],
@@ -1241,17 +1086,17 @@ class Engine:
                 for probe, s in sorted(dest.probes.items())
             }
             return out
-        out.update({"statistic": _r(firing.statistic), "h": _r(self.h)})
+        out.update({"statistic": sig(firing.statistic), "h": sig(self.h)})
         if name == "volume_drop":
             pi0 = firing.p0
             out.update(
                 {
                     "events": firing.k,
-                    "expected_events": _r(firing.expected),
-                    "ratio": _r(firing.k / firing.expected) if firing.expected else 0.0,
-                    "share": _r(firing.k / firing.n) if firing.n else 0.0,
-                    "baseline_share": _r(pi0),
-                    "tested_share": _r(pi0 / (2.0 - pi0)),
+                    "expected_events": sig(firing.expected),
+                    "ratio": sig(firing.k / firing.expected) if firing.expected else 0.0,
+                    "share": sig(firing.k / firing.n) if firing.n else 0.0,
+                    "baseline_share": sig(pi0),
+                    "tested_share": sig(pi0 / (2.0 - pi0)),
                 }
             )
             return out
@@ -1260,15 +1105,15 @@ class Engine:
             {
                 "events": firing.k,
                 "trials": firing.n,
-                "ratio": _r(firing.k / firing.n) if firing.n else 0.0,
-                "wilson95": [_r(lo), _r(hi)],
-                "p0": _r(firing.p0),
-                "p1": _r(firing.p1),
+                "ratio": sig(firing.k / firing.n) if firing.n else 0.0,
+                "wilson95": [sig(lo), sig(hi)],
+                "p0": sig(firing.p0),
+                "p1": sig(firing.p1),
             }
         )
         if name == "latency":
-            out["threshold_ms"] = _r(dest.latency.threshold or 0.0)
-            out["usual_mean_ms"] = _r(dest.latency.mean or 0.0)
+            out["threshold_ms"] = sig(dest.latency.threshold or 0.0)
+            out["usual_mean_ms"] = sig(dest.latency.mean or 0.0)
         return out
 
     # ----------------------------------------------------------------------------------------
@@ -1304,55 +1149,9 @@ class Engine:
 
     def status(self) -> dict[str, DestinationStatus]:
         """Per destination, what the dashboard shows."""
-        out: dict[str, DestinationStatus] = {}
-        for dest in self._order:
-            recent = dest.recent(RECENT_SECONDS)
-            minute = dest.recent(STATUS_SECONDS)
-            attempts = sum(r.total for r in minute)
-            latency_n = sum(r.latency_n for r in minute)
-            incident = self._open.get(dest.name)
-            state: DestinationState
-            if dest.stale:
-                state = "stale"  # history, even if an incident from the backlog is still open
-            elif incident is not None:
-                state = "down" if incident.severity == "critical" else "degraded"
-            elif not dest.armed:
-                state = "warmup"
-            else:
-                state = "ok"
-            probe_ok = None
-            if dest.probes:
-                probe_ok = all(s.bad_since is None for s in dest.probes.values())
-            last = dest.last_event_sec
-            out[dest.name] = DestinationStatus(
-                destination=dest.name,
-                state=state,
-                rate_now=sum(r.total for r in recent) / len(recent) if recent else 0.0,
-                success_pct=100.0 * sum(r.delivered for r in minute) / attempts
-                if attempts
-                else None,
-                rate_limited_pct=100.0 * sum(r.rate_limited for r in minute) / attempts
-                if attempts
-                else None,
-                avg_latency_ms=(
-                    sum(r.latency_sum for r in minute) / latency_n if latency_n else None
-                ),
-                last_event_ts=float(last) if last is not None else None,
-                incident_id=incident.id if incident is not None else None,
-                sparkline=[r.delivered for r in dest.recent(SPARKLINE_SECONDS)],
-                delivered_now=sum(r.delivered for r in recent) / len(recent) if recent else 0.0,
-                severity=incident.severity if incident is not None else None,
-                baseline_rate=dest.rate.rate if dest.rate.events else None,
-                latency_threshold_ms=dest.latency.threshold,
-                probe_ok=probe_ok,
-            )
-        return out
+        return {d.name: destination_status(d, self._open.get(d.name)) for d in self._order}
 
 
 def _volume_expected(pi0: float, others: float) -> float:
     """A destination's own count expected beside `others` pool events, at its share pi0."""
     return pi0 / (1.0 - pi0) * others if 0.0 < pi0 < 1.0 else 0.0
-
-
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")

@@ -1,0 +1,131 @@
+"""What the engine knows about one destination: its baselines, its recent history, its probes.
+
+The engine owns these and updates them once per evaluated second; detectors read them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from observatory.engine.counts import SecondCounts
+from observatory.engine.stats import BlockRate, Cusum, GapStats, LatencyBaseline, LearnedRatio
+
+HISTORY_SECONDS = 1800
+SPARKLINE_SECONDS = 300
+RECENT_SECONDS = 10
+STATUS_SECONDS = 60
+RATE_TAU = 900.0  # baseline rate EWMA (s)
+RATIO_TAU = 1800.0  # error and 429 ratios (s)
+SLOW_TAU = 600.0  # share of slow events (s)
+MIN_POOL_RATE = 5.0  # ev/s of pool baseline needed to estimate a destination's expected count
+
+
+@dataclass(slots=True)
+class Second:
+    """One evaluated second of a destination, as kept in its history."""
+
+    sec: int
+    total: int
+    delivered: int
+    failed: int
+    rejected: int
+    rate_limited: int
+    expected: float  # expected delivered events this second
+    latency_n: int
+    latency_sum: float
+    slow: int = 0  # events above the latency threshold
+
+
+@dataclass(slots=True)
+class SilenceRun:
+    """Run of seconds without a delivered event (a CUSUM against "rate 0", as a run length)."""
+
+    run: int = 0
+    start: int = 0
+    limit: float = math.inf
+    rate: float = 0.0  # expected delivered rate when the run started
+    attempts: int = 0
+    failed: int = 0
+    rate_limited: int = 0
+    rejected: int = 0
+
+    def reset(self) -> None:
+        self.run = 0
+        self.limit = math.inf
+        self.attempts = self.failed = self.rate_limited = self.rejected = 0
+
+
+@dataclass(slots=True)
+class ProbeState:
+    """What one probe of the destination said lately."""
+
+    failures: int = 0  # consecutive bad results
+    successes: int = 0  # consecutive good results
+    bad_since: float | None = None
+    status: str | None = None
+    ok: bool = True
+    details: dict[str, Any] = field(default_factory=dict)
+    ts: float = 0.0
+
+
+class Destination:
+    """Everything the engine knows about one destination."""
+
+    def __init__(self, name: str, first_sec: int, h: float) -> None:
+        self.name = name
+        self.first_sec = first_sec
+        self.armed = False
+        self.stale = False
+        self.stale_after = 0  # stale until data for a later second than this arrives
+        self.last_event_sec: int | None = None
+        self.rate = BlockRate(RATE_TAU)
+        self.fast = 0.0
+        self.short = 0.0
+        self.errors = LearnedRatio(0.02, 25.0, RATIO_TAU)
+        self.limited = LearnedRatio(0.001, 25.0, RATIO_TAU)
+        self.slow = LearnedRatio(0.01, 200.0, SLOW_TAU)
+        self.delivered = LearnedRatio(0.99, 5.0, RATIO_TAU)
+        self.latency = LatencyBaseline()
+        self.gaps = GapStats()
+        self.gap_run = 0
+        self.guard: deque[SecondCounts] = deque()
+        self.cusums = {name: Cusum(h) for name in ("volume_drop", "error_rate", "rate_limit")}
+        self.cusums["latency"] = Cusum(h)
+        self.params: dict[str, tuple[float, float]] = {}
+        self.silence = SilenceRun()
+        self.probes: dict[str, ProbeState] = {}
+        self.history: deque[Second] = deque(maxlen=HISTORY_SECONDS)
+        # the pool context of the current second (set by the engine)
+        self.pool_rate = 0.0
+        self.pool_count = 0
+        self.pool_mult = 1.0  # the pool's count against its baseline, smoothed (~30 events)
+        self.pi0 = 0.0
+
+    def expected_delivered_rate(self) -> float:
+        return self.rate.rate * self.delivered.p
+
+    def expected_delivered(self) -> float:
+        """Delivered events expected this second: the destination's baseline share of the pool's
+        count when the pool is big enough (campaigns and waves cancel), else its baseline rate."""
+        if self.pool_rate >= MIN_POOL_RATE and self.rate.rate > 0:
+            total = self.rate.rate / self.pool_rate * self.pool_count
+        else:
+            total = self.rate.rate
+        return total * self.delivered.p
+
+    def mark_stale(self, after: int) -> None:
+        """History, not an outage: no silence or volume alarms until data for a second after
+        `after` arrives."""
+        self.stale = True
+        self.stale_after = after
+        self.silence.reset()
+        self.cusums["volume_drop"].reset()
+
+    def recent(self, seconds: int) -> list[Second]:
+        n = len(self.history)
+        if n <= seconds:
+            return list(self.history)
+        return [self.history[i] for i in range(n - seconds, n)]
