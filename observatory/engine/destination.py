@@ -1,25 +1,28 @@
 """What the engine knows about one destination: its baselines, its recent history, its probes.
 
-The engine owns these and updates them once per evaluated second; detectors read them.
+The engine owns these and updates them once per evaluated second; detectors read them (and
+the latency detector learns the latency histogram, the probe detector keeps the probe states).
+Each destination has its own instance of every detector (``detectors``).
 """
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from observatory.engine.counts import SecondCounts
-from observatory.engine.stats import BlockRate, Cusum, GapStats, LatencyBaseline, LearnedRatio
+from observatory.engine.stats import BlockRate, GapStats, LatencyBaseline, LearnedRatio
+
+if TYPE_CHECKING:
+    from observatory.engine.detectors.base import Detector
 
 HISTORY_SECONDS = 1800
 SPARKLINE_SECONDS = 300
 RECENT_SECONDS = 10
 STATUS_SECONDS = 60
 RATE_TAU = 900.0  # baseline rate EWMA (s)
-RATIO_TAU = 1800.0  # error and 429 ratios (s)
-SLOW_TAU = 600.0  # share of slow events (s)
+RATIO_TAU = 1800.0  # delivered, error and 429 ratios (s)
 MIN_POOL_RATE = 5.0  # ev/s of pool baseline needed to estimate a destination's expected count
 
 
@@ -40,25 +43,6 @@ class Second:
 
 
 @dataclass(slots=True)
-class SilenceRun:
-    """Run of seconds without a delivered event (a CUSUM against "rate 0", as a run length)."""
-
-    run: int = 0
-    start: int = 0
-    limit: float = math.inf
-    rate: float = 0.0  # expected delivered rate when the run started
-    attempts: int = 0
-    failed: int = 0
-    rate_limited: int = 0
-    rejected: int = 0
-
-    def reset(self) -> None:
-        self.run = 0
-        self.limit = math.inf
-        self.attempts = self.failed = self.rate_limited = self.rejected = 0
-
-
-@dataclass(slots=True)
 class ProbeState:
     """What one probe of the destination said lately."""
 
@@ -74,7 +58,7 @@ class ProbeState:
 class Destination:
     """Everything the engine knows about one destination."""
 
-    def __init__(self, name: str, first_sec: int, h: float) -> None:
+    def __init__(self, name: str, first_sec: int) -> None:
         self.name = name
         self.first_sec = first_sec
         self.armed = False
@@ -84,18 +68,11 @@ class Destination:
         self.rate = BlockRate(RATE_TAU)
         self.fast = 0.0
         self.short = 0.0
-        self.errors = LearnedRatio(0.02, 25.0, RATIO_TAU)
-        self.limited = LearnedRatio(0.001, 25.0, RATIO_TAU)
-        self.slow = LearnedRatio(0.01, 200.0, SLOW_TAU)
         self.delivered = LearnedRatio(0.99, 5.0, RATIO_TAU)
         self.latency = LatencyBaseline()
         self.gaps = GapStats()
         self.gap_run = 0
         self.guard: deque[SecondCounts] = deque()
-        self.cusums = {name: Cusum(h) for name in ("volume_drop", "error_rate", "rate_limit")}
-        self.cusums["latency"] = Cusum(h)
-        self.params: dict[str, tuple[float, float]] = {}
-        self.silence = SilenceRun()
         self.probes: dict[str, ProbeState] = {}
         self.history: deque[Second] = deque(maxlen=HISTORY_SECONDS)
         # the pool context of the current second (set by the engine)
@@ -103,6 +80,7 @@ class Destination:
         self.pool_count = 0
         self.pool_mult = 1.0  # the pool's count against its baseline, smoothed (~30 events)
         self.pi0 = 0.0
+        self.detectors: dict[str, Detector[Any]] = {}  # by name, in registry order (the engine's)
 
     def expected_delivered_rate(self) -> float:
         return self.rate.rate * self.delivered.p
@@ -121,8 +99,15 @@ class Destination:
         `after` arrives."""
         self.stale = True
         self.stale_after = after
-        self.silence.reset()
-        self.cusums["volume_drop"].reset()
+        for detector in self.detectors.values():
+            if detector.judges_flow:
+                detector.reset()
+
+    def forget_since(self, onset: int) -> None:
+        """A fault began at ``onset``: its first seconds are not normal traffic to learn from."""
+        while self.guard and self.guard[-1].sec >= onset:
+            self.guard.pop()
+        self.gap_run = 0
 
     def recent(self, seconds: int) -> list[Second]:
         n = len(self.history)

@@ -16,8 +16,8 @@ import hashlib
 import math
 import statistics
 from collections import deque
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from observatory.config import DetectionConfig
@@ -26,19 +26,14 @@ from observatory.engine.destination import (
     MIN_POOL_RATE,
     RECENT_SECONDS,
     SPARKLINE_SECONDS,
-    STATUS_SECONDS,
     Destination,
-    ProbeState,
     Second,
 )
-from observatory.engine.stats import (
-    ReverseTest,
-    decay,
-    threshold_h,
-    wilson,
-)
+from observatory.engine.detectors import DEFAULT_DETECTORS, Detector, Firing
+from observatory.engine.detectors.base import QUIET
+from observatory.engine.stats import decay, threshold_h, wilson
 from observatory.engine.status import DestinationState, DestinationStatus, destination_status
-from observatory.engine.wording import clock, iso_s, pct, per_s, sig
+from observatory.engine.wording import iso_s, sig
 from observatory.incidents import DETECTORS, SEVERITY_RANK, Change, ChangeKind, Incident, Severity
 
 __all__ = ["DestinationState", "DestinationStatus", "Engine"]
@@ -47,66 +42,10 @@ LATENESS = 1  # seconds: the current and the previous second may still be fillin
 FAST_TAU = 120.0  # recent rate, for the silence test's lower rate estimate (s)
 REOPEN_WINDOW = 900.0  # a re-fire this soon after resolution reopens the incident (a flap)
 GUARD_SECONDS = 60  # baselines learn from a second once it is this old and not in an incident
-MIN_TRIALS = 10  # the reverse test needs this many trials in its window
-REVERSE_MARGIN = 6.0  # nats: the reverse test's least evidence for normal traffic
-REVERSE_SHARE = 0.3  # ... and this share of what normal traffic typically gives
-VOLUME_REVERSE_SHARE = 0.5  # (a halved flow is close to normal: volume_drop asks for more)
-SILENCE_REVERSE = 0.1  # silence's reverse test: normal delivered rate against this share of it
-QUIET = 60  # seconds without an alarm before resolving
-MIN_WINDOW = 60  # the reverse test's window: where normal traffic typically gives h nats
-MAX_WINDOW = 110  # against the fault, within these bounds (recovery judged within 2 minutes)
 POOL_WINDOW_EVENTS = 30.0  # the pool ratio looks at about this many expected events
 POOL_BAND = 2.0  # pool members are within this factor of the median count/baseline ratio
-MIN_EVENTS = 5  # at least this many bad events before a Bernoulli detector alarms
-SECOND_CAP = (0.4, 0.6)  # shares of h one second's LLR may add to a CUSUM (persistence)
-THROUGHPUT_CUT = 0.5  # delivered below this share of expected = throughput cut (critical)
-OPERATIONAL = frozenset({"", "operational", "ok", "up", "healthy", "none", "normal", "green"})
-MAJOR = frozenset({"major_outage", "major", "down", "outage", "critical", "red"})
-_EVIDENCE_KEYS = ("retry", "ratelimit", "rate-limit", "rate_limit", "quota", "reset", "status")
-
-BASE_SEVERITY: dict[str, Severity] = {
-    "silence": "critical",
-    "volume_drop": "error",
-    "error_rate": "error",
-    "rate_limit": "warning",
-    "latency": "warning",
-    "probe": "warning",
-}
 
 _ProbeResult = tuple[str, str, float, bool, str | None, dict[str, Any]]
-
-
-@dataclass
-class _Firing:
-    """A detector that fired in the destination's current incident."""
-
-    detector: str
-    onset: int
-    fired_at: float
-    statistic: float
-    limit: float  # h, or the silence limit in seconds
-    severity: Severity
-    last_abnormal: int
-    reverse: ReverseTest
-    p0: float = 0.0
-    p1: float = 0.0
-    k: int = 0  # detector's bad events since onset (failures, 429s, slow; own count for volume)
-    n: int = 0  # trials since onset (attempts, latency events; own + pool for volume)
-    expected: float = 0.0  # volume: own events expected since onset
-    fault: float = 0.0  # the fault as observed: bad share (Bernoulli) or volume ratio
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def observe_fault(self, k: int, n: int) -> None:
-        """Track how bad the fault looked, for the reverse test's alternative: half the worst
-        share of bad events seen (an alarm picks a bad-looking stretch), at least p1. For a
-        volume drop, twice the lowest ratio to its expected count seen, within [0.1, 0.5]: a
-        flow that stopped is told from normal by a few events, a halved one needs more."""
-        if self.detector == "volume_drop":
-            expected = _volume_expected(self.p0, n - k)
-            ratio = min(0.5, max(SILENCE_REVERSE, 2.0 * k / expected)) if expected > 0.0 else 0.5
-            self.fault = min(self.fault or 1.0, ratio)
-        elif n > 0:
-            self.fault = min(max(self.fault, self.p1, 0.5 * k / n), 0.99)
 
 
 @dataclass
@@ -121,27 +60,6 @@ class _Impact:
     delivered: int = 0
 
 
-def _bernoulli(p0: float, p1: float) -> tuple[float, float]:
-    """Log-likelihood ratio coefficients (bad event, good event) of p1 against p0."""
-    return math.log(p1 / p0), math.log((1.0 - p1) / (1.0 - p0))
-
-
-_LN2 = math.log(2.0)
-
-
-def _logaddexp(x: float, y: float) -> float:
-    """ln(e^x + e^y) without overflow."""
-    hi, lo = (x, y) if x >= y else (y, x)
-    return hi + math.log1p(math.exp(lo - hi))
-
-
-def _poisson(count: int, expected: float, rho: float) -> tuple[float, float]:
-    """Log-likelihood ratio of a rate cut to `rho` of normal against normal, for `count`
-    events where `expected` were due; and what normal traffic typically gives (negative)."""
-    a = math.log(rho)
-    return count * a + expected * (1.0 - rho), expected * (a + 1.0 - rho)
-
-
 class Engine:
     """Sequential change detection over per-destination, per-second counts.
 
@@ -153,7 +71,16 @@ class Engine:
     every evaluated second without a Change).
     """
 
-    def __init__(self, detection: DetectionConfig, n_destinations: int = 5) -> None:
+    def __init__(
+        self,
+        detection: DetectionConfig,
+        n_destinations: int = 5,
+        detectors: Sequence[type[Detector[Any]]] = DEFAULT_DETECTORS,
+    ) -> None:
+        names = [d.name for d in detectors]
+        if len(set(names)) != len(names):
+            raise ValueError(f"detector names must be unique: {names}")
+        self.detectors = tuple(detectors)
         self.config = detection
         self.tick = float(detection.tick)
         self.h = threshold_h(
@@ -169,7 +96,7 @@ class Engine:
         self._last_data_sec: int | None = None  # the last evaluated second with any data
         self._live = False
         self._open: dict[str, Incident] = {}
-        self._firings: dict[str, dict[str, _Firing]] = {}
+        self._firings: dict[str, dict[str, Firing]] = {}
         self._impact: dict[str, _Impact] = {}
         self._resolved: dict[str, Incident] = {}
         self._all: deque[Incident] = deque(maxlen=1000)
@@ -184,7 +111,8 @@ class Engine:
         dest = self._dests.get(name)
         if dest is None:
             first = sec if self._next_sec is None else max(sec, self._next_sec)
-            dest = Destination(name, first, self.h)
+            dest = Destination(name, first)
+            dest.detectors = {d.name: d(dest, self.h, self.config) for d in self.detectors}
             self._dests[name] = dest
             self._order = sorted(self._dests.values(), key=lambda d: d.name)
         elif self._next_sec is None and sec < dest.first_sec:
@@ -328,12 +256,13 @@ class Engine:
                     c.slow,
                 )
             )
-            for name in self._detect(dest, sec, c):
-                self._fire(dest, name, sec, touched)
+            for detector in self._alarms(dest, sec, c):
+                self._fire(dest, detector, sec, touched)
         for destination, probe, ts, ok, status, details in probes:
             dest = self._dests[destination]
-            if self._probe(dest, probe, ts, ok, status, details):
-                self._fire(dest, "probe", sec, touched)
+            for detector in dest.detectors.values():
+                if detector.judge_probe(probe, ts, ok, status, details):
+                    self._fire(dest, detector, sec, touched)
 
         self._update_baselines(sec, dests, counts)
 
@@ -392,181 +321,16 @@ class Engine:
     # Detectors
     # ----------------------------------------------------------------------------------------
 
-    def _detect(self, dest: Destination, sec: int, c: SecondCounts) -> list[str]:
-        """Step every armed detector of the destination; the names of those in alarm."""
-        out: list[str] = []
+    def _alarms(self, dest: Destination, sec: int, c: SecondCounts) -> list[Detector[Any]]:
+        """Step every detector of an armed destination; those in alarm, in registry order."""
         if not dest.armed:
-            return out
-        total = c.total
-        if not dest.stale:  # a stale destination's silence is history, not an outage
-            if self._silence(dest, sec, c):
-                out.append("silence")
-            if dest.pi0 > 0.0 and dest.rate.settled:
-                # binomial on its share of (itself + pool), against half its baseline share
-                pi0 = dest.pi0
-                y = dest.pool_count
-                llr = y * math.log(2.0) - (total + y) * math.log(2.0 - pi0)
-                dest.params["volume_drop"] = (pi0, pi0 / (2.0 - pi0))
-                full = dest.pool_rate * math.log(2.0 / (2.0 - pi0))
-                if self._cusum(dest, "volume_drop", sec, llr, total, total + y, 0, full):
-                    out.append("volume_drop")
-
-        if total > 0:
-            p0 = min(max(dest.errors.p, 0.002), 0.5)
-            if self._bernoulli_step(dest, "error_rate", sec, c.failed + c.rejected, total, p0):
-                out.append("error_rate")
-            p0 = min(max(dest.limited.p, 0.001), 0.5)
-            if self._bernoulli_step(dest, "rate_limit", sec, c.rate_limited, total, p0):
-                out.append("rate_limit")
-
-        if c.hist and dest.latency.armed:
-            p0 = min(max(dest.slow.p, 0.01), 0.5)
-            p1 = min(max(10.0 * p0, 0.1), 0.99)
-            dest.params["latency"] = (p0, p1)
-            llr, k, n, _ = self._latency_llr(dest, c, p0, p1)
-            full = dest.rate.rate * _bernoulli(p0, p1)[0]
-            if self._cusum(dest, "latency", sec, llr, k, n, MIN_EVENTS, full):
-                out.append("latency")
-        return out
-
-    @staticmethod
-    def _latency_llr(
-        dest: Destination, c: SecondCounts, p0: float, p1: float
-    ) -> tuple[float, int, int, float]:
-        """The latency test of one second: (LLR, events speaking for a slowdown, events, what
-        normal traffic typically gives).
-
-        The alternative is an even mixture of two faults, each against the baseline: a tail
-        fault (a share p1 of events above the usual p99, a Bernoulli test) and a bulk slowdown
-        (every latency about 3x, the histogram shifted). A mixture of two likelihood ratios is
-        a likelihood ratio, so the CUSUM's false-alarm bound (h) holds as for one test, while
-        either fault is caught at close to the speed of its own test.
-        """
-        latency = dest.latency
-        n = sum(c.hist.values())
-        slow = min(c.slow, n)
-        a, b = _bernoulli(p0, p1)
-        tail = slow * a + (n - slow) * b
-        bulk, k_bulk = latency.shift(c.hist)
-        llr = _logaddexp(tail, bulk) - _LN2
-        typical = _logaddexp(n * (p0 * a + (1.0 - p0) * b), n * latency.shift_typical) - _LN2
-        return llr, (k_bulk if bulk > tail else slow), n, typical
-
-    def _bernoulli_step(
-        self,
-        dest: Destination,
-        name: str,
-        sec: int,
-        bad: int,
-        n: int,
-        p0: float,
-        floor: float = 0.05,
-    ) -> bool:
-        """Step a Bernoulli detector: `bad` of `n` trials, normal share p0 against
-        p1 = max(10 p0, floor); True in alarm."""
-        p1 = min(max(10.0 * p0, floor), 0.99)
-        a, b = _bernoulli(p0, p1)
-        dest.params[name] = (p0, p1)
-        llr = bad * a + (n - bad) * b
-        return self._cusum(dest, name, sec, llr, bad, n, MIN_EVENTS, dest.rate.rate * a)
-
-    def _cusum(
-        self,
-        dest: Destination,
-        name: str,
-        sec: int,
-        llr: float,
-        k: int,
-        n: int,
-        min_k: int,
-        full: float,
-    ) -> bool:
-        """Step a CUSUM with one second's LLR, capped for persistence; True in alarm.
-
-        Forwarders send batches (50-200 events a request), so one failed, throttled or slow
-        request lands all its events in one second: they are one observation, not 200
-        independent trials. No second may add more than ``SECOND_CAP`` of h, so an alarm needs
-        evidence from at least two seconds with bad events (a positive LLR needs a bad event):
-        a real fault persists, a lone batch drains. Within that band the cap is ``full``, what
-        one second of the destination's normal traffic gives when it is all bad: a fast
-        destination's fault passes h in two seconds, and a slow destination (whose real faults
-        give a few nats a second) cannot be lifted high by a burst and stay there for minutes.
-        """
-        cusum = dest.cusums[name]
-        lo, hi = SECOND_CAP
-        llr = min(llr, min(max(full, lo * self.h), hi * self.h))
-        cusum.step(sec, llr, k, n)
-        return cusum.s >= self.h and cusum.k >= min_k
-
-    def _silence_limit(self, dest: Destination) -> tuple[float, float]:
-        """Seconds without a delivered event that alarm, and the rate they were judged at."""
-        rate = min(dest.rate.rate, dest.fast) * dest.delivered.p
-        if dest.pool_rate >= MIN_POOL_RATE:
-            # judged at the upstream's current level: a campaign's end is not a silence
-            rate = min(rate, dest.rate.rate * dest.pool_mult * dest.delivered.p)
-        if rate <= 0.0:
-            return math.inf, 0.0
-        limit = max(
-            (self.h + math.log(rate)) / rate,
-            3.0 * dest.gaps.p999(),
-            float(self.config.silence_floor),
-        )
-        return limit, rate
-
-    def _silence(self, dest: Destination, sec: int, c: SecondCounts) -> bool:
-        """Count seconds without a delivered event (with or without attempts); True at the
-        limit. The run length is the CUSUM against "rate 0": any delivery resets it."""
-        sil = dest.silence
-        if c.delivered > 0:
-            sil.reset()
-            return False
-        if sil.run == 0:
-            sil.start = sec
-            sil.limit, sil.rate = self._silence_limit(dest)
-        sil.run += 1
-        sil.attempts += c.total
-        sil.failed += c.failed
-        sil.rate_limited += c.rate_limited
-        sil.rejected += c.rejected
-        return sil.run >= sil.limit
-
-    def _probe(
-        self,
-        dest: Destination,
-        probe: str,
-        ts: float,
-        ok: bool,
-        status: str | None,
-        details: dict[str, Any],
-    ) -> bool:
-        """Judge one probe result; True when the probe is (still) abnormal enough to alarm."""
-        state = dest.probes.setdefault(probe, ProbeState())
-        operational = status is None or status.strip().lower() in OPERATIONAL
-        state.status = status
-        state.ok = ok
-        state.ts = ts
-        state.details = {
-            k: v for k, v in details.items() if any(key in k.lower() for key in _EVIDENCE_KEYS)
-        }
-        if ok and operational:
-            state.successes += 1
-            state.failures = 0
-            if state.successes >= 3:
-                state.bad_since = None
-            return False
-        state.successes = 0
-        state.failures += 1
-        if state.bad_since is None:
-            state.bad_since = ts
-        return not operational or state.failures >= 3
-
-    def _probe_severity(self, dest: Destination) -> Severity:
-        worst: Severity = "warning"
-        for state in dest.probes.values():
-            status = (state.status or "").strip().lower()
-            if status in MAJOR or (not state.ok and state.failures >= 3):
-                worst = "error"
-        return worst
+            return []
+        return [
+            detector
+            for detector in dest.detectors.values()
+            # a stale destination's quiet is history, not an outage
+            if not (detector.judges_flow and dest.stale) and detector.step(sec, c)
+        ]
 
     # ----------------------------------------------------------------------------------------
     # Baselines
@@ -614,22 +378,14 @@ class Engine:
 
     def _learn(self, dest: Destination, c: SecondCounts) -> None:
         total = c.total
-        half = self.h / 2.0
         if dest.armed:
             dest.rate.update(total)
         else:
             dest.rate.learn(total)
         dest.fast = dest.fast * self._fast_keep + total * (1.0 - self._fast_keep)
-        if dest.cusums["error_rate"].s < half:
-            dest.errors.update(c.failed + c.rejected, total)
-        if dest.cusums["rate_limit"].s < half:
-            dest.limited.update(c.rate_limited, total)
+        for detector in dest.detectors.values():
+            detector.learn(c)
         dest.delivered.update(c.delivered, total)
-        if c.hist and dest.cusums["latency"].s < half:
-            if dest.latency.first_slow_bin is not None:
-                dest.slow.update(min(c.slow, c.latency_n), c.latency_n)
-            dest.latency.learn(c.hist, c.latency_sum)
-            dest.latency.refresh()
         dest.gaps.add_events(c.delivered)
         if c.delivered > 0:
             if dest.gap_run > 0:
@@ -652,75 +408,20 @@ class Engine:
         self._ids.add(ident)
         return ident
 
-    def _make_firing(self, dest: Destination, name: str, sec: int) -> _Firing:
-        end = float(sec + 1)
-        extra: dict[str, Any] = {}
-        p0 = p1 = 0.0
-        k = n = 0
-        if name == "silence":
-            sil = dest.silence
-            onset = sil.start
-            statistic, limit = float(sil.run), sil.limit
-            severity: Severity = "critical"
-            extra.update(
-                rate=sil.rate,
-                start=sil.start,
-                run=sil.run,
-                attempts=sil.attempts,
-                failed=sil.failed,
-                rate_limited=sil.rate_limited,
-                rejected=sil.rejected,
-                ended=None,
-            )
-        elif name == "probe":
-            bad = [s.bad_since for s in dest.probes.values() if s.bad_since is not None]
-            onset = math.floor(min(bad)) if bad else sec
-            statistic, limit = 0.0, 3.0
-            severity = self._probe_severity(dest)
-        else:
-            cusum = dest.cusums[name]
-            refined, k, n = cusum.refined()
-            onset = refined if refined is not None else sec
-            statistic, limit = cusum.s, self.h
-            p0, p1 = dest.params.get(name, (0.0, 0.0))
-            severity = BASE_SEVERITY[name]
-            cusum.reset()
-        firing = _Firing(
-            detector=name,
-            onset=onset,
-            fired_at=end,
-            statistic=statistic,
-            limit=limit,
-            severity=severity,
-            last_abnormal=sec,
-            reverse=ReverseTest(MIN_WINDOW, MAX_WINDOW),
-            p0=p0,
-            p1=p1,
-            k=k,
-            n=n,
-            extra=extra,
-        )
-        if name == "volume_drop":
-            firing.expected = _volume_expected(p0, n - k)
-        if name in dest.cusums:
-            firing.observe_fault(k, n)
-        return firing
-
-    def _fire(self, dest: Destination, name: str, sec: int, touched: dict[str, ChangeKind]) -> None:
+    def _fire(
+        self, dest: Destination, detector: Detector[Any], sec: int, touched: dict[str, ChangeKind]
+    ) -> None:
+        name = detector.name
         firings = self._firings.setdefault(dest.name, {})
         incident = self._open.get(dest.name)
         if incident is not None and name in firings:
             firing = firings[name]
             firing.last_abnormal = sec  # still abnormal: resolution waits
-            if name in dest.cusums:
-                cusum = dest.cusums[name]
-                _, k, n = cusum.refined()
-                firing.observe_fault(k, n)
-                cusum.reset()
+            detector.again(firing, sec)
             return
-        firing = self._make_firing(dest, name, sec)
+        firing = detector.fire(sec)
         end = float(sec + 1)
-        what = self._fragment(dest, firing)
+        what = detector.summary(firing)
         if incident is not None:
             firings[name] = firing
             incident.detectors.append(name)
@@ -765,9 +466,7 @@ class Engine:
             impact = _Impact(first_sec=sec + 1, last_sec=sec)
             self._impact_from_history(dest, impact, firing.onset, sec)
         self._impact[dest.name] = impact
-        while dest.guard and dest.guard[-1].sec >= firing.onset:
-            dest.guard.pop()  # the fault's first seconds are not normal traffic
-        dest.gap_run = 0
+        dest.forget_since(firing.onset)
         self._firings[dest.name] = {name: firing}
         self._open[dest.name] = incident
         touched[dest.name] = "open"
@@ -816,100 +515,19 @@ class Engine:
         for name, firing in self._firings[dest.name].items():
             if firing.fired_at > sec:  # fired this very second
                 continue
-            total = c.total
-            if name == "silence":
-                # The reverse test on delivered events (Poisson): normal traffic against a
-                # trickle of it. A flow back at half its rate is volume_drop's to judge.
-                expected = dest.expected_delivered()
-                firing.reverse.push(*_poisson(c.delivered, expected, SILENCE_REVERSE), expected)
-                sil = dest.silence
-                extra = firing.extra
-                if sil.run > 0 and sil.start == extra["start"]:
-                    extra.update(
-                        run=sil.run,
-                        attempts=sil.attempts,
-                        failed=sil.failed,
-                        rate_limited=sil.rate_limited,
-                        rejected=sil.rejected,
-                    )
-                elif extra["ended"] is None:
-                    extra["ended"] = extra["start"] + extra["run"]
-                if sil.run > 0 and sil.run >= sil.limit:
-                    firing.last_abnormal = sec
-            elif name == "probe":
-                if any(s.bad_since is not None for s in dest.probes.values()):
-                    firing.last_abnormal = sec
-                severity = self._probe_severity(dest)
-                if SEVERITY_RANK[severity] > SEVERITY_RANK[firing.severity]:
-                    firing.severity = severity
-            else:
-                # The reverse test: normal traffic against the fault as observed.
-                pi0 = dest.pi0
-                if name == "volume_drop" and not 0.0 < pi0 < 1.0:
-                    # no pool: its own count against its baseline rate (Poisson)
-                    trials = dest.rate.rate
-                    llr, typical = _poisson(total, trials, firing.fault)
-                elif name == "volume_drop":
-                    y = dest.pool_count
-                    expected = _volume_expected(pi0, y)
-                    pi1 = firing.fault * pi0 / (firing.fault * pi0 + 1.0 - pi0)
-                    a, b = _bernoulli(pi0, pi1)
-                    llr = total * a + y * b
-                    typical = expected * a + y * b
-                    trials = expected
-                    firing.k += total
-                    firing.n += total + y
-                    firing.expected += expected
-                elif name == "latency":
-                    p1 = max(firing.fault, firing.p1)
-                    llr, k, n, typical = self._latency_llr(dest, c, firing.p0, p1)
-                    trials = float(n)
-                    firing.k += k
-                    firing.n += n
-                else:
-                    if name == "rate_limit":
-                        n, k = total, c.rate_limited
-                    else:
-                        n, k = total, c.failed + c.rejected
-                    p0 = firing.p0
-                    a, b = _bernoulli(p0, max(firing.fault, firing.p1))
-                    llr = k * a + (n - k) * b
-                    typical = n * (p0 * a + (1.0 - p0) * b)
-                    trials = float(n)
-                    firing.k += k
-                    firing.n += n
-                firing.reverse.push(llr, typical, trials)
-            if name in ("error_rate", "rate_limit") and self._throughput_cut(dest, firing, sec):
-                firing.severity = "critical"
+            dest.detectors[name].follow(firing, sec, c)
             if self._escalate(incident, firing.severity, end, f"{name}: throughput cut"):
                 touched.setdefault(dest.name, "update")
         self._refresh(dest, incident, sec)
-
-    def _throughput_cut(self, dest: Destination, firing: _Firing, sec: int) -> bool:
-        """Delivered significantly below half of expected since the fault began (<= 60 s)."""
-        rows = dest.recent(min(STATUS_SECONDS, sec - firing.onset + 1))
-        half = THROUGHPUT_CUT * sum(r.expected for r in rows)
-        delivered = sum(r.delivered for r in rows)
-        return half > 0 and (half - delivered) / math.sqrt(half) >= 2.0
 
     def _recovered(self, dest: Destination, sec: int) -> bool:
         firings = self._firings.get(dest.name, {})
         if not firings:
             return False
-        for name, cusum in dest.cusums.items():
-            if name not in firings and cusum.s >= self.h / 2.0:
+        for name, detector in dest.detectors.items():
+            if name not in firings and detector.gathering():
                 return False  # another detector is gathering evidence: not quiet yet
-        for name, firing in firings.items():
-            if name == "probe":
-                if any(s.bad_since is not None for s in dest.probes.values()):
-                    return False
-                continue
-            if sec - firing.last_abnormal < QUIET:
-                return False
-            share = VOLUME_REVERSE_SHARE if name == "volume_drop" else REVERSE_SHARE
-            if not firing.reverse.passes(self.h, REVERSE_MARGIN, share, MIN_TRIALS):
-                return False
-        return True
+        return all(dest.detectors[name].recovered(f, sec) for name, f in firings.items())
 
     def _resolve(self, dest: Destination, incident: Incident, sec: int) -> None:
         end = float(sec + 1)
@@ -918,10 +536,9 @@ class Engine:
         incident.resolved_at = end
         quiet = sec - max(f.last_abnormal for f in self._firings[dest.name].values())
         incident.note(end, "resolved", f"back to normal for {quiet} s")
-        for name in self._firings.pop(dest.name):
-            if name in dest.cusums:
-                dest.cusums[name].reset()
-        dest.silence.reset()
+        fired = self._firings.pop(dest.name)
+        for name, detector in dest.detectors.items():
+            detector.resolved(name in fired)
         del self._open[dest.name]
         self._resolved[dest.name] = incident
 
@@ -929,86 +546,24 @@ class Engine:
     # Summary and evidence
     # ----------------------------------------------------------------------------------------
 
-    def _fragment(self, dest: Destination, firing: _Firing, until: float | None = None) -> str:
-        """The detector's finding, in words (used in summaries and the timeline)."""
-        name = firing.detector
-        since = clock(firing.onset)
-        when = f"since {since}" if until is None else f"from {since} to {clock(until)}"
-        base = dest.expected_delivered_rate()
-        if name == "silence":
-            extra = firing.extra
-            ended = extra.get("ended")
-            if ended is not None:
-                when = f"from {since} to {clock(ended)}"
-            if extra["attempts"] == 0:
-                return f"no events {when} (expected {per_s(base)}/s)"
-            return (
-                f"nothing delivered {when} although {extra['attempts']} attempts were made "
-                f"({extra['failed']} failed, {extra['rate_limited']} rate-limited, "
-                f"{extra['rejected']} rejected); {per_s(base)}/s delivered normally"
-            )
-        if name == "probe":
-            parts = []
-            for probe, state in sorted(dest.probes.items()):
-                if state.bad_since is None:
-                    continue
-                what = state.status or ("failing" if not state.ok else "not operational")
-                parts.append(f"probe {probe} {what} since {clock(state.bad_since)}")
-            return "; ".join(parts) or "probe failing"
-        rows = dest.recent(RECENT_SECONDS)
-        if until is not None:  # resolved: what was delivered over the whole incident
-            rows = [r for r in dest.history if firing.onset <= r.sec < until]
-        secs = max(len(rows), 1)
-        delivered = sum(r.delivered for r in rows) / secs
-        if name == "volume_drop":
-            ratio = firing.k / firing.expected if firing.expected > 0 else 0.0
-            return (
-                f"volume at {pct(ratio)} of its usual share {when} "
-                f"({firing.k} events vs {firing.expected:.0f} expected)"
-            )
-        share = firing.k / firing.n if firing.n else 0.0
-        if name == "error_rate":
-            return (
-                f"{pct(share)} of attempts failed or rejected {when} "
-                f"({firing.k}/{firing.n}, normally {pct(firing.p0)}); delivered "
-                f"{per_s(delivered)}/s vs {per_s(base)}/s baseline"
-            )
-        if name == "rate_limit":
-            return (
-                f"{pct(share)} of attempts rate-limited {when} ({firing.k}/{firing.n}); "
-                f"delivered {per_s(delivered)}/s vs {per_s(base)}/s baseline"
-            )
-        threshold = dest.latency.threshold or 0.0
-        timed = sum(r.latency_n for r in rows)
-        slow = sum(r.slow for r in rows) / timed if timed else 0.0
-        mean = sum(r.latency_sum for r in rows) / timed if timed else 0.0
-        usual = dest.latency.mean or 0.0
-        return (
-            f"latency up {when}: mean {mean:.0f} ms vs {usual:.0f} ms usually; {pct(slow)} of "
-            f"events slower than {threshold:.0f} ms (above its usual p99, normally "
-            f"{pct(firing.p0)} or fewer)"
-        )
-
     @staticmethod
-    def _primary(firings: dict[str, _Firing]) -> _Firing:
-        """The finding that tells the story: the cause (429s, failures) over the symptom
-        (nothing delivered); a silence without attempts over a volume drop."""
-        silence = firings.get("silence")
-        if silence is None or silence.extra.get("attempts", 0) > 0:
-            causes = [f for n, f in firings.items() if n in ("error_rate", "rate_limit")]
-            if causes:
-                return max(causes, key=lambda f: f.k / f.n if f.n else 0.0)
-        for name in ("silence", "volume_drop", "error_rate", "rate_limit", "latency", "probe"):
-            if name in firings:
-                return firings[name]
-        return next(iter(firings.values()))
+    def _primary(dest: Destination, firings: dict[str, Firing]) -> Firing:
+        """The finding that tells the story (see ``Detector.headline``): first to fire among
+        the best."""
+
+        def key(firing: Firing) -> tuple[int, float]:
+            rank, strength = dest.detectors[firing.detector].headline(firing)
+            return rank, -strength
+
+        return min(firings.values(), key=key)
 
     def _refresh(
         self, dest: Destination, incident: Incident, sec: int, until: float | None = None
     ) -> None:
         firings = self._firings[dest.name]
-        primary = self._primary(firings)
-        incident.summary = f"{dest.name}: {self._fragment(dest, primary, until)}"
+        primary = self._primary(dest, firings)
+        summary = dest.detectors[primary.detector].summary(primary, until)
+        incident.summary = f"{dest.name}: {summary}"
         impact = self._impact[dest.name]
         incident.impact = {
             "not_delivered_est": round(max(0.0, impact.not_delivered)),
@@ -1031,7 +586,7 @@ class Engine:
             "h": sig(self.h),
             # resolving needs QUIET seconds without an alarm and a reverse test passed
             "quiet_s": QUIET,
-            "detectors": {name: self._detector_evidence(dest, f) for name, f in firings.items()},
+            "detectors": {name: dest.detectors[name].evidence(f) for name, f in firings.items()},
         }
         if attempts:
             bad = impact.failed + impact.rejected
@@ -1049,72 +604,6 @@ class Engine:
             evidence["probe_headers"] = headers
         # in place: keys others add (the runtime's status-page facts) stay
         incident.evidence.update(evidence)
-
-    def _detector_evidence(self, dest: Destination, firing: _Firing) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "onset": iso_s(firing.onset),
-            "detected_at": iso_s(firing.fired_at),
-            "time_to_detect_s": sig(firing.fired_at - firing.onset),
-            "severity": firing.severity,
-        }
-        name = firing.detector
-        if name == "silence":
-            extra = firing.extra
-            out.update(
-                {
-                    "silent_for_s": extra["run"],
-                    "ended": iso_s(extra["ended"]) if extra["ended"] is not None else None,
-                    "limit_s": sig(firing.limit),
-                    "expected_delivered_per_s": sig(extra["rate"]),
-                    "attempts_during_silence": extra["attempts"],
-                    "failed": extra["failed"],
-                    "rate_limited": extra["rate_limited"],
-                    "rejected": extra["rejected"],
-                    "kind": "no_attempts" if extra["attempts"] == 0 else "attempts_not_delivered",
-                }
-            )
-            return out
-        if name == "probe":
-            out["probes"] = {
-                probe: {
-                    "ok": s.ok,
-                    "status": s.status,
-                    "consecutive_failures": s.failures,
-                    "consecutive_successes": s.successes,
-                    "details": s.details,
-                }
-                for probe, s in sorted(dest.probes.items())
-            }
-            return out
-        out.update({"statistic": sig(firing.statistic), "h": sig(self.h)})
-        if name == "volume_drop":
-            pi0 = firing.p0
-            out.update(
-                {
-                    "events": firing.k,
-                    "expected_events": sig(firing.expected),
-                    "ratio": sig(firing.k / firing.expected) if firing.expected else 0.0,
-                    "share": sig(firing.k / firing.n) if firing.n else 0.0,
-                    "baseline_share": sig(pi0),
-                    "tested_share": sig(pi0 / (2.0 - pi0)),
-                }
-            )
-            return out
-        lo, hi = wilson(firing.k, firing.n)
-        out.update(
-            {
-                "events": firing.k,
-                "trials": firing.n,
-                "ratio": sig(firing.k / firing.n) if firing.n else 0.0,
-                "wilson95": [sig(lo), sig(hi)],
-                "p0": sig(firing.p0),
-                "p1": sig(firing.p1),
-            }
-        )
-        if name == "latency":
-            out["threshold_ms"] = sig(dest.latency.threshold or 0.0)
-            out["usual_mean_ms"] = sig(dest.latency.mean or 0.0)
-        return out
 
     # ----------------------------------------------------------------------------------------
     # Queries
@@ -1150,8 +639,3 @@ class Engine:
     def status(self) -> dict[str, DestinationStatus]:
         """Per destination, what the dashboard shows."""
         return {d.name: destination_status(d, self._open.get(d.name)) for d in self._order}
-
-
-def _volume_expected(pi0: float, others: float) -> float:
-    """A destination's own count expected beside `others` pool events, at its share pi0."""
-    return pi0 / (1.0 - pi0) * others if 0.0 < pi0 < 1.0 else 0.0
