@@ -103,6 +103,23 @@ class Destination:
             if detector.judges_flow:
                 detector.reset()
 
+    def record(self, sec: int, c: SecondCounts) -> None:
+        """Keep an evaluated second in the history, with the delivered events it should have had."""
+        self.history.append(
+            Second(
+                sec,
+                c.total,
+                c.delivered,
+                c.failed,
+                c.rejected,
+                c.rate_limited,
+                self.expected_delivered(),
+                c.latency_n,
+                c.latency_sum,
+                c.slow,
+            )
+        )
+
     def forget_since(self, onset: int) -> None:
         """A fault began at ``onset``: its first seconds are not normal traffic to learn from."""
         while self.guard and self.guard[-1].sec >= onset:

@@ -1,63 +1,50 @@
-"""The detection engine: per-destination one-second buckets, six sequential detectors, incidents.
+"""The detection engine: the clock, the destinations' baselines, and the detectors run on them.
 
 The runtime feeds it :class:`SecondCounts` (and probe results) in event time and moves it on
 with a watermark; every whole second that can no longer change is evaluated once, for every
-known destination, in time order. Each detector is a one-sided CUSUM on 1 s ticks (DESIGN
-"Detection") with one threshold ``h = ln(N·D·T/Δ)`` from the false-alarm budget; detectors of a
-destination merge into one incident whose severity only escalates.
+known destination, in time order:
 
-Pure Python and deterministic: no clock, no I/O; the same input gives the same incidents, ids
-included.
+1. the second's counts, the pool each destination's share is tested against, its history;
+2. each armed destination's detectors (one instance of every registered detector,
+   ``engine/detectors/``) step; those in alarm open or join its incident (``lifecycle.py``);
+3. baselines learn from seconds old enough to be normal traffic (DESIGN "Detection");
+4. open incidents follow the traffic and resolve once recovered.
+
+Every detector alarms at one threshold ``h = ln(N·D·T/Δ)`` from the false-alarm budget (D: the
+number of detectors). Pure Python and deterministic: no clock, no I/O; the same input gives
+the same incidents, ids included.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 import statistics
-from collections import deque
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from observatory.config import DetectionConfig
 from observatory.engine.counts import SecondCounts
 from observatory.engine.destination import (
     MIN_POOL_RATE,
-    RECENT_SECONDS,
     SPARKLINE_SECONDS,
     Destination,
     Second,
 )
-from observatory.engine.detectors import DEFAULT_DETECTORS, Detector, Firing
-from observatory.engine.detectors.base import QUIET
-from observatory.engine.stats import decay, threshold_h, wilson
+from observatory.engine.detectors import DEFAULT_DETECTORS, Detector
+from observatory.engine.lifecycle import Lifecycle
+from observatory.engine.stats import decay, threshold_h
 from observatory.engine.status import DestinationState, DestinationStatus, destination_status
-from observatory.engine.wording import iso_s, sig
-from observatory.incidents import DETECTORS, SEVERITY_RANK, Change, ChangeKind, Incident, Severity
+from observatory.incidents import DETECTORS, Change, ChangeKind, Incident
 
 __all__ = ["DestinationState", "DestinationStatus", "Engine"]
 
 LATENESS = 1  # seconds: the current and the previous second may still be filling
 FAST_TAU = 120.0  # recent rate, for the silence test's lower rate estimate (s)
-REOPEN_WINDOW = 900.0  # a re-fire this soon after resolution reopens the incident (a flap)
 GUARD_SECONDS = 60  # baselines learn from a second once it is this old and not in an incident
 POOL_WINDOW_EVENTS = 30.0  # the pool ratio looks at about this many expected events
 POOL_BAND = 2.0  # pool members are within this factor of the median count/baseline ratio
 
 _ProbeResult = tuple[str, str, float, bool, str | None, dict[str, Any]]
-
-
-@dataclass
-class _Impact:
-    first_sec: int  # seconds [first_sec, last_sec] are counted
-    last_sec: int
-    not_delivered: float = 0.0
-    failed: int = 0
-    rate_limited: int = 0
-    rejected: int = 0
-    attempts: int = 0
-    delivered: int = 0
 
 
 class Engine:
@@ -94,13 +81,7 @@ class Engine:
         self._probe_queue: dict[int, list[_ProbeResult]] = {}
         self._next_sec: int | None = None
         self._last_data_sec: int | None = None  # the last evaluated second with any data
-        self._live = False
-        self._open: dict[str, Incident] = {}
-        self._firings: dict[str, dict[str, Firing]] = {}
-        self._impact: dict[str, _Impact] = {}
-        self._resolved: dict[str, Incident] = {}
-        self._all: deque[Incident] = deque(maxlen=1000)
-        self._ids: set[str] = set()
+        self._incidents = Lifecycle(self.h)
         self._fast_keep = decay(FAST_TAU)
 
     # ----------------------------------------------------------------------------------------
@@ -202,7 +183,7 @@ class Engine:
     def _skip(self, start: int, stop: int) -> None:
         for dest in self._order:
             for s in range(max(start, stop - SPARKLINE_SECONDS), stop):
-                dest.history.append(Second(s, 0, 0, 0, 0, 0, 0.0, 0, 0.0))
+                dest.history.append(Second(s, 0, 0, 0, 0, 0, 0.0, 0, 0.0))  # nothing happened
 
     def go_live(self, now: float) -> None:
         """The backlog is read: incidents opened from now on are live (``historical=False``).
@@ -210,7 +191,7 @@ class Engine:
         Destinations whose last event is older than ``detection.staleness`` become stale: no
         silence or volume alarms for them until they produce data again.
         """
-        self._live = True
+        self._incidents.live = True
         for dest in self._order:
             last = dest.last_event_sec
             if last is None or now - (last + 1) > self.config.staleness:
@@ -241,43 +222,21 @@ class Engine:
             c = counts[dest.name]
             if dest.stale and c.total > 0 and sec > dest.stale_after:
                 dest.stale = False  # data again, newer than what made it stale
-            expected = dest.expected_delivered()
-            dest.history.append(
-                Second(
-                    sec,
-                    c.total,
-                    c.delivered,
-                    c.failed,
-                    c.rejected,
-                    c.rate_limited,
-                    expected,
-                    c.latency_n,
-                    c.latency_sum,
-                    c.slow,
-                )
-            )
+            dest.record(sec, c)
             for detector in self._alarms(dest, sec, c):
-                self._fire(dest, detector, sec, touched)
+                self._incidents.fire(dest, detector, sec, touched)
         for destination, probe, ts, ok, status, details in probes:
             dest = self._dests[destination]
             for detector in dest.detectors.values():
                 if detector.judge_probe(probe, ts, ok, status, details):
-                    self._fire(dest, detector, sec, touched)
+                    self._incidents.fire(dest, detector, sec, touched)
 
         self._update_baselines(sec, dests, counts)
 
         for dest in dests:
-            incident = self._open.get(dest.name)
-            if incident is None:
-                continue
-            self._follow(dest, incident, sec, counts[dest.name], touched)
-            kind = touched.get(dest.name)
-            if kind is None and self._recovered(dest, sec):
-                self._resolve(dest, incident, sec)
-                changes.append(Change("resolved", incident.snapshot()))
-                continue
-            if kind is not None:
-                changes.append(Change(kind, incident.snapshot()))
+            change = self._incidents.end_second(dest, sec, counts[dest.name], touched)
+            if change is not None:
+                changes.append(change)
 
     def _pool_context(self, dests: list[Destination], counts: dict[str, SecondCounts]) -> None:
         """Per destination: the healthy pool its share is tested against (DESIGN volume_drop)."""
@@ -290,7 +249,12 @@ class Engine:
                 dest.short += (total - dest.short) / span
             else:
                 dest.short = float(total)
-            if dest.armed and not dest.stale and dest.name not in self._open and base > 0.0:
+            if (
+                dest.armed
+                and not dest.stale
+                and not self._incidents.is_open(dest.name)
+                and base > 0.0
+            ):
                 ratios[dest.name] = dest.short / base
         pool_rate = 0.0
         pool_count = 0
@@ -360,7 +324,7 @@ class Engine:
                     dest.armed = True
                     dest.fast = dest.rate.rate
                 continue
-            if dest.name not in self._open and not (dest.stale and c.total == 0):
+            if not self._incidents.is_open(dest.name) and not (dest.stale and c.total == 0):
                 dest.guard.append(c)
             learned = False
             while dest.guard and dest.guard[0].sec <= sec - GUARD_SECONDS:
@@ -398,234 +362,17 @@ class Engine:
     # Incidents
     # ----------------------------------------------------------------------------------------
 
-    def _new_id(self, destination: str, onset: int, detector: str) -> str:
-        key = f"{destination}|{int(onset)}|{detector}"
-        ident = hashlib.sha1(key.encode()).hexdigest()[:8]
-        n = 1
-        while ident in self._ids:
-            n += 1
-            ident = hashlib.sha1(f"{key}|{n}".encode()).hexdigest()[:8]
-        self._ids.add(ident)
-        return ident
-
-    def _fire(
-        self, dest: Destination, detector: Detector[Any], sec: int, touched: dict[str, ChangeKind]
-    ) -> None:
-        name = detector.name
-        firings = self._firings.setdefault(dest.name, {})
-        incident = self._open.get(dest.name)
-        if incident is not None and name in firings:
-            firing = firings[name]
-            firing.last_abnormal = sec  # still abnormal: resolution waits
-            detector.again(firing, sec)
-            return
-        firing = detector.fire(sec)
-        end = float(sec + 1)
-        what = detector.summary(firing)
-        if incident is not None:
-            firings[name] = firing
-            incident.detectors.append(name)
-            incident.note(end, "detector", f"{name} fired: {what}")
-            self._escalate(incident, firing.severity, end, f"{name} fired")
-            touched.setdefault(dest.name, "update")
-            return
-        last = self._resolved.get(dest.name)
-        if (
-            last is not None
-            and last.resolved_at is not None
-            and end - last.resolved_at <= REOPEN_WINDOW
-        ):
-            incident = last
-            del self._resolved[dest.name]
-            incident.state = "open"
-            incident.resolved_at = None
-            incident.acknowledged_at = None
-            incident.flaps += 1
-            if self._live:
-                incident.historical = False  # the re-fire is live: it alerts
-            if name not in incident.detectors:
-                incident.detectors.append(name)
-            incident.note(end, "reopened", f"{name} fired again within 15 min: {what}")
-            self._escalate(incident, firing.severity, end, f"{name} fired")
-            impact = self._impact.get(dest.name) or _Impact(firing.onset, firing.onset - 1)
-            impact.last_sec = max(impact.last_sec, firing.onset - 1)
-            self._impact_from_history(dest, impact, firing.onset, sec)
-        else:
-            incident = Incident(
-                id=self._new_id(dest.name, firing.onset, name),
-                destination=dest.name,
-                detector=name,
-                severity=firing.severity,
-                onset=float(firing.onset),
-                detected_at=end,
-                detectors=[name],
-                historical=not self._live,
-            )
-            incident.note(end, "opened", f"{name} fired: {what}")
-            self._all.append(incident)
-            impact = _Impact(first_sec=sec + 1, last_sec=sec)
-            self._impact_from_history(dest, impact, firing.onset, sec)
-        self._impact[dest.name] = impact
-        dest.forget_since(firing.onset)
-        self._firings[dest.name] = {name: firing}
-        self._open[dest.name] = incident
-        touched[dest.name] = "open"
-        self._refresh(dest, incident, sec)
-
-    def _escalate(self, incident: Incident, severity: Severity, ts: float, why: str) -> bool:
-        if SEVERITY_RANK[severity] <= SEVERITY_RANK[incident.severity]:
-            return False
-        incident.note(ts, "escalated", f"{incident.severity} -> {severity}: {why}")
-        incident.severity = severity
-        return True
-
-    def _impact_from_history(
-        self, dest: Destination, impact: _Impact, onset: int, sec: int
-    ) -> None:
-        """Count the seconds of [onset, sec] that the impact has not counted yet."""
-        for row in dest.history:
-            if onset <= row.sec < impact.first_sec or impact.last_sec < row.sec <= sec:
-                self._add_impact(impact, row)
-        impact.first_sec = min(impact.first_sec, onset)
-        impact.last_sec = max(impact.last_sec, sec)
-
-    @staticmethod
-    def _add_impact(impact: _Impact, row: Second) -> None:
-        impact.not_delivered += row.expected - row.delivered
-        impact.failed += row.failed
-        impact.rate_limited += row.rate_limited
-        impact.rejected += row.rejected
-        impact.attempts += row.total
-        impact.delivered += row.delivered
-
-    def _follow(
-        self,
-        dest: Destination,
-        incident: Incident,
-        sec: int,
-        c: SecondCounts,
-        touched: dict[str, ChangeKind],
-    ) -> None:
-        """Per second while open: feed the reverse tests, escalate, refresh impact and evidence."""
-        impact = self._impact[dest.name]
-        if impact.last_sec < sec:
-            self._add_impact(impact, dest.history[-1])
-            impact.last_sec = sec
-        end = float(sec + 1)
-        for name, firing in self._firings[dest.name].items():
-            if firing.fired_at > sec:  # fired this very second
-                continue
-            dest.detectors[name].follow(firing, sec, c)
-            if self._escalate(incident, firing.severity, end, f"{name}: throughput cut"):
-                touched.setdefault(dest.name, "update")
-        self._refresh(dest, incident, sec)
-
-    def _recovered(self, dest: Destination, sec: int) -> bool:
-        firings = self._firings.get(dest.name, {})
-        if not firings:
-            return False
-        for name, detector in dest.detectors.items():
-            if name not in firings and detector.gathering():
-                return False  # another detector is gathering evidence: not quiet yet
-        return all(dest.detectors[name].recovered(f, sec) for name, f in firings.items())
-
-    def _resolve(self, dest: Destination, incident: Incident, sec: int) -> None:
-        end = float(sec + 1)
-        self._refresh(dest, incident, sec, until=end)
-        incident.state = "resolved"
-        incident.resolved_at = end
-        quiet = sec - max(f.last_abnormal for f in self._firings[dest.name].values())
-        incident.note(end, "resolved", f"back to normal for {quiet} s")
-        fired = self._firings.pop(dest.name)
-        for name, detector in dest.detectors.items():
-            detector.resolved(name in fired)
-        del self._open[dest.name]
-        self._resolved[dest.name] = incident
-
-    # ----------------------------------------------------------------------------------------
-    # Summary and evidence
-    # ----------------------------------------------------------------------------------------
-
-    @staticmethod
-    def _primary(dest: Destination, firings: dict[str, Firing]) -> Firing:
-        """The finding that tells the story (see ``Detector.headline``): first to fire among
-        the best."""
-
-        def key(firing: Firing) -> tuple[int, float]:
-            rank, strength = dest.detectors[firing.detector].headline(firing)
-            return rank, -strength
-
-        return min(firings.values(), key=key)
-
-    def _refresh(
-        self, dest: Destination, incident: Incident, sec: int, until: float | None = None
-    ) -> None:
-        firings = self._firings[dest.name]
-        primary = self._primary(dest, firings)
-        summary = dest.detectors[primary.detector].summary(primary, until)
-        incident.summary = f"{dest.name}: {summary}"
-        impact = self._impact[dest.name]
-        incident.impact = {
-            "not_delivered_est": round(max(0.0, impact.not_delivered)),
-            "failed": impact.failed,
-            "rate_limited": impact.rate_limited,
-            "rejected": impact.rejected,
-            "attempts": impact.attempts,
-            "delivered": impact.delivered,
-        }
-        rows = dest.recent(RECENT_SECONDS)
-        secs = max(len(rows), 1)
-        attempts = impact.attempts
-        evidence: dict[str, Any] = {
-            "window": {"start": iso_s(incident.onset), "end": iso_s(sec + 1.0)},
-            "baseline_rate_per_s": sig(dest.rate.rate),
-            "current_rate_per_s": sig(sum(r.total for r in rows) / secs),
-            "delivered_per_s": sig(sum(r.delivered for r in rows) / secs),
-            "expected_delivered_per_s": sig(sum(r.expected for r in rows) / secs),
-            "rate_limited_share": sig(impact.rate_limited / attempts) if attempts else 0.0,
-            "h": sig(self.h),
-            # resolving needs QUIET seconds without an alarm and a reverse test passed
-            "quiet_s": QUIET,
-            "detectors": {name: dest.detectors[name].evidence(f) for name, f in firings.items()},
-        }
-        if attempts:
-            bad = impact.failed + impact.rejected
-            lo, hi = wilson(bad, attempts)
-            evidence["error_ratio"] = {
-                "failed_or_rejected": bad,
-                "attempts": attempts,
-                "ratio": sig(bad / attempts),
-                "wilson95": [sig(lo), sig(hi)],
-            }
-        headers = {}
-        for state in dest.probes.values():
-            headers.update(state.details)
-        if headers:
-            evidence["probe_headers"] = headers
-        # in place: keys others add (the runtime's status-page facts) stay
-        incident.evidence.update(evidence)
-
-    # ----------------------------------------------------------------------------------------
-    # Queries
-    # ----------------------------------------------------------------------------------------
-
     def acknowledge(self, incident_id: str, ts: float) -> Change | None:
         """open -> acknowledged (a timeline entry); None if no open incident has that id."""
-        for incident in self._open.values():
-            if incident.id == incident_id and incident.state == "open":
-                incident.state = "acknowledged"
-                incident.acknowledged_at = ts
-                incident.note(ts, "acknowledged", "acknowledged")
-                return Change("update", incident.snapshot())
-        return None
+        return self._incidents.acknowledge(incident_id, ts)
 
     def incidents(self) -> list[Incident]:
         """Open and acknowledged incidents (live objects), oldest first."""
-        return sorted(self._open.values(), key=lambda i: (i.detected_at, i.id))
+        return self._incidents.incidents()
 
     def all_incidents(self) -> list[Incident]:
         """Every incident opened (the last 1000), resolved ones included, oldest first."""
-        return list(self._all)
+        return self._incidents.all_incidents()
 
     def latency_thresholds(self) -> dict[str, float]:
         """Per destination, the latency (ms) above which an event counts as ``slow``."""
@@ -638,4 +385,7 @@ class Engine:
 
     def status(self) -> dict[str, DestinationStatus]:
         """Per destination, what the dashboard shows."""
-        return {d.name: destination_status(d, self._open.get(d.name)) for d in self._order}
+        return {
+            d.name: destination_status(d, self._incidents.open_incident(d.name))
+            for d in self._order
+        }
