@@ -34,7 +34,7 @@ from observatory.engine.detectors import DEFAULT_DETECTORS, Detector
 from observatory.engine.lifecycle import Lifecycle
 from observatory.engine.stats import decay, threshold_h
 from observatory.engine.status import DestinationState, DestinationStatus, destination_status
-from observatory.incidents import DETECTORS, Change, ChangeKind, Incident
+from observatory.incidents import Change, ChangeKind, Incident
 
 __all__ = ["DestinationState", "DestinationStatus", "Engine"]
 
@@ -50,6 +50,7 @@ _ProbeResult = tuple[str, str, float, bool, str | None, dict[str, Any]]
 class Engine:
     """Sequential change detection over per-destination, per-second counts.
 
+    ``detectors`` are the detector classes to run (the registry's by default), in order.
     ``h`` is fixed at construction from ``n_destinations`` (the number of destinations the
     false-alarm budget is shared by); destinations discovered later do not change it, so a
     replay and a live run use the same threshold. Detected incidents come back from
@@ -70,8 +71,9 @@ class Engine:
         self.detectors = tuple(detectors)
         self.config = detection
         self.tick = float(detection.tick)
+        # the false-alarm budget is shared by N destinations x D detectors
         self.h = threshold_h(
-            n_destinations, len(DETECTORS), detection.false_alarm_budget, self.tick
+            n_destinations, len(self.detectors), detection.false_alarm_budget, self.tick
         )
         self.n_destinations = n_destinations
         self.late_events = 0  # events fed for seconds already evaluated (dropped)
