@@ -11,13 +11,27 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 Severity = Literal["warning", "error", "critical"]
 State = Literal["open", "acknowledged", "resolved"]
 ChangeKind = Literal["open", "update", "resolved"]
-DETECTORS = ("silence", "volume_drop", "error_rate", "rate_limit", "latency", "probe")
 SEVERITY_RANK: dict[str, int] = {"warning": 0, "error": 1, "critical": 2}
+
+
+if TYPE_CHECKING:
+    DETECTORS: tuple[str, ...]  # the names of the shipped detectors, in registry order
+else:
+
+    def __getattr__(name: str) -> tuple[str, ...]:
+        """``DETECTORS`` comes from the engine's registry (``observatory.engine.detectors``),
+        looked up on first use: the engine imports this module, so importing the registry at
+        the top here would be circular."""
+        if name == "DETECTORS":
+            from observatory.engine.detectors import DETECTOR_NAMES
+
+            return DETECTOR_NAMES
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def iso(ts: float | None) -> str | None:

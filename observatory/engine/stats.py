@@ -1,5 +1,5 @@
-"""Statistical building blocks of the detectors: CUSUM, learned ratios and rates, the latency
-baseline, the gap distribution and the Wilson interval.
+"""Statistical building blocks of the detectors: log-likelihood ratios, CUSUM, learned ratios and
+rates, the latency baseline, the gap distribution and the Wilson interval.
 
 Everything here is plain arithmetic on per-second counts: no clock, no I/O, deterministic.
 """
@@ -41,6 +41,24 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
 def decay(tau: float) -> float:
     """Per-second retention factor of an EWMA with time constant ``tau`` seconds."""
     return math.exp(-1.0 / tau)
+
+
+def bernoulli_llr(p0: float, p1: float) -> tuple[float, float]:
+    """Log-likelihood ratio coefficients (bad event, good event) of p1 against p0."""
+    return math.log(p1 / p0), math.log((1.0 - p1) / (1.0 - p0))
+
+
+def poisson_llr(count: int, expected: float, rho: float) -> tuple[float, float]:
+    """Log-likelihood ratio of a rate cut to `rho` of normal against normal, for `count`
+    events where `expected` were due; and what normal traffic typically gives (negative)."""
+    a = math.log(rho)
+    return count * a + expected * (1.0 - rho), expected * (a + 1.0 - rho)
+
+
+def logaddexp(x: float, y: float) -> float:
+    """ln(e^x + e^y) without overflow."""
+    hi, lo = (x, y) if x >= y else (y, x)
+    return hi + math.log1p(math.exp(lo - hi))
 
 
 ONSET_SLACK = 2.0  # nats: the onset is the latest start within this much of the best one
