@@ -2,9 +2,10 @@
 
 `insert_events` types, maps and classifies what the format extracted and appends the good
 rows to `events`; `insert_rejects` writes every other non-blank line to `rejects` with the
-reason. Both read the source's staged lines, registered as `stage(n, line)` with their
-blocks as `stage_blocks(first_n, end_n, file, first_line)` (see `store.py`); the formats
-see the lines as `batch(n, line)`.
+reason. Both read lines from a query giving `(n, line)`: by default the source's staged
+lines, registered as `stage(n, line)` with their blocks as `stage_blocks(first_n, end_n,
+file, first_line)` (see `store.py`), or DuckDB's own reader over a whole file (`ingest.py`);
+the formats see the lines as `batch(n, line)`.
 """
 
 from __future__ import annotations
@@ -27,13 +28,32 @@ LATENCY_FACTOR = {"ms": 1.0, "s": 1000.0, "us": 0.001}
 TS_MIN, TS_MAX = "2000-01-01", "2100-01-01"
 
 
+# The staged lines and their blocks (store.py registers both).
+STAGE = "SELECT n, line FROM stage"
+STAGE_BLOCKS = "SELECT first_n, end_n, file, first_line FROM stage_blocks"
+# Run `insert_events` with this optimizer off: pushing its WHERE down would inline the
+# parse and the timestamp into the filter and compute them twice per line; left where it
+# is, the statement streams (nothing is materialised, however many lines it reads).
+EVENTS_DISABLED_OPTIMIZERS = "filter_pushdown"
+
+
 @dataclass(frozen=True)
 class SourceSQL:
-    """The statements that ingest the staged lines of one source."""
+    """The statements that ingest the lines of one source, over any query giving (n, line)."""
 
     source: str
-    insert_events: str
-    insert_rejects: str
+    events_body: str
+    rejects_body: str
+
+    def insert_events(self, lines: str = STAGE) -> str:
+        """INSERT INTO events of the good rows among `lines` (`n` is not used). Run it with
+        EVENTS_DISABLED_OPTIMIZERS."""
+        return f"WITH batch AS ({lines}), {self.events_body}"
+
+    def insert_rejects(self, lines: str = STAGE, blocks: str = STAGE_BLOCKS) -> str:
+        """INSERT INTO rejects of every other non-blank line; `blocks` (first_n, end_n,
+        file, first_line) maps each `n` to its file and line number."""
+        return f"WITH batch AS ({lines}), b AS ({blocks}), {self.rejects_body}"
 
 
 @dataclass(frozen=True)
@@ -116,13 +136,18 @@ def compile_source(src: SourceConfig, vendors: dict[str, str]) -> SourceSQL:
     name = sql_str(src.name)
     m = {f: _mapped(f, f"f_{f}" if f in fields else "NULL::VARCHAR", src) for f in CANONICAL_FIELDS}
 
-    # Two layers: `x` extracts and casts (materialised, because DuckDB would otherwise inline
-    # it and parse every line, or cast every value, once per reference); the outer layer
-    # only combines the columns x computed. Events need neither `n` nor `line`.
-    def layers(keep: str) -> tuple[str, str]:
-        cte = (
-            "WITH batch AS (SELECT n, line FROM stage), "
-            f"x AS MATERIALIZED (SELECT {keep}parsed, ts_txt, "
+    # Two layers: `x` extracts and casts; the outer layer only combines the columns x
+    # computed, so nothing is computed twice (a column named in the same SELECT would be its
+    # whole expression again). Events need neither `n` nor `line`; for them x streams (see
+    # EVENTS_DISABLED_OPTIMIZERS). For rejects x is materialised, as they are few and the
+    # filter on them is best pushed down.
+    def layers(keep: str, materialized: str) -> str:
+        return (
+            f"x AS {materialized} (SELECT {keep}parsed, ts_txt, "
+            f"{_ts_sql(opts.ts_format)} AS ts0, "
+            "destination, event_name, message_id, outcome_raw, http_status, error_code, "
+            "code_u, error_message, latency_num, attempt FROM ("
+            "SELECT *, "
             "CASE WHEN NOT contains(ts_txt, '.') THEN TRY_CAST(ts_txt AS BIGINT) END AS ts_int, "
             f"{m['destination']} AS destination, {m['event_name']} AS event_name, "
             f"{m['message_id']} AS message_id, {m['outcome']} AS outcome_raw, "
@@ -131,25 +156,23 @@ def compile_source(src: SourceConfig, vendors: dict[str, str]) -> SourceSQL:
             f"{m['error_message']} AS error_message, "
             f"TRY_CAST({m['latency_ms']} AS DOUBLE) AS latency_num, "
             f"{_small_int(m['attempt'])} AS attempt "
-            f"FROM (SELECT *, {m['ts']} AS ts_txt FROM ({extraction.select}))) "
+            f"FROM (SELECT *, {m['ts']} AS ts_txt FROM ({extraction.select})))) "
         )
-        typed = (
-            "SELECT * FROM ("
-            f"SELECT *, {_ts_sql(opts.ts_format)} AS ts0, "
-            f"CASE WHEN ts0 >= TIMESTAMPTZ '{TS_MIN}' AND ts0 < TIMESTAMPTZ '{TS_MAX}' "
-            "THEN ts0 END AS ts, "
-            f"CASE WHEN isfinite(latency_num) THEN latency_num * {factor} END AS latency_ms "
-            "FROM x)"
-        )
-        return cte, typed
 
+    typed = (
+        "SELECT *, "
+        f"CASE WHEN ts0 >= TIMESTAMPTZ '{TS_MIN}' AND ts0 < TIMESTAMPTZ '{TS_MAX}' "
+        "THEN ts0 END AS ts, "
+        f"CASE WHEN isfinite(latency_num) THEN latency_num * {factor} END AS latency_ms "
+        "FROM x"
+    )
     # The vendor is only looked at for rows that carry a code.
     vendor = vendor_sql("destination", vendors)
     outcome = outcome_sql("outcome_raw", "http_status", "code_u", "error_message", vendor)
-    cte, typed = layers("")
-    insert_events = (
-        f"{cte}INSERT INTO events SELECT ts, now(), {name}, destination, event_name, message_id, "
-        f"{outcome}, http_status, error_code, error_message, latency_ms, attempt "
+    events = (
+        f"{layers('', 'NOT MATERIALIZED')}INSERT INTO events SELECT ts, now(), {name}, "
+        f"destination, event_name, message_id, {outcome}, http_status, error_code, "
+        f"error_message, latency_ms, attempt "
         f"FROM ({typed}) WHERE parsed AND ts IS NOT NULL AND destination IS NOT NULL"
     )
     ts_key = sql_str(fields.get("ts", "ts"))
@@ -161,12 +184,12 @@ def compile_source(src: SourceConfig, vendors: dict[str, str]) -> SourceSQL:
         "WHEN ts IS NULL THEN 'unparseable or implausible timestamp: ' || left(ts_txt, 64) "
         f"WHEN destination IS NULL THEN 'missing field destination (' || {dest_key} || ')' END"
     )
-    cte, typed = layers("n, line, ")
-    insert_rejects = (
-        f"{cte}INSERT INTO rejects SELECT now(), {name}, b.file, b.first_line + r.n - b.first_n, "
+    rejects = (
+        f"{layers('n, line, ', 'MATERIALIZED')}INSERT INTO rejects "
+        f"SELECT now(), {name}, b.file, b.first_line + r.n - b.first_n, "
         "r.reason, left(rtrim(r.line, chr(10) || chr(13)), 1024) "
         f"FROM (SELECT n, line, {reason} AS reason FROM ({typed})) r "
-        "JOIN stage_blocks b ON r.n >= b.first_n AND r.n < b.end_n "
+        "JOIN b ON r.n >= b.first_n AND r.n < b.end_n "
         "WHERE r.reason IS NOT NULL AND trim(r.line, ' ' || chr(9) || chr(10) || chr(13)) <> ''"
     )
-    return SourceSQL(src.name, insert_events, insert_rejects)
+    return SourceSQL(src.name, events, rejects)

@@ -14,14 +14,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import duckdb
-import pyarrow as pa
 
-from observatory.lines import split_lines
-from observatory.normalize import SourceSQL, compile_source
+from observatory.normalize import EVENTS_DISABLED_OPTIMIZERS, SourceSQL, compile_source
 from observatory.schema import DDL
 from observatory.tail import Block, FileState
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from observatory.config import Config, SourceConfig
 
 
@@ -52,6 +52,13 @@ def connect(
 
 
 BlockSpan = tuple[int, int, str, int]  # first n, end n, file, first line number
+
+# No lines, and no blocks: what a source's statements are checked against.
+NO_LINES = "SELECT NULL::BIGINT AS n, NULL::VARCHAR AS line WHERE false"
+NO_BLOCKS = (
+    "SELECT NULL::BIGINT AS first_n, NULL::BIGINT AS end_n, NULL::VARCHAR AS file, "
+    "NULL::BIGINT AS first_line WHERE false"
+)
 
 
 class Store:
@@ -106,27 +113,24 @@ class Store:
         from observatory.config import ConfigError
 
         compiled = compile_source(src, vendors)
-        self._register_stage([], [])
         self._run("BEGIN")
         try:
-            self._run(compiled.insert_events)
-            self._run(compiled.insert_rejects)
+            self._run_events(compiled.insert_events(NO_LINES))
+            self._run(compiled.insert_rejects(NO_LINES, NO_BLOCKS))
         except duckdb.Error as exc:
             where = f"{key}.pattern" if src.format == "regex" else key
             detail = (str(exc).strip().splitlines() or ["rejected by DuckDB"])[0]
             raise ConfigError(where, f"DuckDB cannot run this source's parser: {detail}") from None
         finally:
             self._run("ROLLBACK")
-            self._unregister_stage()
         self._sources[src.name] = compiled
 
     def _register_stage(self, tables: list[pa.Table], blocks: list[BlockSpan]) -> None:
         """Expose staged lines as `stage(n, line)` and their blocks as `stage_blocks`."""
-        empty = pa.table({"n": pa.array([], pa.int64()), "line": pa.array([], pa.string())})
-        lines = pa.concat_tables(tables) if tables else empty
-        first, end, files, first_line = (
-            (list(c) for c in zip(*blocks, strict=True)) if blocks else ([], [], [], [])
-        )
+        import pyarrow as pa
+
+        lines = pa.concat_tables(tables)
+        first, end, files, first_line = (list(c) for c in zip(*blocks, strict=True))
         self.con.register("stage", lines)
         self.con.register(
             "stage_blocks",
@@ -143,6 +147,14 @@ class Store:
     def _unregister_stage(self) -> None:
         self.con.unregister("stage")
         self.con.unregister("stage_blocks")
+
+    def _run_events(self, sql: str) -> int:
+        """Run an insert_events statement (see EVENTS_DISABLED_OPTIMIZERS); rows added."""
+        self._run(f"SET disabled_optimizers = '{EVENTS_DISABLED_OPTIMIZERS}'")
+        try:
+            return int(self._run(sql)[0][0])
+        finally:
+            self._run("RESET disabled_optimizers")
 
     def _run(self, sql: str, params: list[Any] | None = None) -> list[Any]:
         return self.con.execute(sql, params).fetchall()
@@ -189,11 +201,7 @@ class Store:
     def rollback(self) -> None:
         """Drop everything staged and roll back (harmless when no transaction is open)."""
         self._in_tx = False
-        self._staged.clear()
-        self._blocks.clear()
-        self._early.clear()
-        self._positions.clear()
-        self.staged_bytes = 0
+        self._clear()
         try:
             self._run("ROLLBACK")
         except duckdb.TransactionException:
@@ -215,6 +223,8 @@ class Store:
     def stage(self, block: Block) -> int:
         """Queue one block's lines and its end position (inside a transaction); returns
         the number of lines it held."""
+        from observatory.lines import split_lines
+
         assert self._in_tx, "stage outside a transaction"
         st = block.state
         batch = split_lines(block.data, first_id=self._next_id)
@@ -238,10 +248,10 @@ class Store:
             sql = self._sources[source]
             self._register_stage(tables, self._blocks[source])
             try:
-                rows = self._run(sql.insert_events)[0][0]
+                rows = self._run_events(sql.insert_events())
                 tally.rows += rows
                 if rows < sum(t.num_rows for t in tables):
-                    tally.rejected += self._run(sql.insert_rejects)[0][0]
+                    tally.rejected += self._run(sql.insert_rejects())[0][0]
             finally:
                 self._unregister_stage()
         if self._early:
@@ -254,12 +264,15 @@ class Store:
             )
         # Blank lines are neither rows nor rejects; they do not count as lines.
         tally.lines = tally.rows + tally.rejected
+        self._clear()
+        return tally
+
+    def _clear(self) -> None:
         self._staged.clear()
         self._blocks.clear()
         self._early.clear()
         self._positions.clear()
         self.staged_bytes = 0
-        return tally
 
     def prune(self, retention_s: float) -> int:
         """Delete events older than `retention_s` before the newest event (event time, so
