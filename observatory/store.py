@@ -68,6 +68,8 @@ class Store:
     bytes) and notes the block's file position; `commit()` parses everything staged with
     one INSERT per source, writes rejects and positions, and commits, all in one
     transaction. One large insert is several times faster in DuckDB than many small ones.
+    `insert_events(source, lines)` parses lines DuckDB reads itself (a whole file) inside
+    the transaction; `note_position` records where that left the file.
     """
 
     def __init__(self, path: str, memory_limit: str = "256MB", threads: int | None = None) -> None:
@@ -87,6 +89,10 @@ class Store:
         self._blocks: dict[str, list[BlockSpan]] = {}
         self._early: list[tuple[str, str, int, str, str]] = []
         self._positions: dict[str, FileState] = {}
+        # Sources whose staged lines already went to `events` (insert_events): only their
+        # rejects are left to write.
+        self._events_done: set[str] = set()
+        self._rows_done = 0  # rows insert_events added in this transaction
         self.staged_bytes = 0
         self.lock = threading.Lock()
 
@@ -220,14 +226,23 @@ class Store:
             self.rollback()
             raise
 
-    def stage(self, block: Block) -> int:
+    def stage(self, block: Block, events_done: bool = False) -> int:
         """Queue one block's lines and its end position (inside a transaction); returns
-        the number of lines it held."""
+        the number of lines it held. With `events_done` the block's good rows are already
+        in `events` (insert_events read the same lines): only its rejects are written, and
+        a line rejected before parsing (not UTF-8, too long) raises ValueError, as DuckDB
+        cannot have read it."""
         from observatory.lines import split_lines
 
         assert self._in_tx, "stage outside a transaction"
         st = block.state
         batch = split_lines(block.data, first_id=self._next_id)
+        if events_done:
+            if batch.rejects or block.skipped:
+                raise ValueError(f"{st.path}: a line DuckDB read is not valid here")
+            self._events_done.add(st.source)
+        elif st.source in self._events_done:
+            raise ValueError(f"{st.source}: lines with and without their events staged at once")
         if batch.table.num_rows:
             self._staged.setdefault(st.source, []).append(batch.table)
             self._blocks.setdefault(st.source, []).append(
@@ -242,14 +257,31 @@ class Store:
         self.staged_bytes += len(block.data)
         return batch.count + len(block.skipped)
 
+    def insert_events(self, source: str, lines: str) -> int:
+        """Parse `lines` (a query giving (n, line), e.g. DuckDB's reader over a whole file)
+        as `source`'s and append the good rows to `events` (inside a transaction); returns
+        the rows added. Their rejects are the caller's (stage the same lines with
+        `events_done`); positions too (`note_position`)."""
+        assert self._in_tx, "insert_events outside a transaction"
+        rows = self._run_events(self._sources[source].insert_events(lines))
+        self._rows_done += rows
+        return rows
+
+    def note_position(self, state: FileState) -> None:
+        """Commit `state` as its file's position with this transaction."""
+        assert self._in_tx, "note_position outside a transaction"
+        self._positions[state.key] = state
+
     def _flush(self) -> Tally:
-        tally = Tally()
+        tally = Tally(rows=self._rows_done)
         for source, tables in self._staged.items():
             sql = self._sources[source]
             self._register_stage(tables, self._blocks[source])
             try:
-                rows = self._run_events(sql.insert_events())
-                tally.rows += rows
+                rows = 0
+                if source not in self._events_done:
+                    rows = self._run_events(sql.insert_events())
+                    tally.rows += rows
                 if rows < sum(t.num_rows for t in tables):
                     tally.rejected += self._run(sql.insert_rejects())[0][0]
             finally:
@@ -272,6 +304,8 @@ class Store:
         self._blocks.clear()
         self._early.clear()
         self._positions.clear()
+        self._events_done.clear()
+        self._rows_done = 0
         self.staged_bytes = 0
 
     def prune(self, retention_s: float) -> int:
