@@ -59,8 +59,6 @@ def lines_sql(path: str) -> str:
 def complete_lines(fd: int, size: int) -> int | None:
     """The number of lines in the first `size` bytes of `fd`, if they are complete lines
     that DuckDB's CSV reader splits exactly as the block path does; else None."""
-    import numpy as np
-
     if size == 0 or os.pread(fd, 1, size - 1) != b"\n" or os.pread(fd, 3, 0) == BOM:
         return None
     buf = bytearray(min(SCAN_CHUNK, size))
@@ -72,7 +70,8 @@ def complete_lines(fd: int, size: int) -> int | None:
             return None  # truncated meanwhile
         if buf.find(b"\r", 0, n) >= 0:  # (`in` on the memoryview would go byte by byte)
             return None
-        lines += int(np.count_nonzero(np.frombuffer(view, np.uint8) == 10))
+        # numpy counts faster, but importing it costs as much as counting 300 MB this way
+        lines += buf.count(b"\n", 0, n)
     return lines
 
 

@@ -251,3 +251,19 @@ def test_summary_of_a_whole_file_read(tmp_path: Path, logs: Path) -> None:
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
     assert (summary["lines"], summary["rows"], summary["rejected"]) == (31, 30, 1)
+
+
+def test_a_reused_descriptor_number_reads_the_new_file(
+    store: Store, config: Config, logs: Path
+) -> None:
+    """Two files read one after the other through the same /proc/self/fd/N path, with the
+    same size and modification time: DuckDB must not serve the first one's bytes again."""
+    first, second = logs / "a.jsonl", logs / "b.jsonl"
+    first.write_bytes(pino(100, 200))
+    second.write_bytes(pino(200, 300))
+    assert first.stat().st_size == second.stat().st_size
+    st = first.stat()
+    os.utime(second, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert ingest(store, config, first).whole == 1
+    assert ingest(store, config, second).whole == 1  # the same descriptor number again
+    assert message_ids(store) == ids(100, 300)
