@@ -31,10 +31,12 @@ TS_MIN, TS_MAX = "2000-01-01", "2100-01-01"
 # The staged lines and their blocks (store.py registers both).
 STAGE = "SELECT n, line FROM stage"
 STAGE_BLOCKS = "SELECT first_n, end_n, file, first_line FROM stage_blocks"
-# Run `insert_events` with this optimizer off: pushing its WHERE down would inline the
-# parse and the timestamp into the filter and compute them twice per line; left where it
-# is, the statement streams (nothing is materialised, however many lines it reads).
-EVENTS_DISABLED_OPTIMIZERS = "filter_pushdown"
+# Run a streaming `insert_events` with this optimizer off: pushing its WHERE down through
+# the unmaterialised x would inline the parse and the timestamp into the filter and compute
+# them twice per line. The setting is global to the database, so only where no reader runs
+# beside the statement (a backfill), never in the live path.
+STREAMING_DISABLED_OPTIMIZERS = "filter_pushdown"
+_MATERIALIZED = "x AS MATERIALIZED "
 
 
 @dataclass(frozen=True)
@@ -45,10 +47,16 @@ class SourceSQL:
     events_body: str
     rejects_body: str
 
-    def insert_events(self, lines: str = STAGE) -> str:
-        """INSERT INTO events of the good rows among `lines` (`n` is not used). Run it with
-        EVENTS_DISABLED_OPTIMIZERS."""
-        return f"WITH batch AS ({lines}), {self.events_body}"
+    def insert_events(self, lines: str = STAGE, streaming: bool = False) -> str:
+        """INSERT INTO events of the good rows among `lines` (`n` is not used). Their
+        parsed fields are materialised first (memory in proportion to the lines); with
+        `streaming` they are not, and the statement is to run with
+        STREAMING_DISABLED_OPTIMIZERS."""
+        body = self.events_body
+        if streaming:
+            assert body.startswith(_MATERIALIZED)
+            body = "x AS NOT MATERIALIZED " + body.removeprefix(_MATERIALIZED)
+        return f"WITH batch AS ({lines}), {body}"
 
     def insert_rejects(self, lines: str = STAGE, blocks: str = STAGE_BLOCKS) -> str:
         """INSERT INTO rejects of every other non-blank line; `blocks` (first_n, end_n,
@@ -136,14 +144,14 @@ def compile_source(src: SourceConfig, vendors: dict[str, str]) -> SourceSQL:
     name = sql_str(src.name)
     m = {f: _mapped(f, f"f_{f}" if f in fields else "NULL::VARCHAR", src) for f in CANONICAL_FIELDS}
 
-    # Two layers: `x` extracts and casts; the outer layer only combines the columns x
-    # computed, so nothing is computed twice (a column named in the same SELECT would be its
-    # whole expression again). Events need neither `n` nor `line`; for them x streams (see
-    # EVENTS_DISABLED_OPTIMIZERS). For rejects x is materialised, as they are few and the
-    # filter on them is best pushed down.
-    def layers(keep: str, materialized: str) -> str:
+    # Two layers: `x` extracts and casts (materialised, because DuckDB would otherwise
+    # inline it into the filters it pushes down and parse every line, or cast every value,
+    # again; see SourceSQL.insert_events for the other way); the outer layer only combines
+    # the columns x computed, so nothing is computed twice (a column named in the same
+    # SELECT would be its whole expression again). Events need neither `n` nor `line`.
+    def layers(keep: str) -> str:
         return (
-            f"x AS {materialized} (SELECT {keep}parsed, ts_txt, "
+            f"{_MATERIALIZED}(SELECT {keep}parsed, ts_txt, "
             f"{_ts_sql(opts.ts_format)} AS ts0, "
             "destination, event_name, message_id, outcome_raw, http_status, error_code, "
             "code_u, error_message, latency_num, attempt FROM ("
@@ -170,7 +178,7 @@ def compile_source(src: SourceConfig, vendors: dict[str, str]) -> SourceSQL:
     vendor = vendor_sql("destination", vendors)
     outcome = outcome_sql("outcome_raw", "http_status", "code_u", "error_message", vendor)
     events = (
-        f"{layers('', 'NOT MATERIALIZED')}INSERT INTO events SELECT ts, now(), {name}, "
+        f"{layers('')}INSERT INTO events SELECT ts, now(), {name}, "
         f"destination, event_name, message_id, {outcome}, http_status, error_code, "
         f"error_message, latency_ms, attempt "
         f"FROM ({typed}) WHERE parsed AND ts IS NOT NULL AND destination IS NOT NULL"
@@ -185,7 +193,7 @@ def compile_source(src: SourceConfig, vendors: dict[str, str]) -> SourceSQL:
         f"WHEN destination IS NULL THEN 'missing field destination (' || {dest_key} || ')' END"
     )
     rejects = (
-        f"{layers('n, line, ', 'MATERIALIZED')}INSERT INTO rejects "
+        f"{layers('n, line, ')}INSERT INTO rejects "
         f"SELECT now(), {name}, b.file, b.first_line + r.n - b.first_n, "
         "r.reason, left(rtrim(r.line, chr(10) || chr(13)), 1024) "
         f"FROM (SELECT n, line, {reason} AS reason FROM ({typed})) r "

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 
-from observatory.normalize import EVENTS_DISABLED_OPTIMIZERS, SourceSQL, compile_source
+from observatory.normalize import STREAMING_DISABLED_OPTIMIZERS, SourceSQL, compile_source
 from observatory.schema import DDL
 from observatory.tail import Block, FileState
 
@@ -121,7 +121,7 @@ class Store:
         compiled = compile_source(src, vendors)
         self._run("BEGIN")
         try:
-            self._run_events(compiled.insert_events(NO_LINES))
+            self._run(compiled.insert_events(NO_LINES))
             self._run(compiled.insert_rejects(NO_LINES, NO_BLOCKS))
         except duckdb.Error as exc:
             where = f"{key}.pattern" if src.format == "regex" else key
@@ -154,9 +154,9 @@ class Store:
         self.con.unregister("stage")
         self.con.unregister("stage_blocks")
 
-    def _run_events(self, sql: str) -> int:
-        """Run an insert_events statement (see EVENTS_DISABLED_OPTIMIZERS); rows added."""
-        self._run(f"SET disabled_optimizers = '{EVENTS_DISABLED_OPTIMIZERS}'")
+    def _run_streaming(self, sql: str) -> int:
+        """Run a streaming insert_events statement; rows added."""
+        self._run(f"SET disabled_optimizers = '{STREAMING_DISABLED_OPTIMIZERS}'")
         try:
             return int(self._run(sql)[0][0])
         finally:
@@ -261,9 +261,11 @@ class Store:
         """Parse `lines` (a query giving (n, line), e.g. DuckDB's reader over a whole file)
         as `source`'s and append the good rows to `events` (inside a transaction); returns
         the rows added. Their rejects are the caller's (stage the same lines with
-        `events_done`); positions too (`note_position`)."""
+        `events_done`); positions too (`note_position`). The statement streams, with an
+        optimizer off for the whole database while it runs (normalize.py): for backfills,
+        not beside readers."""
         assert self._in_tx, "insert_events outside a transaction"
-        rows = self._run_events(self._sources[source].insert_events(lines))
+        rows = self._run_streaming(self._sources[source].insert_events(lines, streaming=True))
         self._rows_done += rows
         return rows
 
@@ -280,7 +282,7 @@ class Store:
             try:
                 rows = 0
                 if source not in self._events_done:
-                    rows = self._run_events(sql.insert_events())
+                    rows = self._run(sql.insert_events())[0][0]
                     tally.rows += rows
                 if rows < sum(t.num_rows for t in tables):
                     tally.rejected += self._run(sql.insert_rejects())[0][0]

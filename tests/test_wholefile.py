@@ -46,6 +46,8 @@ def test_a_complete_file_is_read_whole_and_only_once(
     log.write_bytes(pino(0, 1000))
     first = ingest(store, config, log)
     assert (first.whole, first.tally.rows, first.tally.rejected) == (1, 1000, 0)
+    # The optimizer turned off for the streaming INSERT (database-wide) is on again.
+    assert q(store, "SELECT current_setting('disabled_optimizers')") == [("",)]
     assert message_ids(store) == ids(0, 1000)
     assert offsets(store) == [(str(log), log.stat().st_size, 1000)]
     again = ingest(store, config, log)
