@@ -161,25 +161,22 @@ def ingest_files(
     tally = Tally()
     partial: list[tuple[str, int]] = []
     done = uncommitted = 0
-    in_blocks: list[FileReader] = []
     try:
-        for reader in readers:
-            pending = reader.pending()
-            read = None
-            if pending >= max(whole_file_min, 1):
-                read = read_whole(store, reader, block_size)
-            if read is None:
-                in_blocks.append(reader)
-                continue
-            reader.close()
-            tally.add(read)
-            done += pending
-            if progress:
-                progress(done, total, tally)
+        large = [r for r in readers if r.pending() >= max(whole_file_min, 1)]
+        pending = {r.key: r.pending() for r in large}
+        read, left = read_whole(store, large, block_size)
     except BaseException:
         for reader in readers:
             reader.close()
         raise
+    tally.add(read)
+    in_blocks = [r for r in readers if r not in large or r in left]
+    for reader in large:
+        if reader not in left:
+            done += pending[reader.key]
+            reader.close()
+    if progress and len(left) < len(large):
+        progress(done, total, tally)
     store.begin()
     try:
         for reader in in_blocks:

@@ -125,7 +125,7 @@ def _stored(store: Store) -> tuple[Any, ...]:
     return (
         q(store, "SELECT * EXCLUDE (ingested_at) FROM events ORDER BY ALL"),
         q(store, "SELECT * EXCLUDE (ingested_at) FROM rejects ORDER BY ALL"),
-        q(store, 'SELECT path, "offset", line_no FROM ingest_offsets'),
+        q(store, 'SELECT path, "offset", line_no FROM ingest_offsets ORDER BY path'),
     )
 
 
@@ -229,7 +229,7 @@ def test_lines_sql_reads_lines_as_they_are(tmp_path: Path) -> None:
     path = tmp_path / "x.log"
     path.write_bytes(("\n".join(text) + "\n").encode())
     con = duckdb.connect()
-    got = [r[1] for r in con.execute(lines_sql(str(path))).fetchall()]
+    got = [r[1] for r in con.execute(lines_sql([str(path)])).fetchall()]
     assert got == [t or None for t in text]  # an empty line comes back NULL: blank either way
 
 
@@ -269,3 +269,47 @@ def test_a_reused_descriptor_number_reads_the_new_file(
     assert ingest(store, config, first).whole == 1
     assert ingest(store, config, second).whole == 1  # the same descriptor number again
     assert message_ids(store) == ids(100, 300)
+
+
+def _three_files(logs: Path, odd: bytes = b"") -> list[Path]:
+    paths = []
+    for k in range(3):
+        path = logs / f"app-{k}.jsonl"
+        body = pino(k * 100, k * 100 + 50) + b"oops\n" + pino(k * 100 + 50, k * 100 + 100)
+        path.write_bytes(body + (odd if k == 1 else b""))
+        paths.append(path)
+    return paths
+
+
+def test_complete_files_of_a_source_are_read_in_one_statement(
+    store: Store, config: Config, logs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    paths = _three_files(logs)
+    calls = []
+    real = Store.insert_events
+
+    def counted(self: Store, source: str, lines: str) -> int:
+        calls.append(source)
+        return real(self, source, lines)
+
+    monkeypatch.setattr(Store, "insert_events", counted)
+    result = ingest_files(store, plan_files(config, [str(logs / "*.jsonl")]), whole_file_min=0)
+    assert (result.whole, len(calls)) == (3, 1)  # one INSERT for the three files
+    assert (result.tally.rows, result.tally.rejected) == (300, 3)
+    assert message_ids(store) == ids(0, 300)
+    assert [(r[0], r[1]) for r in rejects(store)] == [(str(p), 51) for p in paths]
+    assert sorted(offsets(store)) == [(str(p), p.stat().st_size, 101) for p in paths]
+
+
+def test_a_file_duckdb_cannot_read_leaves_the_others_to_it(
+    store: Store, config: Config, logs: Path, tmp_path: Path
+) -> None:
+    _three_files(logs, odd=b'{"time":1700000000999,"dest":"a\x1fb"}\n')
+    result = ingest_files(store, plan_files(config, [str(logs / "*.jsonl")]), whole_file_min=0)
+    assert result.whole == 2  # app-1 (with the delimiter byte) was read in blocks
+    other = Store.for_config(config, str(tmp_path / "blocks.duckdb"))
+    try:
+        ingest_files(other, plan_files(config, [str(logs / "*.jsonl")]), whole_file_min=1 << 62)
+        assert _stored(store) == _stored(other)
+    finally:
+        other.close()
