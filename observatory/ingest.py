@@ -170,12 +170,12 @@ def ingest_files(
             reader.close()
         raise
     tally.add(read)
-    in_blocks = [r for r in readers if r not in large or r in left]
-    for reader in large:
-        if reader not in left:
-            done += pending[reader.key]
-            reader.close()
-    if progress and len(left) < len(large):
+    whole = set(large) - set(left)
+    in_blocks = [r for r in readers if r not in whole]
+    for reader in whole:
+        done += pending[reader.key]
+        reader.close()
+    if progress and whole:
         progress(done, total, tally)
     store.begin()
     try:
@@ -204,5 +204,4 @@ def ingest_files(
         for reader in readers:
             reader.close()
         raise
-    whole_files = len(readers) - len(in_blocks)
-    return IngestResult(tally, time.perf_counter() - start, len(readers), partial, whole_files)
+    return IngestResult(tally, time.perf_counter() - start, len(readers), partial, len(whole))

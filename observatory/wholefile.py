@@ -136,7 +136,8 @@ def read_whole(
             rest.append(group[0].reader)
         else:
             tally.add(done)
-    return tally, [r for r in readers if r in rest]
+    left = set(rest)
+    return tally, [r for r in readers if r in left]
 
 
 def _read(store: Store, files: list[_Whole], block_size: int) -> Tally | None:
