@@ -4,7 +4,7 @@
 rows to `events`; `insert_rejects` writes every other non-blank line to `rejects` with the
 reason. Both read lines from a query giving `(n, line)`: by default the source's staged
 lines, registered as `stage(n, line)` with their blocks as `stage_blocks(first_n, end_n,
-file, first_line)` (see `store.py`), or DuckDB's own reader over a whole file (`ingest.py`);
+file, first_line)` (see `store.py`), or DuckDB's own reader over whole files (`wholefile.py`);
 the formats see the lines as `batch(n, line)`.
 """
 
