@@ -3,6 +3,7 @@
 Every run generates a FRESH JSON-lines delivery log (1,000,000 lines by default) whose layout
 is drawn from a seed: the timestamp's key and format, where the destination, status,
 latency, event and message id live (always nested, e.g. `delivery.target`), field order,
+lean (pino-like, ~200 bytes a line) or full (ECS-like context objects, ~500 bytes) lines,
 extra objects and arrays, numeric or string vendor codes under `err.code`, occasional long
 lines. The config mapping for it is written alongside. Then, interleaved so machine noise
 hits all alike, it times:
@@ -62,6 +63,8 @@ def layout(seed: int) -> dict[str, Any]:
         "status": rng.choice(["status", "status_code", "statusCode"]),
         "latency": rng.choice([("elapsed_s", "s"), ("duration_ms", "ms"), ("took_us", "us")]),
         "event_group": rng.choice(["event", "conversion"]),
+        # lean: about 200 bytes a line, pino-like; full: about 500, ECS-like context objects
+        "extras": rng.choice(["lean", "full"]),
     }
 
 
@@ -81,29 +84,24 @@ def record(rng: random.Random, t: datetime, lay: dict[str, Any]) -> dict[str, An
     latency_key, unit = lay["latency"]
     seconds = rng.lognormvariate(-2.5, 0.7)
     latency = {"s": round(seconds, 4), "ms": round(seconds * 1000, 1), "us": int(seconds * 1e6)}
-    group: dict[str, Any] = {
-        lay["target"]: dest,
-        "endpoint": url,
-        lay["status"]: 200,
-        latency_key: latency[unit],
-        "try": 1,
-        "batch": rng.randint(1, 50),
-    }
-    rec: dict[str, Any] = {
-        lay["ts_key"]: stamp(t, lay["ts_format"]),
-        "level": "info",
-        "service": {"name": "capi-relay", "version": rng.choice(["3.4.1", "3.5.0"])},
-        "host": {"name": f"relay-{rng.randrange(8)}", "ip": f"10.0.{rng.randrange(4)}.7"},
-        "trace": {"id": f"{rng.getrandbits(128):032x}"},
-        lay["group"]: group,
-        lay["event_group"]: {
-            "name": rng.choice(EVENTS),
-            "id": f"evt_{rng.getrandbits(80):020x}",
-            "value": round(rng.uniform(1, 400), 2),
-            "currency": rng.choice(["EUR", "USD", "GBP"]),
-        },
-        "msg": "event delivered",
-    }
+    full = lay["extras"] == "full"
+    group: dict[str, Any] = {lay["target"]: dest}
+    if full:
+        group["endpoint"] = url
+    group |= {lay["status"]: 200, latency_key: latency[unit], "try": 1}
+    event = {"name": rng.choice(EVENTS), "id": f"evt_{rng.getrandbits(80):020x}"}
+    rec: dict[str, Any] = {lay["ts_key"]: stamp(t, lay["ts_format"]), "level": "info"}
+    if full:
+        group["batch"] = rng.randint(1, 50)
+        event |= {"value": round(rng.uniform(1, 400), 2), "currency": rng.choice(["EUR", "USD"])}
+        rec |= {
+            "service": {"name": "capi-relay", "version": rng.choice(["3.4.1", "3.5.0"])},
+            "host": {"name": f"relay-{rng.randrange(8)}", "ip": f"10.0.{rng.randrange(4)}.7"},
+            "trace": {"id": f"{rng.getrandbits(128):032x}"},
+        }
+    else:
+        rec |= {"pid": 4242, "hostname": f"relay-{rng.randrange(8)}"}
+    rec |= {lay["group"]: group, lay["event_group"]: event, "msg": "event delivered"}
     r = rng.random()
     if r < 0.04:
         group[lay["status"]] = 429 if rng.random() < 0.7 else 200
