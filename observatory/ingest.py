@@ -24,20 +24,35 @@ COMMIT_BYTES = 128 << 20
 # ingest` (the CLI has no option for it). The crash-safety test sets it small so that a
 # SIGKILL lands between many small commits and inside open transactions.
 COMMIT_BYTES_ENV = "OBSERVATORY_COMMIT_BYTES"
+# Files of at least this many bytes, complete and not read before, are read by DuckDB itself
+# (observatory/wholefile.py), each in a transaction of its own; smaller ones go in blocks,
+# many files to a transaction. Testing/tuning knob: OBSERVATORY_WHOLE_FILE_MIN=N (0: every
+# such file whole).
+WHOLE_FILE_MIN = 4 << 20
+WHOLE_FILE_MIN_ENV = "OBSERVATORY_WHOLE_FILE_MIN"
+
+
+def _env_bytes(name: str, default: int, least: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(name, f"{raw!r} is not a whole number of bytes") from None
+    if value < least:
+        raise ConfigError(name, f"must be at least {least}")
+    return value
 
 
 def commit_bytes_default() -> int:
     """COMMIT_BYTES, or the positive integer in $OBSERVATORY_COMMIT_BYTES."""
-    raw = os.environ.get(COMMIT_BYTES_ENV, "").strip()
-    if not raw:
-        return COMMIT_BYTES
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(COMMIT_BYTES_ENV, f"{raw!r} is not a whole number of bytes") from None
-    if value < 1:
-        raise ConfigError(COMMIT_BYTES_ENV, "must be at least 1")
-    return value
+    return _env_bytes(COMMIT_BYTES_ENV, COMMIT_BYTES, 1)
+
+
+def whole_file_min_default() -> int:
+    """WHOLE_FILE_MIN, or the integer in $OBSERVATORY_WHOLE_FILE_MIN."""
+    return _env_bytes(WHOLE_FILE_MIN_ENV, WHOLE_FILE_MIN, 0)
 
 
 @dataclass
@@ -50,6 +65,7 @@ class IngestResult:
     # Files whose last line has no newline yet: (path, bytes waiting). Such a line is read
     # by the next run once its newline arrives.
     partial: list[tuple[str, int]] = field(default_factory=list)
+    whole: int = 0  # files DuckDB read whole (wholefile.py); the others were read in blocks
 
     def summary(self) -> dict[str, float | int]:
         secs = max(self.seconds, 1e-9)
@@ -103,17 +119,24 @@ def ingest_files(
     plan: Sequence[tuple[str, SourceConfig]],
     progress: Progress | None = None,
     commit_bytes: int | None = None,
+    whole_file_min: int | None = None,
 ) -> IngestResult:
     """Read every planned file to its last complete line; commit positions with rows.
 
-    `commit_bytes` (default: `commit_bytes_default()`) bounds the bytes appended per
-    transaction; blocks are read no larger than that, so small values really commit often.
-    A file planned twice (the same path given twice, a glob and a path, a hard link)
-    is read once.
+    Complete files not read before, of `whole_file_min` bytes or more (default:
+    `whole_file_min_default()`), are read whole by DuckDB (wholefile.py); the others in
+    blocks, where `commit_bytes` (default: `commit_bytes_default()`) bounds the bytes
+    appended per transaction; blocks are read no larger than that, so small values really
+    commit often. A file planned twice (the same path given twice, a glob and a path, a
+    hard link) is read once.
     """
+    from observatory.wholefile import read_whole
+
     start = time.perf_counter()
     if commit_bytes is None:
         commit_bytes = commit_bytes_default()
+    if whole_file_min is None:
+        whole_file_min = whole_file_min_default()
     block_size = max(1, min(BLOCK, commit_bytes))
     known = store.file_states()
     readers: list[FileReader] = []
@@ -138,9 +161,25 @@ def ingest_files(
     tally = Tally()
     partial: list[tuple[str, int]] = []
     done = uncommitted = 0
+    try:
+        large = [r for r in readers if r.pending() >= max(whole_file_min, 1)]
+        pending = {r.key: r.pending() for r in large}
+        read, left = read_whole(store, large, block_size)
+    except BaseException:
+        for reader in readers:
+            reader.close()
+        raise
+    tally.add(read)
+    whole = set(large) - set(left)
+    in_blocks = [r for r in readers if r not in whole]
+    for reader in whole:
+        done += pending[reader.key]
+        reader.close()
+    if progress and whole:
+        progress(done, total, tally)
     store.begin()
     try:
-        for reader in readers:
+        for reader in in_blocks:
             try:
                 for block in reader.blocks(block_size):
                     store.stage(block)
@@ -165,4 +204,4 @@ def ingest_files(
         for reader in readers:
             reader.close()
         raise
-    return IngestResult(tally, time.perf_counter() - start, len(readers), partial)
+    return IngestResult(tally, time.perf_counter() - start, len(readers), partial, len(whole))

@@ -9,9 +9,11 @@ only runs for blocks that have such a line.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import numpy as np
-import pyarrow as pa
+if TYPE_CHECKING:  # imported where used: `ingest` may never need them (start-up time)
+    import numpy as np
+    import pyarrow as pa
 
 MAX_LINE = 1 << 20  # 1 MiB
 REJECT_KEEP = 1024  # bytes of a rejected line that are kept
@@ -46,6 +48,9 @@ def split_lines(
 ) -> LineBatch:
     """Split `block`, which must be empty or end with b"\\n", into a LineBatch whose
     column `n` numbers the lines from `first_id`."""
+    import numpy as np
+    import pyarrow as pa
+
     if not block:
         return LineBatch(_table(pa.array([], pa.string()), 0, first_id), 0)
     data = np.frombuffer(block, dtype=np.uint8)
@@ -70,6 +75,8 @@ def split_lines(
 def _slow_split(
     block: bytes | memoryview, ends: np.ndarray, max_line: int, first_id: int
 ) -> LineBatch:
+    import pyarrow as pa
+
     block = bytes(block)
     good: list[str] = []
     index: list[int] = []
@@ -94,6 +101,9 @@ def _slow_split(
 
 
 def _table(arr: pa.Array, count: int, first_id: int) -> pa.Table:
+    import numpy as np
+    import pyarrow as pa
+
     ids = np.arange(first_id, first_id + count, dtype=np.int64)
     table = pa.table({"n": pa.array(ids), "line": arr})
     # Several record batches (zero-copy slices) let DuckDB scan the batch on every core.

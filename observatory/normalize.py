@@ -2,9 +2,10 @@
 
 `insert_events` types, maps and classifies what the format extracted and appends the good
 rows to `events`; `insert_rejects` writes every other non-blank line to `rejects` with the
-reason. Both read the source's staged lines, registered as `stage(n, line)` with their
-blocks as `stage_blocks(first_n, end_n, file, first_line)` (see `store.py`); the formats
-see the lines as `batch(n, line)`.
+reason. Both read lines from a query giving `(n, line)`: by default the source's staged
+lines, registered as `stage(n, line)` with their blocks as `stage_blocks(first_n, end_n,
+file, first_line)` (see `store.py`), or DuckDB's own reader over whole files (`wholefile.py`);
+the formats see the lines as `batch(n, line)`.
 """
 
 from __future__ import annotations
@@ -27,13 +28,40 @@ LATENCY_FACTOR = {"ms": 1.0, "s": 1000.0, "us": 0.001}
 TS_MIN, TS_MAX = "2000-01-01", "2100-01-01"
 
 
+# The staged lines and their blocks (store.py registers both).
+STAGE = "SELECT n, line FROM stage"
+STAGE_BLOCKS = "SELECT first_n, end_n, file, first_line FROM stage_blocks"
+# Run a streaming `insert_events` with this optimizer off: pushing its WHERE down through
+# the unmaterialised x would inline the parse and the timestamp into the filter and compute
+# them twice per line. The setting is global to the database, so only where no reader runs
+# beside the statement (a backfill), never in the live path.
+STREAMING_DISABLED_OPTIMIZERS = "filter_pushdown"
+_MATERIALIZED = "x AS MATERIALIZED "
+
+
 @dataclass(frozen=True)
 class SourceSQL:
-    """The statements that ingest the staged lines of one source."""
+    """The statements that ingest the lines of one source, over any query giving (n, line)."""
 
     source: str
-    insert_events: str
-    insert_rejects: str
+    events_body: str
+    rejects_body: str
+
+    def insert_events(self, lines: str = STAGE, streaming: bool = False) -> str:
+        """INSERT INTO events of the good rows among `lines` (`n` is not used). Their
+        parsed fields are materialised first (memory in proportion to the lines); with
+        `streaming` they are not, and the statement is to run with
+        STREAMING_DISABLED_OPTIMIZERS."""
+        body = self.events_body
+        if streaming:
+            assert body.startswith(_MATERIALIZED)
+            body = "x AS NOT MATERIALIZED " + body.removeprefix(_MATERIALIZED)
+        return f"WITH batch AS ({lines}), {body}"
+
+    def insert_rejects(self, lines: str = STAGE, blocks: str = STAGE_BLOCKS) -> str:
+        """INSERT INTO rejects of every other non-blank line; `blocks` (first_n, end_n,
+        file, first_line) maps each `n` to its file and line number."""
+        return f"WITH batch AS ({lines}), b AS ({blocks}), {self.rejects_body}"
 
 
 @dataclass(frozen=True)
@@ -67,7 +95,9 @@ def effective_fields(src: SourceConfig) -> tuple[dict[str, str], FormatOptions]:
 def _ts_sql(ts_format: str | None) -> str:
     """Event time from the columns ts_txt and ts_int: explicit format, epoch s/ms/us/ns
     told apart by magnitude, or ISO-8601 / RFC 3339. Decimal epochs are rare, so their
-    DOUBLE is cast where needed rather than for every row."""
+    DOUBLE is cast where needed rather than for every row, and not at all for a text with
+    a colon (no number has one; an ISO time does, and a failing cast costs more than the
+    ISO cast)."""
     num = "TRY_CAST(ts_txt AS DOUBLE)"
     # Epochs before 1970 are out of range anyway; comparing ranges (not abs()) cannot
     # overflow on -2^63.
@@ -78,7 +108,7 @@ def _ts_sql(ts_format: str | None) -> str:
         "WHEN ts_int < 100000000000000 THEN make_timestamptz(ts_int * 1000) "
         "WHEN ts_int < 100000000000000000 THEN make_timestamptz(ts_int) "
         "ELSE make_timestamptz(ts_int // 1000) END "
-        f"WHEN {num} > 0 AND {num} < 1e19 THEN CASE "
+        f"WHEN NOT contains(ts_txt, ':') AND {num} > 0 AND {num} < 1e19 THEN CASE "
         f"WHEN {num} < 1e11 THEN make_timestamptz(CAST({num} * 1e6 AS BIGINT)) "
         f"WHEN {num} < 1e14 THEN make_timestamptz(CAST({num} * 1e3 AS BIGINT)) "
         f"WHEN {num} < 1e17 THEN make_timestamptz(CAST({num} AS BIGINT)) "
@@ -116,14 +146,20 @@ def compile_source(src: SourceConfig, vendors: dict[str, str]) -> SourceSQL:
     name = sql_str(src.name)
     m = {f: _mapped(f, f"f_{f}" if f in fields else "NULL::VARCHAR", src) for f in CANONICAL_FIELDS}
 
-    # Two layers: `x` extracts and casts (materialised, because DuckDB would otherwise inline
-    # it and parse every line, or cast every value, once per reference); the outer layer
-    # only combines the columns x computed. Events need neither `n` nor `line`.
-    def layers(keep: str) -> tuple[str, str]:
-        cte = (
-            "WITH batch AS (SELECT n, line FROM stage), "
-            f"x AS MATERIALIZED (SELECT {keep}parsed, ts_txt, "
-            "CASE WHEN NOT contains(ts_txt, '.') THEN TRY_CAST(ts_txt AS BIGINT) END AS ts_int, "
+    # Two layers: `x` extracts and casts (materialised, because DuckDB would otherwise
+    # inline it into the filters it pushes down and parse every line, or cast every value,
+    # again; see SourceSQL.insert_events for the other way); the outer layer only combines
+    # the columns x computed, so nothing is computed twice (a column named in the same
+    # SELECT would be its whole expression again). Events need neither `n` nor `line`.
+    def layers(keep: str) -> str:
+        return (
+            f"{_MATERIALIZED}(SELECT {keep}parsed, ts_txt, "
+            f"{_ts_sql(opts.ts_format)} AS ts0, "
+            "destination, event_name, message_id, outcome_raw, http_status, error_code, "
+            "code_u, error_message, latency_num, attempt FROM ("
+            "SELECT *, "
+            "CASE WHEN NOT contains(ts_txt, '.') AND NOT contains(ts_txt, ':') "
+            "THEN TRY_CAST(ts_txt AS BIGINT) END AS ts_int, "
             f"{m['destination']} AS destination, {m['event_name']} AS event_name, "
             f"{m['message_id']} AS message_id, {m['outcome']} AS outcome_raw, "
             f"{_small_int(m['http_status'])} AS http_status, "
@@ -131,25 +167,23 @@ def compile_source(src: SourceConfig, vendors: dict[str, str]) -> SourceSQL:
             f"{m['error_message']} AS error_message, "
             f"TRY_CAST({m['latency_ms']} AS DOUBLE) AS latency_num, "
             f"{_small_int(m['attempt'])} AS attempt "
-            f"FROM (SELECT *, {m['ts']} AS ts_txt FROM ({extraction.select}))) "
+            f"FROM (SELECT *, {m['ts']} AS ts_txt FROM ({extraction.select})))) "
         )
-        typed = (
-            "SELECT * FROM ("
-            f"SELECT *, {_ts_sql(opts.ts_format)} AS ts0, "
-            f"CASE WHEN ts0 >= TIMESTAMPTZ '{TS_MIN}' AND ts0 < TIMESTAMPTZ '{TS_MAX}' "
-            "THEN ts0 END AS ts, "
-            f"CASE WHEN isfinite(latency_num) THEN latency_num * {factor} END AS latency_ms "
-            "FROM x)"
-        )
-        return cte, typed
 
+    typed = (
+        "SELECT *, "
+        f"CASE WHEN ts0 >= TIMESTAMPTZ '{TS_MIN}' AND ts0 < TIMESTAMPTZ '{TS_MAX}' "
+        "THEN ts0 END AS ts, "
+        f"CASE WHEN isfinite(latency_num) THEN latency_num * {factor} END AS latency_ms "
+        "FROM x"
+    )
     # The vendor is only looked at for rows that carry a code.
     vendor = vendor_sql("destination", vendors)
     outcome = outcome_sql("outcome_raw", "http_status", "code_u", "error_message", vendor)
-    cte, typed = layers("")
-    insert_events = (
-        f"{cte}INSERT INTO events SELECT ts, now(), {name}, destination, event_name, message_id, "
-        f"{outcome}, http_status, error_code, error_message, latency_ms, attempt "
+    events = (
+        f"{layers('')}INSERT INTO events SELECT ts, now(), {name}, "
+        f"destination, event_name, message_id, {outcome}, http_status, error_code, "
+        f"error_message, latency_ms, attempt "
         f"FROM ({typed}) WHERE parsed AND ts IS NOT NULL AND destination IS NOT NULL"
     )
     ts_key = sql_str(fields.get("ts", "ts"))
@@ -162,12 +196,12 @@ def compile_source(src: SourceConfig, vendors: dict[str, str]) -> SourceSQL:
         "WHEN ts IS NULL THEN 'unparseable or implausible timestamp: ' || left(ts_txt, 64) "
         f"WHEN destination IS NULL THEN 'missing field destination (' || {dest_key} || ')' END"
     )
-    cte, typed = layers("n, line, ")
-    insert_rejects = (
-        f"{cte}INSERT INTO rejects SELECT now(), {name}, b.file, b.first_line + r.n - b.first_n, "
+    rejects = (
+        f"{layers('n, line, ')}INSERT INTO rejects "
+        f"SELECT now(), {name}, b.file, b.first_line + r.n - b.first_n, "
         "r.reason, left(rtrim(r.line, chr(10) || chr(13)), 1024) "
         f"FROM (SELECT n, line, {reason} AS reason FROM ({typed})) r "
-        "JOIN stage_blocks b ON r.n >= b.first_n AND r.n < b.end_n "
+        "JOIN b ON r.n >= b.first_n AND r.n < b.end_n "
         "WHERE r.reason IS NOT NULL AND trim(r.line, ' ' || chr(9) || chr(10) || chr(13)) <> ''"
     )
-    return SourceSQL(src.name, insert_events, insert_rejects)
+    return SourceSQL(src.name, events, rejects)

@@ -14,14 +14,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import duckdb
-import pyarrow as pa
 
-from observatory.lines import split_lines
-from observatory.normalize import SourceSQL, compile_source
+from observatory.normalize import STREAMING_DISABLED_OPTIMIZERS, SourceSQL, compile_source
 from observatory.schema import DDL
 from observatory.tail import Block, FileState
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from observatory.config import Config, SourceConfig
 
 
@@ -53,6 +53,13 @@ def connect(
 
 BlockSpan = tuple[int, int, str, int]  # first n, end n, file, first line number
 
+# No lines, and no blocks: what a source's statements are checked against.
+NO_LINES = "SELECT NULL::BIGINT AS n, NULL::VARCHAR AS line WHERE false"
+NO_BLOCKS = (
+    "SELECT NULL::BIGINT AS first_n, NULL::BIGINT AS end_n, NULL::VARCHAR AS file, "
+    "NULL::BIGINT AS first_line WHERE false"
+)
+
 
 class Store:
     """Owns the write connection. Use from one thread; readers take `cursor()`.
@@ -61,6 +68,8 @@ class Store:
     bytes) and notes the block's file position; `commit()` parses everything staged with
     one INSERT per source, writes rejects and positions, and commits, all in one
     transaction. One large insert is several times faster in DuckDB than many small ones.
+    `insert_events(source, lines)` parses lines DuckDB reads itself (a whole file) inside
+    the transaction; `note_position` records where that left the file.
     """
 
     def __init__(self, path: str, memory_limit: str = "256MB", threads: int | None = None) -> None:
@@ -80,6 +89,10 @@ class Store:
         self._blocks: dict[str, list[BlockSpan]] = {}
         self._early: list[tuple[str, str, int, str, str]] = []
         self._positions: dict[str, FileState] = {}
+        # Sources whose staged lines already went to `events` (insert_events): only their
+        # rejects are left to write.
+        self._events_done: set[str] = set()
+        self._rows_done = 0  # rows insert_events added in this transaction
         self.staged_bytes = 0
         self.lock = threading.Lock()
 
@@ -106,27 +119,24 @@ class Store:
         from observatory.config import ConfigError
 
         compiled = compile_source(src, vendors)
-        self._register_stage([], [])
         self._run("BEGIN")
         try:
-            self._run(compiled.insert_events)
-            self._run(compiled.insert_rejects)
+            self._run(compiled.insert_events(NO_LINES))
+            self._run(compiled.insert_rejects(NO_LINES, NO_BLOCKS))
         except duckdb.Error as exc:
             where = f"{key}.pattern" if src.format == "regex" else key
             detail = (str(exc).strip().splitlines() or ["rejected by DuckDB"])[0]
             raise ConfigError(where, f"DuckDB cannot run this source's parser: {detail}") from None
         finally:
             self._run("ROLLBACK")
-            self._unregister_stage()
         self._sources[src.name] = compiled
 
     def _register_stage(self, tables: list[pa.Table], blocks: list[BlockSpan]) -> None:
         """Expose staged lines as `stage(n, line)` and their blocks as `stage_blocks`."""
-        empty = pa.table({"n": pa.array([], pa.int64()), "line": pa.array([], pa.string())})
-        lines = pa.concat_tables(tables) if tables else empty
-        first, end, files, first_line = (
-            (list(c) for c in zip(*blocks, strict=True)) if blocks else ([], [], [], [])
-        )
+        import pyarrow as pa
+
+        lines = pa.concat_tables(tables)
+        first, end, files, first_line = (list(c) for c in zip(*blocks, strict=True))
         self.con.register("stage", lines)
         self.con.register(
             "stage_blocks",
@@ -143,6 +153,14 @@ class Store:
     def _unregister_stage(self) -> None:
         self.con.unregister("stage")
         self.con.unregister("stage_blocks")
+
+    def _run_streaming(self, sql: str) -> int:
+        """Run a streaming insert_events statement; rows added."""
+        self._run(f"SET disabled_optimizers = '{STREAMING_DISABLED_OPTIMIZERS}'")
+        try:
+            return int(self._run(sql)[0][0])
+        finally:
+            self._run("RESET disabled_optimizers")
 
     def _run(self, sql: str, params: list[Any] | None = None) -> list[Any]:
         return self.con.execute(sql, params).fetchall()
@@ -189,11 +207,7 @@ class Store:
     def rollback(self) -> None:
         """Drop everything staged and roll back (harmless when no transaction is open)."""
         self._in_tx = False
-        self._staged.clear()
-        self._blocks.clear()
-        self._early.clear()
-        self._positions.clear()
-        self.staged_bytes = 0
+        self._clear()
         try:
             self._run("ROLLBACK")
         except duckdb.TransactionException:
@@ -212,12 +226,23 @@ class Store:
             self.rollback()
             raise
 
-    def stage(self, block: Block) -> int:
+    def stage(self, block: Block, events_done: bool = False) -> int:
         """Queue one block's lines and its end position (inside a transaction); returns
-        the number of lines it held."""
+        the number of lines it held. With `events_done` the block's good rows are already
+        in `events` (insert_events read the same lines): only its rejects are written, and
+        a line rejected before parsing (not UTF-8, too long) raises ValueError, as DuckDB
+        cannot have read it."""
+        from observatory.lines import split_lines
+
         assert self._in_tx, "stage outside a transaction"
         st = block.state
         batch = split_lines(block.data, first_id=self._next_id)
+        if events_done:
+            if batch.rejects or block.skipped:
+                raise ValueError(f"{st.path}: a line DuckDB read is not valid here")
+            self._events_done.add(st.source)
+        elif st.source in self._events_done:
+            raise ValueError(f"{st.source}: lines with and without their events staged at once")
         if batch.table.num_rows:
             self._staged.setdefault(st.source, []).append(batch.table)
             self._blocks.setdefault(st.source, []).append(
@@ -232,16 +257,35 @@ class Store:
         self.staged_bytes += len(block.data)
         return batch.count + len(block.skipped)
 
+    def insert_events(self, source: str, lines: str) -> int:
+        """Parse `lines` (a query giving (n, line), e.g. DuckDB's reader over a whole file)
+        as `source`'s and append the good rows to `events` (inside a transaction); returns
+        the rows added. Their rejects are the caller's (stage the same lines with
+        `events_done`); positions too (`note_position`). The statement streams, with an
+        optimizer off for the whole database while it runs (normalize.py): for backfills,
+        not beside readers."""
+        assert self._in_tx, "insert_events outside a transaction"
+        rows = self._run_streaming(self._sources[source].insert_events(lines, streaming=True))
+        self._rows_done += rows
+        return rows
+
+    def note_position(self, state: FileState) -> None:
+        """Commit `state` as its file's position with this transaction."""
+        assert self._in_tx, "note_position outside a transaction"
+        self._positions[state.key] = state
+
     def _flush(self) -> Tally:
-        tally = Tally()
+        tally = Tally(rows=self._rows_done)
         for source, tables in self._staged.items():
             sql = self._sources[source]
             self._register_stage(tables, self._blocks[source])
             try:
-                rows = self._run(sql.insert_events)[0][0]
-                tally.rows += rows
+                rows = 0
+                if source not in self._events_done:
+                    rows = self._run(sql.insert_events())[0][0]
+                    tally.rows += rows
                 if rows < sum(t.num_rows for t in tables):
-                    tally.rejected += self._run(sql.insert_rejects)[0][0]
+                    tally.rejected += self._run(sql.insert_rejects())[0][0]
             finally:
                 self._unregister_stage()
         if self._early:
@@ -254,12 +298,17 @@ class Store:
             )
         # Blank lines are neither rows nor rejects; they do not count as lines.
         tally.lines = tally.rows + tally.rejected
+        self._clear()
+        return tally
+
+    def _clear(self) -> None:
         self._staged.clear()
         self._blocks.clear()
         self._early.clear()
         self._positions.clear()
+        self._events_done.clear()
+        self._rows_done = 0
         self.staged_bytes = 0
-        return tally
 
     def prune(self, retention_s: float) -> int:
         """Delete events older than `retention_s` before the newest event (event time, so

@@ -117,6 +117,10 @@ class FileReader:
         head = os.pread(self.fd, state.head_len, 0)
         return len(head) == state.head_len and _head_hash(head) == state.head_hash
 
+    def position_after(self, data_len: int, lines: int) -> FileState:
+        """The state once `data_len` more bytes, holding `lines` lines, are read."""
+        return self._advance(data_len, lines)
+
     def _advance(self, data_len: int, lines: int) -> FileState:
         st = self.state
         offset = st.offset + data_len
@@ -127,14 +131,20 @@ class FileReader:
             st, offset=offset, line_no=st.line_no + lines, head_len=head_len, head_hash=head_hash
         )
 
-    def blocks(self, block_size: int = BLOCK, max_line: int = MAX_LINE) -> Iterator[Block]:
-        """Yield blocks of complete lines up to the last newline; state advances as they go.
+    def blocks(
+        self, block_size: int = BLOCK, max_line: int = MAX_LINE, end: int | None = None
+    ) -> Iterator[Block]:
+        """Yield blocks of complete lines up to the last newline (before byte `end`, if
+        given); state advances as they go.
 
         The caller commits each block's `state` with its rows; `self.state` moves on when
         the next block is asked for, so an uncommitted block is read again after a crash.
         """
         while True:
-            buf = os.pread(self.fd, block_size, self.state.offset)
+            size = block_size if end is None else min(block_size, end - self.state.offset)
+            if size <= 0:
+                return
+            buf = os.pread(self.fd, size, self.state.offset)
             if not buf:
                 return
             last_nl = buf.rfind(b"\n")
@@ -145,13 +155,13 @@ class FileReader:
                 yield Block(new, data, self.state.line_no + 1)
                 self.state = new
                 continue
-            if len(buf) < block_size:
+            if len(buf) < size or size < block_size:
                 return  # a partial last line: wait for its newline
             # One line longer than the block: find where it ends.
-            end = self._find_newline(self.state.offset + len(buf))
-            if end is None:
+            nl = self._find_newline(self.state.offset + len(buf))
+            if nl is None or (end is not None and nl >= end):
                 return  # a long line still being written: wait for its newline
-            length = end + 1 - self.state.offset
+            length = nl + 1 - self.state.offset
             if length <= max_line + 2:  # room for "\r\n"; split_lines judges it exactly
                 line = os.pread(self.fd, length, self.state.offset)
                 if len(line) != length or not line.endswith(b"\n"):

@@ -8,6 +8,9 @@ most runs are SIGKILLed 0.05-1.0 s after they start: during start-up, between co
 inside open transactions. After each run the committed state is checked from outside: the
 rows are exactly the lines before the committed offset. At the end one more ingest runs to
 completion and `events` holds each of the N lines once, with no rejects.
+
+The second test does the same to the whole-file path (DuckDB reading complete files
+itself): a new complete file per round, each committed with all its lines or none.
 """
 
 from __future__ import annotations
@@ -191,3 +194,103 @@ def test_ingest_killed_at_random_moments_loses_and_duplicates_nothing(tmp_path: 
         f"{finished} runs finished, {writer.pieces} writer pieces, {elapsed:.1f} s"
     )
     assert kills >= MIN_KILLS and finished >= 1
+
+
+WHOLE_ROUNDS = 14
+WHOLE_LINES = 12_000  # per complete file (about 1.8 MB)
+
+
+def whole_line(k: int, i: int) -> bytes:
+    return pino_line(i, messageId=f"f{k}-{i}", dest=DESTINATIONS[i % len(DESTINATIONS)])
+
+
+def per_file(db: Path) -> tuple[dict[str, tuple[int, int]], dict[str, tuple[int, int]]]:
+    """({path: (offset, line_no)}, {message id prefix: (rows, distinct)}), read from outside."""
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        pos = {
+            r[0]: (r[1], r[2])
+            for r in con.execute('SELECT path, "offset", line_no FROM ingest_offsets').fetchall()
+        }
+        rows = {
+            r[0]: (r[1], r[2])
+            for r in con.execute(
+                "SELECT split_part(message_id, '-', 1), count(*), count(DISTINCT message_id) "
+                "FROM events GROUP BY 1"
+            ).fetchall()
+        }
+        assert con.execute("SELECT count(*) FROM rejects").fetchall() == [(0,)]
+    finally:
+        con.close()
+    return pos, rows
+
+
+def test_whole_file_reads_killed_at_random_moments_commit_all_or_nothing(tmp_path: Path) -> None:
+    """DuckDB reading complete files itself (OBSERVATORY_WHOLE_FILE_MIN=0), SIGKILLed at
+    random moments: each complete file is committed with all its lines or none of them,
+    while a file a writer appends to keeps the exactly-once prefix rule; a last run
+    leaves every line once."""
+    started = time.monotonic()
+    rng = random.Random(SEED + 7)
+    config = make_config(tmp_path)
+    db = tmp_path / "obs.duckdb"
+    logs = tmp_path / "logs"
+    growing = logs / "app.jsonl"
+    growing.touch()
+    data = b"".join(
+        pino_line(i, messageId=f"w-{i}", dest=DESTINATIONS[i % len(DESTINATIONS)])
+        for i in range(N // 2)
+    )
+    cmd = [sys.executable, "-m", "observatory", "ingest", "--config", str(config)]
+    cmd += ["--db", str(db)]
+    env = {**os.environ, "OBSERVATORY_WHOLE_FILE_MIN": "0"}
+    writer = Writer(growing, data, seed=SEED + 8)
+    writer.start()
+    sizes: dict[str, tuple[int, int]] = {}  # path -> (k, size)
+    kills = torn = 0
+    for k in range(WHOLE_ROUNDS):
+        assert time.monotonic() - started < 150, (k, kills, torn)
+        path = logs / f"batch-{k:02d}.jsonl"
+        path.write_bytes(b"".join(whole_line(k, i) for i in range(WHOLE_LINES)))
+        sizes[str(path)] = (k, path.stat().st_size)
+        proc = subprocess.Popen(
+            cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path
+        )
+        kill_after = rng.uniform(0.05, 1.5) if rng.random() < 0.8 else None
+        try:
+            out, err = proc.communicate(timeout=kill_after if kill_after else 60)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGKILL)
+            out, err = proc.communicate()
+        if proc.returncode == -signal.SIGKILL:
+            kills += 1
+        else:
+            assert proc.returncode == 0, err.decode()
+        if not db.exists():
+            continue
+        pos, rows = per_file(db)
+        pending = [p for p in sizes if p not in pos]
+        torn += 0 < len(pending) < len(sizes)  # killed between two files' commits
+        for p, (n, size) in sizes.items():
+            prefix = f"f{n}"
+            if p in pos:
+                assert pos[p] == (size, WHOLE_LINES)
+                assert rows.get(prefix) == (WHOLE_LINES, WHOLE_LINES)
+            else:
+                assert prefix not in rows
+        offset, line_no = pos.get(str(growing), (0, 0))
+        lines_before = data[:offset].count(b"\n")
+        assert line_no == lines_before
+        assert rows.get("w", (0, 0)) == (lines_before, lines_before)
+
+    writer.join(timeout=60)
+    assert writer.error is None, writer.error
+    final = subprocess.run(cmd, env=env, capture_output=True, cwd=tmp_path, timeout=120)
+    assert final.returncode == 0, final.stderr.decode()
+    pos, rows = per_file(db)
+    for k in range(WHOLE_ROUNDS):
+        assert rows[f"f{k}"] == (WHOLE_LINES, WHOLE_LINES)
+    assert rows["w"] == (N // 2, N // 2)
+    assert pos[str(growing)] == (len(data), N // 2)
+    print(f"\nwhole-file crash test: {kills} kills, {torn} between files")
+    assert kills >= 3

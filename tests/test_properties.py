@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
+import tempfile
 from typing import Any
 
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from observatory.config import SourceConfig
@@ -438,3 +440,77 @@ def test_several_sources_in_one_transaction(blocks: list[tuple[str, str]]) -> No
         raise
     assert (after[0] - before[0]) + (after[1] - before[1]) == expected
     assert tally.rows + tally.rejected == expected
+
+
+# ------------------------------------------------------------------ whole files, read by DuckDB
+
+_both: tuple[Store, Store] | None = None
+
+
+def both_stores() -> tuple[Store, Store]:
+    """Two in-memory Stores with every source: one reads files whole, one in blocks."""
+    global _both
+    if _both is None:
+        pair = (Store(":memory:"), Store(":memory:"))
+        for s in pair:
+            for src in SOURCES:
+                s.add_source(src, VENDORS)
+        _both = pair
+    return _both
+
+
+def stored(store: Store) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """(events, rejects) without their ingestion times, sorted."""
+    return (
+        store.con.execute("SELECT * EXCLUDE (ingested_at) FROM events ORDER BY ALL").fetchall(),
+        store.con.execute("SELECT * EXCLUDE (ingested_at) FROM rejects ORDER BY ALL").fetchall(),
+    )
+
+
+@SETTINGS
+@given(
+    st.sampled_from([s.name for s in SOURCES]),
+    st.lists(
+        st.one_of(
+            jsonl_line, logfmt_line, regex_line, nginx_line, st.text(max_size=40), st.just("")
+        ),
+        max_size=25,
+    ),
+    st.one_of(st.none(), st.binary(max_size=60)),
+)
+def test_a_file_read_whole_gives_what_blocks_give(
+    source: str, lines: list[str], raw: bytes | None
+) -> None:
+    """DuckDB reading a complete file itself (wholefile.py) stores exactly the rows,
+    rejects and position the block path does, whatever the lines; where its reader cannot
+    be trusted with them (a CR, a BOM, bytes that are not UTF-8...) the file goes in blocks."""
+    from observatory.ingest import ingest_files
+
+    data = to_bytes(lines) + (raw.replace(b"\n", b"") + b"\n" if raw is not None else b"")
+    src = next(s for s in SOURCES if s.name == source)
+    whole, blocks = both_stores()
+    try:
+        for s in (whole, blocks):
+            for table in ("events", "rejects", "ingest_offsets"):
+                s.con.execute(f"DELETE FROM {table}")
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "app.log")
+            with open(path, "wb") as fh:
+                fh.write(data)
+            a = ingest_files(whole, [(path, src)], whole_file_min=0)
+            b = ingest_files(blocks, [(path, src)], whole_file_min=1 << 62)
+        event("read whole" if a.whole else "read in blocks")
+        assert b.whole == 0
+        assert stored(whole) == stored(blocks)
+        assert a.summary() | {"seconds": 0, "rows_per_s": 0} == b.summary() | {
+            "seconds": 0,
+            "rows_per_s": 0,
+        }
+        offsets = "SELECT * EXCLUDE (updated_at) FROM ingest_offsets"
+        assert whole.con.execute(offsets).fetchall() == blocks.con.execute(offsets).fetchall()
+    except BaseException:
+        global _both
+        for s in whole, blocks:
+            s.close()
+        _both = None
+        raise

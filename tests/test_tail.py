@@ -747,3 +747,20 @@ def test_every_written_line_is_a_row_or_a_reject(config: Config, store: Store, l
     assert (rows, rejected) == (30 + len(TS_WHOLE) + 30, 4)
     assert len(set(message_ids(store))) == rows
     tailer.close()
+
+
+def test_blocks_stop_at_the_end_offset_given(logs: Path) -> None:
+    """`blocks(end=...)` hands out the complete lines before `end` and nothing past it,
+    small blocks and a line longer than a block included."""
+    path = logs / "a.jsonl"
+    long_line = b"x" * 300 + b"\n"
+    data = b"one\n" + long_line + b"three\n"
+    path.write_bytes(data + b"four\nfive\n")
+    for end, want, count in ((len(data), data, 3), (len(data) - 2, data[:-6], 2)):
+        reader = FileReader(str(path), "fwd")  # (an end inside a line: not handed out)
+        try:
+            got = b"".join(bytes(b.data) for b in reader.blocks(block_size=16, end=end))
+            assert got == want
+            assert (reader.state.offset, reader.state.line_no) == (len(want), count)
+        finally:
+            reader.close()

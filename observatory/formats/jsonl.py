@@ -18,21 +18,19 @@ class JsonLines:
 
     def extraction(self, fields: dict[str, str]) -> Extraction:
         names = list(fields)
-        if not names:
-            cols = ""
-        else:
+        if names:
+            # One parse per line: json_extract_string raises on invalid JSON and try() makes
+            # that NULL for that line alone (yyjson decides, as it does for json_valid).
+            # Valid JSON that is not an object ("5", "[1]") gives a list of NULL fields;
+            # its reject says so (shape_reason).
             paths = sql_list(json_path(fields[f]) for f in names)
             cols = "".join(f", j[{i + 1}] AS f_{f}" for i, f in enumerate(names))
-        # json_extract_string parses the line once for all paths; it raises on invalid JSON,
-        # so it only runs on lines json_valid accepted. Valid JSON that is not an object
-        # ("5", "[1]") gives NULL fields; its reject says so (shape_reason).
-        extract = f"json_extract_string(line, [{paths}])" if names else "NULL"
-        select = (
-            f"SELECT n, line, parsed{cols} FROM ("
-            f"SELECT n, line, parsed, CASE WHEN parsed THEN {extract} END AS j FROM ("
-            "SELECT n, line, json_valid(line) AS parsed "
-            "FROM batch))"
-        )
+            select = (
+                f"SELECT n, line, j IS NOT NULL AS parsed{cols} FROM ("
+                f"SELECT n, line, try(json_extract_string(line, [{paths}])) AS j FROM batch)"
+            )
+        else:
+            select = "SELECT n, line, json_valid(line) AS parsed FROM batch"
         return Extraction(
             select=select,
             unparsed_reason="invalid JSON",
