@@ -54,6 +54,8 @@ LIVE_LEAD = 0.75
 POLL_INTERVAL = 0.2
 # A rate-limit drift joins an incident open when it is flagged or opened this soon after (s).
 DRIFT_ATTACH_WINDOW = 300.0
+# Live, events older than storage.retention are deleted this often (s, wall clock).
+PRUNE_INTERVAL = 60.0
 
 
 class Runtime:
@@ -97,6 +99,7 @@ class Runtime:
         self._drift_times: dict[str, tuple[float, float | None]] = {}  # flagged, restored
         self._drift_noted: dict[str, tuple[Any, ...]] = {}
         self.backup: BackupService | None = None  # the [backup] receiver, once live
+        self._prune_due = 0.0  # wall time of the next retention prune (live)
 
     def close(self) -> None:
         if self.backup is not None:
@@ -363,12 +366,27 @@ class Runtime:
         return tally
 
     def poll(self, now: float | None = None) -> Tally:
-        """Read what was appended, store it, and detect up to the wall clock."""
+        """Read what was appended, store it, detect up to the wall clock, and (every
+        PRUNE_INTERVAL) delete events older than the retention."""
         now = time.time() if now is None else now
         tally = self._store_pending(collect=True)
         self.drain_probes()
         self._advance(now + LIVE_LEAD, wall=now)
+        self._prune(now)
         return tally
+
+    def _prune(self, now: float) -> None:
+        """Delete events older than storage.retention before the newest one, once every
+        PRUNE_INTERVAL: `ingest` prunes after its backfill, but a live run lasts weeks, and
+        without this its table (and what DuckDB keeps of it in memory) grows without end.
+        One small committed DELETE; the newest event is the engine's (no scan of the
+        table), and at most `now`: a line stamped in the future by a skewed clock must
+        not make retention wipe the present."""
+        if now < self._prune_due:
+            return
+        self._prune_due = now + PRUNE_INTERVAL
+        newest = None if self.last_event_sec is None else min(self.last_event_sec + 1.0, now)
+        self.store.prune(self.config.storage.retention, newest)
 
     def run_live(
         self, duration: float | None = None, stop: Callable[[], bool] | None = None

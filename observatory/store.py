@@ -310,12 +310,14 @@ class Store:
         self._rows_done = 0
         self.staged_bytes = 0
 
-    def prune(self, retention_s: float) -> int:
+    def prune(self, retention_s: float, newest: float | None = None) -> int:
         """Delete events older than `retention_s` before the newest event (event time, so
-        replayed history is not wiped by the wall clock). Returns rows deleted."""
+        replayed history is not wiped by the wall clock); `newest` (epoch s), when the caller
+        knows it, saves a scan of the whole table for it. Returns rows deleted."""
+        newest_sql = "(SELECT max(ts) FROM events)" if newest is None else "to_timestamp(?)"
         deleted = self._run(
-            "DELETE FROM events WHERE ts < (SELECT max(ts) FROM events) - to_seconds(?)",
-            [float(retention_s)],
+            f"DELETE FROM events WHERE ts < {newest_sql} - to_seconds(?)",
+            ([] if newest is None else [float(newest)]) + [float(retention_s)],
         )[0][0]
         self._run("DELETE FROM rejects WHERE ingested_at < now() - to_seconds(?)", [retention_s])
         return int(deleted)

@@ -1,14 +1,19 @@
-"""Retention pruning and what `observatory ingest` says about a file's unfinished last line."""
+"""Retention pruning (after `ingest`, and every minute of a live run) and what `observatory
+ingest` says about a file's unfinished last line."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import duckdb
 from conftest import make_config
+
+from observatory.config import load_config
+from observatory.runtime import PRUNE_INTERVAL, Runtime
 
 DAY_MS = 86_400_000
 T0 = 1_795_183_200_000  # 2026-11-20T14:00:00Z
@@ -40,6 +45,72 @@ def test_retention_prunes_by_event_time_relative_to_the_newest_event(tmp_path: P
     con.close()
     # The cut is max(ts) - 7 days = day 2 exactly, which is kept (strictly older goes).
     assert kept == [f"m{i}" for i in range(2, 10)]
+
+
+def _append(log: Path, first: int, times_s: list[float]) -> None:
+    with log.open("a") as fh:
+        fh.writelines(_line(first + i, int(t * 1000)) + "\n" for i, t in enumerate(times_s))
+
+
+def _ids(runtime: Runtime) -> list[str]:
+    rows = runtime.store.con.execute("SELECT message_id FROM events ORDER BY ts").fetchall()
+    return [r[0] for r in rows]
+
+
+def test_a_live_run_prunes_past_the_retention_once_a_minute(tmp_path: Path) -> None:
+    cfg = make_config(tmp_path, retention="2m")
+    log = tmp_path / "logs" / "a.jsonl"
+    now = 1_795_183_200.0
+    _append(log, 0, [now - 600 + i for i in range(5)])  # history: 10 minutes old
+    runtime = Runtime(load_config(cfg))
+    try:
+        runtime.start_live(now)
+        runtime.poll(now)  # prunes at once: nothing is 2 min older than the newest event
+        assert _ids(runtime) == [f"m{i}" for i in range(5)]
+        _append(log, 5, [now + 1 + i for i in range(5)])  # live lines
+        runtime.poll(now + 6)
+        # Not a minute since the last prune: the history stays for now ...
+        assert _ids(runtime) == [f"m{i}" for i in range(10)]
+        runtime.poll(now + PRUNE_INTERVAL)
+        # ... then what is older than 2 minutes before the newest event goes.
+        assert _ids(runtime) == [f"m{i}" for i in range(5, 10)]
+    finally:
+        runtime.close()
+
+
+def test_watch_prunes_past_the_retention(tmp_path: Path) -> None:
+    cfg = make_config(tmp_path, retention="2m")
+    log = tmp_path / "logs" / "a.jsonl"
+    now = time.time()
+    _append(log, 0, [now - 600, now - 599, now - 5, now - 4])
+    done = subprocess.run(
+        [sys.executable, "-m", "observatory", "watch", "--config", str(cfg), "--duration", "0.5"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    con = duckdb.connect(str(tmp_path / "obs.duckdb"), read_only=True)
+    kept = [r[0] for r in con.execute("SELECT message_id FROM events ORDER BY ts").fetchall()]
+    con.close()
+    assert kept == ["m2", "m3"]
+
+
+def test_a_line_stamped_in_the_future_does_not_make_a_live_run_prune_the_present(
+    tmp_path: Path,
+) -> None:
+    cfg = make_config(tmp_path, retention="2m")
+    log = tmp_path / "logs" / "a.jsonl"
+    now = 1_795_183_200.0
+    _append(log, 0, [now - 600, now - 5, now - 4, now + 86_400])  # a skewed clock: +1 day
+    runtime = Runtime(load_config(cfg))
+    try:
+        runtime.start_live(now)
+        runtime.poll(now)
+        # The newest event counts as `now` at the latest: the present stays.
+        assert _ids(runtime) == ["m1", "m2", "m3"]
+    finally:
+        runtime.close()
 
 
 def test_ingest_reports_a_partial_last_line_on_stderr_and_reads_it_later(tmp_path: Path) -> None:
