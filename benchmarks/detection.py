@@ -1,11 +1,11 @@
 """Detection benchmark: delay, false alarms and resolution of the real Engine on bursty traffic.
 
-Engine level: traffic is generated directly as SecondCounts (observatory.engine.synthetic,
+Engine level: traffic is generated directly as SecondCounts (observatory.sim.synthetic,
 seeded numpy): six destinations at 0.3, 1, 10, 100, 500 and 1,500 ev/s fed by one upstream
 multiplier (hourly wave ±30 %, 3x campaign minutes starting at random times and ending
 abruptly), Poisson counts, ~0.5 % background errors, ~0.05 % background 429s, and latencies
 as the aggregator's per-second histograms drawn from a latency shape (lognormal, uniform,
-quantised, bimodal, heavy-tailed: observatory.latency_shapes). The engine runs from a cold
+quantised, bimodal, heavy-tailed: observatory.sim.latency_shapes). The engine runs from a cold
 start (warm-up included); each fault is injected on one destination 30 minutes in.
 
 End to end: the same pipeline users run, on lines in a log file (3,000 lines/s over five
@@ -43,11 +43,11 @@ import duckdb
 import orjson
 
 from observatory.config import DetectionConfig
-from observatory.engine import Engine
-from observatory.engine.synthetic import Fault, FaultKind, Traffic
-from observatory.incidents import Change
-from observatory.latency_shapes import SHAPES, Shape
-from observatory.loadgen import LineWriter, config_toml, write_history
+from observatory.detect import Engine
+from observatory.incidents.model import Change
+from observatory.sim.latency_shapes import SHAPES, Shape
+from observatory.sim.loadgen import LineWriter, config_toml, write_history
+from observatory.sim.synthetic import Fault, FaultKind, Traffic
 
 START = 1_700_000_000
 LEAD = 1800  # seconds of traffic before the fault (the engine starts cold)

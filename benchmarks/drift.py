@@ -32,13 +32,13 @@ import time
 from pathlib import Path
 
 from observatory.config import load_config
-from observatory.drift import DriftEvent
-from observatory.incidents import Change
-from observatory.ingest import ingest_files, plan_files
+from observatory.detect.drift import DriftEvent
+from observatory.incidents.model import Change
+from observatory.ingest.backfill import ingest_files, plan_files
 from observatory.runtime import Runtime
-from observatory.simulator.forwarder import Simulation
-from observatory.simulator.scenario import load_scenario
-from observatory.store import Store
+from observatory.sim.forwarder import Simulation
+from observatory.sim.scenario import load_scenario
+from observatory.store.db import Store
 
 SCENARIOS = ("tiktok-limit-cascade", "tiktok-limit-drift")
 DEST = "tiktok_conversions"

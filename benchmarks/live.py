@@ -21,7 +21,7 @@ from pathlib import Path
 
 import orjson
 
-from observatory.loadgen import LineWriter, backlog, config_toml
+from observatory.sim.loadgen import LineWriter, backlog, config_toml
 
 RATES = {"tiktok_conversions": 50.0, "meta_capi": 30.0, "google_ads": 10.0}
 TARGET = 2.0

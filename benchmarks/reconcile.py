@@ -32,7 +32,7 @@ import pyarrow as pa
 from observatory.backup import fold_journal
 from observatory.backup.reconcile import COUNT_KEYS, reconcile, retry_countdown, write_missing
 from observatory.config import load_config
-from observatory.store import Store
+from observatory.store.db import Store
 
 DESTS = ["tiktok_conversions", "meta_capi"]
 WINDOW = 600.0

@@ -48,7 +48,7 @@ from pathlib import Path
 import duckdb
 import orjson
 
-from observatory.loadgen import JSONL_FIELDS
+from observatory.sim.loadgen import JSONL_FIELDS
 
 RSS_LIMIT_MB = 500.0
 GROWTH_LIMIT = 0.10

@@ -182,7 +182,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=20.0)
     args = parser.parse_args()
 
-    from observatory.loadgen import config_toml
+    from observatory.sim.loadgen import config_toml
 
     with tempfile.TemporaryDirectory(prefix="observatory-ui-bench-") as tmp:
         root = Path(tmp)

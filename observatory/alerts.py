@@ -42,9 +42,9 @@ import httpx
 import orjson
 
 from observatory.config import PAGERDUTY_EVENTS_URL, AlertConfig
-from observatory.durations import format_duration
-from observatory.incidents import SEVERITY_RANK, Change, Incident, iso
-from observatory.retry_after import parse_retry_after
+from observatory.incidents.model import SEVERITY_RANK, Change, Incident, iso
+from observatory.util.durations import format_duration
+from observatory.util.retry_after import parse_retry_after
 
 __all__ = [
     "AlertDeliveryError",

@@ -20,7 +20,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 if TYPE_CHECKING:
-    from observatory.export import Format
+    from observatory.incidents.export import Format
 
 CONFIG_HELP = "Config file (default ./config.toml)."
 DB_HELP = "DuckDB file (default: the config's storage.db)."
@@ -60,7 +60,7 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
 
             if not isinstance(exc, duckdb.Error):
                 raise
-            from observatory.query import first_line
+            from observatory.store.query import first_line
 
             fail(_locked(str(exc)) or first_line(exc), 1)
 
@@ -161,9 +161,9 @@ def ingest(paths: tuple[str, ...], config_path: str | None, db: str | None) -> N
     """
     import orjson
 
-    from observatory.ingest import ingest_files, plan_files
-    from observatory.progress import ProgressLine
-    from observatory.store import Store
+    from observatory.ingest.backfill import ingest_files, plan_files
+    from observatory.store.db import Store
+    from observatory.util.progress import ProgressLine
 
     config = load(config_path)
     plan = plan_files(config, paths)
@@ -207,10 +207,10 @@ def replay(paths: tuple[str, ...], config_path: str | None, db: str | None, spee
       observatory replay sample_logs/forwarder.jsonl --speed max
       -> {"type":"incident","state":"open","id":"3f2a9c1e","destination":"tiktok_conversions",...}
     """
-    from observatory.ingest import ingest_files, plan_files
-    from observatory.progress import ProgressLine
+    from observatory.ingest.backfill import ingest_files, plan_files
     from observatory.runtime import Runtime
-    from observatory.store import Store
+    from observatory.store.db import Store
+    from observatory.util.progress import ProgressLine
 
     speed_value = _parse_speed(speed)
     config = load(config_path)
@@ -332,7 +332,7 @@ def query(sql: str, db: str | None, config_path: str | None, fmt: str, output: s
       observatory query "select * from events where outcome = 'rate_limited'" \\
           --format parquet --output throttled.parquet
     """
-    from observatory.query import QueryError, run_query
+    from observatory.store.query import QueryError, run_query
 
     db_path = db or _default_db(config_path)
     try:
@@ -367,9 +367,9 @@ def incidents(db: str | None, config_path: str | None, fmt: str) -> None:
     import duckdb
     import orjson
 
-    from observatory.export import incident_list_line, incidents_table
-    from observatory.incident_store import list_incidents
-    from observatory.query import QueryError, open_readonly
+    from observatory.incidents.export import incident_list_line, incidents_table
+    from observatory.incidents.store import list_incidents
+    from observatory.store.query import QueryError, open_readonly
 
     db_path = db or _default_db(config_path)
     try:
@@ -411,9 +411,9 @@ def export(
     """
     import duckdb
 
-    from observatory.export import export_incident
-    from observatory.incident_store import IncidentLookupError, load_incident
-    from observatory.query import QueryError, open_readonly
+    from observatory.incidents.export import export_incident
+    from observatory.incidents.store import IncidentLookupError, load_incident
+    from observatory.store.query import QueryError, open_readonly
 
     db_path = db or _default_db(config_path)
     try:
@@ -456,13 +456,13 @@ def simulate(scenario: str, logs: str | None, port: int, duration: float | None)
     import tempfile
     import time
 
-    from observatory.simulator.forwarder import Simulation
-    from observatory.simulator.scenario import ScenarioError, load_scenario
+    from observatory.sim.forwarder import Simulation
+    from observatory.sim.scenario import ScenarioError, load_scenario
 
     if scenario == "samples":
         # Not a live run: regenerate the small, deterministic sample logs (same seed, same
         # bytes) that the shipped config.toml reads.
-        from observatory.samples import write_samples
+        from observatory.sim.samples import write_samples
 
         for path in write_samples(Path(logs or "sample_logs")):
             click.echo(str(path))
@@ -564,7 +564,7 @@ def reconcile(
     from observatory.backup.journal import fold_journal, journal_path
     from observatory.backup.reconcile import format_table, parse_since, write_missing
     from observatory.backup.reconcile import reconcile as summarize
-    from observatory.store import Store
+    from observatory.store.db import Store
 
     config = load(config_path)
     backup = config.backup

@@ -41,7 +41,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from observatory.classify import guess_vendor
+from observatory.ingest.classify import guess_vendor
 
 __all__ = [
     "CANONICAL_COLUMNS",

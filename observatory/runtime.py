@@ -14,9 +14,9 @@ fed to the engine. A status page's facts (component status, indicator, open inci
 also join the destination's open incident: as `evidence["status_page"]` and, whenever they
 change, a "status_page" timeline entry.
 
-Rate-limit drift (`observatory.drift`): the same per-second counts feed a `DriftTracker`, moved
-on with the engine's watermark. Each `DriftEvent` goes to `on_drift` (and `drift_events`) and
-joins the destination's incident -- the open one, or the next opened within
+Rate-limit drift (`observatory.detect.drift`): the same per-second counts feed a
+`DriftTracker`, moved on with the engine's watermark. Each `DriftEvent` goes to `on_drift`
+(and `drift_events`) and joins the destination's incident -- the open one, or the next opened within
 `DRIFT_ATTACH_WINDOW` -- as `evidence["rate_limit_drift"]` and a "drift" timeline entry.
 """
 
@@ -30,16 +30,16 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import orjson
 
-from observatory.aggregate import by_second, fetch_seconds
 from observatory.backup.receiver import BackupService, start_backup
-from observatory.drift import DriftEvent, DriftTracker
-from observatory.engine import Engine, SecondCounts
-from observatory.incident_store import save_incident
-from observatory.incidents import Change, Incident
+from observatory.detect import Engine, SecondCounts
+from observatory.detect.aggregate import by_second, fetch_seconds
+from observatory.detect.drift import DriftEvent, DriftTracker
+from observatory.incidents.model import Change, Incident
+from observatory.incidents.store import save_incident
+from observatory.ingest.tail import SourceTailer
 from observatory.probes import ProbeResult, ProbeScheduler, build_probes, reported_status
 from observatory.probes.scheduler import default_client
-from observatory.store import Store, Tally
-from observatory.tail import SourceTailer
+from observatory.store.db import Store, Tally
 
 if TYPE_CHECKING:
     from observatory.alerts import AlertDispatcher

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from observatory.config import Config, load_config
-from observatory.loadgen import JSONL_FIELDS
-from observatory.store import Store, Tally
-from observatory.tail import BLOCK, SourceTailer
+from observatory.ingest.tail import BLOCK, SourceTailer
+from observatory.sim.loadgen import JSONL_FIELDS
+from observatory.store.db import Store, Tally
 
 # 2023-11-14T22:13:20Z, an instant every ts format below can express exactly.
 BASE_EPOCH_MS = 1_700_000_000_000

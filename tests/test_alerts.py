@@ -30,7 +30,7 @@ from observatory.alerts import (
     slack_escape,
 )
 from observatory.config import AlertConfig
-from observatory.incidents import Change, Incident
+from observatory.incidents.model import Change, Incident
 
 T0 = 1_700_000_000.0
 

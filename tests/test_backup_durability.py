@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from observatory.backup import sign
-from observatory.store import Store
+from observatory.store.db import Store
 from tests.conftest import make_config
 
 SECRET = "durability-secret"

@@ -20,7 +20,7 @@ import pytest
 from observatory.backup import BackupService, fold_journal, journal_path, parse_events, sign
 from observatory.config import Config, ConfigError, load_config
 from observatory.runtime import Runtime
-from observatory.store import Store
+from observatory.store.db import Store
 from tests.conftest import make_config
 
 SECRET = "s3cr3t-backup-key"

@@ -339,7 +339,7 @@ def test_progress_goes_to_stderr_never_stdout(tmp_path: Path) -> None:
     copy_shipped(tmp_path)
     code = (
         "import sys\n"
-        "from observatory import progress\n"
+        "from observatory.util import progress\n"
         "init = progress.ProgressLine.__init__\n"
         "def eager(self, *a, **k):\n"
         "    init(self, *a, **k)\n"
@@ -364,7 +364,7 @@ def test_progress_goes_to_stderr_never_stdout(tmp_path: Path) -> None:
 
 
 def test_progress_line_writes_to_stderr_by_default(capsys: pytest.CaptureFixture[str]) -> None:
-    from observatory.progress import ProgressLine
+    from observatory.util.progress import ProgressLine
 
     with ProgressLine("ingest") as progress:
         progress.every = 0.0

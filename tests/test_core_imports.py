@@ -57,7 +57,7 @@ def imported_names(tree: ast.AST) -> list[str]:
 
 def test_the_core_is_what_we_think_it_is() -> None:
     modules = core_modules()
-    for expected in ("observatory.cli", "observatory.config", "observatory.store"):
+    for expected in ("observatory.cli", "observatory.config", "observatory.store.db"):
         assert expected in modules
     assert not any(m.startswith("observatory.ui") for m in modules)
 

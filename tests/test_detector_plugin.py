@@ -10,14 +10,14 @@ from typing import Any
 
 import pytest
 
-from observatory import incidents
 from observatory.config import DetectionConfig
-from observatory.engine import Engine, SecondCounts
-from observatory.engine.destination import Destination
-from observatory.engine.detectors import DEFAULT_DETECTORS, DETECTOR_NAMES, Detector, Firing
-from observatory.engine.stats import bernoulli_llr
-from observatory.engine.wording import pct
-from observatory.incidents import Change
+from observatory.detect import Engine, SecondCounts
+from observatory.detect.destination import Destination
+from observatory.detect.detectors import DEFAULT_DETECTORS, DETECTOR_NAMES, Detector, Firing
+from observatory.detect.stats import bernoulli_llr
+from observatory.detect.wording import pct
+from observatory.incidents import model as incidents
+from observatory.incidents.model import Change
 
 START = 1_700_000_000
 RATE = 20  # attempts/s of the one destination

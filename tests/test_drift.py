@@ -7,15 +7,15 @@ import random
 from pathlib import Path
 
 from observatory.config import load_config
-from observatory.drift import (
+from observatory.detect.counts import SecondCounts
+from observatory.detect.drift import (
     BASELINE_QUANTILE,
     LATENESS,
     DriftEvent,
     DriftTracker,
 )
-from observatory.engine.counts import SecondCounts
-from observatory.export import export_incident
-from observatory.incident_store import list_incidents
+from observatory.incidents.export import export_incident
+from observatory.incidents.store import list_incidents
 from observatory.probes import ProbeResult
 from observatory.runtime import DRIFT_ATTACH_WINDOW, Runtime
 from tests.conftest import make_config

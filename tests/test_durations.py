@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from observatory.durations import format_duration
+from observatory.util.durations import format_duration
 
 H, D = 3600, 86400
 

@@ -3,7 +3,7 @@
 Asserted on what a user sees: which incidents open and when (delay from the true onset, in
 event time), their detector, severity, merge, escalation, resolution, flaps, historical/live
 flags, ids; never on the detectors' internal state. Traffic comes from
-observatory.engine.synthetic: Poisson counts around one upstream multiplier with an hourly wave
+observatory.sim.synthetic: Poisson counts around one upstream multiplier with an hourly wave
 and 3x campaign minutes, background errors and 429s, lognormal latencies.
 """
 
@@ -15,11 +15,11 @@ import math
 
 import pytest
 
-from observatory import latency_shapes
 from observatory.config import DetectionConfig
-from observatory.engine import Engine, SecondCounts
-from observatory.engine.synthetic import Fault, FaultKind, Traffic
-from observatory.incidents import Change, Incident
+from observatory.detect import Engine, SecondCounts
+from observatory.incidents.model import Change, Incident
+from observatory.sim import latency_shapes
+from observatory.sim.synthetic import Fault, FaultKind, Traffic
 
 START = 1_700_000_000
 LEAD = 900  # seconds of normal traffic before a fault (warm-up is 3 minutes)
@@ -508,7 +508,7 @@ def test_lone_batch_bursts_raise_no_alarm() -> None:
 
 
 def test_reverse_test_needs_its_shortest_window_and_evidence_for_normal() -> None:
-    from observatory.engine.stats import ReverseTest
+    from observatory.detect.stats import ReverseTest
 
     test = ReverseTest(shortest=60, longest=110)
     for _ in range(59):
@@ -520,7 +520,7 @@ def test_reverse_test_needs_its_shortest_window_and_evidence_for_normal() -> Non
 
 
 def test_reverse_test_window_grows_where_evidence_is_thin_and_keeps_fault_seconds() -> None:
-    from observatory.engine.stats import ReverseTest
+    from observatory.detect.stats import ReverseTest
 
     test = ReverseTest(shortest=60, longest=110)
     for _ in range(30):

@@ -1,4 +1,4 @@
-"""Incident export (observatory.export) and the `incidents` / `export` commands.
+"""Incident export (observatory.incidents.export) and the `incidents` / `export` commands.
 
 A real DuckDB file holds one incident and a few thousand synthetic `events` rows around it,
 inserted with plain SQL so every number in the export is known in advance:
@@ -21,16 +21,16 @@ from typing import Any
 
 import pytest
 
-from observatory.export import (
+from observatory.incidents.export import (
     MAX_POINTS,
     Format,
     chart_data,
     export_incident,
     md_escape,
 )
-from observatory.incident_store import acknowledge, load_incident, save_incident
-from observatory.incidents import Incident
-from observatory.store import Store, connect
+from observatory.incidents.model import Incident
+from observatory.incidents.store import acknowledge, load_incident, save_incident
+from observatory.store.db import Store, connect
 
 T0 = 1_700_000_000.0  # 2023-11-14T22:13:20Z
 ONSET, DETECTED, RESOLVED = T0 + 600, T0 + 614.2, T0 + 1200

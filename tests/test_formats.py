@@ -19,10 +19,10 @@ import duckdb
 import pytest
 
 from observatory.config import load_config
-from observatory.formats.regex import PRESETS
-from observatory.ingest import ingest_files, plan_files
-from observatory.store import Store, Tally
-from observatory.tail import Block, FileState
+from observatory.ingest.backfill import ingest_files, plan_files
+from observatory.ingest.formats.regex import PRESETS
+from observatory.ingest.tail import Block, FileState
+from observatory.store.db import Store, Tally
 
 REPO = Path(__file__).resolve().parent.parent
 EGRESS_LOG = REPO / "sample_logs" / "egress.log"

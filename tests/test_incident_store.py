@@ -1,4 +1,4 @@
-"""Incident persistence (observatory.incident_store) on real DuckDB files: save/load round
+"""Incident persistence (observatory.incidents.store) on real DuckDB files: save/load round
 trips, id prefixes, listing, acknowledgement and notes, transactions, and operator actions
 surviving the engine's next save."""
 
@@ -10,7 +10,8 @@ from typing import Any
 import duckdb
 import pytest
 
-from observatory.incident_store import (
+from observatory.incidents.model import Incident, TimelineEntry
+from observatory.incidents.store import (
     IncidentLookupError,
     acknowledge,
     add_note,
@@ -19,8 +20,7 @@ from observatory.incident_store import (
     load_incident,
     save_incident,
 )
-from observatory.incidents import Incident, TimelineEntry
-from observatory.store import Store, connect
+from observatory.store.db import Store, connect
 
 T0 = 1_700_000_000.0  # 2023-11-14T22:13:20Z
 

@@ -10,14 +10,14 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from observatory.aggregate import fetch_seconds
 from observatory.config import load_config
-from observatory.engine.counts import BIN_BASE, latency_bin
-from observatory.ingest import ingest_files, plan_files
-from observatory.latency_shapes import bins_of
-from observatory.loadgen import config_toml, write_history
+from observatory.detect.aggregate import fetch_seconds
+from observatory.detect.counts import BIN_BASE, latency_bin
+from observatory.ingest.backfill import ingest_files, plan_files
 from observatory.runtime import Runtime
-from observatory.store import Store
+from observatory.sim.latency_shapes import bins_of
+from observatory.sim.loadgen import config_toml, write_history
+from observatory.store.db import Store
 
 T0 = 1_795_183_200  # 2026-11-20T14:00:00Z
 RATES = {"tiktok_conversions": 200.0, "meta_capi": 50.0, "google_ads": 20.0}

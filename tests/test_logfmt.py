@@ -22,10 +22,10 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from observatory.config import load_config
-from observatory.formats.logfmt import TIERS, Logfmt
-from observatory.ingest import ingest_files, plan_files
-from observatory.sqltext import sql_str
-from observatory.store import Store
+from observatory.ingest.backfill import ingest_files, plan_files
+from observatory.ingest.formats.logfmt import TIERS, Logfmt
+from observatory.store.db import Store
+from observatory.util.sqltext import sql_str
 
 # ------------------------------------------------------------------ the reference decoder
 

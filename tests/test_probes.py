@@ -22,7 +22,7 @@ import pytest
 from conftest import make_config
 
 from observatory.config import ConfigError, ProbeConfig, load_config
-from observatory.incident_store import list_incidents
+from observatory.incidents.store import list_incidents
 from observatory.probes import (
     ProbeResult,
     ProbeScheduler,
@@ -34,7 +34,7 @@ from observatory.probes import (
 )
 from observatory.probes.promtext import parse_selectors, parse_text
 from observatory.runtime import Runtime
-from observatory.simulator.server import SimServer
+from observatory.sim.server import SimServer
 
 SUMMARY = "/api/v2/summary.json"
 METRICS = "/metrics"

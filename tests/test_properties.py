@@ -18,9 +18,9 @@ from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from observatory.config import SourceConfig
-from observatory.lines import split_lines
-from observatory.store import Store
-from observatory.tail import Block, FileState
+from observatory.ingest.lines import split_lines
+from observatory.ingest.tail import Block, FileState
+from observatory.store.db import Store
 
 EXAMPLES = 60
 SETTINGS = settings(
@@ -484,7 +484,7 @@ def test_a_file_read_whole_gives_what_blocks_give(
     """DuckDB reading a complete file itself (wholefile.py) stores exactly the rows,
     rejects and position the block path does, whatever the lines; where its reader cannot
     be trusted with them (a CR, a BOM, bytes that are not UTF-8...) the file goes in blocks."""
-    from observatory.ingest import ingest_files
+    from observatory.ingest.backfill import ingest_files
 
     data = to_bytes(lines) + (raw.replace(b"\n", b"") + b"\n" if raw is not None else b"")
     src = next(s for s in SOURCES if s.name == source)

@@ -18,7 +18,7 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
-from observatory.query import CELL_WIDTH, cell, render_table
+from observatory.store.query import CELL_WIDTH, cell, render_table
 
 REPO = Path(__file__).resolve().parent.parent
 DESTINATIONS = ["crm_webhook", "google_ads", "meta_capi", "tiktok_conversions"]

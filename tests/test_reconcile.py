@@ -29,7 +29,7 @@ from observatory.backup.reconcile import (
 )
 from observatory.cli import main
 from observatory.config import Config, load_config
-from observatory.store import Store
+from observatory.store.db import Store
 from tests.conftest import make_config
 
 TIKTOK, META = "tiktok_conversions", "meta_capi"

@@ -6,7 +6,7 @@ import email.utils
 
 import pytest
 
-from observatory.retry_after import parse_http_date, parse_reset, parse_retry_after
+from observatory.util.retry_after import parse_http_date, parse_reset, parse_retry_after
 
 NOW = 1_800_000_000.0  # 2027-01-15T08:00:00Z
 

@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 import pytest
 
-from observatory.samples import (
+from observatory.sim.samples import (
     DESTINATIONS,
     FILE_NAMES,
     OUTAGE_END,

@@ -24,7 +24,7 @@ import pytest
 from observatory.config import load_config
 from observatory.probes import ProbeResult, build_probes
 from observatory.runtime import Runtime
-from observatory.simulator.server import SimServer
+from observatory.sim.server import SimServer
 
 
 @pytest.fixture

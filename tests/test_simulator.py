@@ -14,14 +14,14 @@ import httpx
 import orjson
 import pytest
 
-from observatory.simulator.forwarder import EventStream, Simulation, watch_config
-from observatory.simulator.scenario import (
+from observatory.sim.forwarder import EventStream, Simulation, watch_config
+from observatory.sim.scenario import (
     ScenarioError,
     load_scenario,
     parse_scenario,
     scenario_names,
 )
-from observatory.simulator.server import SimServer
+from observatory.sim.server import SimServer
 
 TIKTOK = "/open_api/v1.3/event/track/"
 META = "/v21.0/1234567890123456/events"

@@ -24,10 +24,10 @@ from conftest import (
 )
 
 from observatory.config import Config, ConfigError, load_config
-from observatory.ingest import ingest_files, plan_files
-from observatory.lines import MAX_LINE
-from observatory.store import Store, Tally
-from observatory.tail import FileReader, SourceTailer, file_key
+from observatory.ingest.backfill import ingest_files, plan_files
+from observatory.ingest.lines import MAX_LINE
+from observatory.ingest.tail import FileReader, SourceTailer, file_key
+from observatory.store.db import Store, Tally
 
 SMALL_BLOCK = 64 << 10  # forces the reader's "line longer than the block" path
 

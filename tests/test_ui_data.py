@@ -17,10 +17,10 @@ from textual.widget import Widget
 from textual.worker import Worker, WorkerFailed
 
 from observatory.config import load_config
-from observatory.ingest import ingest_files, plan_files
-from observatory.loadgen import Fault, config_toml, line
+from observatory.ingest.backfill import ingest_files, plan_files
 from observatory.runtime import Runtime
-from observatory.store import Store
+from observatory.sim.loadgen import Fault, config_toml, line
+from observatory.store.db import Store
 from observatory.ui.app import ObservatoryApp, make_app
 from observatory.ui.screens.incidents import IncidentsScreen
 

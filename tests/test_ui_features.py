@@ -18,7 +18,7 @@ from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, OptionList, Static, TextArea, Tree
 
 from observatory.config import load_config
-from observatory.incident_store import load_incident
+from observatory.incidents.store import load_incident
 from observatory.runtime import Runtime
 from observatory.ui.app import ObservatoryApp, make_app
 from observatory.ui.screens.dashboard import DashboardScreen

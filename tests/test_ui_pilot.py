@@ -15,7 +15,7 @@ from textual import events
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Static, TextArea
 
-from observatory.incident_store import load_incident
+from observatory.incidents.store import load_incident
 from observatory.ui.app import ObservatoryApp
 from observatory.ui.screens.dashboard import DashboardScreen
 from observatory.ui.screens.destination import DestinationScreen
@@ -249,7 +249,7 @@ async def test_untrusted_destination_names_are_literal(make_ui: AppMaker) -> Non
 
 
 async def test_live_polling_adds_panes_for_new_destinations(tmp_path: Path) -> None:
-    from observatory.loadgen import LineWriter, config_toml
+    from observatory.sim.loadgen import LineWriter, config_toml
     from observatory.ui.app import make_app
 
     logs = tmp_path / "logs"

@@ -13,7 +13,7 @@ from pathlib import Path
 import duckdb
 import orjson
 
-from observatory.loadgen import LineWriter, backlog, config_toml
+from observatory.sim.loadgen import LineWriter, backlog, config_toml
 
 RATES = {"tiktok_conversions": 50.0, "meta_capi": 20.0}
 

@@ -1,4 +1,4 @@
-"""Whole completed files read by DuckDB itself (observatory/wholefile.py): each line exactly
+"""Whole completed files read by DuckDB itself (observatory/ingest/wholefile.py): each line exactly
 once, rejects with their line numbers, and the block path wherever DuckDB's reader cannot
 be trusted with a file (a partial last line, a CR, a BOM, bytes that are not UTF-8, a line
 over the limit, a writer appending during the read)."""
@@ -15,10 +15,10 @@ import pytest
 from conftest import ids, message_ids, pino_line, q
 
 from observatory.config import Config
-from observatory.ingest import IngestResult, ingest_files, plan_files
-from observatory.lines import MAX_LINE
-from observatory.store import Store
-from observatory.wholefile import available, lines_sql
+from observatory.ingest.backfill import IngestResult, ingest_files, plan_files
+from observatory.ingest.lines import MAX_LINE
+from observatory.ingest.wholefile import available, lines_sql
+from observatory.store.db import Store
 
 pytestmark = pytest.mark.skipif(not available(), reason="needs /proc/self/fd")
 
@@ -188,7 +188,7 @@ def test_duckdb_reads_the_file_ingest_opened_not_what_is_at_its_path_now(
 ) -> None:
     log = logs / "a.jsonl"
     log.write_bytes(pino(0, 100))
-    import observatory.wholefile as wholefile
+    import observatory.ingest.wholefile as wholefile
 
     real = wholefile.complete_lines
 

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     import duckdb
 
     from observatory.config import BackupConfig, Config
-    from observatory.store import Store
+    from observatory.store.db import Store
 
 __all__ = [
     "BackupReceiver",
@@ -359,7 +359,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import signal
 
     from observatory.config import ConfigError, load_config
-    from observatory.store import Store
+    from observatory.store.db import Store
 
     parser = argparse.ArgumentParser(prog="python -m observatory.backup.receiver")
     parser.add_argument("--config", default="config.toml")

@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from observatory.durations import format_duration
+from observatory.util.durations import format_duration
 
 if TYPE_CHECKING:
     import duckdb

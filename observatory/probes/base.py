@@ -22,7 +22,7 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 import httpx
 
 from observatory.config import ProbeConfig
-from observatory.retry_after import parse_reset, parse_retry_after
+from observatory.util.retry_after import parse_reset, parse_retry_after
 
 REDACTED = "***"
 # How much of the details a probe keeps: strings are cut, lists shortened.

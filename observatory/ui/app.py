@@ -17,8 +17,8 @@ from textual.message import Message
 from textual.reactive import reactive
 from textual.screen import Screen
 
-from observatory.query import first_line
 from observatory.runtime import Runtime
+from observatory.store.query import first_line
 from observatory.ui.driver import RuntimeDriver, Snapshot
 from observatory.ui.screens.dashboard import DashboardScreen
 
@@ -186,7 +186,7 @@ def make_app(
     def factory() -> Runtime:
         runtime = Runtime(cfg, db)
         if replay:
-            from observatory.ingest import ingest_files, plan_files
+            from observatory.ingest.backfill import ingest_files, plan_files
 
             ingest_files(runtime.store, plan_files(cfg, ()))
             runtime.replay_history()

@@ -14,8 +14,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from observatory.loadgen import config_toml
-from observatory.samples import write_samples
+from observatory.sim.loadgen import config_toml
+from observatory.sim.samples import write_samples
 
 SIMULATOR_WAIT = 15.0
 # The demo's simulator keeps running after the scripted outage (traffic goes on normally)

@@ -16,14 +16,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from observatory.backup.reconcile import reconcile
-from observatory.drift import DestinationDrift
-from observatory.engine.engine import DestinationStatus
-from observatory.incident_store import acknowledge as store_acknowledge
-from observatory.incident_store import add_note as store_add_note
-from observatory.incident_store import save_incident
-from observatory.incidents import Incident
-from observatory.query import first_line
+from observatory.detect.drift import DestinationDrift
+from observatory.detect.engine import DestinationStatus
+from observatory.incidents.model import Incident
+from observatory.incidents.store import acknowledge as store_acknowledge
+from observatory.incidents.store import add_note as store_add_note
+from observatory.incidents.store import save_incident
 from observatory.runtime import Runtime
+from observatory.store.query import first_line
 from observatory.ui.queries import disable_external_access, external_access_allowed
 
 POLL_SECONDS = 0.25

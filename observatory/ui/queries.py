@@ -8,9 +8,9 @@ from typing import Any, NamedTuple
 import duckdb
 
 from observatory.config import CANONICAL_COLUMNS
-from observatory.incident_store import list_incidents
-from observatory.incidents import Incident
-from observatory.query import first_line, single_statement
+from observatory.incidents.model import Incident
+from observatory.incidents.store import list_incidents
+from observatory.store.query import first_line, single_statement
 
 SQL_ROW_CAP = 1000
 CHART_SECONDS = 300
@@ -96,7 +96,7 @@ class SqlResult:
 def run_console_sql(cur: duckdb.DuckDBPyConnection, sql: str) -> SqlResult:
     """Run one read-only statement; at most SQL_ROW_CAP rows (`more` says if there were more).
 
-    Raises ConsoleRefused (or observatory.query.QueryError) with a one-line message.
+    Raises ConsoleRefused (or observatory.store.query.QueryError) with a one-line message.
     """
     try:
         cur.execute(single_statement(cur, sql, _CONSOLE_TYPES))

@@ -11,7 +11,7 @@ from typing import Any
 
 from rich.text import Text
 
-from observatory.durations import format_duration
+from observatory.util.durations import format_duration
 
 
 def clean(value: Any) -> str:

@@ -18,9 +18,8 @@ from textual.widgets import DataTable, Sparkline, Static
 
 from observatory.backup.reconcile import write_missing
 from observatory.config import BackupConfig
-from observatory.drift import DestinationDrift
-from observatory.durations import format_duration
-from observatory.query import first_line
+from observatory.detect.drift import DestinationDrift
+from observatory.store.query import first_line
 from observatory.ui.driver import Snapshot
 from observatory.ui.queries import (
     CHART_SECONDS,
@@ -33,6 +32,7 @@ from observatory.ui.screens.base import ObservatoryScreen
 from observatory.ui.screens.failure import FailureScreen
 from observatory.ui.text import fmt_ms, fmt_time, literal
 from observatory.ui.widgets.footer import KeyFooter
+from observatory.util.durations import format_duration
 
 
 class DestinationScreen(ObservatoryScreen):

@@ -13,9 +13,9 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import DataTable, Input, Static
 
-from observatory.export import export_incident
-from observatory.incident_store import list_incidents, load_incident
-from observatory.incidents import Incident
+from observatory.incidents.export import export_incident
+from observatory.incidents.model import Incident
+from observatory.incidents.store import list_incidents, load_incident
 from observatory.ui.driver import acknowledge_incident, note_incident
 from observatory.ui.screens.base import ObservatoryScreen
 from observatory.ui.text import clean, fmt_time, literal

@@ -15,7 +15,7 @@ from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import DataTable, Input, OptionList, Static, TextArea, Tree
 
-from observatory.query import first_line
+from observatory.store.query import first_line
 from observatory.ui.history import SqlHistory
 from observatory.ui.queries import (
     SQL_ROW_CAP,

@@ -10,7 +10,7 @@ from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import Static
 
-from observatory.engine.engine import DestinationStatus
+from observatory.detect.engine import DestinationStatus
 from observatory.ui.text import fmt_age, fmt_ms, fmt_pct, literal
 
 BADGES = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
-from observatory.incidents import Incident
+from observatory.incidents.model import Incident
 from observatory.ui.text import fmt_age, literal
 
 

@@ -1,0 +1,61 @@
+"""Stored events -> per-destination, per-second counts for the engine (one GROUP BY in DuckDB).
+
+Latency comes as a histogram on the engine's fixed log-spaced bins (``engine.counts``), so the
+engine counts `slow` events itself, against the threshold it holds when it evaluates the
+second: live and in a replay alike, however the second was split into pieces.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import duckdb
+
+from observatory.detect.counts import LN_BIN_BASE, MAX_BIN, SecondCounts
+
+_OUTCOME_COLS = ("delivered", "rate_limited", "rejected", "failed", "retrying", "dropped")
+
+AGG_SQL = (
+    "SELECT destination, CAST(floor(epoch(ts)) AS BIGINT) AS sec, "
+    + ", ".join(f"count(*) FILTER (WHERE outcome = '{o}')" for o in _OUTCOME_COLS)
+    + ", count(latency_ms), coalesce(sum(latency_ms), 0), coalesce(max(latency_ms), 0), "
+    f"histogram(least(CAST(floor(ln(greatest(latency_ms, 1)) / {LN_BIN_BASE!r}) AS INTEGER), "
+    f"{MAX_BIN})) FILTER (WHERE latency_ms IS NOT NULL) "
+    "FROM events WHERE {where} GROUP BY ALL ORDER BY sec, destination"
+)
+
+
+def fetch_seconds(
+    con: duckdb.DuckDBPyConnection, where: str = "true", params: Sequence[Any] | None = None
+) -> list[SecondCounts]:
+    """Aggregate the events matching `where` (SQL over `events`), ordered by second."""
+    rows = con.execute(AGG_SQL.format(where=where), params).fetchall()
+    return [
+        SecondCounts(
+            dest,
+            int(sec),
+            delivered=d,
+            rate_limited=rl,
+            rejected=rj,
+            failed=f,
+            retrying=rt,
+            dropped=dr,
+            latency_n=n,
+            latency_sum=float(lsum),
+            latency_max=float(lmax),
+            hist=dict(hist) if hist else {},
+        )
+        for dest, sec, d, rl, rj, f, rt, dr, n, lsum, lmax, hist in rows
+    ]
+
+
+def by_second(counts: Iterable[SecondCounts]) -> list[tuple[int, list[SecondCounts]]]:
+    """Group an ordered list of counts by second."""
+    grouped: list[tuple[int, list[SecondCounts]]] = []
+    for c in counts:
+        if grouped and grouped[-1][0] == c.sec:
+            grouped[-1][1].append(c)
+        else:
+            grouped.append((c.sec, [c]))
+    return grouped

@@ -1,0 +1,393 @@
+"""The detection engine: the clock, the destinations' baselines, and the detectors run on them.
+
+The runtime feeds it :class:`SecondCounts` (and probe results) in event time and moves it on
+with a watermark; every whole second that can no longer change is evaluated once, for every
+known destination, in time order:
+
+1. the second's counts, the pool each destination's share is tested against, its history;
+2. each armed destination's detectors (one instance of every registered detector,
+   ``engine/detectors/``) step; those in alarm open or join its incident (``lifecycle.py``);
+3. baselines learn from seconds old enough to be normal traffic (DESIGN "Detection");
+4. open incidents follow the traffic and resolve once recovered.
+
+Every detector alarms at one threshold ``h = ln(N·D·T/Δ)`` from the false-alarm budget (D: the
+number of detectors). Pure Python and deterministic: no clock, no I/O; the same input gives
+the same incidents, ids included.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from observatory.config import DetectionConfig
+from observatory.detect.counts import SecondCounts
+from observatory.detect.destination import (
+    MIN_POOL_RATE,
+    SPARKLINE_SECONDS,
+    Destination,
+    Second,
+)
+from observatory.detect.detectors import DEFAULT_DETECTORS, Detector
+from observatory.detect.lifecycle import Lifecycle
+from observatory.detect.stats import decay, threshold_h
+from observatory.detect.status import DestinationState, DestinationStatus, destination_status
+from observatory.incidents.model import Change, ChangeKind, Incident
+
+__all__ = ["DestinationState", "DestinationStatus", "Engine"]
+
+LATENESS = 1  # seconds: the current and the previous second may still be filling
+FAST_TAU = 120.0  # recent rate, for the silence test's lower rate estimate (s)
+GUARD_SECONDS = 60  # baselines learn from a second once it is this old and not in an incident
+POOL_WINDOW_EVENTS = 30.0  # the pool ratio looks at about this many expected events
+POOL_BAND = 2.0  # pool members are within this factor of the median count/baseline ratio
+
+_ProbeResult = tuple[str, str, float, bool, str | None, dict[str, Any]]
+
+
+class Engine:
+    """Sequential change detection over per-destination, per-second counts.
+
+    ``detectors`` are the detector classes to run (the registry's by default), in order.
+    ``h`` is fixed at construction from ``n_destinations`` (the number of destinations the
+    false-alarm budget is shared by); destinations discovered later do not change it, so a
+    replay and a live run use the same threshold. Detected incidents come back from
+    :meth:`advance` as :class:`Change` objects holding a snapshot of the incident at that moment;
+    :meth:`incidents` returns the live ones (their evidence, impact and summary are refreshed
+    every evaluated second without a Change).
+    """
+
+    def __init__(
+        self,
+        detection: DetectionConfig,
+        n_destinations: int = 5,
+        detectors: Sequence[type[Detector[Any]]] = DEFAULT_DETECTORS,
+    ) -> None:
+        names = [d.name for d in detectors]
+        if len(set(names)) != len(names):
+            raise ValueError(f"detector names must be unique: {names}")
+        self.detectors = tuple(detectors)
+        self.config = detection
+        self.tick = float(detection.tick)
+        # the false-alarm budget is shared by N destinations x D detectors
+        self.h = threshold_h(
+            n_destinations, len(self.detectors), detection.false_alarm_budget, self.tick
+        )
+        self.n_destinations = n_destinations
+        self.late_events = 0  # events fed for seconds already evaluated (dropped)
+        self._dests: dict[str, Destination] = {}
+        self._order: list[Destination] = []
+        self._pending: dict[int, dict[str, SecondCounts]] = {}
+        self._probe_queue: dict[int, list[_ProbeResult]] = {}
+        self._next_sec: int | None = None
+        self._last_data_sec: int | None = None  # the last evaluated second with any data
+        self._incidents = Lifecycle(self.h)
+        self._fast_keep = decay(FAST_TAU)
+
+    # ----------------------------------------------------------------------------------------
+    # Input
+    # ----------------------------------------------------------------------------------------
+
+    def _destination(self, name: str, sec: int) -> Destination:
+        dest = self._dests.get(name)
+        if dest is None:
+            first = sec if self._next_sec is None else max(sec, self._next_sec)
+            dest = Destination(name, first)
+            dest.detectors = {d.name: d(dest, self.h, self.config) for d in self.detectors}
+            self._dests[name] = dest
+            self._order = sorted(self._dests.values(), key=lambda d: d.name)
+        elif self._next_sec is None and sec < dest.first_sec:
+            dest.first_sec = sec
+        return dest
+
+    def feed(self, counts: Iterable[SecondCounts]) -> None:
+        """Add counts; a (destination, second) may come in several pieces."""
+        for c in counts:
+            sec = int(c.sec)
+            dest = self._destination(c.destination, sec)
+            total = c.total
+            if total > 0 and (dest.last_event_sec is None or sec > dest.last_event_sec):
+                dest.last_event_sec = sec
+            if self._next_sec is not None and sec < self._next_sec:
+                self.late_events += total
+                continue
+            bucket = self._pending.setdefault(sec, {})
+            mine = bucket.get(c.destination)
+            if mine is None:
+                mine = bucket[c.destination] = SecondCounts(c.destination, sec)
+            mine.add(c)
+
+    def feed_probe(
+        self,
+        destination: str,
+        probe: str,
+        ts: float,
+        ok: bool,
+        status: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        """Add a probe result; it is judged with the second it falls in (or the next evaluated)."""
+        sec = math.floor(ts)
+        self._destination(destination, sec)
+        if self._next_sec is not None and sec < self._next_sec:
+            sec = self._next_sec
+        self._probe_queue.setdefault(sec, []).append(
+            (destination, probe, ts, ok, status, dict(details or {}))
+        )
+
+    # ----------------------------------------------------------------------------------------
+    # Time
+    # ----------------------------------------------------------------------------------------
+
+    def advance(self, watermark: float) -> list[Change]:
+        """Evaluate every second ``s <= floor(watermark) - 2`` not yet evaluated, in order."""
+        last = math.floor(watermark) - 1 - LATENESS
+        if self._next_sec is None:
+            starts = list(self._pending) + list(self._probe_queue)
+            if not starts:
+                return []
+            self._next_sec = min(starts)
+        changes: list[Change] = []
+        sec = self._next_sec
+        while sec <= last:
+            if not self._pending.get(sec) and not self._probe_queue.get(sec):
+                skip_to = self._idle_until(sec, last)
+                if skip_to > sec:
+                    self._skip(sec, skip_to)
+                    sec = skip_to
+                    continue
+            self._evaluate(sec, changes)
+            sec += 1
+        self._next_sec = max(self._next_sec, last + 1)
+        return changes
+
+    def _idle_until(self, sec: int, last: int) -> int:
+        """Where an empty stretch can be skipped to (``sec`` if it cannot).
+
+        With every destination stale, empty seconds change nothing. When no destination has
+        had data for ``staleness`` (their silence incidents have fired by then), they all
+        become stale too, so a long gap in the data (or one bogus early timestamp) costs no
+        more than that.
+        """
+        if not self._order:
+            return sec
+        if not all(d.stale for d in self._order):
+            if self._last_data_sec is None or sec - self._last_data_sec <= self.config.staleness:
+                return sec
+            for dest in self._order:
+                if not dest.stale:
+                    dest.mark_stale(self._last_data_sec)
+        upcoming = [s for s in self._pending if s > sec] + [s for s in self._probe_queue if s > sec]
+        return min([last + 1, *upcoming])
+
+    def _skip(self, start: int, stop: int) -> None:
+        for dest in self._order:
+            for s in range(max(start, stop - SPARKLINE_SECONDS), stop):
+                dest.history.append(Second(s, 0, 0, 0, 0, 0, 0.0, 0, 0.0))  # nothing happened
+
+    def go_live(self, now: float) -> None:
+        """The backlog is read: incidents opened from now on are live (``historical=False``).
+
+        Destinations whose last event is older than ``detection.staleness`` become stale: no
+        silence or volume alarms for them until they produce data again.
+        """
+        self._incidents.live = True
+        for dest in self._order:
+            last = dest.last_event_sec
+            if last is None or now - (last + 1) > self.config.staleness:
+                dest.mark_stale(last if last is not None else math.floor(now))
+
+    # ----------------------------------------------------------------------------------------
+    # One second
+    # ----------------------------------------------------------------------------------------
+
+    def _evaluate(self, sec: int, changes: list[Change]) -> None:
+        bucket = self._pending.pop(sec, {})
+        probes = self._probe_queue.pop(sec, [])
+        if probes or any(c.total for c in bucket.values()):
+            self._last_data_sec = sec
+        dests = [d for d in self._order if d.first_sec <= sec]
+        counts: dict[str, SecondCounts] = {}
+        for dest in dests:
+            c = bucket.get(dest.name)
+            if c is None:
+                c = SecondCounts(dest.name, sec)
+            elif c.hist:
+                c.slow = dest.latency.slow(c.hist)
+            counts[dest.name] = c
+        self._pool_context(dests, counts)
+
+        touched: dict[str, ChangeKind] = {}
+        for dest in dests:
+            c = counts[dest.name]
+            if dest.stale and c.total > 0 and sec > dest.stale_after:
+                dest.stale = False  # data again, newer than what made it stale
+            dest.record(sec, c)
+            for detector in self._alarms(dest, sec, c):
+                self._incidents.fire(dest, detector, sec, touched)
+        for destination, probe, ts, ok, status, details in probes:
+            dest = self._dests[destination]
+            for detector in dest.detectors.values():
+                if detector.judge_probe(probe, ts, ok, status, details):
+                    self._incidents.fire(dest, detector, sec, touched)
+
+        self._update_baselines(sec, dests, counts)
+
+        for dest in dests:
+            change = self._incidents.end_second(dest, sec, counts[dest.name], touched)
+            if change is not None:
+                changes.append(change)
+
+    def _pool_context(self, dests: list[Destination], counts: dict[str, SecondCounts]) -> None:
+        """Per destination: the healthy pool its share is tested against (DESIGN volume_drop)."""
+        ratios: dict[str, float] = {}
+        for dest in dests:
+            total = counts[dest.name].total
+            base = dest.rate.rate
+            if base > 0.0:
+                span = min(60.0, max(1.0, POOL_WINDOW_EVENTS / base))
+                dest.short += (total - dest.short) / span
+            else:
+                dest.short = float(total)
+            if (
+                dest.armed
+                and not dest.stale
+                and not self._incidents.is_open(dest.name)
+                and base > 0.0
+            ):
+                ratios[dest.name] = dest.short / base
+        pool_rate = 0.0
+        pool_count = 0
+        members: set[str] = set()
+        if ratios:
+            median = statistics.median(ratios.values())
+            for name, ratio in ratios.items():
+                if median / POOL_BAND <= ratio <= median * POOL_BAND:
+                    members.add(name)
+                    pool_rate += self._dests[name].rate.rate
+                    pool_count += counts[name].total
+        for dest in dests:
+            if dest.name in members:
+                dest.pool_rate = pool_rate - dest.rate.rate
+                dest.pool_count = pool_count - counts[dest.name].total
+            else:
+                dest.pool_rate = pool_rate
+                dest.pool_count = pool_count
+            base = dest.rate.rate
+            dest.pi0 = base / (base + dest.pool_rate) if base > 0 and dest.pool_rate > 0 else 0.0
+            if dest.pool_rate >= MIN_POOL_RATE:
+                span = min(60.0, max(1.0, POOL_WINDOW_EVENTS / dest.pool_rate))
+                dest.pool_mult += (dest.pool_count / dest.pool_rate - dest.pool_mult) / span
+            else:
+                dest.pool_mult = 1.0
+
+    # ----------------------------------------------------------------------------------------
+    # Detectors
+    # ----------------------------------------------------------------------------------------
+
+    def _alarms(self, dest: Destination, sec: int, c: SecondCounts) -> list[Detector[Any]]:
+        """Step every detector of an armed destination; those in alarm, in registry order."""
+        if not dest.armed:
+            return []
+        return [
+            detector
+            for detector in dest.detectors.values()
+            # a stale destination's quiet is history, not an outage
+            if not (detector.judges_flow and dest.stale) and detector.step(sec, c)
+        ]
+
+    # ----------------------------------------------------------------------------------------
+    # Baselines
+    # ----------------------------------------------------------------------------------------
+
+    def _update_baselines(
+        self, sec: int, dests: list[Destination], counts: dict[str, SecondCounts]
+    ) -> None:
+        """Learn from seconds once they are GUARD_SECONDS old and outside any incident.
+
+        The guard band keeps the first seconds of a fault, before it is detected, out of the
+        baselines (a slow destination's ratios would otherwise learn its first few failures).
+        During warm-up the baselines learn at once. A destination that learns nothing in a
+        second (in an incident, or just out of one) follows the upstream traffic: its baseline
+        rate moves with the total baseline of those that did, so it keeps its share.
+        """
+        before = 0.0
+        after = 0.0
+        idle: list[Destination] = []
+        warmup = float(self.config.warmup)
+        for dest in dests:
+            c = counts[dest.name]
+            if not dest.armed:
+                self._learn(dest, c)
+                age = c.sec - dest.first_sec + 1
+                if age >= warmup and dest.rate.events >= self.config.warmup_events:
+                    dest.armed = True
+                    dest.fast = dest.rate.rate
+                continue
+            if not self._incidents.is_open(dest.name) and not (dest.stale and c.total == 0):
+                dest.guard.append(c)
+            learned = False
+            while dest.guard and dest.guard[0].sec <= sec - GUARD_SECONDS:
+                before += dest.rate.rate
+                self._learn(dest, dest.guard.popleft())
+                after += dest.rate.rate
+                learned = True
+            if not learned:
+                idle.append(dest)
+        if idle and before > 0.0 and after > 0.0:
+            factor = after / before
+            for dest in idle:
+                dest.rate.scale(factor)
+                dest.fast *= factor
+
+    def _learn(self, dest: Destination, c: SecondCounts) -> None:
+        total = c.total
+        if dest.armed:
+            dest.rate.update(total)
+        else:
+            dest.rate.learn(total)
+        dest.fast = dest.fast * self._fast_keep + total * (1.0 - self._fast_keep)
+        for detector in dest.detectors.values():
+            detector.learn(c)
+        dest.delivered.update(c.delivered, total)
+        dest.gaps.add_events(c.delivered)
+        if c.delivered > 0:
+            if dest.gap_run > 0:
+                dest.gaps.add_run(dest.gap_run)
+            dest.gap_run = 0
+        else:
+            dest.gap_run += 1
+
+    # ----------------------------------------------------------------------------------------
+    # Incidents
+    # ----------------------------------------------------------------------------------------
+
+    def acknowledge(self, incident_id: str, ts: float) -> Change | None:
+        """open -> acknowledged (a timeline entry); None if no open incident has that id."""
+        return self._incidents.acknowledge(incident_id, ts)
+
+    def incidents(self) -> list[Incident]:
+        """Open and acknowledged incidents (live objects), oldest first."""
+        return self._incidents.incidents()
+
+    def all_incidents(self) -> list[Incident]:
+        """Every incident opened (the last 1000), resolved ones included, oldest first."""
+        return self._incidents.all_incidents()
+
+    def latency_thresholds(self) -> dict[str, float]:
+        """Per destination, the latency (ms) above which an event counts as ``slow``."""
+        out: dict[str, float] = {}
+        for dest in self._order:
+            threshold = dest.latency.threshold
+            if threshold is not None:
+                out[dest.name] = threshold
+        return out
+
+    def status(self) -> dict[str, DestinationStatus]:
+        """Per destination, what the dashboard shows."""
+        return {
+            d.name: destination_status(d, self._incidents.open_incident(d.name))
+            for d in self._order
+        }

@@ -1,0 +1,319 @@
+"""The incidents inside the engine: opened, merged, escalated, reopened and resolved from the
+detectors' firings, with their impact, summary and evidence kept up to date.
+
+One incident per destination at a time. A detector that fires opens it (or reopens the last
+one, as a flap, if that resolved less than ``REOPEN_WINDOW`` ago) or joins the open one; its
+severity only escalates; every change is a timeline entry. While open, every firing follows the
+traffic each second; the incident resolves once no other detector is gathering evidence and
+every firing has recovered (DESIGN "Incidents"). The words and the per-detector evidence come
+from the detectors themselves.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from observatory.detect.counts import SecondCounts
+from observatory.detect.destination import RECENT_SECONDS, Destination, Second
+from observatory.detect.detectors.base import QUIET, Detector, Firing
+from observatory.detect.stats import wilson
+from observatory.detect.wording import iso_s, sig
+from observatory.incidents.model import SEVERITY_RANK, Change, ChangeKind, Incident, Severity
+
+REOPEN_WINDOW = 900.0  # a re-fire this soon after resolution reopens the incident (a flap)
+KEEP_INCIDENTS = 1000  # all_incidents() keeps this many
+
+
+@dataclass
+class _Impact:
+    """What the incident cost so far: not delivered ≈ ∫(expected − delivered) dt, and counts."""
+
+    first_sec: int  # seconds [first_sec, last_sec] are counted
+    last_sec: int
+    not_delivered: float = 0.0
+    failed: int = 0
+    rate_limited: int = 0
+    rejected: int = 0
+    attempts: int = 0
+    delivered: int = 0
+
+
+class Lifecycle:
+    """The engine's incidents, by destination (``live``: incidents opened now alert)."""
+
+    def __init__(self, h: float) -> None:
+        self.h = h
+        self.live = False
+        self._open: dict[str, Incident] = {}
+        self._firings: dict[str, dict[str, Firing]] = {}
+        self._impact: dict[str, _Impact] = {}
+        self._resolved: dict[str, Incident] = {}
+        self._all: deque[Incident] = deque(maxlen=KEEP_INCIDENTS)
+        self._ids: set[str] = set()
+
+    def is_open(self, destination: str) -> bool:
+        return destination in self._open
+
+    def open_incident(self, destination: str) -> Incident | None:
+        """The destination's open (or acknowledged) incident."""
+        return self._open.get(destination)
+
+    def end_second(
+        self, dest: Destination, sec: int, c: SecondCounts, touched: dict[str, ChangeKind]
+    ) -> Change | None:
+        """After the second's detections and learning: follow the destination's open incident
+        and resolve it once recovered; the Change to report, if any (``touched``: the
+        destinations whose incident opened or changed this second)."""
+        incident = self._open.get(dest.name)
+        if incident is None:
+            return None
+        self._follow(dest, incident, sec, c, touched)
+        kind = touched.get(dest.name)
+        if kind is None and self._recovered(dest, sec):
+            self._resolve(dest, incident, sec)
+            return Change("resolved", incident.snapshot())
+        if kind is not None:
+            return Change(kind, incident.snapshot())
+        return None
+
+    def _new_id(self, destination: str, onset: int, detector: str) -> str:
+        key = f"{destination}|{int(onset)}|{detector}"
+        ident = hashlib.sha1(key.encode()).hexdigest()[:8]
+        n = 1
+        while ident in self._ids:
+            n += 1
+            ident = hashlib.sha1(f"{key}|{n}".encode()).hexdigest()[:8]
+        self._ids.add(ident)
+        return ident
+
+    def fire(
+        self, dest: Destination, detector: Detector[Any], sec: int, touched: dict[str, ChangeKind]
+    ) -> None:
+        """``detector`` of ``dest`` is in alarm in second ``sec``: open, join or reopen the
+        destination's incident (or, already firing, keep it from resolving)."""
+        name = detector.name
+        firings = self._firings.setdefault(dest.name, {})
+        incident = self._open.get(dest.name)
+        if incident is not None and name in firings:
+            firing = firings[name]
+            firing.last_abnormal = sec  # still abnormal: resolution waits
+            detector.again(firing, sec)
+            return
+        firing = detector.fire(sec)
+        end = float(sec + 1)
+        what = detector.summary(firing)
+        if incident is not None:  # another detector's finding about the same destination
+            firings[name] = firing
+            incident.detectors.append(name)
+            incident.note(end, "detector", f"{name} fired: {what}")
+            self._escalate(incident, firing.severity, end, f"{name} fired")
+            touched.setdefault(dest.name, "update")
+            return
+        last = self._resolved.get(dest.name)
+        if (
+            last is not None
+            and last.resolved_at is not None
+            and end - last.resolved_at <= REOPEN_WINDOW
+        ):
+            del self._resolved[dest.name]
+            incident, impact = self._reopen(dest, last, firing, sec, what)
+        else:
+            incident, impact = self._open_new(dest, firing, sec, what)
+        self._impact[dest.name] = impact
+        dest.forget_since(firing.onset)
+        self._firings[dest.name] = {name: firing}
+        self._open[dest.name] = incident
+        touched[dest.name] = "open"
+        self._refresh(dest, incident, sec)
+
+    def _open_new(
+        self, dest: Destination, firing: Firing, sec: int, what: str
+    ) -> tuple[Incident, _Impact]:
+        name = firing.detector
+        end = float(sec + 1)
+        incident = Incident(
+            id=self._new_id(dest.name, firing.onset, name),
+            destination=dest.name,
+            detector=name,
+            severity=firing.severity,
+            onset=float(firing.onset),
+            detected_at=end,
+            detectors=[name],
+            historical=not self.live,
+        )
+        incident.note(end, "opened", f"{name} fired: {what}")
+        self._all.append(incident)
+        impact = _Impact(first_sec=sec + 1, last_sec=sec)
+        self._impact_from_history(dest, impact, firing.onset, sec)
+        return incident, impact
+
+    def _reopen(
+        self, dest: Destination, incident: Incident, firing: Firing, sec: int, what: str
+    ) -> tuple[Incident, _Impact]:
+        """A re-fire soon after resolution: the same incident again, counted as a flap."""
+        name = firing.detector
+        end = float(sec + 1)
+        incident.state = "open"
+        incident.resolved_at = None
+        incident.acknowledged_at = None
+        incident.flaps += 1
+        if self.live:
+            incident.historical = False  # the re-fire is live: it alerts
+        if name not in incident.detectors:
+            incident.detectors.append(name)
+        incident.note(end, "reopened", f"{name} fired again within 15 min: {what}")
+        self._escalate(incident, firing.severity, end, f"{name} fired")
+        impact = self._impact.get(dest.name) or _Impact(firing.onset, firing.onset - 1)
+        impact.last_sec = max(impact.last_sec, firing.onset - 1)
+        self._impact_from_history(dest, impact, firing.onset, sec)
+        return incident, impact
+
+    def _escalate(self, incident: Incident, severity: Severity, ts: float, why: str) -> bool:
+        if SEVERITY_RANK[severity] <= SEVERITY_RANK[incident.severity]:
+            return False
+        incident.note(ts, "escalated", f"{incident.severity} -> {severity}: {why}")
+        incident.severity = severity
+        return True
+
+    def _impact_from_history(
+        self, dest: Destination, impact: _Impact, onset: int, sec: int
+    ) -> None:
+        """Count the seconds of [onset, sec] that the impact has not counted yet."""
+        for row in dest.history:
+            if onset <= row.sec < impact.first_sec or impact.last_sec < row.sec <= sec:
+                self._add_impact(impact, row)
+        impact.first_sec = min(impact.first_sec, onset)
+        impact.last_sec = max(impact.last_sec, sec)
+
+    @staticmethod
+    def _add_impact(impact: _Impact, row: Second) -> None:
+        impact.not_delivered += row.expected - row.delivered
+        impact.failed += row.failed
+        impact.rate_limited += row.rate_limited
+        impact.rejected += row.rejected
+        impact.attempts += row.total
+        impact.delivered += row.delivered
+
+    def _follow(
+        self,
+        dest: Destination,
+        incident: Incident,
+        sec: int,
+        c: SecondCounts,
+        touched: dict[str, ChangeKind],
+    ) -> None:
+        """Per second while open: feed the reverse tests, escalate, refresh impact and evidence."""
+        impact = self._impact[dest.name]
+        if impact.last_sec < sec:
+            self._add_impact(impact, dest.history[-1])
+            impact.last_sec = sec
+        end = float(sec + 1)
+        for name, firing in self._firings[dest.name].items():
+            if firing.fired_at > sec:  # fired this very second
+                continue
+            dest.detectors[name].follow(firing, sec, c)
+            if self._escalate(incident, firing.severity, end, f"{name}: throughput cut"):
+                touched.setdefault(dest.name, "update")
+        self._refresh(dest, incident, sec)
+
+    def _recovered(self, dest: Destination, sec: int) -> bool:
+        firings = self._firings.get(dest.name, {})
+        if not firings:
+            return False
+        for name, detector in dest.detectors.items():
+            if name not in firings and detector.gathering():
+                return False  # another detector is gathering evidence: not quiet yet
+        return all(dest.detectors[name].recovered(f, sec) for name, f in firings.items())
+
+    def _resolve(self, dest: Destination, incident: Incident, sec: int) -> None:
+        end = float(sec + 1)
+        self._refresh(dest, incident, sec, until=end)
+        incident.state = "resolved"
+        incident.resolved_at = end
+        quiet = sec - max(f.last_abnormal for f in self._firings[dest.name].values())
+        incident.note(end, "resolved", f"back to normal for {quiet} s")
+        fired = self._firings.pop(dest.name)
+        for name, detector in dest.detectors.items():
+            detector.resolved(name in fired)
+        del self._open[dest.name]
+        self._resolved[dest.name] = incident
+
+    @staticmethod
+    def _primary(dest: Destination, firings: dict[str, Firing]) -> Firing:
+        """The finding that tells the story (see ``Detector.headline``): first to fire among
+        the best."""
+
+        def key(firing: Firing) -> tuple[int, float]:
+            rank, strength = dest.detectors[firing.detector].headline(firing)
+            return rank, -strength
+
+        return min(firings.values(), key=key)
+
+    def _refresh(
+        self, dest: Destination, incident: Incident, sec: int, until: float | None = None
+    ) -> None:
+        firings = self._firings[dest.name]
+        primary = self._primary(dest, firings)
+        summary = dest.detectors[primary.detector].summary(primary, until)
+        incident.summary = f"{dest.name}: {summary}"
+        impact = self._impact[dest.name]
+        incident.impact = {
+            "not_delivered_est": round(max(0.0, impact.not_delivered)),
+            "failed": impact.failed,
+            "rate_limited": impact.rate_limited,
+            "rejected": impact.rejected,
+            "attempts": impact.attempts,
+            "delivered": impact.delivered,
+        }
+        rows = dest.recent(RECENT_SECONDS)
+        secs = max(len(rows), 1)
+        attempts = impact.attempts
+        evidence: dict[str, Any] = {
+            "window": {"start": iso_s(incident.onset), "end": iso_s(sec + 1.0)},
+            "baseline_rate_per_s": sig(dest.rate.rate),
+            "current_rate_per_s": sig(sum(r.total for r in rows) / secs),
+            "delivered_per_s": sig(sum(r.delivered for r in rows) / secs),
+            "expected_delivered_per_s": sig(sum(r.expected for r in rows) / secs),
+            "rate_limited_share": sig(impact.rate_limited / attempts) if attempts else 0.0,
+            "h": sig(self.h),
+            # resolving needs QUIET seconds without an alarm and a reverse test passed
+            "quiet_s": QUIET,
+            "detectors": {name: dest.detectors[name].evidence(f) for name, f in firings.items()},
+        }
+        if attempts:
+            bad = impact.failed + impact.rejected
+            lo, hi = wilson(bad, attempts)
+            evidence["error_ratio"] = {
+                "failed_or_rejected": bad,
+                "attempts": attempts,
+                "ratio": sig(bad / attempts),
+                "wilson95": [sig(lo), sig(hi)],
+            }
+        headers = {}
+        for state in dest.probes.values():
+            headers.update(state.details)
+        if headers:
+            evidence["probe_headers"] = headers
+        # in place: keys others add (the runtime's status-page facts) stay
+        incident.evidence.update(evidence)
+
+    def acknowledge(self, incident_id: str, ts: float) -> Change | None:
+        """open -> acknowledged (a timeline entry); None if no open incident has that id."""
+        for incident in self._open.values():
+            if incident.id == incident_id and incident.state == "open":
+                incident.state = "acknowledged"
+                incident.acknowledged_at = ts
+                incident.note(ts, "acknowledged", "acknowledged")
+                return Change("update", incident.snapshot())
+        return None
+
+    def incidents(self) -> list[Incident]:
+        """Open and acknowledged incidents (live objects), oldest first."""
+        return sorted(self._open.values(), key=lambda i: (i.detected_at, i.id))
+
+    def all_incidents(self) -> list[Incident]:
+        """Every incident opened (the last 1000), resolved ones included, oldest first."""
+        return list(self._all)
