@@ -10,14 +10,13 @@ Each incident change is saved, handed to the alert dispatcher and to `on_change`
 
 Live, the config's probes run on their own thread (`ProbeScheduler`); their results wait in a
 thread-safe queue that `poll()` drains on the runtime's thread: each is stored in `probes` and
-fed to the engine. A status page's facts (component status, indicator, open incidents' names)
-also join the destination's open incident: as `evidence["status_page"]` and, whenever they
-change, a "status_page" timeline entry.
+fed to the engine, and a status page's facts join the destination's open incident.
 
-Rate-limit drift (`observatory.detect.drift`): the same per-second counts feed a
-`DriftTracker`, moved on with the engine's watermark. Each `DriftEvent` goes to `on_drift`
-(and `drift_events`) and joins the destination's incident -- the open one, or the next opened within
-`DRIFT_ATTACH_WINDOW` -- as `evidence["rate_limit_drift"]` and a "drift" timeline entry.
+Incidents are written by one ledger (`observatory.incidents.ledger`), which the engine runs:
+it saves every change in the `incidents` table before the runtime hands it on; the status page
+and the rate-limit drift (which the engine tracks) reach incidents as its evidence providers
+(`observatory.incidents.providers`). Operators' acknowledgements and notes go through
+`acknowledge` and `note`, to the same ledger.
 """
 
 from __future__ import annotations
@@ -25,7 +24,7 @@ from __future__ import annotations
 import queue
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import httpx
 import orjson
@@ -34,8 +33,10 @@ from observatory.backup.receiver import BackupService, start_backup
 from observatory.detect import Engine, SecondCounts
 from observatory.detect.aggregate import by_second, fetch_seconds
 from observatory.detect.drift import DriftEvent, DriftTracker
+from observatory.incidents.ledger import Ledger
 from observatory.incidents.model import Change, Incident
-from observatory.incidents.store import save_incident
+from observatory.incidents.providers import StatusPageEvidence
+from observatory.incidents.store import IncidentTable
 from observatory.ingest.tail import SourceTailer
 from observatory.probes import ProbeResult, ProbeScheduler, build_probes, reported_status
 from observatory.probes.scheduler import default_client
@@ -52,8 +53,6 @@ WARM_WINDOW = 30 * 60.0
 # ends (one poll interval), not a whole second later.
 LIVE_LEAD = 0.75
 POLL_INTERVAL = 0.2
-# A rate-limit drift joins an incident open when it is flagged or opened this soon after (s).
-DRIFT_ATTACH_WINDOW = 300.0
 # Live, events older than storage.retention are deleted this often (s, wall clock).
 PRUNE_INTERVAL = 60.0
 
@@ -74,7 +73,14 @@ class Runtime:
     ) -> None:
         self.config = config
         self.store = store or Store.for_config(config, db)
-        self.engine = Engine(config.detection, n_destinations=max(5, len(config.destinations)))
+        self.status_pages = StatusPageEvidence()
+        self.ledger = Ledger(sink=IncidentTable(self.store.con), providers=[self.status_pages])
+        self.engine = Engine(
+            config.detection,
+            n_destinations=max(5, len(config.destinations)),
+            ledger=self.ledger,
+            on_drift=self._on_drift,
+        )
         self.on_change = on_change
         self.dispatcher = dispatcher
         self.tailers: list[SourceTailer] = []
@@ -87,19 +93,21 @@ class Runtime:
         self.probe_scheduler: ProbeScheduler | None = None
         self.probe_results: queue.SimpleQueue[ProbeResult] = queue.SimpleQueue()
         self.probes_stored = 0
-        # The latest status-page facts per destination, and what each incident has noted.
-        self.status_pages: dict[str, dict[str, Any]] = {}
-        self._status_noted: dict[str, tuple[Any, ...]] = {}
-        # Rate-limit drift: the tracker, every event it raised, the latest drift per
-        # destination (as incident evidence) and what each incident has noted of it.
-        self.drift = DriftTracker()
+        # Rate-limit drift: every event the engine's tracker raised, handed to on_drift too.
         self.on_drift = on_drift
         self.drift_events: list[DriftEvent] = []
-        self.drifts: dict[str, dict[str, Any]] = {}
-        self._drift_times: dict[str, tuple[float, float | None]] = {}  # flagged, restored
-        self._drift_noted: dict[str, tuple[Any, ...]] = {}
         self.backup: BackupService | None = None  # the [backup] receiver, once live
         self._prune_due = 0.0  # wall time of the next retention prune (live)
+
+    @property
+    def drift(self) -> DriftTracker:
+        """The engine's rate-limit drift tracker."""
+        return self.engine.drift
+
+    def _on_drift(self, event: DriftEvent) -> None:
+        self.drift_events.append(event)
+        if self.on_drift is not None:
+            self.on_drift(event)
 
     def close(self) -> None:
         if self.backup is not None:
@@ -117,20 +125,14 @@ class Runtime:
         if not counts:
             return
         self.engine.feed(counts)
-        self.drift.feed(counts)
         newest = max(c.sec for c in counts)
         if self.last_event_sec is None or newest > self.last_event_sec:
             self.last_event_sec = newest
 
-    def _handle(self, changes: list[Change], wall: float | None = None) -> None:
+    def _handle(self, changes: list[Change]) -> None:
+        """Hand on the changes the ledger has written: to the alert dispatcher, `on_change`."""
         for change in changes:
             inc = change.incident
-            if wall is not None and change.kind == "open" and not inc.historical:
-                # Live, DESIGN's detected_at is wall time (event time in replay).
-                inc.detected_at = wall
-            self._status_page_evidence(inc)
-            self._drift_evidence(inc)
-            save_incident(self.store.con, inc)
             self.incident_changes += 1
             if change.kind == "open" and not inc.historical:
                 self.opened_live += 1
@@ -160,92 +162,18 @@ class Runtime:
         self._advance(groups[-1][0] + 2)
 
     def _advance(self, watermark: float, wall: float | None = None) -> None:
-        """Move the engine and the drift tracker on to `watermark`; handle what they raise."""
-        self._handle(self.engine.advance(watermark), wall=wall)
-        self._handle_drift(self.drift.advance(watermark))
+        """Move the engine on to `watermark` (live: `wall` is the wall clock now)."""
+        self._handle(self.engine.advance(watermark, wall=wall))
 
-    def _handle_drift(self, events: list[DriftEvent]) -> None:
-        """Record each drift, hand it to `on_drift`, add it to the destination's open incident."""
-        for event in events:
-            self.drift_events.append(event)
-            line = event.json_line()
-            record = self.drifts.get(event.destination)
-            if event.kind == "ceiling_drop" or record is None:
-                record = {
-                    "old_ceiling_per_s": line["old_ceiling_per_s"],
-                    "new_ceiling_per_s": line["new_ceiling_per_s"],
-                    "flagged_at": line["ts"],
-                    "throttled_share": line["throttled_share"],
-                    "retry_after_s": line["retry_after_s"],
-                    "unit": "events/s delivered while throttled",
-                }
-                self._drift_times[event.destination] = (event.ts, None)
-            if event.kind == "ceiling_restored":
-                record["restored_at"] = line["ts"]
-                record["restored_ceiling_per_s"] = line["new_ceiling_per_s"]
-                flagged = self._drift_times[event.destination][0]
-                self._drift_times[event.destination] = (flagged, event.ts)
-            self.drifts[event.destination] = record
-            self._refresh(event.destination, self._drift_evidence)
-            if self.on_drift is not None:
-                self.on_drift(event)
+    # -- operators ---------------------------------------------------------------------------
 
-    def _drift_evidence(self, inc: Incident) -> bool:
-        """Put the destination's latest rate-limit drift into `inc` when it belongs there
-        (flagged while `inc` was open, or at most DRIFT_ATTACH_WINDOW before it opened):
-        evidence, and a "drift" timeline entry per drop and restoration; also on the engine's
-        live copy, so its later saves keep them. True when `inc` changed."""
-        record = self.drifts.get(inc.destination)
-        if record is None:
-            return False
-        flagged, restored = self._drift_times[inc.destination]
-        if inc.detected_at > flagged + DRIFT_ATTACH_WINDOW or (
-            inc.resolved_at is not None and inc.resolved_at < flagged
-        ):
-            return False
+    def acknowledge(self, id_or_prefix: str, ts: float) -> Incident:
+        """Acknowledge an incident (live in the ledger, or an earlier run's)."""
+        return self.ledger.acknowledge_any(id_or_prefix, ts)
 
-        def entries(noted: tuple[Any, ...] | None) -> list[tuple[float, str, str]]:
-            out = []
-            if noted is None or noted[0] != flagged:
-                out.append((flagged, "drift", _drift_detail(record)))
-            if restored is not None:
-                out.append((restored, "drift", _drift_restored_detail(record)))
-            return out
-
-        return self._attach(
-            inc, "rate_limit_drift", dict(record), self._drift_noted, (flagged, restored), entries
-        )
-
-    def _attach(
-        self,
-        inc: Incident,
-        key: str,
-        evidence: dict[str, Any],
-        noted: dict[str, tuple[Any, ...]],
-        sig: tuple[Any, ...],
-        entries: Callable[[tuple[Any, ...] | None], list[tuple[float, str, str]]],
-    ) -> bool:
-        """Put `evidence` under `key` into `inc` and the engine's live copy of it (so its
-        later saves keep it); when `sig` differs from what `inc` last noted (in `noted`), add
-        `entries(what it noted)` to their timelines. True when `inc` changed."""
-        changed = inc.evidence.get(key) != evidence
-        targets = [inc] + [i for i in self.engine.incidents() if i.id == inc.id and i is not inc]
-        previous = noted.get(inc.id)
-        if previous != sig:
-            noted[inc.id] = sig
-            for ts, kind, detail in entries(previous):
-                for target in targets:
-                    target.note(ts, kind, detail)
-            changed = True
-        for target in targets:
-            target.evidence[key] = evidence
-        return changed
-
-    def _refresh(self, destination: str, attach: Callable[[Incident], bool]) -> None:
-        """Save every incident of `destination` that `attach` changed."""
-        for inc in self.engine.incidents():
-            if inc.destination == destination and attach(inc):
-                save_incident(self.store.con, inc)
+    def note(self, id_or_prefix: str, ts: float, text: str) -> Incident:
+        """Add an operator's note to an incident's timeline."""
+        return self.ledger.note(id_or_prefix, ts, text)
 
     # -- live ------------------------------------------------------------------------------
 
@@ -320,27 +248,8 @@ class Runtime:
             retry_after = r.details.get("retry_after_s")
             if isinstance(retry_after, int | float):
                 self.drift.note_retry_after(r.destination, float(retry_after))
-            facts = _status_page_facts(r)
-            if facts is not None:
-                self.status_pages[r.destination] = facts
-                self._refresh(r.destination, self._status_page_evidence)
-
-    def _status_page_evidence(self, inc: Incident) -> bool:
-        """Put the destination's latest status-page facts into `inc` (evidence, and a
-        timeline entry when they changed since this incident last noted them); also on the
-        engine's live copy, so its later saves keep the entry. True when `inc` changed."""
-        facts = self.status_pages.get(inc.destination)
-        if facts is None or inc.historical:
-            return False
-        sig = (facts.get("component_status"), facts.get("page_indicator"), *facts["incidents"])
-        return self._attach(
-            inc,
-            "status_page",
-            facts,
-            self._status_noted,
-            sig,
-            lambda _: [(facts["checked_at"], "status_page", _status_page_detail(facts))],
-        )
+            if self.status_pages.record(r):
+                self.ledger.refresh(r.destination)
 
     def _store_pending(self, collect: bool) -> Tally:
         """Stage what every tailer has and commit it; with `collect`, feed the new rows."""
@@ -401,49 +310,3 @@ class Runtime:
             if deadline is not None and started >= deadline:
                 return
             time.sleep(max(0.0, POLL_INTERVAL - (time.monotonic() - started)))
-
-
-def _status_page_facts(result: ProbeResult) -> dict[str, Any] | None:
-    """What a status page said, from a statuspage probe result that parsed; else None."""
-    d = result.details
-    if d.get("kind") != "statuspage" or not ("component_status" in d or "page_indicator" in d):
-        return None
-    facts: dict[str, Any] = {"probe": result.probe, "checked_at": result.ts}
-    for key in ("component", "component_status", "page_indicator", "page_description"):
-        if key in d:
-            facts[key] = d[key]
-    incidents = d.get("incidents")
-    facts["incidents"] = [str(n) for n in incidents] if isinstance(incidents, list) else []
-    return facts
-
-
-def _status_page_detail(facts: dict[str, Any]) -> str:
-    parts = []
-    if "component" in facts:
-        parts.append(f"component {facts['component']}: {facts.get('component_status')}")
-    if "page_indicator" in facts:
-        described = facts.get("page_description")
-        parts.append(
-            f"page indicator {facts['page_indicator']}" + (f" ({described})" if described else "")
-        )
-    names = facts["incidents"]
-    parts.append("open incidents: " + ("; ".join(names) if names else "none"))
-    return "status page: " + ", ".join(parts)
-
-
-def _drift_detail(record: dict[str, Any]) -> str:
-    detail = (
-        f"rate-limit drift: accepted-rate ceiling {record['old_ceiling_per_s']:g}/s -> "
-        f"{record['new_ceiling_per_s']:g}/s (delivered while throttled), "
-        f"{record['throttled_share'] * 100:.1f}% of attempts throttled"
-    )
-    if record.get("retry_after_s") is not None:
-        detail += f", Retry-After {record['retry_after_s']:g} s"
-    return detail
-
-
-def _drift_restored_detail(record: dict[str, Any]) -> str:
-    return (
-        f"rate-limit drift over: accepted-rate ceiling back to "
-        f"{record['restored_ceiling_per_s']:g}/s (baseline {record['old_ceiling_per_s']:g}/s)"
-    )

@@ -15,9 +15,10 @@ from observatory.detect.drift import (
     DriftTracker,
 )
 from observatory.incidents.export import export_incident
+from observatory.incidents.providers import DRIFT_ATTACH_WINDOW
 from observatory.incidents.store import list_incidents
 from observatory.probes import ProbeResult
-from observatory.runtime import DRIFT_ATTACH_WINDOW, Runtime
+from observatory.runtime import Runtime
 from tests.conftest import make_config
 
 START = 1_700_000_000

@@ -6,9 +6,14 @@ known destination, in time order:
 
 1. the second's counts, the pool each destination's share is tested against, its history;
 2. each armed destination's detectors (one instance of every registered detector,
-   ``engine/detectors/``) step; those in alarm open or join its incident (``lifecycle.py``);
+   ``detect/detectors/``) step; those in alarm open or join its incident in the ledger
+   (``observatory.incidents.ledger``);
 3. baselines learn from seconds old enough to be normal traffic (DESIGN "Detection");
 4. open incidents follow the traffic and resolve once recovered.
+
+The same seconds feed the rate-limit drift tracker (``drift.py``), moved on with the same
+watermark; each drift it flags goes to ``on_drift`` and, through the ledger's
+:class:`~observatory.incidents.providers.DriftEvidence`, into the destination's incident.
 
 Every detector alarms at one threshold ``h = ln(N·D·T/Δ)`` from the false-alarm budget (D: the
 number of detectors). Pure Python and deterministic: no clock, no I/O; the same input gives
@@ -19,7 +24,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from observatory.config import DetectionConfig
@@ -31,10 +36,12 @@ from observatory.detect.destination import (
     Second,
 )
 from observatory.detect.detectors import DEFAULT_DETECTORS, Detector
-from observatory.detect.lifecycle import Lifecycle
+from observatory.detect.drift import DriftEvent, DriftTracker
 from observatory.detect.stats import decay, threshold_h
 from observatory.detect.status import DestinationState, DestinationStatus, destination_status
+from observatory.incidents.ledger import Ledger
 from observatory.incidents.model import Change, ChangeKind, Incident
+from observatory.incidents.providers import DriftEvidence
 
 __all__ = ["DestinationState", "DestinationStatus", "Engine"]
 
@@ -64,6 +71,8 @@ class Engine:
         detection: DetectionConfig,
         n_destinations: int = 5,
         detectors: Sequence[type[Detector[Any]]] = DEFAULT_DETECTORS,
+        ledger: Ledger | None = None,
+        on_drift: Callable[[DriftEvent], None] | None = None,
     ) -> None:
         names = [d.name for d in detectors]
         if len(set(names)) != len(names):
@@ -83,7 +92,12 @@ class Engine:
         self._probe_queue: dict[int, list[_ProbeResult]] = {}
         self._next_sec: int | None = None
         self._last_data_sec: int | None = None  # the last evaluated second with any data
-        self._incidents = Lifecycle(self.h)
+        self._incidents = ledger if ledger is not None else Ledger()
+        self._incidents.h = self.h
+        self.drift = DriftTracker()
+        self.on_drift = on_drift
+        self._drift_evidence = DriftEvidence()
+        self._incidents.providers.append(self._drift_evidence)
         self._fast_keep = decay(FAST_TAU)
 
     # ----------------------------------------------------------------------------------------
@@ -104,6 +118,8 @@ class Engine:
 
     def feed(self, counts: Iterable[SecondCounts]) -> None:
         """Add counts; a (destination, second) may come in several pieces."""
+        counts = list(counts)
+        self.drift.feed(counts)
         for c in counts:
             sec = int(c.sec)
             dest = self._destination(c.destination, sec)
@@ -141,8 +157,25 @@ class Engine:
     # Time
     # ----------------------------------------------------------------------------------------
 
-    def advance(self, watermark: float) -> list[Change]:
-        """Evaluate every second ``s <= floor(watermark) - 2`` not yet evaluated, in order."""
+    @property
+    def ledger(self) -> Ledger:
+        """The incidents' one writer."""
+        return self._incidents
+
+    def advance(self, watermark: float, wall: float | None = None) -> list[Change]:
+        """Evaluate every second ``s <= floor(watermark) - 2`` not yet evaluated, in order,
+        then move the drift tracker on. ``wall``: live, the wall clock now (an incident opened
+        live is detected at that time)."""
+        self._incidents.wall = wall
+        changes = self._advance(watermark)
+        for event in self.drift.advance(watermark):
+            self._drift_evidence.record(event)
+            self._incidents.refresh(event.destination)
+            if self.on_drift is not None:
+                self.on_drift(event)
+        return changes
+
+    def _advance(self, watermark: float) -> list[Change]:
         last = math.floor(watermark) - 1 - LATENESS
         if self._next_sec is None:
             starts = list(self._pending) + list(self._probe_queue)

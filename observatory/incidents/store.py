@@ -1,11 +1,13 @@
 """Incidents in DuckDB: save (upsert), load by id or unique prefix, list, acknowledge, note.
 
-The engine saves its in-memory incidents on every change (`save_incident`); the operator
-acknowledges and annotates them (`acknowledge`, `add_note`, from the CLI or the UI). The
-engine's copy never sees those operator actions, so a save keeps them: an acknowledged
-incident the engine still calls open stays acknowledged, and timeline entries of the operator
-kinds ("acknowledged", "note") that are in the database but not in the saved incident are
-kept. Everything else in the timeline is replaced by the saved incident's.
+A running ledger (`observatory.incidents.ledger`) writes every change of its incidents through
+`IncidentTable`; operator actions on incidents no ledger holds (`acknowledge`, `add_note`: the
+CLI, or an earlier run's incident) go straight to the table. A process without the ledger
+(the CLI beside a running `watch`) may have acknowledged or annotated an incident the ledger
+still holds, so a save keeps those actions: an acknowledged incident saved as open stays
+acknowledged, and timeline entries of the operator kinds ("acknowledged", "note") that are in
+the database but not in the saved incident are kept. Everything else in the timeline is
+replaced by the saved incident's.
 
 Writes go through the store's write connection (`store.con`, from its owning thread);
 reads work on any connection, including `connect(path, read_only=True)`.
@@ -276,3 +278,21 @@ def add_note(con: duckdb.DuckDBPyConnection, id_or_prefix: str, ts: float, text:
         incident.note(ts, "note", text)
         save_incident(con, incident)
         return load_incident(con, incident.id)
+
+
+class IncidentTable:
+    """The ``incidents`` table as the ledger's sink (``observatory.incidents.ledger``): the
+    ledger writes every change through it, and operator actions on incidents it no longer
+    holds (an earlier run's) go straight to the table."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self.con = con
+
+    def save(self, incident: Incident) -> None:
+        save_incident(self.con, incident)
+
+    def acknowledge(self, id_or_prefix: str, ts: float) -> Incident:
+        return acknowledge(self.con, id_or_prefix, ts)
+
+    def add_note(self, id_or_prefix: str, ts: float, text: str) -> Incident:
+        return add_note(self.con, id_or_prefix, ts, text)

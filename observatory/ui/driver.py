@@ -19,9 +19,6 @@ from observatory.backup.reconcile import reconcile
 from observatory.detect.drift import DestinationDrift
 from observatory.detect.engine import DestinationStatus
 from observatory.incidents.model import Incident
-from observatory.incidents.store import acknowledge as store_acknowledge
-from observatory.incidents.store import add_note as store_add_note
-from observatory.incidents.store import save_incident
 from observatory.runtime import Runtime
 from observatory.store.query import first_line
 from observatory.ui.queries import disable_external_access, external_access_allowed
@@ -158,27 +155,10 @@ class RuntimeDriver:
 
 
 def acknowledge_incident(incident_id: str, ts: float) -> Callable[[Runtime], Incident]:
-    """A command: acknowledge in the engine (if it is live there) and in the store."""
-
-    def command(runtime: Runtime) -> Incident:
-        change = runtime.engine.acknowledge(incident_id, ts)
-        if change is not None:
-            save_incident(runtime.store.con, change.incident)
-            return change.incident
-        return store_acknowledge(runtime.store.con, incident_id, ts)
-
-    return command
+    """A command: acknowledge the incident, through the runtime's ledger."""
+    return lambda runtime: runtime.acknowledge(incident_id, ts)
 
 
 def note_incident(incident_id: str, ts: float, text: str) -> Callable[[Runtime], Incident]:
-    """A command: add a note to the incident's timeline, in the store and, if the engine
-    still has the incident live, on its copy too (so its later saves keep the note)."""
-
-    def command(runtime: Runtime) -> Incident:
-        stored = store_add_note(runtime.store.con, incident_id, ts, text)
-        for live in runtime.engine.incidents():
-            if live.id == stored.id:
-                live.note(ts, "note", text.strip())
-        return stored
-
-    return command
+    """A command: add a note to the incident's timeline, through the runtime's ledger."""
+    return lambda runtime: runtime.note(incident_id, ts, text)

@@ -1,5 +1,17 @@
-"""The incidents inside the engine: opened, merged, escalated, reopened and resolved from the
-detectors' firings, with their impact, summary and evidence kept up to date.
+"""The incident ledger: the one writer of incidents.
+
+Every change to an incident happens here and only here: opened, merged, escalated, reopened and
+resolved from the detectors' firings (the engine calls :meth:`Ledger.fire` and
+:meth:`Ledger.end_second`), acknowledged and annotated by operators (:meth:`Ledger.acknowledge`,
+:meth:`Ledger.note`), and given evidence by providers (:class:`EvidenceProvider`: a status page's
+facts, a rate-limit drift) whenever it changes or a provider learns something new
+(:meth:`Ledger.refresh`). Each change is written through the ledger's :class:`IncidentSink`
+(the DuckDB ``incidents`` table, when it has one) before it is handed back as a
+:class:`Change` holding a snapshot, so what a viewer is told, what is stored and what is
+exported are the same incident.
+
+Times are event time, except ``detected_at`` of an incident opened live: the wall clock when
+the engine was moved on (``wall``), the moment someone could first have known.
 
 One incident per destination at a time. A detector that fires opens it (or reopens the last
 one, as a flap, if that resolved less than ``REOPEN_WINDOW`` ago) or joins the open one; its
@@ -13,8 +25,9 @@ from __future__ import annotations
 
 import hashlib
 from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from observatory.detect.counts import SecondCounts
 from observatory.detect.destination import RECENT_SECONDS, Destination, Second
@@ -41,12 +54,58 @@ class _Impact:
     delivered: int = 0
 
 
-class Lifecycle:
-    """The engine's incidents, by destination (``live``: incidents opened now alert)."""
+# A timeline entry a provider adds: (ts, kind, detail).
+Entry = tuple[float, str, str]
 
-    def __init__(self, h: float) -> None:
-        self.h = h
+
+@dataclass
+class Attachment:
+    """What a provider knows for one incident: ``evidence[key]``, and the timeline entries to
+    add when ``sig`` differs from what the incident last noted (``entries`` is given that)."""
+
+    key: str
+    evidence: dict[str, Any]
+    sig: tuple[Any, ...]
+    entries: Callable[[tuple[Any, ...] | None], list[Entry]]
+
+
+class EvidenceProvider(Protocol):
+    """Evidence from outside the detectors (a status page, a rate-limit drift)."""
+
+    def attach(self, incident: Incident) -> Attachment | None:
+        """What belongs in ``incident`` now; None when nothing does."""
+
+
+class IncidentSink(Protocol):
+    """Where the ledger writes incidents (``observatory.incidents.store.IncidentTable``)."""
+
+    def save(self, incident: Incident) -> None: ...
+
+    def acknowledge(self, id_or_prefix: str, ts: float) -> Incident: ...
+
+    def add_note(self, id_or_prefix: str, ts: float, text: str) -> Incident: ...
+
+
+class Ledger:
+    """Every incident, by destination (``live``: incidents opened now alert).
+
+    ``sink``: where each change is written (None: kept in memory only, as in the engine's own
+    tests); ``providers``: evidence from outside the detectors.
+    """
+
+    def __init__(
+        self,
+        h: float = 0.0,
+        *,
+        sink: IncidentSink | None = None,
+        providers: Sequence[EvidenceProvider] = (),
+    ) -> None:
+        self.h = h  # the engine's threshold, set by the engine that runs this ledger
+        self.sink = sink
+        self.providers = list(providers)
         self.live = False
+        self.wall: float | None = None  # live: the wall clock of the current advance
+        self._noted: dict[tuple[str, str], tuple[Any, ...]] = {}  # (key, id) -> sig noted
         self._open: dict[str, Incident] = {}
         self._firings: dict[str, dict[str, Firing]] = {}
         self._impact: dict[str, _Impact] = {}
@@ -74,10 +133,44 @@ class Lifecycle:
         kind = touched.get(dest.name)
         if kind is None and self._recovered(dest, sec):
             self._resolve(dest, incident, sec)
-            return Change("resolved", incident.snapshot())
+            return self._change("resolved", incident)
         if kind is not None:
-            return Change(kind, incident.snapshot())
+            return self._change(kind, incident)
         return None
+
+    def _change(self, kind: ChangeKind, incident: Incident) -> Change:
+        """The incident changed: gather the providers' evidence, write it, snapshot it."""
+        self._provide(incident)
+        if self.sink is not None:
+            self.sink.save(incident)
+        return Change(kind, incident.snapshot())
+
+    # -- evidence providers ----------------------------------------------------------------
+
+    def _provide(self, incident: Incident) -> bool:
+        """Put each provider's evidence into ``incident``; True when it changed."""
+        changed = False
+        for provider in self.providers:
+            att = provider.attach(incident)
+            if att is None:
+                continue
+            if incident.evidence.get(att.key) != att.evidence:
+                changed = True
+            previous = self._noted.get((att.key, incident.id))
+            if previous != att.sig:
+                self._noted[(att.key, incident.id)] = att.sig
+                for ts, kind, detail in att.entries(previous):
+                    incident.note(ts, kind, detail)
+                changed = True
+            incident.evidence[att.key] = att.evidence
+        return changed
+
+    def refresh(self, destination: str) -> None:
+        """A provider learned something about ``destination``: write its open incident again
+        if that changed it. (Written, not published: the next change carries it to viewers.)"""
+        incident = self._open.get(destination)
+        if incident is not None and self._provide(incident) and self.sink is not None:
+            self.sink.save(incident)
 
     def _new_id(self, destination: str, onset: int, detector: str) -> str:
         key = f"{destination}|{int(onset)}|{detector}"
@@ -140,7 +233,8 @@ class Lifecycle:
             detector=name,
             severity=firing.severity,
             onset=float(firing.onset),
-            detected_at=end,
+            # live: when someone could first have known (the wall clock); replayed: event time
+            detected_at=self.wall if self.live and self.wall is not None else end,
             detectors=[name],
             historical=not self.live,
         )
@@ -300,6 +394,8 @@ class Lifecycle:
         # in place: keys others add (the runtime's status-page facts) stay
         incident.evidence.update(evidence)
 
+    # -- operators ---------------------------------------------------------------------------
+
     def acknowledge(self, incident_id: str, ts: float) -> Change | None:
         """open -> acknowledged (a timeline entry); None if no open incident has that id."""
         for incident in self._open.values():
@@ -307,8 +403,43 @@ class Lifecycle:
                 incident.state = "acknowledged"
                 incident.acknowledged_at = ts
                 incident.note(ts, "acknowledged", "acknowledged")
-                return Change("update", incident.snapshot())
+                return self._change("update", incident)
         return None
+
+    def _known(self, id_or_prefix: str) -> Incident | None:
+        """The incident held here with this id, or the only one whose id starts with it."""
+        found = {i.id: i for i in self._all if i.id.startswith(id_or_prefix)}
+        if id_or_prefix in found:
+            return found[id_or_prefix]
+        return next(iter(found.values())) if len(found) == 1 else None
+
+    def acknowledge_any(self, id_or_prefix: str, ts: float) -> Incident:
+        """Acknowledge an incident held here or, failing that, one only the sink has (an
+        earlier run's); the incident as it now is. Raises KeyError when none matches."""
+        held = self._known(id_or_prefix)
+        if held is not None:
+            change = self.acknowledge(held.id, ts)
+            if change is not None:
+                return change.incident
+        if self.sink is None:
+            if held is None:
+                raise KeyError(f"no incident with id {id_or_prefix!r}")
+            return held.snapshot()
+        return self.sink.acknowledge(id_or_prefix, ts)
+
+    def note(self, id_or_prefix: str, ts: float, text: str) -> Incident:
+        """Add an operator's note (kind "note") to an incident's timeline; the incident as it
+        now is. Raises ValueError for an empty note, KeyError when no incident matches."""
+        text = text.strip()
+        if not text:
+            raise ValueError("an empty note")
+        held = self._known(id_or_prefix)
+        if held is None:
+            if self.sink is None:
+                raise KeyError(f"no incident with id {id_or_prefix!r}")
+            return self.sink.add_note(id_or_prefix, ts, text)
+        held.note(ts, "note", text)
+        return self._change("update", held).incident
 
     def incidents(self) -> list[Incident]:
         """Open and acknowledged incidents (live objects), oldest first."""
