@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import duckdb
 
 from observatory.config import Config, ConfigError, SourceConfig
-from observatory.ingest.tail import BLOCK, FileReader, committed_original, expand
+from observatory.ingest.tail import BLOCK, FileReader, FileState, committed_original, expand
 from observatory.store.db import Store, Tally
 
 # Bytes staged per transaction. DuckDB commits one large insert far faster than many
@@ -138,13 +138,48 @@ def ingest_files(
     if whole_file_min is None:
         whole_file_min = whole_file_min_default()
     block_size = max(1, min(BLOCK, commit_bytes))
-    known = store.file_states()
+    readers = _open_readers(plan, store.file_states())
+    total = sum(r.pending() for r in readers)
+    tally = Tally()
+    done = 0
+    try:
+        large = [r for r in readers if r.pending() >= max(whole_file_min, 1)]
+        pending = {r.key: r.pending() for r in large}
+        read, left = read_whole(store, large, block_size)
+    except BaseException:
+        for reader in readers:
+            reader.close()
+        raise
+    tally.add(read)
+    whole = set(large) - set(left)
+    for reader in whole:
+        done += pending[reader.key]
+        reader.close()
+    if progress and whole:
+        progress(done, total, tally)
+    in_blocks = [r for r in readers if r not in whole]
+    try:
+        partial = _read_in_blocks(
+            store, in_blocks, block_size, commit_bytes, tally, progress, done, total
+        )
+    except BaseException:
+        for reader in readers:
+            reader.close()
+        raise
+    return IngestResult(tally, time.perf_counter() - start, len(readers), partial, len(whole))
+
+
+def _open_readers(
+    plan: Sequence[tuple[str, SourceConfig]], known: dict[str, FileState]
+) -> list[FileReader]:
+    """A reader per planned file, each file once (the same path given twice, a glob and a
+    path, a hard link: reading it twice would duplicate rows)."""
     readers: list[FileReader] = []
     try:
         for path, src in plan:
             reader = FileReader(path, src.name, known)
             if any(r.key == reader.key for r in readers):
-                reader.close()  # the same file again: reading it twice would duplicate rows
+                reader.close()
                 continue
             readers.append(reader)
     except BaseException:
@@ -157,29 +192,26 @@ def ingest_files(
     for reader in readers:
         if not reader.resumed and (donor := committed_original(reader, known, resumed)):
             reader.adopt(donor)
-    total = sum(r.pending() for r in readers)
-    tally = Tally()
+    return readers
+
+
+def _read_in_blocks(
+    store: Store,
+    readers: list[FileReader],
+    block_size: int,
+    commit_bytes: int,
+    tally: Tally,
+    progress: Progress | None,
+    done: int,
+    total: int,
+) -> list[tuple[str, int]]:
+    """Stage every reader's blocks, committing every ``commit_bytes`` (counted into
+    ``tally``); closes each reader once read. The files left with an incomplete last line."""
     partial: list[tuple[str, int]] = []
-    done = uncommitted = 0
-    try:
-        large = [r for r in readers if r.pending() >= max(whole_file_min, 1)]
-        pending = {r.key: r.pending() for r in large}
-        read, left = read_whole(store, large, block_size)
-    except BaseException:
-        for reader in readers:
-            reader.close()
-        raise
-    tally.add(read)
-    whole = set(large) - set(left)
-    in_blocks = [r for r in readers if r not in whole]
-    for reader in whole:
-        done += pending[reader.key]
-        reader.close()
-    if progress and whole:
-        progress(done, total, tally)
+    uncommitted = 0
     store.begin()
     try:
-        for reader in in_blocks:
+        for reader in readers:
             try:
                 for block in reader.blocks(block_size):
                     store.stage(block)
@@ -201,7 +233,5 @@ def ingest_files(
         # COMMIT itself failed, DuckDB has already ended it and ROLLBACK has nothing to undo.
         with contextlib.suppress(duckdb.Error):
             store.rollback()
-        for reader in readers:
-            reader.close()
         raise
-    return IngestResult(tally, time.perf_counter() - start, len(readers), partial, len(whole))
+    return partial

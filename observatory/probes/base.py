@@ -222,80 +222,93 @@ def parse_rate_limit_headers(
     if raw:
         details["rate_limit_headers"] = dict(sorted(raw.items()))
     parsed: dict[str, Any] = {}
-    candidates: list[float] = []
+    candidates: list[float] = []  # when the server may be asked again
 
     delay = parse_retry_after(lower.get("retry-after"), now)
     if delay is not None:
         parsed["retry_after_s"] = delay
         candidates.append(now + delay)
-
     for prefix, key, delta_only in (
         ("x-ratelimit-", "x_ratelimit", False),
         ("ratelimit-", "ratelimit_fields", True),
     ):
-        limit = _int(lower.get(prefix + "limit"))
-        remaining = _int(lower.get(prefix + "remaining"))
-        reset_raw = lower.get(prefix + "reset")
-        reset = parse_reset(reset_raw, now, delta_only) if reset_raw is not None else None
-        if limit is None and remaining is None and reset is None:
-            continue
-        entry: dict[str, Any] = {}
-        if limit is not None:
-            entry["limit"] = limit
-        if remaining is not None:
-            entry["remaining"] = remaining
-        if reset is not None:
-            entry["reset_at"] = round(reset, 3)
-            entry["reset_in_s"] = round(max(0.0, reset - now), 3)
-            if remaining == 0:
-                candidates.append(max(now, reset))
-        parsed[key] = entry
-
+        entry = _limit_fields(lower, prefix, delta_only, now, candidates)
+        if entry is not None:
+            parsed[key] = entry
     policy = lower.get("ratelimit-policy")
     if policy is not None:
-        policies = []
-        for item in policy.split(","):
-            if not item.strip():
-                continue
-            head, params = _sf_params(item)
-            p: dict[str, Any] = {}
-            if head is not None:
-                number = _int(head)
-                if number is not None:
-                    p["quota"] = number
-                else:
-                    p["name"] = head
-            if "q" in params:
-                p["quota"] = _int(params["q"])
-            if "w" in params:
-                p["window_s"] = _int(params["w"])
-            policies.append(p)
-        parsed["ratelimit_policy"] = policies
-
+        parsed["ratelimit_policy"] = [_policy(item) for item in _sf_items(policy)]
     structured = lower.get("ratelimit")
     if structured is not None:
-        items = []
-        for item in structured.split(","):
-            if not item.strip():
-                continue
-            head, params = _sf_params(item)
-            s: dict[str, Any] = {"name": head}
-            r = _int(params.get("r"))
-            t = _int(params.get("t"))
-            if r is not None:
-                s["remaining"] = r
-            if t is not None:
-                s["reset_in_s"] = t
-                s["reset_at"] = round(now + t, 3)
-                if r == 0:
-                    candidates.append(now + t)
-            items.append(s)
-        parsed["ratelimit"] = items
+        parsed["ratelimit"] = [_quota(item, now, candidates) for item in _sf_items(structured)]
 
     if parsed:
         details["rate_limit"] = parsed
     retry_at = max(candidates) if candidates else None
     return details, retry_at
+
+
+def _limit_fields(
+    lower: dict[str, str], prefix: str, delta_only: bool, now: float, candidates: list[float]
+) -> dict[str, Any] | None:
+    """``<prefix>limit/remaining/reset`` (None when none is there); a reset with nothing
+    remaining is a time to come back (added to ``candidates``)."""
+    limit = _int(lower.get(prefix + "limit"))
+    remaining = _int(lower.get(prefix + "remaining"))
+    reset_raw = lower.get(prefix + "reset")
+    reset = parse_reset(reset_raw, now, delta_only) if reset_raw is not None else None
+    if limit is None and remaining is None and reset is None:
+        return None
+    entry: dict[str, Any] = {}
+    if limit is not None:
+        entry["limit"] = limit
+    if remaining is not None:
+        entry["remaining"] = remaining
+    if reset is not None:
+        entry["reset_at"] = round(reset, 3)
+        entry["reset_in_s"] = round(max(0.0, reset - now), 3)
+        if remaining == 0:
+            candidates.append(max(now, reset))
+    return entry
+
+
+def _sf_items(value: str) -> list[str]:
+    """The non-empty members of a structured-field list."""
+    return [item for item in value.split(",") if item.strip()]
+
+
+def _policy(item: str) -> dict[str, Any]:
+    """One ``RateLimit-Policy`` member: ``100;w=60`` (draft) or ``"default";q=100;w=60``."""
+    head, params = _sf_params(item)
+    p: dict[str, Any] = {}
+    if head is not None:
+        number = _int(head)
+        if number is not None:
+            p["quota"] = number
+        else:
+            p["name"] = head
+    if "q" in params:
+        p["quota"] = _int(params["q"])
+    if "w" in params:
+        p["window_s"] = _int(params["w"])
+    return p
+
+
+def _quota(item: str, now: float, candidates: list[float]) -> dict[str, Any]:
+    """One ``RateLimit`` member: ``"default";r=50;t=30``; none remaining until ``t`` is a
+    time to come back (added to ``candidates``)."""
+    head, params = _sf_params(item)
+    s: dict[str, Any] = {"name": head}
+    r = _int(params.get("r"))
+    t = _int(params.get("t"))
+    if r is not None:
+        s["remaining"] = r
+    if t is not None:
+        s["reset_in_s"] = t
+        s["reset_at"] = round(now + t, 3)
+        if r == 0:
+            candidates.append(now + t)
+    return s
 
 
 # --------------------------------------------------------------------------------------------
