@@ -59,7 +59,8 @@ __all__ = [
     "slack_message",
 ]
 
-log = logging.getLogger(__name__)
+# Named for the package, as before the split: log records keep saying "observatory.alerts".
+log = logging.getLogger("observatory.alerts")
 
 USER_AGENT = "observatory-alerts/0.1"
 RETRY_AFTER_CAP = 300.0
