@@ -110,77 +110,88 @@ def _num(v: float, step: float) -> str:
     return f"{v:,.{decimals}f}"
 
 
-def render_chart(data: ChartData, incident: Incident, window: Window) -> str:
-    """An inline SVG: three lines with a legend, time and count axes, the incident shaded
-    over `window` (onset to resolution, or to the last event while ongoing) and a marker at
-    the detection."""
-    W, H = 1120, 440
-    left, right, top, bottom = 76, W - 28, 78, H - 58
-    pw, ph = right - left, bottom - top
-    t0, t1 = float(data.start), float(data.end)
-    bucket = format_duration(data.step, long=True, coarse=True)  # "2 s", "1 min"
+# The SVG's size and, inside it, the plot area (room left for the axes, legend and labels).
+WIDTH, HEIGHT = 1120, 440
+LEFT, RIGHT, TOP, BOTTOM = 76, WIDTH - 28, 78, HEIGHT - 58
+PLOT_W, PLOT_H = RIGHT - LEFT, BOTTOM - TOP
 
-    def x(t: float) -> float:
-        return left + (min(max(t, t0), t1) - t0) / (t1 - t0) * pw
 
-    peak = max([*data.delivered, *data.failed, *data.rate_limited, 0.0])
-    ymax, ystep = _nice_ceiling(peak)
+@dataclass(frozen=True)
+class _Scale:
+    """Where times and values fall in the plot: [t0, t1] across it, 0 to `ymax` up it."""
 
-    def y(v: float) -> float:
-        return bottom - v / ymax * ph
+    t0: float
+    t1: float
+    ymax: float
 
-    out: list[str] = []
-    dest = html_escape(data.destination)
-    out.append(
-        f'<svg viewBox="0 0 {W} {H}" width="{W}" height="{H}" role="img" '
+    def x(self, t: float) -> float:
+        """The x of time `t`, clamped to the plot."""
+        return LEFT + (min(max(t, self.t0), self.t1) - self.t0) / (self.t1 - self.t0) * PLOT_W
+
+    def y(self, v: float) -> float:
+        return BOTTOM - v / self.ymax * PLOT_H
+
+
+def _svg_open(dest: str) -> list[str]:
+    """The `<svg>` element's opening, its title and a white background."""
+    return [
+        f'<svg viewBox="0 0 {WIDTH} {HEIGHT}" width="{WIDTH}" height="{HEIGHT}" role="img" '
         f'aria-label="Events per second at {dest} around the incident" '
         'font-family="system-ui, -apple-system, Segoe UI, Roboto, Arial, sans-serif" '
-        'font-size="13">'
-    )
-    out.append(f"<title>Events per second at {dest} around the incident</title>")
-    out.append(f'<rect x="0" y="0" width="{W}" height="{H}" fill="#ffffff"/>')
+        'font-size="13">',
+        f"<title>Events per second at {dest} around the incident</title>",
+        f'<rect x="0" y="0" width="{WIDTH}" height="{HEIGHT}" fill="#ffffff"/>',
+    ]
 
-    # The incident span, behind everything else.
-    xa, xb = x(window.start), x(window.end)
-    out.append(
-        f'<rect x="{xa:.1f}" y="{top}" width="{max(xb - xa, 1.5):.1f}" height="{ph}" '
+
+def _incident_span(scale: _Scale, window: Window) -> str:
+    """The incident's span, shaded (drawn first: behind everything else)."""
+    xa, xb = scale.x(window.start), scale.x(window.end)
+    return (
+        f'<rect x="{xa:.1f}" y="{TOP}" width="{max(xb - xa, 1.5):.1f}" height="{PLOT_H}" '
         'fill="#fecaca" fill-opacity="0.45"/>'
     )
 
-    # Grid and y axis.
-    for i in range(round(ymax / ystep) + 1):
+
+def _value_axis(scale: _Scale, ystep: float, unit: str) -> list[str]:
+    """Horizontal grid lines with their values, and the axis title `unit`."""
+    out: list[str] = []
+    for i in range(round(scale.ymax / ystep) + 1):
         v = i * ystep
-        yy = y(v)
+        yy = scale.y(v)
         out.append(
-            f'<line x1="{left}" x2="{right}" y1="{yy:.1f}" y2="{yy:.1f}" '
+            f'<line x1="{LEFT}" x2="{RIGHT}" y1="{yy:.1f}" y2="{yy:.1f}" '
             f'stroke="{"#8c959f" if v == 0 else "#e5e7eb"}" stroke-width="1"/>'
         )
         out.append(
-            f'<text x="{left - 8}" y="{yy + 4:.1f}" text-anchor="end" fill="#424a53">'
+            f'<text x="{LEFT - 8}" y="{yy + 4:.1f}" text-anchor="end" fill="#424a53">'
             f"{_num(v, ystep)}</text>"
         )
-    unit = "events/s" if data.step == 1 else f"events/s (mean per {bucket})"
     out.append(
-        f'<text transform="translate(18 {top + ph / 2:.0f}) rotate(-90)" text-anchor="middle" '
-        f'fill="#424a53">{html_escape(unit)}</text>'
+        f'<text transform="translate(18 {TOP + PLOT_H / 2:.0f}) rotate(-90)" '
+        f'text-anchor="middle" fill="#424a53">{html_escape(unit)}</text>'
     )
+    return out
 
-    # Time axis: ticks on round times, at most 10 of them.
+
+def _time_axis(scale: _Scale) -> list[str]:
+    """The time axis: ticks on round times (at most 10 of them) and the date(s) below."""
+    t0, t1 = scale.t0, scale.t1
     span = t1 - t0
     tick = next((s for s in NICE_STEPS if span / s <= 10), NICE_STEPS[-1])
     t = math.ceil(t0 / tick) * tick
-    out.append(f'<line x1="{left}" x2="{right}" y1="{bottom}" y2="{bottom}" stroke="#8c959f"/>')
+    out = [f'<line x1="{LEFT}" x2="{RIGHT}" y1="{BOTTOM}" y2="{BOTTOM}" stroke="#8c959f"/>']
     while t <= t1:
-        xx = x(t)
+        xx = scale.x(t)
         out.append(
-            f'<line x1="{xx:.1f}" x2="{xx:.1f}" y1="{top}" y2="{bottom + 5}" '
+            f'<line x1="{xx:.1f}" x2="{xx:.1f}" y1="{TOP}" y2="{BOTTOM + 5}" '
             'stroke="#e5e7eb" stroke-width="1"/>'
         )
         out.append(
-            f'<line x1="{xx:.1f}" x2="{xx:.1f}" y1="{bottom}" y2="{bottom + 5}" stroke="#8c959f"/>'
+            f'<line x1="{xx:.1f}" x2="{xx:.1f}" y1="{BOTTOM}" y2="{BOTTOM + 5}" stroke="#8c959f"/>'
         )
         out.append(
-            f'<text x="{xx:.1f}" y="{bottom + 20}" text-anchor="middle" fill="#424a53">'
+            f'<text x="{xx:.1f}" y="{BOTTOM + 20}" text-anchor="middle" fill="#424a53">'
             f"{_hms(t)}</text>"
         )
         t += tick
@@ -188,15 +199,19 @@ def render_chart(data: ChartData, incident: Incident, window: Window) -> str:
     d1 = datetime.fromtimestamp(t1, UTC).strftime("%Y-%m-%d")
     days = d0 if d0 == d1 else f"{d0} to {d1}"
     out.append(
-        f'<text x="{left + pw / 2:.0f}" y="{H - 12}" text-anchor="middle" fill="#424a53">'
-        f"time (UTC), {days}</text>"
+        f'<text x="{LEFT + PLOT_W / 2:.0f}" y="{HEIGHT - 12}" text-anchor="middle" '
+        f'fill="#424a53">time (UTC), {days}</text>'
     )
+    return out
 
-    # The series; delivered last, on top: where it falls to zero, that is what shows.
+
+def _series_lines(scale: _Scale, data: ChartData) -> list[str]:
+    """One polyline per series; delivered last, on top: where it falls to zero, that shows."""
+    out: list[str] = []
     for key, name, colour in reversed(SERIES):
         values: list[float] = getattr(data, key)
         pts = " ".join(
-            f"{x(data.start + (i + 0.5) * data.step):.1f},{y(val):.1f}"
+            f"{scale.x(data.start + (i + 0.5) * data.step):.1f},{scale.y(val):.1f}"
             for i, val in enumerate(values)
         )
         out.append(
@@ -204,46 +219,56 @@ def render_chart(data: ChartData, incident: Incident, window: Window) -> str:
             f'stroke="{colour}" stroke-width="2" stroke-linejoin="round">'
             f"<title>{html_escape(name)}</title></polyline>"
         )
+    return out
 
-    # Onset and resolution labelled above the plot at the span's edges (so they never
-    # collide with the detection label inside it), the detection marker and its label.
-    onset_label = f"onset {_hms(window.start)}"
-    out.append(
-        f'<text x="{xa:.1f}" y="{top - 8}" text-anchor="{_anchor(xa, left, right, 110)}" '
-        f'fill="#991b1b" font-weight="600">{onset_label}</text>'
-    )
+
+def _span_labels(scale: _Scale, window: Window) -> list[str]:
+    """Onset and resolution labelled above the plot at the span's edges (so they never
+    collide with the detection label inside it); the end only when there is room."""
+    xa, xb = scale.x(window.start), scale.x(window.end)
+    out = [
+        f'<text x="{xa:.1f}" y="{TOP - 8}" text-anchor="{_anchor(xa, LEFT, RIGHT, 110)}" '
+        f'fill="#991b1b" font-weight="600">onset {_hms(window.start)}</text>'
+    ]
     if xb - xa > 230:
         end_label = "last data" if window.ongoing else "resolved"
         out.append(
-            f'<text x="{xb:.1f}" y="{top - 8}" text-anchor="{_anchor(xb, left, right, 130)}" '
+            f'<text x="{xb:.1f}" y="{TOP - 8}" text-anchor="{_anchor(xb, LEFT, RIGHT, 130)}" '
             f'fill="#991b1b" font-weight="600">{end_label} {_hms(window.end)}</text>'
         )
-    xd = x(incident.detected_at)
-    ttd = format_duration(incident.detected_at - incident.onset, long=True)
-    out.append(
-        f'<line x1="{xd:.1f}" x2="{xd:.1f}" y1="{top}" y2="{bottom}" stroke="#6d28d9" '
-        'stroke-width="2" stroke-dasharray="6 4"/>'
-    )
-    far_right = right - xd < 240
-    out.append(
-        f'<text x="{xd - 6 if far_right else xd + 6:.1f}" y="{top + 18}" '
-        f'text-anchor="{"end" if far_right else "start"}" fill="#6d28d9" font-weight="600">'
-        f"detected {_hms(incident.detected_at)} (+{html_escape(ttd)})</text>"
-    )
-    if peak == 0:
-        out.append(
-            f'<text x="{left + pw / 2:.0f}" y="{top + ph / 2:.0f}" text-anchor="middle" '
-            'fill="#57606a">no events captured for this destination in this window</text>'
-        )
+    return out
 
-    # Legend, one row above the plot (text widths estimated: no layout engine here).
-    lx = float(left)
+
+def _detection_marker(scale: _Scale, incident: Incident) -> list[str]:
+    """A dashed line at the detection, labelled with its time and the time to detect."""
+    xd = scale.x(incident.detected_at)
+    ttd = format_duration(incident.detected_at - incident.onset, long=True)
+    far_right = RIGHT - xd < 240
+    return [
+        f'<line x1="{xd:.1f}" x2="{xd:.1f}" y1="{TOP}" y2="{BOTTOM}" stroke="#6d28d9" '
+        'stroke-width="2" stroke-dasharray="6 4"/>',
+        f'<text x="{xd - 6 if far_right else xd + 6:.1f}" y="{TOP + 18}" '
+        f'text-anchor="{"end" if far_right else "start"}" fill="#6d28d9" font-weight="600">'
+        f"detected {_hms(incident.detected_at)} (+{html_escape(ttd)})</text>",
+    ]
+
+
+_NO_EVENTS = (
+    f'<text x="{LEFT + PLOT_W / 2:.0f}" y="{TOP + PLOT_H / 2:.0f}" text-anchor="middle" '
+    'fill="#57606a">no events captured for this destination in this window</text>'
+)
+
+
+def _legend(window: Window) -> list[str]:
+    """The legend, one row above the plot (text widths estimated: no layout engine here)."""
+    lx = float(LEFT)
     span_name = "incident (ongoing)" if window.ongoing else "incident (onset to resolved)"
     legend = [
         *((name, f'stroke="{colour}" stroke-width="3"') for _, name, colour in SERIES),
         (span_name, ""),
         ("detected", 'stroke="#6d28d9" stroke-width="2" stroke-dasharray="6 4"'),
     ]
+    out: list[str] = []
     for name, stroke in legend:
         if stroke:
             out.append(f'<line x1="{lx:.0f}" x2="{lx + 26:.0f}" y1="24" y2="24" {stroke}/>')
@@ -257,9 +282,33 @@ def render_chart(data: ChartData, incident: Incident, window: Window) -> str:
             f"{html_escape(name)}</text>"
         )
         lx += 33 + len(name) * 7.6 + 28
-    out.append("</svg>")
+    return out
+
+
+def render_chart(data: ChartData, incident: Incident, window: Window) -> str:
+    """An inline SVG: three lines with a legend, time and count axes, the incident shaded
+    over `window` (onset to resolution, or to the last event while ongoing) and a marker at
+    the detection."""
+    peak = max([*data.delivered, *data.failed, *data.rate_limited, 0.0])
+    ymax, ystep = _nice_ceiling(peak)
+    scale = _Scale(float(data.start), float(data.end), ymax)
+    bucket = format_duration(data.step, long=True, coarse=True)  # "2 s", "1 min"
+    unit = "events/s" if data.step == 1 else f"events/s (mean per {bucket})"
+    dest = html_escape(data.destination)
+    out = [
+        *_svg_open(dest),
+        _incident_span(scale, window),
+        *_value_axis(scale, ystep, unit),
+        *_time_axis(scale),
+        *_series_lines(scale, data),
+        *_span_labels(scale, window),
+        *_detection_marker(scale, incident),
+        *([_NO_EVENTS] if peak == 0 else []),
+        *_legend(window),
+        "</svg>",
+    ]
     caption = (
-        f"Events per second at {dest}, {_hms(t0)} to {_hms(t1)} UTC"
+        f"Events per second at {dest}, {_hms(scale.t0)} to {_hms(scale.t1)} UTC"
         + ("" if data.step == 1 else f", mean over {bucket} buckets")
         + ". Failed includes rejected."
     )
