@@ -10,7 +10,7 @@ from typing import Any
 import duckdb
 
 from observatory.incidents.export.formatting import _detectors, fmt_time, fmt_value, label, title
-from observatory.incidents.export.impact import impact_rows, incident_window
+from observatory.incidents.export.impact import Window, impact_rows, incident_window
 from observatory.incidents.export.sanitize import clean_text, redact
 from observatory.incidents.model import Incident
 from observatory.util.durations import format_duration
@@ -188,19 +188,12 @@ def action_items(incident: Incident, evidence: dict[str, Any], ttd: float) -> li
     return items
 
 
-def build_document(
-    con: duckdb.DuckDBPyConnection, incident: Incident, chart: str | None = None
-) -> list[Block]:
-    """The postmortem: Summary, Impact, (chart), Detection, Timeline, Evidence, Actions."""
-    evidence = redact(incident.evidence)
-    window = incident_window(con, incident)
-    ttd = incident.detected_at - incident.onset
-    ttr = None if incident.resolved_at is None else incident.resolved_at - incident.detected_at
-    detectors = _detectors(incident)
-    others = ", ".join(detectors[1:])
-    doc: list[Block] = [Heading(title(incident), 1), Heading("Summary")]
-    doc.append(Para(incident.summary or "No summary was recorded."))
-    doc.append(
+def _summary(incident: Incident, window: Window) -> list[Block]:
+    """The Summary section: the summary text, the incident's key facts, and a note when it
+    was found in history (so no alert went out)."""
+    blocks: list[Block] = [
+        Heading("Summary"),
+        Para(incident.summary or "No summary was recorded."),
         KeyValues(
             [
                 ("Incident", incident.id),
@@ -214,50 +207,63 @@ def build_document(
                     + (" so far" if window.ongoing else ""),
                 ),
             ]
-        )
-    )
+        ),
+    ]
     if incident.historical:
-        doc.append(Para("Detected while reading history: no live alert was sent."))
+        blocks.append(Para("Detected while reading history: no live alert was sent."))
+    return blocks
+
+
+def _detection_rows(incident: Incident, ttd: float) -> list[tuple[str, str]]:
+    """The Detection section: which detector fired, when, and how long to detect and resolve."""
+    ttr = None if incident.resolved_at is None else incident.resolved_at - incident.detected_at
+    detectors = _detectors(incident)
+    others = ", ".join(detectors[1:])
+    return [
+        ("Detector", f"{detectors[0]}" + (f" (then also {others})" if others else "")),
+        ("Onset (estimated)", fmt_time(incident.onset)),
+        ("Detected at", fmt_time(incident.detected_at)),
+        ("Time to detect", format_duration(ttd, long=True)),
+        (
+            "Acknowledged at",
+            fmt_time(incident.acknowledged_at)
+            if incident.acknowledged_at is not None
+            else "not acknowledged",
+        ),
+        (
+            "Resolved at",
+            fmt_time(incident.resolved_at) if incident.resolved_at is not None else "not resolved",
+        ),
+        (
+            "Time to resolve (detected to resolved)",
+            format_duration(ttr, long=True) if ttr is not None else "n/a (not resolved)",
+        ),
+        ("Flaps (re-fired within 15 min)", f"{incident.flaps:,}"),
+    ]
+
+
+def _timeline(incident: Incident) -> Block:
+    """The Timeline section: its entries in time order, as a table."""
+    if not incident.timeline:
+        return Para("No timeline entries.")
+    entries = sorted(incident.timeline, key=lambda e: e.ts)
+    rows = [[fmt_time(e.ts), e.kind, e.detail] for e in entries]
+    return Table(["Time (UTC)", "Kind", "Detail"], rows, [False, False, False], wide=2)
+
+
+def build_document(
+    con: duckdb.DuckDBPyConnection, incident: Incident, chart: str | None = None
+) -> list[Block]:
+    """The postmortem: Summary, Impact, (chart), Detection, Timeline, Evidence, Actions."""
+    evidence = redact(incident.evidence)
+    window = incident_window(con, incident)
+    ttd = incident.detected_at - incident.onset
+    doc: list[Block] = [Heading(title(incident), 1), *_summary(incident, window)]
     doc += [Heading("Impact"), KeyValues(impact_rows(con, incident, window))]
     if chart is not None:
         doc += [Heading("Delivery around the incident"), ChartBlock(chart)]
-    doc += [
-        Heading("Detection"),
-        KeyValues(
-            [
-                ("Detector", f"{detectors[0]}" + (f" (then also {others})" if others else "")),
-                ("Onset (estimated)", fmt_time(incident.onset)),
-                ("Detected at", fmt_time(incident.detected_at)),
-                ("Time to detect", format_duration(ttd, long=True)),
-                (
-                    "Acknowledged at",
-                    fmt_time(incident.acknowledged_at)
-                    if incident.acknowledged_at is not None
-                    else "not acknowledged",
-                ),
-                (
-                    "Resolved at",
-                    fmt_time(incident.resolved_at)
-                    if incident.resolved_at is not None
-                    else "not resolved",
-                ),
-                (
-                    "Time to resolve (detected to resolved)",
-                    format_duration(ttr, long=True) if ttr is not None else "n/a (not resolved)",
-                ),
-                ("Flaps (re-fired within 15 min)", f"{incident.flaps:,}"),
-            ]
-        ),
-        Heading("Timeline"),
-    ]
-    if incident.timeline:
-        rows = [
-            [fmt_time(e.ts), e.kind, e.detail]
-            for e in sorted(incident.timeline, key=lambda e: e.ts)
-        ]
-        doc.append(Table(["Time (UTC)", "Kind", "Detail"], rows, [False, False, False], wide=2))
-    else:
-        doc.append(Para("No timeline entries."))
+    doc += [Heading("Detection"), KeyValues(_detection_rows(incident, ttd))]
+    doc += [Heading("Timeline"), _timeline(incident)]
     doc += [Heading("Evidence"), *evidence_blocks(evidence)]
     doc += [Heading("Action items"), Checklist(action_items(incident, evidence, ttd))]
     doc.append(Para(f"Exported by Observatory from incident {incident.id}. Times are UTC."))
