@@ -30,7 +30,7 @@ from observatory.alerts import (
     slack_escape,
 )
 from observatory.config import AlertConfig
-from observatory.incidents.model import Change, Incident
+from observatory.incidents.model import Change, Impact, Incident
 
 T0 = 1_700_000_000.0
 
@@ -156,7 +156,7 @@ def incident(id: str = "inc-1", **kwargs: Any) -> Incident:
         "detectors": ["rate_limit"],
         "summary": "429 share 62% (baseline 0.1%)",
         "evidence": {"top_errors": [{"code": "40100", "count": 812}], "retry_after": "1"},
-        "impact": {"events_not_delivered": 1234.5, "rate_limited": 812},
+        "impact": Impact(not_delivered_est=1234, rate_limited=812),
     }
     values.update(kwargs)
     return Incident(id=id, **values)

@@ -240,8 +240,8 @@ def test_detectors_of_a_destination_merge_into_one_incident() -> None:
     assert kinds[0] == "opened" and "detector" in kinds and kinds[-1] == "resolved"
     assert [c.kind for c in changes][0] == "open" and [c.kind for c in changes][-1] == "resolved"
     impact = incident.impact
-    assert impact["failed"] >= 100 * 120 * 0.5
-    assert impact["not_delivered_est"] == pytest.approx(impact["failed"], rel=0.25)
+    assert impact is not None and impact.failed >= 100 * 120 * 0.5
+    assert impact.not_delivered_est == pytest.approx(impact.failed, rel=0.25)
     lo, hi = incident.evidence["error_ratio"]["wilson95"]
     assert lo <= incident.evidence["error_ratio"]["ratio"] <= hi
 

@@ -28,7 +28,7 @@ from observatory.incidents.export import (
     export_incident,
     md_escape,
 )
-from observatory.incidents.model import Incident
+from observatory.incidents.model import Impact, Incident
 from observatory.incidents.store import acknowledge, load_incident, save_incident
 from observatory.store.db import Store, connect
 
@@ -77,7 +77,7 @@ def make_incident(**overrides: Any) -> Incident:
                 "session": f"Bearer {SECRET}",
             },
         },
-        "impact": {"not_delivered": 9876, "failed": 540, "rate_limited": 1200, "rejected": 60},
+        "impact": Impact(not_delivered_est=9876, failed=540, rate_limited=1200, rejected=60),
     }
     fields.update(overrides)
     inc = Incident(**fields)
@@ -144,7 +144,7 @@ def test_markdown_numbers(con: Any) -> None:
 
 
 def test_markdown_counts_impact_from_events_when_the_incident_has_none(con: Any) -> None:
-    md = export(con, "md", impact={})
+    md = export(con, "md", impact=None)
     assert "- **Failed:** 540 (counted from captured events)" in md
     assert "- **Rejected:** 60 (counted from captured events)" in md
     assert "- **Rate-limited (429):** 1,200 (counted from captured events)" in md
@@ -193,7 +193,7 @@ def test_json_has_every_field_iso_and_epoch_times_and_the_timeline(con: Any) -> 
     assert doc["detected_at_epoch"] == DETECTED and doc["acknowledged_at"] is None
     assert doc["time_to_detect_s"] == 14.2 and doc["time_to_resolve_s"] == 585.8
     assert doc["summary"] == HOSTILE  # JSON escapes it; the data stays as it was
-    assert doc["impact"]["not_delivered"] == 9876
+    assert doc["impact"]["not_delivered_est"] == 9876
     assert doc["evidence"]["probe"]["headers"]["Authorization"] == "[redacted]"
     assert doc["evidence"]["probe"]["headers"]["x-ratelimit-remaining"] == "0"
     assert [e["kind"] for e in doc["timeline"]] == [

@@ -10,7 +10,7 @@ from typing import Any
 import duckdb
 import pytest
 
-from observatory.incidents.model import Incident, TimelineEntry
+from observatory.incidents.model import Impact, Incident, TimelineEntry
 from observatory.incidents.store import (
     IncidentLookupError,
     acknowledge,
@@ -41,7 +41,7 @@ def make_incident(inc_id: str = "3f2a9c1e", **overrides: Any) -> Incident:
             "retry_after": "30",
             "latency_ms": {"p50": 41.2, "p95": 180.5, "p99": 412.0},
         },
-        "impact": {"not_delivered": 9876, "failed": 41, "rate_limited": 812, "rejected": 3},
+        "impact": Impact(not_delivered_est=9876, failed=41, rate_limited=812, rejected=3),
         "flaps": 1,
         "historical": True,
     }
@@ -67,6 +67,18 @@ def test_save_and_load_round_trip_every_field(store: Store) -> None:
     )
     save_incident(store.con, inc)
     assert load_incident(store.con, inc.id) == inc
+
+
+def test_impact_is_typed_and_older_names_of_the_estimate_still_load(store: Store) -> None:
+    save_incident(store.con, make_incident("aaaa1111", impact=None))
+    assert load_incident(store.con, "aaaa1111").impact is None  # nothing counted: stays so
+    for inc_id, old in (("bbbb2222", "not_delivered"), ("cccc3333", "not_delivered_estimate")):
+        save_incident(store.con, make_incident(inc_id))
+        store.con.execute(
+            "UPDATE incidents SET impact = ? WHERE id = ?",
+            [f'{{"{old}": 12.6, "failed": 3, "surprise": "x"}}', inc_id],
+        )
+        assert load_incident(store.con, inc_id).impact == Impact(not_delivered_est=13, failed=3)
 
 
 def test_times_come_back_exact_to_the_microsecond(store: Store) -> None:

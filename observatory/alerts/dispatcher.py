@@ -30,14 +30,12 @@ def _snapshot(change: Change) -> Change:
     inc = change.incident
     try:
         evidence = copy.deepcopy(inc.evidence)
-        impact = copy.deepcopy(inc.impact)
     except Exception:  # an uncopyable value: fall back to a shallow copy
-        evidence, impact = dict(inc.evidence), dict(inc.impact)
+        evidence = inc.evidence.copy()
     copied = dataclasses.replace(
         inc,
         detectors=list(inc.detectors),
-        evidence=evidence,
-        impact=impact,
+        evidence=evidence,  # the impact is immutable: shared
         timeline=list(inc.timeline),
     )
     return Change(change.kind, copied)

@@ -6,7 +6,7 @@ from typing import Any
 
 import orjson
 
-from observatory.incidents.model import Change
+from observatory.incidents.model import Change, Impact
 
 
 def _clip(text: str, limit: int) -> str:
@@ -33,10 +33,10 @@ def _compact(value: Any, limit: int) -> str:
     return _clip(text, limit)
 
 
-def _impact_text(impact: dict[str, Any]) -> str:
-    if not impact:
+def _impact_text(impact: Impact | None) -> str:
+    if impact is None:
         return "—"
-    parts = [f"{str(k).replace('_', ' ')}: {_number(v)}" for k, v in impact.items()]
+    parts = [f"{str(k).replace('_', ' ')}: {_number(v)}" for k, v in impact.as_dict().items()]
     return _clip(", ".join(parts), 500)
 
 

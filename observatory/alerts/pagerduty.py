@@ -45,7 +45,7 @@ def pagerduty_event(change: Change, routing_key: str) -> dict[str, Any]:
         "acknowledged_at": iso(inc.acknowledged_at),
         "resolved_at": iso(inc.resolved_at),
         "time_to_detect_s": round(max(0.0, inc.detected_at - inc.onset), 3),
-        "impact": inc.impact,
+        "impact": inc.impact.as_dict() if inc.impact is not None else {},
         "evidence": inc.evidence,
         "flaps": inc.flaps,
     }

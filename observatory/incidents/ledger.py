@@ -27,21 +27,31 @@ import hashlib
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from observatory.detect.counts import SecondCounts
 from observatory.detect.destination import RECENT_SECONDS, Destination, Second
 from observatory.detect.detectors.base import QUIET, Detector, Firing
 from observatory.detect.stats import wilson
 from observatory.detect.wording import iso_s, sig
-from observatory.incidents.model import SEVERITY_RANK, Change, ChangeKind, Incident, Severity
+from observatory.incidents.model import (
+    SEVERITY_RANK,
+    Change,
+    ChangeKind,
+    ErrorRatio,
+    Evidence,
+    Impact,
+    Incident,
+    Severity,
+    TimelineKind,
+)
 
 REOPEN_WINDOW = 900.0  # a re-fire this soon after resolution reopens the incident (a flap)
 KEEP_INCIDENTS = 1000  # all_incidents() keeps this many
 
 
 @dataclass
-class _Impact:
+class _Sums:
     """What the incident cost so far: not delivered ≈ ∫(expected − delivered) dt, and counts."""
 
     first_sec: int  # seconds [first_sec, last_sec] are counted
@@ -55,7 +65,9 @@ class _Impact:
 
 
 # A timeline entry a provider adds: (ts, kind, detail).
-Entry = tuple[float, str, str]
+Entry = tuple[float, TimelineKind, str]
+# The evidence keys providers write.
+ProviderKey = Literal["status_page", "rate_limit_drift"]
 
 
 @dataclass
@@ -63,7 +75,7 @@ class Attachment:
     """What a provider knows for one incident: ``evidence[key]``, and the timeline entries to
     add when ``sig`` differs from what the incident last noted (``entries`` is given that)."""
 
-    key: str
+    key: ProviderKey
     evidence: dict[str, Any]
     sig: tuple[Any, ...]
     entries: Callable[[tuple[Any, ...] | None], list[Entry]]
@@ -108,7 +120,7 @@ class Ledger:
         self._noted: dict[tuple[str, str], tuple[Any, ...]] = {}  # (key, id) -> sig noted
         self._open: dict[str, Incident] = {}
         self._firings: dict[str, dict[str, Firing]] = {}
-        self._impact: dict[str, _Impact] = {}
+        self._impact: dict[str, _Sums] = {}
         self._resolved: dict[str, Incident] = {}
         self._all: deque[Incident] = deque(maxlen=KEEP_INCIDENTS)
         self._ids: set[str] = set()
@@ -224,7 +236,7 @@ class Ledger:
 
     def _open_new(
         self, dest: Destination, firing: Firing, sec: int, what: str
-    ) -> tuple[Incident, _Impact]:
+    ) -> tuple[Incident, _Sums]:
         name = firing.detector
         end = float(sec + 1)
         incident = Incident(
@@ -240,13 +252,13 @@ class Ledger:
         )
         incident.note(end, "opened", f"{name} fired: {what}")
         self._all.append(incident)
-        impact = _Impact(first_sec=sec + 1, last_sec=sec)
+        impact = _Sums(first_sec=sec + 1, last_sec=sec)
         self._impact_from_history(dest, impact, firing.onset, sec)
         return incident, impact
 
     def _reopen(
         self, dest: Destination, incident: Incident, firing: Firing, sec: int, what: str
-    ) -> tuple[Incident, _Impact]:
+    ) -> tuple[Incident, _Sums]:
         """A re-fire soon after resolution: the same incident again, counted as a flap."""
         name = firing.detector
         end = float(sec + 1)
@@ -260,7 +272,7 @@ class Ledger:
             incident.detectors.append(name)
         incident.note(end, "reopened", f"{name} fired again within 15 min: {what}")
         self._escalate(incident, firing.severity, end, f"{name} fired")
-        impact = self._impact.get(dest.name) or _Impact(firing.onset, firing.onset - 1)
+        impact = self._impact.get(dest.name) or _Sums(firing.onset, firing.onset - 1)
         impact.last_sec = max(impact.last_sec, firing.onset - 1)
         self._impact_from_history(dest, impact, firing.onset, sec)
         return incident, impact
@@ -272,9 +284,7 @@ class Ledger:
         incident.severity = severity
         return True
 
-    def _impact_from_history(
-        self, dest: Destination, impact: _Impact, onset: int, sec: int
-    ) -> None:
+    def _impact_from_history(self, dest: Destination, impact: _Sums, onset: int, sec: int) -> None:
         """Count the seconds of [onset, sec] that the impact has not counted yet."""
         for row in dest.history:
             if onset <= row.sec < impact.first_sec or impact.last_sec < row.sec <= sec:
@@ -283,7 +293,7 @@ class Ledger:
         impact.last_sec = max(impact.last_sec, sec)
 
     @staticmethod
-    def _add_impact(impact: _Impact, row: Second) -> None:
+    def _add_impact(impact: _Sums, row: Second) -> None:
         impact.not_delivered += row.expected - row.delivered
         impact.failed += row.failed
         impact.rate_limited += row.rate_limited
@@ -354,38 +364,38 @@ class Ledger:
         summary = dest.detectors[primary.detector].summary(primary, until)
         incident.summary = f"{dest.name}: {summary}"
         impact = self._impact[dest.name]
-        incident.impact = {
-            "not_delivered_est": round(max(0.0, impact.not_delivered)),
-            "failed": impact.failed,
-            "rate_limited": impact.rate_limited,
-            "rejected": impact.rejected,
-            "attempts": impact.attempts,
-            "delivered": impact.delivered,
-        }
+        incident.impact = Impact(
+            not_delivered_est=round(max(0.0, impact.not_delivered)),
+            failed=impact.failed,
+            rate_limited=impact.rate_limited,
+            rejected=impact.rejected,
+            attempts=impact.attempts,
+            delivered=impact.delivered,
+        )
         rows = dest.recent(RECENT_SECONDS)
         secs = max(len(rows), 1)
         attempts = impact.attempts
-        evidence: dict[str, Any] = {
-            "window": {"start": iso_s(incident.onset), "end": iso_s(sec + 1.0)},
-            "baseline_rate_per_s": sig(dest.rate.rate),
-            "current_rate_per_s": sig(sum(r.total for r in rows) / secs),
-            "delivered_per_s": sig(sum(r.delivered for r in rows) / secs),
-            "expected_delivered_per_s": sig(sum(r.expected for r in rows) / secs),
-            "rate_limited_share": sig(impact.rate_limited / attempts) if attempts else 0.0,
-            "h": sig(self.h),
+        evidence = Evidence(
+            window={"start": iso_s(incident.onset), "end": iso_s(sec + 1.0)},
+            baseline_rate_per_s=sig(dest.rate.rate),
+            current_rate_per_s=sig(sum(r.total for r in rows) / secs),
+            delivered_per_s=sig(sum(r.delivered for r in rows) / secs),
+            expected_delivered_per_s=sig(sum(r.expected for r in rows) / secs),
+            rate_limited_share=sig(impact.rate_limited / attempts) if attempts else 0.0,
+            h=sig(self.h),
             # resolving needs QUIET seconds without an alarm and a reverse test passed
-            "quiet_s": QUIET,
-            "detectors": {name: dest.detectors[name].evidence(f) for name, f in firings.items()},
-        }
+            quiet_s=QUIET,
+            detectors={name: dest.detectors[name].evidence(f) for name, f in firings.items()},
+        )
         if attempts:
             bad = impact.failed + impact.rejected
             lo, hi = wilson(bad, attempts)
-            evidence["error_ratio"] = {
-                "failed_or_rejected": bad,
-                "attempts": attempts,
-                "ratio": sig(bad / attempts),
-                "wilson95": [sig(lo), sig(hi)],
-            }
+            evidence["error_ratio"] = ErrorRatio(
+                failed_or_rejected=bad,
+                attempts=attempts,
+                ratio=sig(bad / attempts),
+                wilson95=[sig(lo), sig(hi)],
+            )
         headers = {}
         for state in dest.probes.values():
             headers.update(state.details)

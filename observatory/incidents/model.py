@@ -4,14 +4,19 @@ An incident belongs to one destination. Detectors of that destination merge into
 severity only escalates; every change is a timeline entry. States follow PagerDuty:
 open -> acknowledged -> resolved (dedup key: destination + incident id). Times are epoch
 seconds (floats) in event time, except where a field says otherwise.
+
+The store, the exports, the alerts and the UI all read the same typed parts: :class:`Impact`
+(what the incident cost), :class:`Evidence` (why the engine believes it) and
+:class:`TimelineEntry` (what happened to it, of a :data:`TimelineKind`). Only the incident
+ledger (``observatory.incidents.ledger``) changes an incident.
 """
 
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypedDict
 
 Severity = Literal["warning", "error", "critical"]
 State = Literal["open", "acknowledged", "resolved"]
@@ -41,13 +46,96 @@ def iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+TimelineKind = Literal[
+    "opened",  # the first detector fired
+    "detector",  # another detector of the destination fired
+    "escalated",  # severity went up
+    "reopened",  # fired again soon after resolving (a flap)
+    "resolved",
+    "acknowledged",  # an operator
+    "note",  # an operator's free text
+    "drift",  # rate-limit drift: the accepted-rate ceiling moved, or came back
+    "status_page",  # what the vendor's status page said
+]
+# Kinds written by people, not by the engine.
+OPERATOR_KINDS: frozenset[str] = frozenset({"acknowledged", "note"})
+
+
 @dataclass
 class TimelineEntry:
-    """One thing that happened to an incident: {ts, kind, detail}."""
+    """One thing that happened to an incident: {ts, kind, detail}. ``kind`` is a
+    :data:`TimelineKind` when written here; one read back from an older database may be
+    another word, shown as it is."""
 
     ts: float
-    kind: str  # opened, detector, escalated, evidence, acknowledged, note, resolved, reopened
+    kind: str
     detail: str
+
+
+@dataclass(frozen=True)
+class Impact:
+    """What an incident cost, counted by the engine over its seconds (onset to now/resolution):
+    ``not_delivered_est`` ≈ ∫(expected − delivered) dt, and the outcomes of the attempts."""
+
+    not_delivered_est: int = 0
+    failed: int = 0
+    rate_limited: int = 0
+    rejected: int = 0
+    attempts: int = 0
+    delivered: int = 0
+
+    # Older databases named the estimate differently.
+    ALIASES: ClassVar[dict[str, str]] = {
+        "not_delivered": "not_delivered_est",
+        "not_delivered_estimate": "not_delivered_est",
+    }
+
+    def as_dict(self) -> dict[str, int]:
+        """As stored and exported (``impact`` in JSON), in field order."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, value: dict[str, Any]) -> Impact | None:
+        """From stored JSON (None when nothing was recorded); unknown keys are ignored."""
+        known = {f.name for f in fields(cls)}
+        picked: dict[str, int] = {}
+        for key, v in value.items():
+            name = cls.ALIASES.get(key, key)
+            if name in known and isinstance(v, int | float) and not isinstance(v, bool):
+                picked[name] = round(v)
+        return cls(**picked) if picked else None
+
+
+class ErrorRatio(TypedDict):
+    """Failed or rejected attempts over the incident, with a 95 % Wilson interval."""
+
+    failed_or_rejected: int
+    attempts: int
+    ratio: float
+    wilson95: list[float]
+
+
+class Evidence(TypedDict, total=False):
+    """Why the engine believes in an incident, refreshed every second while it is open.
+
+    The ledger writes the engine's keys; providers add ``status_page`` and
+    ``rate_limit_drift``; ``detectors`` holds each firing's own evidence (onset, detection time,
+    severity and the detector's statistics). Rates are events per second.
+    """
+
+    window: dict[str, str | None]  # start, end (ISO)
+    baseline_rate_per_s: float
+    current_rate_per_s: float
+    delivered_per_s: float
+    expected_delivered_per_s: float
+    rate_limited_share: float
+    h: float  # the detectors' alarm threshold (nats)
+    quiet_s: int  # seconds without an alarm before resolving
+    detectors: dict[str, dict[str, Any]]
+    error_ratio: ErrorRatio
+    probe_headers: dict[str, Any]  # what probes saw in the vendor's response headers
+    status_page: dict[str, Any]
+    rate_limit_drift: dict[str, Any]
 
 
 @dataclass
@@ -65,13 +153,13 @@ class Incident:
     acknowledged_at: float | None = None
     resolved_at: float | None = None
     summary: str = ""
-    evidence: dict[str, Any] = field(default_factory=dict)
-    impact: dict[str, Any] = field(default_factory=dict)
+    evidence: Evidence = field(default_factory=lambda: Evidence())
+    impact: Impact | None = None  # None: not counted (yet)
     flaps: int = 0
     historical: bool = False  # detected while reading the backlog: no live alert
     timeline: list[TimelineEntry] = field(default_factory=list)
 
-    def note(self, ts: float, kind: str, detail: str) -> None:
+    def note(self, ts: float, kind: TimelineKind, detail: str) -> None:
         self.timeline.append(TimelineEntry(ts, kind, detail))
 
     def snapshot(self) -> Incident:

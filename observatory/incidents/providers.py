@@ -14,9 +14,9 @@ key, and timeline entries when the facts changed since the incident last noted t
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from observatory.incidents.ledger import Attachment, Entry
+from observatory.incidents.ledger import Attachment, Entry, ProviderKey
 from observatory.incidents.model import Incident
 
 if TYPE_CHECKING:
@@ -30,7 +30,7 @@ DRIFT_ATTACH_WINDOW = 300.0
 class StatusPageEvidence:
     """The latest status-page facts per destination."""
 
-    key = "status_page"
+    key: ClassVar[ProviderKey] = "status_page"
 
     def __init__(self) -> None:
         self.facts: dict[str, dict[str, Any]] = {}
@@ -59,7 +59,7 @@ class StatusPageEvidence:
 class DriftEvidence:
     """The latest rate-limit drift per destination."""
 
-    key = "rate_limit_drift"
+    key: ClassVar[ProviderKey] = "rate_limit_drift"
 
     def __init__(self) -> None:
         self.drifts: dict[str, dict[str, Any]] = {}
@@ -96,7 +96,7 @@ class DriftEvidence:
             return None
 
         def entries(noted: tuple[Any, ...] | None) -> list[Entry]:
-            out = []
+            out: list[Entry] = []
             if noted is None or noted[0] != flagged:
                 out.append((flagged, "drift", _drift_detail(record)))
             if restored is not None:

@@ -17,15 +17,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
 import duckdb
 import orjson
 
-from observatory.incidents.model import Incident, TimelineEntry
-
-# Timeline kinds written by people, not by the engine: a save never drops them.
-OPERATOR_KINDS = frozenset({"acknowledged", "note"})
+from observatory.incidents.model import OPERATOR_KINDS, Evidence, Impact, Incident, TimelineEntry
 
 _COLUMNS = (
     "id, destination, detector, state, severity, detectors, epoch_us(onset), "
@@ -138,7 +135,7 @@ def save_incident(con: duckdb.DuckDBPyConnection, incident: Incident) -> None:
                 acknowledged_at,
                 incident.resolved_at,
                 incident.summary,
-                _dumps(incident.impact),
+                _dumps(incident.impact.as_dict() if incident.impact is not None else {}),
                 _dumps(incident.evidence),
                 incident.flaps,
                 incident.historical,
@@ -201,8 +198,8 @@ def _incident(row: tuple[Any, ...], timeline: list[TimelineEntry]) -> Incident:
         acknowledged_at=_epoch(acked),
         resolved_at=_epoch(resolved),
         summary=summary or "",
-        evidence=_loads(evidence),
-        impact=_loads(impact),
+        evidence=cast(Evidence, _loads(evidence)),
+        impact=Impact.from_dict(_loads(impact)),
         flaps=flaps or 0,
         historical=bool(historical),
         timeline=timeline,

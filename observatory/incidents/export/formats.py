@@ -46,7 +46,7 @@ def incident_json(incident: Incident) -> dict[str, Any]:
     out["time_to_resolve_s"] = (
         None if resolved is None else round(resolved - incident.detected_at, 6)
     )
-    out["impact"] = redact(incident.impact)
+    out["impact"] = incident.impact.as_dict() if incident.impact is not None else {}
     out["evidence"] = redact(incident.evidence)
     out["timeline"] = [
         {"ts": iso(e.ts), "ts_epoch": e.ts, "kind": e.kind, "detail": scrub_urls(e.detail)}

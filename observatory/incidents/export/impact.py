@@ -9,20 +9,15 @@ from typing import Any
 import duckdb
 
 from observatory.incidents.export.formatting import fmt_value, label
-from observatory.incidents.export.sanitize import redact
 from observatory.incidents.model import Incident
 from observatory.util.durations import format_duration
 
-# Impact keys the engine fills in, each with the names it may have (others are shown too,
-# after these).
+# The impact fields shown first, in words (the others follow the duration).
 IMPACT_LABELS: dict[str, str] = {
-    "not_delivered": "Events not delivered (estimate)",
+    "not_delivered_est": "Events not delivered (estimate)",
     "failed": "Failed",
     "rate_limited": "Rate-limited (429)",
     "rejected": "Rejected",
-}
-IMPACT_ALIASES: dict[str, tuple[str, ...]] = {
-    "not_delivered": ("not_delivered", "not_delivered_est", "not_delivered_estimate"),
 }
 PRE_ONSET_S = 300.0  # chart margin, and the baseline window for the not-delivered estimate
 
@@ -76,19 +71,16 @@ def impact_rows(
 ) -> list[tuple[str, str]]:
     """The incident's impact numbers; what the engine did not record is counted from
     `events` over the incident's window (and said so)."""
-    impact = redact(incident.impact)
+    impact = incident.impact.as_dict() if incident.impact is not None else {}
     counted: dict[str, int] | None = None
     rows: list[tuple[str, str]] = []
-    shown: set[str] = set()
     for key, name in IMPACT_LABELS.items():
-        found = next((k for k in IMPACT_ALIASES.get(key, (key,)) if k in impact), None)
-        if found is not None:
-            rows.append((name, fmt_value(impact[found], found)))
-            shown.add(found)
+        if key in impact:
+            rows.append((name, fmt_value(impact[key], key)))
             continue
         if counted is None:
             counted = outcome_counts(con, incident.destination, window.start, window.end)
-        if key == "not_delivered":
+        if key == "not_delivered_est":
             rows.append((name, _not_delivered_estimate(con, incident, window, counted)))
         else:
             rows.append((name, f"{counted.get(key, 0):,} (counted from captured events)"))
@@ -99,7 +91,7 @@ def impact_rows(
             format_duration(duration, long=True) + (" so far (ongoing)" if window.ongoing else ""),
         )
     )
-    rows += [(label(k), fmt_value(v, k)) for k, v in impact.items() if k not in shown]
+    rows += [(label(k), fmt_value(v, k)) for k, v in impact.items() if k not in IMPACT_LABELS]
     return rows
 
 
