@@ -1,0 +1,128 @@
+"""Commands on the built-in simulator: `demo` (the TUI on a scripted outage) and `simulate`.
+
+`_run_tui` (the TUI on a config) is here too: `demo` and `main` with no command both use it.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from observatory.cli.common import fail, handle_errors, load
+
+
+@click.command()
+def demo() -> None:
+    """The TUI on the built-in simulator (a scripted TikTok rate-limit outage).
+
+    \b
+    Example:
+      observatory demo
+    """
+    import tempfile
+
+    from observatory.ui.demo import prepare_demo
+
+    with tempfile.TemporaryDirectory(prefix="observatory-demo-") as tmp:
+        click.echo("demo: starting…", err=True)
+        setup = prepare_demo(Path(tmp))
+        try:
+            _run_tui(str(setup.config), replay=setup.replay, note=setup.note)
+        finally:
+            setup.stop()
+
+
+@handle_errors
+def _run_tui(config_path: str, replay: bool = False, note: str = "") -> None:
+    """The TUI on a config (live, or replaying its files as history)."""
+    from observatory.ui.app import make_app
+
+    make_app(load(config_path), replay=replay, note=note).run()
+
+
+@click.command()
+@click.option("--scenario", default="tiktok-rate-limit", show_default=True)
+@click.option("--logs", type=click.Path(), help="Directory for the forwarder's delivery logs.")
+@click.option("--port", type=int, default=0, help="Port on 127.0.0.1 (0: any free port).")
+@click.option("--duration", type=float, help="Stop after S seconds.")
+def simulate(scenario: str, logs: str | None, port: int, duration: float | None) -> None:
+    """Run the simulator alone: fake platform APIs on loopback plus a forwarder writing logs.
+
+    Scenarios: tiktok-rate-limit (default), meta-token-expired, silent-forwarder, steady, or a
+    path to a scenario TOML file. `--scenario samples` instead regenerates the deterministic
+    sample logs into --logs (default sample_logs) and exits.
+
+    \b
+    Examples:
+      observatory simulate --scenario tiktok-rate-limit --logs /tmp/sim --duration 300
+      observatory simulate --scenario samples --logs sample_logs
+    """
+    import json
+    import tempfile
+    import time
+
+    from observatory.sim.forwarder import Simulation
+    from observatory.sim.scenario import ScenarioError, load_scenario
+
+    if scenario == "samples":
+        # Not a live run: regenerate the small, deterministic sample logs (same seed, same
+        # bytes) that the shipped config.toml reads.
+        from observatory.sim.samples import write_samples
+
+        for path in write_samples(Path(logs or "sample_logs")):
+            click.echo(str(path))
+        return
+    try:
+        scen = load_scenario(scenario)
+    except ScenarioError as exc:
+        fail(str(exc), 2)
+    if duration is not None and duration <= 0:
+        fail("--duration must be > 0", 2)
+    logs_dir = Path(logs) if logs else Path(tempfile.mkdtemp(prefix="observatory-sim-"))
+    sim = Simulation(scen, logs_dir, port=port)
+    try:
+        sim.start()
+    except OSError as exc:
+        fail(f"cannot start the simulator on port {port}: {exc.strerror or exc}", 1)
+    head = {
+        "type": "simulator",
+        "url": sim.server.url,
+        "logs": str(logs_dir.resolve()),
+        "config": str(sim.config_path.resolve()),
+        "scenario": scen.name,
+        "duration": duration if duration is not None else scen.duration,
+    }
+    click.echo(json.dumps(head))
+    sys.stdout.flush()
+    click.echo(
+        f"simulator on {sim.server.url}; logs in {logs_dir}; "
+        f"watch with: observatory watch --config {sim.config_path}",
+        err=True,
+    )
+    started = time.monotonic()
+    last_lines = [0]
+
+    def progress(s: Simulation) -> None:
+        fwd = s.forwarder
+        if fwd is None:
+            return
+        parts = []
+        for dest, c in fwd.counts.items():
+            parts.append(
+                f"{dest} ok={c['delivered']} 429={c['rate_limited']} "
+                f"rej={c['rejected']} fail={c['failed']} retry={c['retrying']}"
+            )
+        rate = fwd.lines - last_lines[0]
+        last_lines[0] = fwd.lines
+        click.echo(
+            f"[{time.monotonic() - started:5.0f}s] {rate} lines/s | " + " | ".join(parts), err=True
+        )
+
+    try:
+        sim.run(duration, on_second=progress)
+    except KeyboardInterrupt:
+        click.echo("interrupted: stopping the simulator", err=True)
+    finally:
+        sim.stop()
