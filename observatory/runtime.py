@@ -24,7 +24,8 @@ from __future__ import annotations
 import queue
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import orjson
@@ -40,6 +41,7 @@ from observatory.incidents.store import IncidentTable
 from observatory.ingest.tail import SourceTailer
 from observatory.probes import ProbeResult, ProbeScheduler, build_probes, reported_status
 from observatory.probes.scheduler import default_client
+from observatory.server.api import ApiService, start_api
 from observatory.store.db import Store, Tally
 
 if TYPE_CHECKING:
@@ -97,6 +99,11 @@ class Runtime:
         self.on_drift = on_drift
         self.drift_events: list[DriftEvent] = []
         self.backup: BackupService | None = None  # the [backup] receiver, once live
+        self.api: ApiService | None = None  # the [server] API, once live
+        # Work for the runtime's thread from others (the API's acknowledgements and notes).
+        self._commands: queue.SimpleQueue[tuple[Callable[[Runtime], Any], Future[Any]]] = (
+            queue.SimpleQueue()
+        )
         self._prune_due = 0.0  # wall time of the next retention prune (live)
 
     @property
@@ -110,6 +117,8 @@ class Runtime:
             self.on_drift(event)
 
     def close(self) -> None:
+        if self.api is not None:
+            self.api.stop()  # idempotent
         if self.backup is not None:
             self.backup.stop()  # idempotent
         if self.probe_scheduler is not None:
@@ -192,7 +201,31 @@ class Runtime:
         self.engine.go_live(now)
         self.live = True
         self.start_probes()
+        self.api = start_api(self)
         return tally
+
+    # -- work from other threads --------------------------------------------------------------
+
+    def submit(self, command: Callable[[Runtime], Any]) -> Future[Any]:
+        """Run ``command(self)`` on the runtime's thread (at its next poll); its result or
+        exception in the Future."""
+        future: Future[Any] = Future()
+        self._commands.put((command, future))
+        return future
+
+    def run_commands(self) -> None:
+        """Run the submitted commands (the runtime's thread only)."""
+        while True:
+            try:
+                command, future = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(command(self))
+            except BaseException as exc:  # handed to whoever waits on the future
+                future.set_exception(exc)
 
     # -- probes ------------------------------------------------------------------------------
 
@@ -280,6 +313,7 @@ class Runtime:
         now = time.time() if now is None else now
         tally = self._store_pending(collect=True)
         self.drain_probes()
+        self.run_commands()
         self._advance(now + LIVE_LEAD, wall=now)
         self._prune(now)
         return tally

@@ -28,6 +28,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from observatory.util.durations import format_duration
 
 if TYPE_CHECKING:
@@ -343,3 +345,10 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         for row in [header, *body]
     ]
     return "\n".join(lines)
+
+
+def reconcile_output(rows: list[dict[str, Any]], fmt: str) -> str:
+    """What `observatory reconcile --format FMT` prints (json: one line per destination)."""
+    if fmt == "json":
+        return "".join(orjson.dumps(row).decode() + "\n" for row in rows)
+    return format_table(rows) + "\n"

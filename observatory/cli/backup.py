@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from observatory.cli.common import CONFIG_HELP, DB_HELP, fail, handle_errors, load
+from observatory.cli.common import CONFIG_HELP, DB_HELP, attached, fail, handle_errors, load
 
 
 @click.command()
@@ -48,10 +48,8 @@ def reconcile(
     """
     import time
 
-    import orjson
-
     from observatory.backup.journal import fold_journal, journal_path
-    from observatory.backup.reconcile import format_table, parse_since, write_missing
+    from observatory.backup.reconcile import parse_since, reconcile_output, write_missing
     from observatory.backup.reconcile import reconcile as summarize
     from observatory.store.db import Store
 
@@ -73,6 +71,17 @@ def reconcile(
         except ValueError as exc:
             fail(f"--since: {exc}", 2)
     db_path = db or config.db_path
+    with attached(db_path) as owner:
+        if owner is not None:
+            text = owner.reconcile(fmt, destination, since_epoch, now)
+            if output:
+                body, count = owner.missing(destination, since_epoch, now)
+                with open(output, "wb") as fh:
+                    fh.write(body)
+            sys.stdout.write(text)
+            if output:
+                click.echo(f"reconcile: {count} missing events written to {output}", err=True)
+            return
     if not db_path.startswith(":memory:") and not os.path.exists(db_path):
         fail(f"no database at {db_path} (run `observatory watch` or `ingest` first)")
     store = Store.for_config(config, db_path, only=set())
@@ -87,10 +96,6 @@ def reconcile(
         )
     finally:
         store.close()
-    if fmt == "json":
-        for row in rows:
-            sys.stdout.write(orjson.dumps(row).decode() + "\n")
-    else:
-        sys.stdout.write(format_table(rows) + "\n")
+    sys.stdout.write(reconcile_output(rows, fmt))
     if output:
         click.echo(f"reconcile: {written} missing events written to {output}", err=True)

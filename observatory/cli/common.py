@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import wraps
-from typing import Any, NoReturn, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, ParamSpec, TypeVar
 
 import click
+
+if TYPE_CHECKING:
+    from observatory.server.client import OwnerClient
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -74,6 +78,22 @@ def _locked(error: str) -> str | None:
         "TUI?), and DuckDB lets one process open it at a time: stop that process first, or "
         "work in the TUI (s: SQL console; m on a destination: its missing backup events)"
     )
+
+
+@contextmanager
+def attached(db_path: str) -> Iterator[OwnerClient | None]:
+    """The running owner of ``db_path`` (None: nobody holds it); a refusal from the owner
+    ends the command as the direct path would (same message, same exit code)."""
+    from observatory.server.client import OwnerError, find_owner
+
+    owner = find_owner(db_path)
+    try:
+        yield owner
+    except OwnerError as exc:
+        fail(str(exc), exc.exit_code)
+    finally:
+        if owner is not None:
+            owner.close()
 
 
 def load(config_path: str | None, db: str | None = None) -> Any:

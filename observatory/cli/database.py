@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from observatory.cli.common import DB_HELP, fail, handle_errors
+from observatory.cli.common import DB_HELP, attached, fail, handle_errors
 
 if TYPE_CHECKING:
     from observatory.incidents.export import Format
@@ -41,10 +41,26 @@ def query(sql: str, db: str | None, config_path: str | None, fmt: str, output: s
     from observatory.store.query import QueryError, run_query
 
     db_path = db or _default_db(config_path)
+    if fmt == "parquet" and not output:
+        fail("--format parquet needs --output FILE", 2)
+    with attached(db_path) as owner:
+        if owner is not None:
+            _emit_bytes(owner.query(sql, fmt), output)
+            return
     try:
         run_query(db_path, sql, fmt, output, sys.stdout)
     except QueryError as exc:
         fail(str(exc), exc.exit_code)
+
+
+def _emit_bytes(body: bytes, output: str | None) -> None:
+    if output:
+        with open(output, "wb") as fh:
+            fh.write(body)
+    else:
+        sys.stdout.flush()
+        sys.stdout.buffer.write(body)
+        sys.stdout.flush()
 
 
 def _default_db(config_path: str | None) -> str:
@@ -71,13 +87,16 @@ def incidents(db: str | None, config_path: str | None, fmt: str) -> None:
       observatory incidents --format json
     """
     import duckdb
-    import orjson
 
-    from observatory.incidents.export import incident_list_line, incidents_table
+    from observatory.incidents.export import incidents_output
     from observatory.incidents.store import list_incidents
     from observatory.store.query import QueryError, open_readonly
 
     db_path = db or _default_db(config_path)
+    with attached(db_path) as owner:
+        if owner is not None:
+            sys.stdout.write(owner.incidents(fmt))
+            return
     try:
         con = open_readonly(db_path)
     except QueryError as exc:
@@ -88,11 +107,7 @@ def incidents(db: str | None, config_path: str | None, fmt: str) -> None:
         fail(f"{db_path} has no incidents table (not an observatory database?)")
     finally:
         con.close()
-    if fmt == "json":
-        for inc in found:
-            sys.stdout.write(orjson.dumps(incident_list_line(inc)).decode() + "\n")
-    else:
-        sys.stdout.write(incidents_table(found) + "\n")
+    sys.stdout.write(incidents_output(found, fmt))
 
 
 @click.command()
@@ -115,27 +130,34 @@ def export(
     Example:
       observatory export 3f2a --format md --output incident.md
     """
+    db_path = db or _default_db(config_path)
+    with attached(db_path) as owner:
+        text = owner.export(incident_id, fmt) if owner is not None else None
+    if text is None:
+        text = _export_direct(db_path, incident_id, fmt)
+    if output:
+        with open(output, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+    else:
+        sys.stdout.write(text)
+
+
+def _export_direct(db_path: str, incident_id: str, fmt: Format) -> str:
     import duckdb
 
     from observatory.incidents.export import export_incident
     from observatory.incidents.store import IncidentLookupError, load_incident
     from observatory.store.query import QueryError, open_readonly
 
-    db_path = db or _default_db(config_path)
     try:
         con = open_readonly(db_path)
     except QueryError as exc:
         fail(str(exc), exc.exit_code)
     try:
-        text = export_incident(con, load_incident(con, incident_id), fmt)
+        return export_incident(con, load_incident(con, incident_id), fmt)
     except IncidentLookupError as exc:
         fail(str(exc))
     except duckdb.CatalogException:
         fail(f"{db_path} has no incidents table (not an observatory database?)")
     finally:
         con.close()
-    if output:
-        with open(output, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-    else:
-        sys.stdout.write(text)

@@ -26,9 +26,11 @@ from observatory.config.sections import (
     DetectionConfig,
     StorageConfig,
 )
+from observatory.config.server import ServerConfig
 from observatory.config.sources import SourceConfig
 
 __all__ = [
+    "ServerConfig",
     "CANONICAL_COLUMNS",
     "PAGERDUTY_EVENTS_URL",
     "AlertConfig",

@@ -10,6 +10,7 @@ from pydantic import Field, ValidationInfo, field_validator
 from observatory.config.destinations import DestinationConfig
 from observatory.config.fields import _custom, _Model
 from observatory.config.sections import AlertConfig, BackupConfig, DetectionConfig, StorageConfig
+from observatory.config.server import ServerConfig
 from observatory.config.sources import SourceConfig
 from observatory.ingest.classify import guess_vendor
 
@@ -28,6 +29,7 @@ class Config(_Model):
     detection: DetectionConfig = Field(default_factory=DetectionConfig)
     alerts: list[AlertConfig] = Field(default_factory=list)
     backup: BackupConfig | None = None
+    server: ServerConfig = Field(default_factory=ServerConfig)
     base_dir: Path = Field(default_factory=lambda: Path.cwd(), exclude=True, repr=False)
 
     @field_validator("sources", "destinations")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from typing import Any, TextIO
 
 import duckdb
@@ -124,14 +125,27 @@ def run_query(db_path: str, sql: str, fmt: str, output: str | None, out: TextIO)
         raise QueryError("--format parquet needs --output FILE", 2)
     con = open_readonly(db_path)
     try:
-        sql = single_statement(con, sql)
+        return query_on(con, sql, fmt, output, out)
+    finally:
+        con.close()
+
+
+def query_on(
+    con: duckdb.DuckDBPyConnection,
+    sql: str,
+    fmt: str,
+    output: str | None,
+    out: TextIO,
+    guard: Callable[[duckdb.DuckDBPyConnection, str], str] = single_statement,
+) -> int:
+    """`run_query` on an open connection, `sql` checked by `guard` first."""
+    try:
+        sql = guard(con, sql)
         if fmt == "table":
             return _table(con, sql, out, output)
         return _copy(con, sql, fmt, output, out)
     except duckdb.Error as exc:
         raise QueryError(f"query failed: {first_line(exc)}") from exc
-    finally:
-        con.close()
 
 
 def _copy(

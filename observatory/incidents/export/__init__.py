@@ -18,7 +18,11 @@ impact numbers), `listing` (`observatory incidents`), `formatting` and `sanitize
 
 from observatory.incidents.export.chart import MAX_POINTS, chart_data
 from observatory.incidents.export.formats import FORMATS, Format, export_incident
-from observatory.incidents.export.listing import incident_list_line, incidents_table
+from observatory.incidents.export.listing import (
+    incident_list_line,
+    incidents_output,
+    incidents_table,
+)
 from observatory.incidents.export.sanitize import md_escape
 
 __all__ = [
@@ -28,6 +32,7 @@ __all__ = [
     "chart_data",
     "export_incident",
     "incident_list_line",
+    "incidents_output",
     "incidents_table",
     "md_escape",
 ]

@@ -63,3 +63,12 @@ def incidents_table(incidents: list[Incident]) -> str:
     ]
     n = len(incidents)
     return render_table(columns, rows) + f"\n({n} incident{'' if n == 1 else 's'})"
+
+
+def incidents_output(incidents: list[Incident], fmt: str) -> str:
+    """What `observatory incidents --format FMT` prints (json: one line per incident)."""
+    import orjson
+
+    if fmt == "json":
+        return "".join(orjson.dumps(incident_list_line(inc)).decode() + "\n" for inc in incidents)
+    return incidents_table(incidents) + "\n"

@@ -1,0 +1,330 @@
+"""The owner's local API: what viewers and CLI commands ask of the process that holds the database.
+
+aiohttp, on its own thread (:class:`~observatory.server.background.BackgroundServer`), loopback
+by default (``[server] listen``). Every route but ``/healthz`` needs ``Authorization: Bearer
+<token>`` (compared in constant time); the token is never logged or put in a URL. Reads run in
+worker threads on cursors of their own; changes to incidents are submitted to the runtime's
+thread, where the incident ledger writes them. Text answers are exactly what the matching
+command prints on a stopped database, so an attached command's output is byte-identical.
+
+Routes (JSON bodies are the pydantic models of ``observatory.server.models``):
+
+- ``GET /healthz``: ``{"status": "ok"}``, no data, no token.
+- ``POST /api/query`` (:class:`QueryRequest`): the result as ``observatory query`` writes it
+  (table capped at 1,000 rows; csv/json/parquet whole, streamed from a file). One SELECT over
+  the database's own tables (``observatory.store.sqlguard``).
+- ``GET /api/incidents?format=table|json``; ``GET /api/incidents/{id}?format=md|json|csv|html``
+  (the export); ``POST /api/incidents/{id}/ack``; ``POST /api/incidents/{id}/note``
+  (:class:`NoteRequest`).
+- ``GET /api/reconcile?format=&destination=&since=&now=``; ``GET /api/reconcile/missing?...``
+  (the missing events as received, JSON lines).
+- ``GET /api/rejects?limit=N``: the newest unparsed lines.
+- ``GET /api/status``: per destination, what the dashboard shows, and the open incidents.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import io
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+import orjson
+from aiohttp import web
+from pydantic import ValidationError
+
+from observatory.config.server import DEFAULT_LISTEN, is_loopback, split_listen
+from observatory.server.background import BackgroundServer
+from observatory.server.models import ErrorBody, NoteRequest, QueryRequest
+from observatory.server.owner_files import load_or_create_token, remove_endpoint, write_endpoint
+
+if TYPE_CHECKING:
+    import duckdb
+
+    from observatory.runtime import Runtime
+
+MAX_BODY = 64 * 1024  # request bodies (SQL text, notes)
+COMMAND_TIMEOUT = 10.0  # s to wait for the runtime's thread to run an incident change
+T = TypeVar("T")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _error(status: int, message: str, exit_code: int = 1) -> web.Response:
+    body = ErrorBody(error=message, exit_code=exit_code).model_dump_json()
+    return web.Response(status=status, text=body, content_type="application/json")
+
+
+class ApiService:
+    """The API of one runtime: serving from ``start()`` until ``stop()``."""
+
+    def __init__(self, runtime: Runtime, token: str, host: str, port: int) -> None:
+        self.runtime = runtime
+        self._token = token.encode()
+        self.db_path = runtime.store.path
+        app = web.Application(client_max_size=MAX_BODY, middlewares=[self._auth])
+        app.router.add_get("/healthz", self.healthz)
+        app.router.add_post("/api/query", self.query)
+        app.router.add_get("/api/incidents", self.incidents)
+        app.router.add_get("/api/incidents/{id}", self.export)
+        app.router.add_post("/api/incidents/{id}/ack", self.acknowledge)
+        app.router.add_post("/api/incidents/{id}/note", self.note)
+        app.router.add_get("/api/reconcile", self.reconcile)
+        app.router.add_get("/api/reconcile/missing", self.missing)
+        app.router.add_get("/api/rejects", self.rejects)
+        app.router.add_get("/api/status", self.status)
+        self.server = BackgroundServer(app, host, port)
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def start(self) -> None:
+        self.server.start()
+        if not self.db_path.startswith(":memory:"):
+            write_endpoint(self.db_path, self.url)
+
+    def stop(self) -> None:
+        if not self.db_path.startswith(":memory:"):
+            remove_endpoint(self.db_path)
+        self.server.stop()
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    @web.middleware
+    async def _auth(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path == "/healthz":
+            return await handler(request)
+        given = request.headers.get("Authorization", "")
+        scheme, _, token = given.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), self._token):
+            return _error(401, "unauthorized: a valid bearer token is required")
+        return await handler(request)
+
+    async def _read(self, work: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
+        """``work(cursor)`` in a worker thread, on a cursor of its own."""
+
+        def run() -> T:
+            cursor = self.runtime.store.cursor()
+            try:
+                return work(cursor)
+            finally:
+                cursor.close()
+
+        return await asyncio.get_running_loop().run_in_executor(None, run)
+
+    async def _command(self, command: Callable[[Runtime], T]) -> T:
+        """``command(runtime)`` on the runtime's thread (its next poll)."""
+        future = self.runtime.submit(command)
+        return await asyncio.wait_for(asyncio.wrap_future(future), COMMAND_TIMEOUT)
+
+    # -- routes ----------------------------------------------------------------------------------
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def query(self, request: web.Request) -> web.StreamResponse:
+        from observatory.store.query import QueryError, query_on
+        from observatory.store.sqlguard import api_statement
+
+        try:
+            req = QueryRequest.model_validate_json(await request.read())
+        except ValidationError as exc:
+            return _error(400, f"bad request: {exc.errors()[0]['msg']}", 2)
+        fd, target = tempfile.mkstemp(prefix="observatory-api-", suffix="." + req.format)
+        os.close(fd)
+
+        def run(con: duckdb.DuckDBPyConnection) -> int:
+            with open(target, "w", encoding="utf-8") as out:
+                return query_on(con, req.sql, req.format, None, out, guard=api_statement)
+
+        def run_to_file(con: duckdb.DuckDBPyConnection) -> int:
+            return query_on(con, req.sql, req.format, target, io.StringIO(), guard=api_statement)
+
+        try:
+            try:
+                await self._read(run_to_file if req.format == "parquet" else run)
+            except QueryError as exc:
+                return _error(400, str(exc), exc.exit_code)
+            response = web.StreamResponse(headers={"Content-Type": _content_type(req.format)})
+            await response.prepare(request)
+            with open(target, "rb") as fh:
+                while chunk := fh.read(1 << 16):
+                    await response.write(chunk)
+            await response.write_eof()
+            return response
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(target)
+
+    async def incidents(self, request: web.Request) -> web.Response:
+        from observatory.incidents.export import incidents_output
+        from observatory.incidents.store import list_incidents
+
+        fmt = request.query.get("format", "table")
+        if fmt not in ("table", "json"):
+            return _error(400, "format: one of table, json", 2)
+        text = await self._read(lambda con: incidents_output(list_incidents(con), fmt))
+        return web.Response(text=text, content_type="text/plain")
+
+    async def export(self, request: web.Request) -> web.Response:
+        from observatory.incidents.export import FORMATS, Format, export_incident
+        from observatory.incidents.store import IncidentLookupError, load_incident
+
+        asked = request.query.get("format", "json")
+        if asked not in FORMATS:
+            return _error(400, f"format: one of {', '.join(FORMATS)}", 2)
+        fmt = cast(Format, asked)
+        inc_id = request.match_info["id"]
+        try:
+            text = await self._read(
+                lambda con: export_incident(con, load_incident(con, inc_id), fmt)
+            )
+        except IncidentLookupError as exc:
+            return _error(404, str(exc))
+        return web.Response(text=text, content_type=_content_type(fmt))
+
+    async def acknowledge(self, request: web.Request) -> web.Response:
+        inc_id = request.match_info["id"]
+        return await self._change(lambda rt: rt.acknowledge(inc_id, time.time()))
+
+    async def note(self, request: web.Request) -> web.Response:
+        try:
+            req = NoteRequest.model_validate_json(await request.read())
+        except ValidationError as exc:
+            return _error(400, f"bad request: {exc.errors()[0]['msg']}", 2)
+        inc_id = request.match_info["id"]
+        return await self._change(lambda rt: rt.note(inc_id, time.time(), req.text))
+
+    async def _change(self, command: Callable[[Runtime], Any]) -> web.Response:
+        from observatory.incidents.export.formats import incident_json
+
+        try:
+            incident = await self._command(command)
+        except KeyError as exc:
+            return _error(404, str(exc.args[0]) if exc.args else "incident not found")
+        except ValueError as exc:
+            return _error(400, str(exc), 2)
+        return web.json_response(incident_json(incident), dumps=_dumps)
+
+    def _reconcile_args(self, request: web.Request) -> tuple[str | None, float | None, float]:
+        q = request.query
+        since = float(q["since"]) if q.get("since") else None
+        now = float(q["now"]) if q.get("now") else time.time()
+        return q.get("destination") or None, since, now
+
+    async def reconcile(self, request: web.Request) -> web.Response:
+        from observatory.backup.reconcile import reconcile, reconcile_output
+
+        backup = self.runtime.config.backup
+        if backup is None:
+            return _error(400, "backup: not configured (add a [backup] table to the config)", 2)
+        fmt = request.query.get("format", "table")
+        try:
+            destination, since, now = self._reconcile_args(request)
+        except ValueError:
+            return _error(400, "since and now are epoch seconds", 2)
+        rows = await self._read(lambda con: reconcile(con, backup, destination, since, now))
+        return web.Response(text=reconcile_output(rows, fmt), content_type="text/plain")
+
+    async def missing(self, request: web.Request) -> web.StreamResponse:
+        from observatory.backup.reconcile import write_missing
+
+        backup = self.runtime.config.backup
+        if backup is None:
+            return _error(400, "backup: not configured (add a [backup] table to the config)", 2)
+        try:
+            destination, since, now = self._reconcile_args(request)
+        except ValueError:
+            return _error(400, "since and now are epoch seconds", 2)
+        fd, target = tempfile.mkstemp(prefix="observatory-missing-", suffix=".jsonl")
+        os.close(fd)
+        try:
+            written = await self._read(
+                lambda con: write_missing(con, backup, target, destination, since, now)
+            )
+            with open(target, "rb") as fh:
+                body = fh.read()
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(target)
+        return web.Response(
+            body=body, content_type="application/x-ndjson", headers={"X-Count": str(written)}
+        )
+
+    async def rejects(self, request: web.Request) -> web.Response:
+        try:
+            limit = max(1, min(int(request.query.get("limit", "100")), 10_000))
+        except ValueError:
+            return _error(400, "limit: a number", 2)
+        rows = await self._read(
+            lambda con: con.execute(
+                "SELECT source, file, line_no, reason, line, ingested_at::VARCHAR FROM rejects "
+                "ORDER BY ingested_at DESC, file, line_no DESC LIMIT ?",
+                [limit],
+            ).fetchall()
+        )
+        keys = ("source", "file", "line_no", "reason", "line", "ingested_at")
+        return web.json_response([dict(zip(keys, r, strict=True)) for r in rows], dumps=_dumps)
+
+    async def status(self, request: web.Request) -> web.Response:
+        def snapshot(rt: Runtime) -> dict[str, Any]:
+            return {
+                "live": rt.live,
+                "last_event_sec": rt.last_event_sec,
+                "destinations": rt.engine.status(),
+                "open_incidents": [i.json_line("update") for i in rt.engine.incidents()],
+            }
+
+        return web.json_response(await self._command(snapshot), dumps=_dumps)
+
+
+def _dumps(value: Any) -> str:
+    opts = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
+    return orjson.dumps(value, option=opts, default=str).decode()
+
+
+def _content_type(fmt: str) -> str:
+    return {
+        "json": "application/json",
+        "html": "text/html",
+        "parquet": "application/vnd.apache.parquet",
+        "csv": "text/csv",
+        "md": "text/markdown",
+    }.get(fmt, "text/plain")
+
+
+def start_api(runtime: Runtime) -> ApiService | None:
+    """Serve ``runtime``'s API as its config says (None: disabled, or an in-memory database,
+    which nobody could attach to). The default port taken by another owner: any free port
+    (the endpoint file beside the database says which). Messages go to stderr."""
+    cfg = runtime.config.server
+    db_path = runtime.store.path
+    if not cfg.enabled or db_path.startswith(":memory:"):
+        return None
+    host, port = split_listen(cfg.listen)
+    token = cfg.token.get_secret_value() if cfg.token is not None else None
+    service = ApiService(runtime, token or load_or_create_token(db_path), host, port)
+    try:
+        service.start()
+    except OSError as exc:
+        if cfg.listen != DEFAULT_LISTEN:
+            raise
+        service = ApiService(runtime, token or load_or_create_token(db_path), host, 0)
+        service.start()
+        print(
+            f"observatory: {cfg.listen} is taken ({exc.strerror}); API on {service.url}",
+            file=sys.stderr,
+        )
+    if not is_loopback(host):
+        print(
+            f"observatory: the API listens on {cfg.listen}, beyond this machine "
+            "(token from the config)",
+            file=sys.stderr,
+        )
+    return service

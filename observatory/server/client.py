@@ -1,0 +1,144 @@
+"""A client of the owner's API: how CLI commands and attached viewers reach the running owner.
+
+:func:`find_owner` finds the owner of a database through the endpoint file beside it (or takes
+``--attach URL``) and checks it answers; the token comes from ``--token``,
+``OBSERVATORY_TOKEN`` or the token file beside the database. The token travels in the
+``Authorization`` header only.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import httpx
+import orjson
+
+from observatory.server.models import ErrorBody, NoteRequest, QueryRequest
+from observatory.server.owner_files import read_endpoint, read_token
+
+TOKEN_ENV = "OBSERVATORY_TOKEN"
+TIMEOUT = httpx.Timeout(60.0, connect=2.0)
+
+
+class OwnerError(Exception):
+    """The owner refused or could not answer; ``exit_code`` follows the CLI contract."""
+
+    def __init__(self, message: str, exit_code: int = 1, status: int | None = None) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+        self.status = status
+
+
+class OwnerClient:
+    """Calls on one owner's API."""
+
+    def __init__(self, url: str, token: str | None) -> None:
+        self.url = url.rstrip("/")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=TIMEOUT)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> OwnerClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise OwnerError(
+                f"the owner at {self.url} did not answer: {type(exc).__name__}"
+            ) from exc
+        if response.status_code >= 400:
+            try:
+                body = ErrorBody.model_validate_json(response.content)
+                raise OwnerError(body.error, body.exit_code, response.status_code)
+            except ValueError:
+                raise OwnerError(
+                    f"the owner at {self.url} answered HTTP {response.status_code}",
+                    status=response.status_code,
+                ) from None
+        return response
+
+    def healthy(self) -> bool:
+        try:
+            return self._http.get("/healthz", timeout=2.0).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def query(self, sql: str, fmt: str) -> bytes:
+        body = QueryRequest.model_validate({"sql": sql, "format": fmt}).model_dump_json()
+        return self._call("POST", "/api/query", content=body).content
+
+    def incidents(self, fmt: str) -> str:
+        return self._call("GET", "/api/incidents", params={"format": fmt}).text
+
+    def export(self, incident_id: str, fmt: str) -> str:
+        return self._call("GET", f"/api/incidents/{incident_id}", params={"format": fmt}).text
+
+    def acknowledge(self, incident_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("POST", f"/api/incidents/{incident_id}/ack").json()
+        return result
+
+    def note(self, incident_id: str, text: str) -> dict[str, Any]:
+        body = NoteRequest(text=text).model_dump_json()
+        result: dict[str, Any] = self._call(
+            "POST", f"/api/incidents/{incident_id}/note", content=body
+        ).json()
+        return result
+
+    def _reconcile_params(
+        self, destination: str | None, since: float | None, now: float
+    ) -> dict[str, str]:
+        params = {"now": repr(now)}
+        if destination is not None:
+            params["destination"] = destination
+        if since is not None:
+            params["since"] = repr(since)
+        return params
+
+    def reconcile(self, fmt: str, destination: str | None, since: float | None, now: float) -> str:
+        params = self._reconcile_params(destination, since, now) | {"format": fmt}
+        return self._call("GET", "/api/reconcile", params=params).text
+
+    def missing(
+        self, destination: str | None, since: float | None, now: float
+    ) -> tuple[bytes, int]:
+        params = self._reconcile_params(destination, since, now)
+        response = self._call("GET", "/api/reconcile/missing", params=params)
+        return response.content, int(response.headers.get("X-Count", "0"))
+
+    def rejects(self, limit: int = 100) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = self._call(
+            "GET", "/api/rejects", params={"limit": limit}
+        ).json()
+        return rows
+
+    def status(self) -> dict[str, Any]:
+        result: dict[str, Any] = orjson.loads(self._call("GET", "/api/status").content)
+        return result
+
+
+def find_owner(
+    db_path: str, url: str | None = None, token: str | None = None
+) -> OwnerClient | None:
+    """A client of the owner of ``db_path`` (or of ``url``) that answers; None when no owner
+    runs. The token: ``token``, else ``$OBSERVATORY_TOKEN``, else the file beside the DB."""
+    if url is None:
+        if db_path.startswith(":memory:"):
+            return None
+        endpoint = read_endpoint(db_path)
+        if endpoint is None:
+            return None
+        url = endpoint.url
+    token = token or os.environ.get(TOKEN_ENV) or read_token(db_path)
+    client = OwnerClient(url, token)
+    if not client.healthy():
+        client.close()
+        return None
+    return client
