@@ -20,6 +20,12 @@ Routes (JSON bodies are the pydantic models of ``observatory.server.models``):
   (the missing events as received, JSON lines).
 - ``GET /api/rejects?limit=N``: the newest unparsed lines.
 - ``GET /api/status``: per destination, what the dashboard shows, and the open incidents.
+- ``GET /api/snapshots``: the dashboard's Snapshots as server-sent events, about four a
+  second (``observatory.server.feed``), for attached viewers.
+- ``POST /api/sql`` (:class:`SqlRequest`): one SELECT with ``?`` parameters, same guard as
+  ``/api/query``; rows with their column names and DuckDB types (``observatory.server.sqlwire``)
+  or the whole result as Arrow IPC: a viewer's read cursor. ``POST /api/sql/{id}/cancel``
+  interrupts it.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ import io
 import os
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -41,7 +48,8 @@ from pydantic import ValidationError
 
 from observatory.config.server import DEFAULT_LISTEN, is_loopback, split_listen
 from observatory.server.background import BackgroundServer
-from observatory.server.models import ErrorBody, NoteRequest, QueryRequest
+from observatory.server.feed import SnapshotFeed
+from observatory.server.models import ErrorBody, NoteRequest, QueryRequest, SqlRequest
 from observatory.server.owner_files import load_or_create_token, remove_endpoint, write_endpoint
 
 if TYPE_CHECKING:
@@ -78,6 +86,13 @@ class ApiService:
         app.router.add_get("/api/reconcile/missing", self.missing)
         app.router.add_get("/api/rejects", self.rejects)
         app.router.add_get("/api/status", self.status)
+        self.feed = SnapshotFeed(self._command)
+        app.router.add_get("/api/snapshots", self.feed.handle)
+        app.router.add_post("/api/sql", self.sql)
+        app.router.add_post("/api/sql/{id}/cancel", self.cancel_sql)
+        app.on_shutdown.append(lambda _app: self.feed.close())
+        self._running: dict[str, duckdb.DuckDBPyConnection] = {}  # /api/sql by id
+        self._running_lock = threading.Lock()
         self.server = BackgroundServer(app, host, port)
 
     @property
@@ -161,6 +176,61 @@ class ApiService:
         finally:
             with contextlib.suppress(OSError):
                 os.unlink(target)
+
+    async def sql(self, request: web.Request) -> web.Response:
+        try:
+            req = SqlRequest.model_validate_json(await request.read())
+        except ValidationError as exc:
+            return _error(400, f"bad request: {exc.errors()[0]['msg']}", 2)
+        try:
+            body = await self._read(lambda con: self._run_sql(con, req))
+        except SqlInterrupted:
+            return _error(409, "cancelled")
+        except _SqlFailed as exc:
+            return _error(400, str(exc), exc.exit_code)
+        if req.format == "arrow":
+            return web.Response(body=body, content_type="application/vnd.apache.arrow.stream")
+        return web.Response(body=body, content_type="application/json")
+
+    def _run_sql(self, con: duckdb.DuckDBPyConnection, req: SqlRequest) -> bytes:
+        """``req`` on ``con`` (a worker thread): the encoded answer."""
+        import duckdb
+
+        from observatory.server.sqlwire import encode_result
+        from observatory.store.query import QueryError, first_line
+        from observatory.store.sqlguard import api_statement
+
+        if req.id is not None:
+            with self._running_lock:
+                self._running[req.id] = con
+        try:
+            sql = api_statement(con, req.sql)
+            if req.format == "arrow":
+                return _arrow_ipc(con.sql(sql, params=req.params or None).to_arrow_table())
+            con.execute(sql, req.params)
+            columns = [d[0] for d in con.description or []]
+            types = [str(d[1]) for d in con.description or []]
+            if req.offset:
+                con.fetchmany(req.offset)
+            rows = con.fetchmany(req.limit + 1)
+            return encode_result(columns, types, rows[: req.limit], len(rows) > req.limit)
+        except QueryError as exc:
+            raise _SqlFailed(str(exc), exc.exit_code) from exc
+        except duckdb.InterruptException as exc:
+            raise SqlInterrupted() from exc
+        except duckdb.Error as exc:
+            raise _SqlFailed(first_line(exc), 1) from exc
+        finally:
+            if req.id is not None:
+                with self._running_lock:
+                    self._running.pop(req.id, None)
+
+    async def cancel_sql(self, request: web.Request) -> web.Response:
+        with self._running_lock:
+            con = self._running.get(request.match_info["id"])
+        if con is not None:
+            con.interrupt()
+        return web.json_response({"cancelled": con is not None})
 
     async def incidents(self, request: web.Request) -> web.Response:
         from observatory.incidents.export import incidents_output
@@ -282,6 +352,25 @@ class ApiService:
             }
 
         return web.json_response(await self._command(snapshot), dumps=_dumps)
+
+
+class SqlInterrupted(Exception):
+    """An /api/sql query was cancelled."""
+
+
+class _SqlFailed(Exception):
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def _arrow_ipc(table: Any) -> bytes:
+    import pyarrow as pa
+
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return bytes(sink.getvalue().to_pybytes())
 
 
 def _dumps(value: Any) -> str:

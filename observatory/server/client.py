@@ -9,16 +9,21 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import orjson
 
-from observatory.server.models import ErrorBody, NoteRequest, QueryRequest
+from observatory.server.models import ErrorBody, NoteRequest, QueryRequest, SqlParam, SqlRequest
 from observatory.server.owner_files import read_endpoint, read_token
+from observatory.snapshot import Snapshot, snapshot_from_json
 
 TOKEN_ENV = "OBSERVATORY_TOKEN"
 TIMEOUT = httpx.Timeout(60.0, connect=2.0)
+# The snapshot stream: the owner sends something at least every second (a heartbeat when
+# there is no new Snapshot), so this much silence means the connection is dead.
+STREAM_READ_TIMEOUT = 1.5
 
 
 class OwnerError(Exception):
@@ -55,15 +60,18 @@ class OwnerClient:
                 f"the owner at {self.url} did not answer: {type(exc).__name__}"
             ) from exc
         if response.status_code >= 400:
-            try:
-                body = ErrorBody.model_validate_json(response.content)
-                raise OwnerError(body.error, body.exit_code, response.status_code)
-            except ValueError:
-                raise OwnerError(
-                    f"the owner at {self.url} answered HTTP {response.status_code}",
-                    status=response.status_code,
-                ) from None
+            self._raise_for(response)
         return response
+
+    def _raise_for(self, response: httpx.Response) -> None:
+        try:
+            body = ErrorBody.model_validate_json(response.content)
+        except ValueError:
+            raise OwnerError(
+                f"the owner at {self.url} answered HTTP {response.status_code}",
+                status=response.status_code,
+            ) from None
+        raise OwnerError(body.error, body.exit_code, response.status_code)
 
     def healthy(self) -> bool:
         try:
@@ -118,6 +126,53 @@ class OwnerClient:
             "GET", "/api/rejects", params={"limit": limit}
         ).json()
         return rows
+
+    def sql(
+        self,
+        sql: str,
+        params: list[SqlParam],
+        limit: int,
+        offset: int = 0,
+        query_id: str | None = None,
+    ) -> dict[str, Any]:
+        """``POST /api/sql``: ``{"columns", "types", "rows", "more"}`` (rows as sent; see
+        ``observatory.server.sqlwire.decode_rows``)."""
+        req = SqlRequest(sql=sql, params=params, limit=limit, offset=offset, id=query_id)
+        body = self._call("POST", "/api/sql", content=req.model_dump_json()).content
+        result: dict[str, Any] = orjson.loads(body)
+        return result
+
+    def sql_arrow(self, sql: str, params: list[SqlParam], query_id: str | None = None) -> Any:
+        """The whole result of ``sql`` as a pyarrow Table."""
+        import pyarrow as pa
+
+        req = SqlRequest(sql=sql, params=params, format="arrow", id=query_id)
+        body = self._call("POST", "/api/sql", content=req.model_dump_json()).content
+        return pa.ipc.open_stream(pa.py_buffer(body)).read_all()
+
+    def cancel_sql(self, query_id: str) -> bool:
+        answer = self._call("POST", f"/api/sql/{query_id}/cancel").json()
+        return bool(answer.get("cancelled"))
+
+    def snapshots(self, read_timeout: float = STREAM_READ_TIMEOUT) -> Iterator[Snapshot]:
+        """The owner's Snapshots as they come (``GET /api/snapshots``), until the connection
+        ends or stays silent for ``read_timeout`` s: then OwnerError."""
+        timeout = httpx.Timeout(read_timeout, connect=2.0)
+        try:
+            with self._http.stream("GET", "/api/snapshots", timeout=timeout) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    self._raise_for(response)
+                data: list[str] = []
+                for line in response.iter_lines():
+                    if line.startswith("data:"):
+                        data.append(line[5:].lstrip(" "))
+                    elif not line and data:
+                        yield snapshot_from_json("\n".join(data))
+                        data = []
+        except httpx.HTTPError as exc:
+            raise OwnerError(f"the owner at {self.url} went away: {type(exc).__name__}") from exc
+        raise OwnerError(f"the owner at {self.url} ended the stream")
 
     def status(self) -> dict[str, Any]:
         result: dict[str, Any] = orjson.loads(self._call("GET", "/api/status").content)

@@ -5,7 +5,8 @@ reads. Through the API that is not enough: a SELECT can read any file the owner 
 (``read_text('/etc/passwd')``, ``FROM 'secrets.csv'``) or reach the network. So the statement
 is parsed (``json_serialize_sql``) and every table it names must be a table or view of the
 database (or a CTE of the statement itself), and the only table functions allowed are those
-that make rows out of nothing.
+that make rows out of nothing. ``information_schema.columns`` and ``.tables`` (names and
+types) may be read too. ``?`` parameters are allowed; their values come with the statement.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from observatory.store.query import QueryError, single_statement
 
 SELECT_ONLY = frozenset({duckdb.StatementType.SELECT})
 SAFE_TABLE_FUNCTIONS = frozenset({"range", "generate_series", "unnest"})
+# The database's own description (the SQL console's schema sidebar): names and types only.
+METADATA_VIEWS = frozenset({("information_schema", "columns"), ("information_schema", "tables")})
 
 
 def _refuse(why: str) -> QueryError:
@@ -81,6 +84,8 @@ def api_statement(con: duckdb.DuckDBPyConnection, sql: str) -> str:
             raise _refuse(f"table function {fn}() reads outside the database")
     known = own_tables(con) | ctes
     for catalog, schema, name in tables:
+        if not catalog and (schema.lower(), name.lower()) in METADATA_VIEWS:
+            continue
         if catalog or schema.lower() not in ("", "main") or name.lower() not in known:
             shown = ".".join(p for p in (catalog, schema, name) if p)
             raise _refuse(f"{shown!r} is not one of the database's tables")
