@@ -5,8 +5,8 @@ JSON results go to stdout; progress and human messages go to stderr. Heavy impor
 inside the commands so `--help` and small commands start fast.
 
 `main` (the command group) is here; the commands live in `logs` (ingest, replay, watch),
-`database` (query, incidents, export), `backup` (reconcile) and `simulator` (demo, simulate),
-and the helpers they share in `common`.
+`database` (query, incidents, export), `backup` (reconcile), `simulator` (demo, simulate)
+and `tui` (web, and the TUI attached to an owner), and the helpers they share in `common`.
 """
 
 from __future__ import annotations
@@ -16,33 +16,71 @@ from pathlib import Path
 import click
 
 from observatory.cli.backup import reconcile
+from observatory.cli.common import CONFIG_HELP, DB_HELP, fail
 from observatory.cli.database import export, incidents, query
 from observatory.cli.logs import ingest, replay, watch
 from observatory.cli.simulator import _run_tui, demo, simulate
+from observatory.cli.tui import owner_of_config, run_attached, web
 
 __all__ = ["main"]
 
 
 @click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_path", type=click.Path(), help=CONFIG_HELP)
+@click.option("--db", type=click.Path(), help=DB_HELP)
+@click.option(
+    "--attach",
+    "attach_url",
+    metavar="URL",
+    help="Attach the TUI to the owner's API at URL (default: by itself, when an owner of the "
+    "config's database runs).",
+)
+@click.option(
+    "--token",
+    help="The owner's API token (default: $OBSERVATORY_TOKEN, else the token file beside the "
+    "database). Prefer the variable: a command line is visible to other users.",
+)
 @click.version_option(package_name="observatory")
 @click.pass_context
-def main(ctx: click.Context) -> None:
+def main(
+    ctx: click.Context,
+    config_path: str | None,
+    db: str | None,
+    attach_url: str | None,
+    token: str | None,
+) -> None:
     """Observatory: watch conversion-event delivery to ad platforms, flag interruptions in
     seconds, and explain them.
 
-    With no command: the TUI on ./config.toml, or the demo when there is no config.
+    With no command: the TUI on ./config.toml (attached to the running owner of its database,
+    if one runs), or the demo when there is no config.
 
     \b
     Examples:
       observatory demo
       observatory ingest sample_logs/forwarder.jsonl
       observatory query "select destination, count(*) from events group by 1"
+      observatory --attach http://127.0.0.1:8787
     """
-    if ctx.invoked_subcommand is None:
-        if Path("config.toml").exists():
-            _run_tui("config.toml")
-            return
+    if ctx.invoked_subcommand is not None:
+        if config_path or db or attach_url or token:
+            fail(
+                "--config, --db, --attach and --token before a command are the TUI's; "
+                "give the command's own options after its name",
+                2,
+            )
+        return
+    if attach_url:
+        run_attached(attach_url, token, config_path, db)
+        return
+    path = config_path or "config.toml"
+    if config_path is None and not Path(path).exists():
         ctx.invoke(demo)
+        return
+    if owner_of_config(path, db) is not None:
+        run_attached(None, token, path, db)
+        return
+    _run_tui(path, db=db)
 
 
 main.add_command(demo)
@@ -54,3 +92,4 @@ main.add_command(incidents)
 main.add_command(export)
 main.add_command(simulate)
 main.add_command(reconcile)
+main.add_command(web)

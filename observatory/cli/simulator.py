@@ -35,11 +35,11 @@ def demo() -> None:
 
 
 @handle_errors
-def _run_tui(config_path: str, replay: bool = False, note: str = "") -> None:
+def _run_tui(config_path: str, replay: bool = False, note: str = "", db: str | None = None) -> None:
     """The TUI on a config (live, or replaying its files as history)."""
     from observatory.ui.app import make_app
 
-    make_app(load(config_path), replay=replay, note=note).run()
+    make_app(load(config_path), db, replay=replay, note=note).run()
 
 
 @click.command()

@@ -1,6 +1,8 @@
 """The Observatory App: wiring and bindings only; screens render, the driver thread works.
 
-`make_app()` is the one factory, used by the CLI and the tests.
+`make_app()` is the one factory, used by the CLI and the tests; `make_attached_app()` the
+same app attached to another process that owns the database (its API), which the screens
+reach through the same calls (`read_cursor()`, `acknowledge()`, ...).
 """
 
 from __future__ import annotations
@@ -8,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from textual import work
 from textual.app import App, SystemCommand
@@ -19,7 +21,8 @@ from textual.screen import Screen
 
 from observatory.runtime import Runtime
 from observatory.store.query import first_line
-from observatory.ui.driver import RuntimeDriver, Snapshot
+from observatory.ui.attached import AttachedDriver, Link, OwnerTarget
+from observatory.ui.driver import IncidentState, RuntimeDriver, Snapshot
 from observatory.ui.screens.dashboard import DashboardScreen
 
 if TYPE_CHECKING:
@@ -45,6 +48,8 @@ class ObservatoryApp(App[None]):
 
     snapshot: reactive[Snapshot | None] = reactive(None, always_update=True)
     paused: reactive[bool] = reactive(False)
+    # Attached to an owner: whether the link is up (None: not attached, or not yet known).
+    link: reactive[Link | None] = reactive(None)
 
     class SnapshotReady(Message):
         """A new Snapshot from the driver thread; a newer one replaces an unhandled one."""
@@ -56,19 +61,34 @@ class ObservatoryApp(App[None]):
         def can_replace(self, message: Message) -> bool:
             return isinstance(message, ObservatoryApp.SnapshotReady)
 
+    class LinkChanged(Message):
+        """The attachment to the owner went up or down (from the driver's thread)."""
+
+        def __init__(self, link: Link) -> None:
+            super().__init__()
+            self.link = link
+
     def __init__(
         self,
-        runtime_factory: Callable[[], Runtime],
+        runtime_factory: Callable[[], Runtime] | None = None,
         *,
         poll: bool = True,
         clock: Callable[[], float] | None = None,
         note: str = "",
+        attach: OwnerTarget | None = None,
     ) -> None:
         super().__init__()
         self.clock = clock
-        self.driver = RuntimeDriver(
-            runtime_factory, self._publish, poll=poll, clock=clock, note=note
-        )
+        self.driver: RuntimeDriver | AttachedDriver
+        if attach is not None:
+            self.driver = AttachedDriver(attach, self._publish, self._link_changed)
+            self.sub_title = f"attached to {attach.shown()}"
+        elif runtime_factory is not None:
+            self.driver = RuntimeDriver(
+                runtime_factory, self._publish, poll=poll, clock=clock, note=note
+            )
+        else:
+            raise ValueError("a runtime factory or an owner to attach to is needed")
 
     # -- wiring --------------------------------------------------------------------------
 
@@ -95,18 +115,55 @@ class ObservatoryApp(App[None]):
         if not self.paused:
             self.snapshot = message.snapshot
 
+    def _link_changed(self, link: Link) -> None:
+        self.post_message(self.LinkChanged(link))
+
+    def on_observatory_app_link_changed(self, message: LinkChanged) -> None:
+        was, self.link = self.link, message.link
+        link = message.link
+        self.sub_title = ("attached to " if link.connected else "disconnected from ") + link.url
+        if link.connected and was is not None and not was.connected:
+            self.notify(f"reconnected to {link.url}", markup=False)
+        elif not link.connected and (was is None or was.connected):
+            self.notify(f"disconnected from {link.url}, retrying", severity="warning", markup=False)
+
+    @property
+    def attached_to(self) -> str | None:
+        """The owner's URL when attached (never the token); None when this app owns."""
+        driver = self.driver
+        return driver.attached_to if isinstance(driver, AttachedDriver) else None
+
     def on_unmount(self) -> None:
         self.driver.stop()
 
+    # -- what the screens ask (from worker threads; each call blocks) --------------------------
+
     def read_cursor(self) -> duckdb.DuckDBPyConnection:
-        """A DuckDB cursor for reads from a worker thread (the runtime must be up)."""
-        runtime = self.driver.runtime
-        if runtime is None:
-            raise RuntimeError("the runtime is still starting")
-        return runtime.store.cursor()
+        """A cursor for reads from a worker thread: DuckDB's, or attached, a RemoteCursor
+        (the owner's, through its API), which answers the calls the read functions make."""
+        return cast("duckdb.DuckDBPyConnection", self.driver.read_cursor())
+
+    def acknowledge(self, incident_id: str, ts: float) -> IncidentState:
+        return self.driver.acknowledge(incident_id, ts)
+
+    def add_note(self, incident_id: str, ts: float, text: str) -> IncidentState:
+        return self.driver.add_note(incident_id, ts, text)
+
+    def export_incident(self, incident_id: str, fmt: Any) -> tuple[str, str]:
+        """(the incident's full id, its export in ``fmt``)."""
+        return self.driver.export_incident(incident_id, fmt)
+
+    def backup_destinations(self) -> list[str] | None:
+        """The [backup] table's destinations (None: no [backup] table)."""
+        return self.driver.backup_destinations(self.snapshot)
+
+    def write_missing(self, destination: str, path: str, now: float) -> int:
+        return self.driver.write_missing(destination, path, now)
 
     def submit(self, command: Callable[[Runtime], Any]) -> Future[Any]:
-        """Run `command(runtime)` on the runtime's thread."""
+        """Run `command(runtime)` on the runtime's thread (this app's own runtime only)."""
+        if not isinstance(self.driver, RuntimeDriver):
+            raise RuntimeError("attached to another process's runtime")
         return self.driver.submit(command)
 
     # -- actions -------------------------------------------------------------------------
@@ -195,3 +252,8 @@ def make_app(
     return ObservatoryApp(
         runtime_factory or factory, poll=poll and not replay, clock=clock, note=note
     )
+
+
+def make_attached_app(target: OwnerTarget) -> ObservatoryApp:
+    """The app attached to the owner ``target`` names (it owns nothing itself)."""
+    return ObservatoryApp(attach=target)

@@ -13,37 +13,37 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
-from observatory.backup.reconcile import reconcile
-from observatory.detect.drift import DestinationDrift
-from observatory.detect.engine import DestinationStatus
 from observatory.incidents.model import Incident
 from observatory.runtime import Runtime
-from observatory.store.query import first_line
+from observatory.snapshot import Snapshot, SnapshotMaker, live_now
 from observatory.ui.queries import disable_external_access, external_access_allowed
 
+if TYPE_CHECKING:
+    import duckdb
+
+    from observatory.incidents.export import Format
+
 POLL_SECONDS = 0.25
-BACKUP_SECONDS = 5.0  # how often the backup reconciliation is recounted for the panes
+
+__all__ = ["Snapshot", "RuntimeDriver", "IncidentState", "acknowledge_incident", "note_incident"]
 
 
-@dataclass(frozen=True)
-class Snapshot:
-    """What the live panes render: copies, safe to hand to the UI thread."""
+class IncidentState(NamedTuple):
+    """What an incident action answers: the incident and the state it is in now."""
 
-    now: float
-    statuses: dict[str, DestinationStatus]
-    incidents: list[Incident]
-    live: bool
-    note: str = ""
-    drift: dict[str, DestinationDrift] = field(default_factory=dict)  # rate-limit ceilings
-    # with a [backup] table: per destination, reconcile()'s summary (missing, pending, ...)
-    backup: dict[str, dict[str, Any]] = field(default_factory=dict)
+    id: str
+    state: str
 
 
 @dataclass
 class RuntimeDriver:
-    """Owns a Runtime on one thread. `run()` is the body of the app's thread worker."""
+    """Owns a Runtime on one thread. `run()` is the body of the app's thread worker.
+
+    The app's other driver, for a TUI attached to another process's runtime, is
+    :class:`observatory.ui.attached.AttachedDriver`; both answer the same calls.
+    """
 
     factory: Callable[[], Runtime]
     publish: Callable[[Snapshot], None]
@@ -56,8 +56,12 @@ class RuntimeDriver:
         default_factory=queue.Queue
     )
     _stop: bool = False
-    _backup: dict[str, dict[str, Any]] = field(default_factory=dict)
-    _backup_at: float | None = None
+    _maker: SnapshotMaker = field(default_factory=SnapshotMaker)
+
+    attached_to: ClassVar[str | None] = None  # the owner's URL when attached; here: none
+
+    def __post_init__(self) -> None:
+        self._maker.note = self.note
 
     def stop(self) -> None:
         self._stop = True
@@ -72,39 +76,53 @@ class RuntimeDriver:
     def now(self, runtime: Runtime) -> float:
         if self.clock is not None:
             return self.clock()
-        if runtime.live:
-            return time.time()
-        # Replayed history: "now" is just past the data, so ages read as in the data.
-        return float(runtime.last_event_sec + 1) if runtime.last_event_sec is not None else 0.0
+        return live_now(runtime)
 
     def snapshot(self, runtime: Runtime) -> Snapshot:
-        return Snapshot(
-            now=self.now(runtime),
-            statuses=runtime.engine.status(),
-            incidents=[i.snapshot() for i in runtime.engine.incidents()],
-            live=runtime.live,
-            note=self.note,
-            drift=runtime.drift.status(),
-            backup=self._backup_counts(runtime),
-        )
+        return self._maker.make(runtime, self.now(runtime))
 
-    def _backup_counts(self, runtime: Runtime) -> dict[str, dict[str, Any]]:
-        """The backup reconciliation, recounted every BACKUP_SECONDS (it scans the backup
-        events and the deliveries); a failure leaves the last counts and says so."""
-        backup = runtime.config.backup
+    # -- what the screens ask (from worker threads; each call blocks until done) -------------
+
+    def read_cursor(self) -> duckdb.DuckDBPyConnection:
+        """A DuckDB cursor for reads (the runtime must be up)."""
+        runtime = self.runtime
+        if runtime is None:
+            raise RuntimeError("the runtime is still starting")
+        return runtime.store.cursor()
+
+    def acknowledge(self, incident_id: str, ts: float) -> IncidentState:
+        incident = self.submit(acknowledge_incident(incident_id, ts)).result(timeout=30)
+        return IncidentState(incident.id, incident.state)
+
+    def add_note(self, incident_id: str, ts: float, text: str) -> IncidentState:
+        incident = self.submit(note_incident(incident_id, ts, text)).result(timeout=30)
+        return IncidentState(incident.id, incident.state)
+
+    def export_incident(self, incident_id: str, fmt: Format) -> tuple[str, str]:
+        """The incident's export in ``fmt``: (its full id, the text)."""
+        from observatory.incidents.export import export_incident
+        from observatory.incidents.store import load_incident
+
+        with self.read_cursor() as cur:
+            incident = load_incident(cur, incident_id)
+            return incident.id, export_incident(cur, incident, fmt)
+
+    def backup_destinations(self, snap: Snapshot | None = None) -> list[str] | None:
+        """The [backup] table's destinations (None: no [backup] table)."""
+        runtime = self.runtime
+        backup = runtime.config.backup if runtime is not None else None
+        return None if backup is None else list(backup.destinations)
+
+    def write_missing(self, destination: str, path: str, now: float) -> int:
+        """Write the destination's missing backup events, as received, to ``path``."""
+        from observatory.backup.reconcile import write_missing
+
+        runtime = self.runtime
+        backup = runtime.config.backup if runtime is not None else None
         if backup is None:
-            return {}
-        started = time.monotonic()
-        if self._backup_at is not None and started - self._backup_at < BACKUP_SECONDS:
-            return self._backup
-        self._backup_at = started
-        try:
-            rows = reconcile(runtime.store.con, backup, now=self.now(runtime))
-        except Exception as exc:  # the panes keep the last counts
-            self.note = f"backup reconciliation failed: {first_line(exc)}"
-            return self._backup
-        self._backup = {row["destination"]: row for row in rows}
-        return self._backup
+            raise ValueError("no [backup] table in the config")
+        with self.read_cursor() as cur:
+            return write_missing(cur, backup, path, destination, now=now)
 
     def run(self) -> None:
         runtime = self.factory()

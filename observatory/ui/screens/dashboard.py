@@ -48,10 +48,11 @@ class DashboardScreen(ObservatoryScreen):
 
     def on_mount(self) -> None:
         self.watch(self.app, "snapshot", self.show_snapshot)
+        self.watch(self.app, "link", lambda _link: self._status(self.observatory.snapshot))
 
     def show_snapshot(self, snap: Snapshot | None) -> None:
         if snap is None:
-            self.query_one("#status-line", Static).update(Text("starting…", style="dim"))
+            self._status(None)
             return
         self.query_one(IncidentBar).show(snap.incidents, snap.now)
         container = self.query_one("#panes", VerticalScroll)
@@ -88,11 +89,16 @@ class DashboardScreen(ObservatoryScreen):
             line.update(text, layout=False)
             return
         if snap is None:
+            line.update(self._attachment() or Text("starting…", style="dim"), layout=False)
             return
         text = Text()
         text.append(" LIVE " if snap.live else " HISTORY ", style="bold reverse")
         if self.observatory.paused:
             text.append(" PAUSED ", style="bold black on yellow")
+        attachment = self._attachment()
+        if attachment is not None:
+            text.append(" ")
+            text.append_text(attachment)
         dests, incidents = len(snap.statuses), len(snap.incidents)
         text.append(f"  {dests} destination{'' if dests == 1 else 's'}")
         text.append(f"  {incidents} open incident{'' if incidents == 1 else 's'}")
@@ -103,6 +109,26 @@ class DashboardScreen(ObservatoryScreen):
             text.append("  ")
             text.append_text(literal(snap.note, "italic"))
         line.update(text, layout=False)
+
+    def _attachment(self) -> Text | None:
+        """Attached: to what (the URL, never the token), and whether the link is up."""
+        url = self.observatory.attached_to
+        if url is None:
+            return None
+        link = self.observatory.link
+        text = Text()
+        if link is not None and not link.connected:
+            text.append(" DISCONNECTED ", style="bold white on red")
+            text.append("  disconnected, retrying: ")
+            text.append_text(literal(link.url))
+        elif link is None:
+            text.append("connecting to ", style="dim")
+            text.append_text(literal(url, "dim"))
+        else:
+            text.append(" ATTACHED ", style="bold black on cyan")
+            text.append("  ")
+            text.append_text(literal(url))
+        return text
 
     def action_open(self) -> None:
         if isinstance(self.focused, DestinationPane):

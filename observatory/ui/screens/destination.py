@@ -16,8 +16,6 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import DataTable, Sparkline, Static
 
-from observatory.backup.reconcile import write_missing
-from observatory.config import BackupConfig
 from observatory.detect.drift import DestinationDrift
 from observatory.store.query import first_line
 from observatory.ui.driver import Snapshot
@@ -195,13 +193,13 @@ class DestinationScreen(ObservatoryScreen):
     def action_write_missing(self) -> None:
         """Write this destination's missing backup events, as received, to a JSON-lines file
         in the working directory (what `observatory reconcile --output` writes), ready to
-        re-send -- while the TUI holds the database, which `reconcile` cannot open."""
-        runtime = self.observatory.driver.runtime
-        backup = runtime.config.backup if runtime is not None else None
-        if backup is None or self.destination not in backup.destinations:
+        re-send -- while the TUI holds the database, which `reconcile` cannot open (attached,
+        the owner reads them)."""
+        destinations = self.observatory.backup_destinations()
+        if destinations is None or self.destination not in destinations:
             note = (
                 "no [backup] table in the config"
-                if backup is None
+                if destinations is None
                 else "not a [backup] destination"
             )
             self.notify(f"no missing events to write: {note}", severity="warning", markup=False)
@@ -210,13 +208,12 @@ class DestinationScreen(ObservatoryScreen):
         now = snap.now if snap is not None else time.time()
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
         name = re.sub(r"[^A-Za-z0-9_.-]", "_", self.destination)
-        self.save_missing(backup, str(Path.cwd() / f"missing-{name}-{stamp}.jsonl"), now)
+        self.save_missing(str(Path.cwd() / f"missing-{name}-{stamp}.jsonl"), now)
 
     @work(thread=True, exit_on_error=False, group="missing", exclusive=True)
-    def save_missing(self, backup: BackupConfig, path: str, now: float) -> None:
+    def save_missing(self, path: str, now: float) -> None:
         try:
-            with self.observatory.read_cursor() as cur:
-                n = write_missing(cur, backup, path, self.destination, now=now)
+            n = self.observatory.write_missing(self.destination, path, now)
         except Exception as exc:
             self.post_message(self.Wrote(f"writing missing events failed: {first_line(exc)}", True))
             return

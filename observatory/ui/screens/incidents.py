@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import duckdb
 from rich.text import Text
 from textual import events, work
 from textual.app import ComposeResult
@@ -13,22 +12,11 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import DataTable, Input, Static
 
-from observatory.incidents.export import export_incident
 from observatory.incidents.model import Incident
-from observatory.incidents.store import list_incidents, load_incident
-from observatory.ui.driver import acknowledge_incident, note_incident
+from observatory.incidents.store import list_incidents
 from observatory.ui.screens.base import ObservatoryScreen
 from observatory.ui.text import clean, fmt_time, literal
 from observatory.ui.widgets.footer import KeyFooter
-
-
-def export_markdown(cur: duckdb.DuckDBPyConnection, incident_id: str, directory: Path) -> Path:
-    """Write `incident-<id>.md` into `directory`; returns its path."""
-    incident = load_incident(cur, incident_id)
-    text = export_incident(cur, incident, "md")
-    path = directory / f"incident-{incident.id}.md"
-    path.write_text(text, encoding="utf-8")
-    return path
 
 
 class IncidentsScreen(ObservatoryScreen):
@@ -160,8 +148,7 @@ class IncidentsScreen(ObservatoryScreen):
     @work(thread=True, exit_on_error=False, group="incident-action")
     def acknowledge(self, incident_id: str, ts: float) -> None:
         try:
-            future = self.observatory.submit(acknowledge_incident(incident_id, ts))
-            incident = future.result(timeout=30)
+            incident = self.observatory.acknowledge(incident_id, ts)
         except Exception as exc:
             self.post_message(self.Done(f"acknowledge failed: {exc}", error=True))
             return
@@ -200,8 +187,7 @@ class IncidentsScreen(ObservatoryScreen):
     @work(thread=True, exit_on_error=False, group="incident-action")
     def add_note(self, incident_id: str, ts: float, text: str) -> None:
         try:
-            future = self.observatory.submit(note_incident(incident_id, ts, text))
-            incident = future.result(timeout=30)
+            incident = self.observatory.add_note(incident_id, ts, text)
         except Exception as exc:
             self.post_message(self.Done(f"note failed: {exc}", error=True))
             return
@@ -217,8 +203,9 @@ class IncidentsScreen(ObservatoryScreen):
     @work(thread=True, exit_on_error=False, group="incident-action")
     def export(self, incident_id: str) -> None:
         try:
-            with self.observatory.read_cursor() as cur:
-                path = export_markdown(cur, incident_id, Path.cwd())
+            full_id, text = self.observatory.export_incident(incident_id, "md")
+            path = Path.cwd() / f"incident-{full_id}.md"
+            path.write_text(text, encoding="utf-8")
         except Exception as exc:
             self.post_message(self.Done(f"export failed: {exc}", True, changed=False))
             return
