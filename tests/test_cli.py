@@ -386,3 +386,20 @@ def test_failures_print_nothing_on_stdout(tmp_path: Path) -> None:
         assert proc.returncode != 0
         assert proc.stdout == "", args
         assert proc.stderr.strip(), args
+
+
+def test_web_refuses_without_an_owner_and_tui_options_belong_to_the_tui(tmp_path: Path) -> None:
+    """`web` sessions are viewers: with nobody owning the database it says so, exit 1.
+    The TUI's --config/--attach before a command are refused (exit 2), not ignored."""
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(
+        f'[storage]\ndb = "{tmp_path / "o.duckdb"}"\n\n[[sources]]\nname = "f"\n'
+        f'path = "{tmp_path / "*.jsonl"}"\nformat = "jsonl"\n'
+    )
+    web = run("web", "--config", str(cfg), "--port", "8999", cwd=tmp_path)
+    assert web.returncode == 1 and web.stdout == ""
+    assert "no owner of" in web.stderr and "observatory watch" in web.stderr
+    misplaced = run("--attach", "http://127.0.0.1:1", "incidents", cwd=tmp_path)
+    assert misplaced.returncode == 2 and "give the command's own options" in misplaced.stderr
+    help_text = CliRunner().invoke(main, ["--help"]).output
+    assert "--attach URL" in help_text and "--token" in help_text

@@ -364,3 +364,15 @@ async def test_pause_and_quit_while_no_owner_runs(tmp_path: Path) -> None:
         await asyncio.sleep(0.2)
         await pilot.press("escape", "q")
     assert app.return_code == 0
+
+
+async def test_a_wrong_token_is_said_and_not_shown(owner_runtime: Runtime) -> None:
+    assert owner_runtime.api is not None
+    url = owner_runtime.api.url
+    wrong = "not-the-token-0123456789abcdef"
+    app = make_attached_app(OwnerTarget(url=url, token=wrong))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.link is not None and not app.link.connected, 5)
+        line = status_line(app)
+        assert "unauthorized" in line and url in line and wrong not in line
+        assert app.snapshot is None

@@ -28,6 +28,7 @@ from observatory.store.query import first_line
 from observatory.ui.driver import IncidentState
 
 RETRY_SECONDS = 0.5
+UNAUTHORIZED = "unauthorized: the owner refused the token (--token, OBSERVATORY_TOKEN)"
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,8 @@ class AttachedDriver:
                     self.publish(snap)
             return "the stream ended"
         except OwnerError as exc:
+            if exc.status == 401:
+                return UNAUTHORIZED
             return str(exc)
         except Exception as exc:  # a malformed document, a closed client: try again
             return first_line(exc)

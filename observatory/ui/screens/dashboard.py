@@ -15,6 +15,7 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
+from observatory.ui.attached import UNAUTHORIZED
 from observatory.ui.driver import Snapshot
 from observatory.ui.screens.base import ObservatoryScreen
 from observatory.ui.text import literal
@@ -121,6 +122,8 @@ class DashboardScreen(ObservatoryScreen):
             text.append(" DISCONNECTED ", style="bold white on red")
             text.append("  disconnected, retrying: ")
             text.append_text(literal(link.url))
+            if link.reason == UNAUTHORIZED:
+                text.append_text(literal(f" ({link.reason})", "bold red"))
         elif link is None:
             text.append("connecting to ", style="dim")
             text.append_text(literal(url, "dim"))
