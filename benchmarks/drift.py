@@ -35,7 +35,7 @@ from observatory.config import load_config
 from observatory.detect.drift import DriftEvent
 from observatory.incidents.model import Change
 from observatory.ingest.backfill import ingest_files, plan_files
-from observatory.runtime import Runtime
+from observatory.owner import build_runtime
 from observatory.sim.forwarder import Simulation
 from observatory.sim.scenario import load_scenario
 from observatory.store.db import Store
@@ -81,7 +81,9 @@ def replay(logs: Path) -> tuple[list[DriftEvent], list[Change]]:
     store = Store.for_config(config, ":memory:")
     drifts: list[DriftEvent] = []
     changes: list[Change] = []
-    runtime = Runtime(config, store=store, on_change=changes.append, on_drift=drifts.append)
+    runtime = build_runtime(
+        config, store=store, on_change=changes.append, on_drift=drifts.append, alerts=False
+    )
     try:
         ingest_files(store, plan_files(config, []))
         runtime.replay_history()

@@ -1,12 +1,14 @@
 """The runtime: tailers + store + engine (+ alert dispatch), wired from the config.
 
-`replay` and `watch`, the TUI and the tests all drive this one class:
+`replay` and `watch`, the TUI and the tests all drive this one class; every entry point builds
+it with `observatory.owner.build_runtime`, which attaches the config's alert dispatcher:
 - `replay_history()` runs detection over everything stored, in event time (the watermark
   follows the data, so hours replay in seconds with the detections they would have had live);
 - `start_live()` reads the backlog, warms the engine on recent history (its faults become
   historical incidents, not live alerts), then `poll()` tails, stores and detects as the
   wall clock advances.
-Each incident change is saved, handed to the alert dispatcher and to `on_change`.
+Each incident change is saved, handed to the alert dispatcher and to `on_change`. The runtime
+owns its dispatcher: `close()` flushes it (at most `alert_flush_timeout` seconds), then stops it.
 
 Live, the config's probes run on their own thread (`ProbeScheduler`); their results wait in a
 thread-safe queue that `poll()` drains on the runtime's thread: each is stored in `probes` and
@@ -57,6 +59,8 @@ LIVE_LEAD = 0.75
 POLL_INTERVAL = 0.2
 # Live, events older than storage.retention are deleted this often (s, wall clock).
 PRUNE_INTERVAL = 60.0
+# At close, how long queued alerts may take to be delivered before they are dropped (s).
+ALERT_FLUSH_TIMEOUT = 5.0
 
 
 class Runtime:
@@ -72,6 +76,7 @@ class Runtime:
         store: Store | None = None,
         probe_client_factory: Callable[[], httpx.AsyncClient] = default_client,
         on_drift: Callable[[DriftEvent], None] | None = None,
+        alert_flush_timeout: float = ALERT_FLUSH_TIMEOUT,
     ) -> None:
         self.config = config
         self.store = store or Store.for_config(config, db)
@@ -85,6 +90,7 @@ class Runtime:
         )
         self.on_change = on_change
         self.dispatcher = dispatcher
+        self.alert_flush_timeout = alert_flush_timeout
         self.tailers: list[SourceTailer] = []
         self.last_event_sec: int | None = None
         self.opened_live = 0
@@ -117,16 +123,23 @@ class Runtime:
             self.on_drift(event)
 
     def close(self) -> None:
-        if self.api is not None:
-            self.api.stop()  # idempotent
-        if self.backup is not None:
-            self.backup.stop()  # idempotent
-        if self.probe_scheduler is not None:
-            self.probe_scheduler.stop()
-            self.probe_scheduler = None
-        for tailer in self.tailers:
-            tailer.close()
-        self.store.close()
+        """Stop the API, flush and stop the alert dispatcher (bounded by
+        `alert_flush_timeout`), then stop the backup receiver and the probes, and close the
+        tailers and the store."""
+        try:
+            if self.api is not None:
+                self.api.stop()  # idempotent
+            if self.dispatcher is not None:
+                self.dispatcher.close(self.alert_flush_timeout)
+        finally:
+            if self.backup is not None:
+                self.backup.stop()  # idempotent
+            if self.probe_scheduler is not None:
+                self.probe_scheduler.stop()
+                self.probe_scheduler = None
+            for tailer in self.tailers:
+                tailer.close()
+            self.store.close()
 
     # -- detection -----------------------------------------------------------------------
 

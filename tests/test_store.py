@@ -1,11 +1,13 @@
-"""Retention pruning (after `ingest`, and every minute of a live run) and what `observatory
-ingest` says about a file's unfinished last line."""
+"""Retention pruning (after `ingest`, and every minute of a live run: `watch`'s and the TUI's)
+and what `observatory ingest` says about a file's unfinished last line."""
 
 from __future__ import annotations
 
 import json
+import queue
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -13,7 +15,9 @@ import duckdb
 from conftest import make_config
 
 from observatory.config import load_config
+from observatory.owner import build_runtime
 from observatory.runtime import PRUNE_INTERVAL, Runtime
+from observatory.ui.driver import RuntimeDriver, Snapshot
 
 DAY_MS = 86_400_000
 T0 = 1_795_183_200_000  # 2026-11-20T14:00:00Z
@@ -62,7 +66,7 @@ def test_a_live_run_prunes_past_the_retention_once_a_minute(tmp_path: Path) -> N
     log = tmp_path / "logs" / "a.jsonl"
     now = 1_795_183_200.0
     _append(log, 0, [now - 600 + i for i in range(5)])  # history: 10 minutes old
-    runtime = Runtime(load_config(cfg))
+    runtime = build_runtime(load_config(cfg))
     try:
         runtime.start_live(now)
         runtime.poll(now)  # prunes at once: nothing is 2 min older than the newest event
@@ -76,6 +80,39 @@ def test_a_live_run_prunes_past_the_retention_once_a_minute(tmp_path: Path) -> N
         assert _ids(runtime) == [f"m{i}" for i in range(5, 10)]
     finally:
         runtime.close()
+
+
+def test_the_tuis_driver_prunes_past_the_retention_once_a_minute(tmp_path: Path) -> None:
+    """The same on the TUI's path: its driver thread polls the runtime (on the driver's
+    clock, stepped here: no waiting for the minute)."""
+    cfg = make_config(tmp_path, retention="2m")
+    log = tmp_path / "logs" / "a.jsonl"
+    now = 1_795_183_200.0
+    _append(log, 0, [now - 600 + i for i in range(5)])  # history: 10 minutes old
+    clock = [now]
+    published: queue.Queue[Snapshot] = queue.Queue()
+    driver = RuntimeDriver(
+        lambda: build_runtime(load_config(cfg)), published.put, clock=lambda: clock[0]
+    )
+    thread = threading.Thread(target=driver.run, daemon=True)
+    thread.start()
+
+    def ids_at(wall: float) -> list[str]:
+        """The stored ids once the driver has polled at `wall` (two snapshots later)."""
+        clock[0] = wall
+        for _ in range(2):  # the second follows a poll begun after the clock moved
+            published.get(timeout=30)
+        return driver.submit(_ids).result(timeout=30)
+
+    try:
+        assert ids_at(now) == [f"m{i}" for i in range(5)]  # the first poll keeps them all
+        _append(log, 5, [now + 1 + i for i in range(5)])  # live lines
+        assert ids_at(now + 6) == [f"m{i}" for i in range(10)]  # not a minute yet
+        assert ids_at(now + PRUNE_INTERVAL) == [f"m{i}" for i in range(5, 10)]
+    finally:
+        driver.stop()
+        thread.join(30)
+    assert driver.wait_closed(0)
 
 
 def test_watch_prunes_past_the_retention(tmp_path: Path) -> None:

@@ -78,7 +78,7 @@ def replay(paths: tuple[str, ...], config_path: str | None, db: str | None, spee
       -> {"type":"incident","state":"open","id":"3f2a9c1e","destination":"tiktok_conversions",...}
     """
     from observatory.ingest.backfill import ingest_files, plan_files
-    from observatory.runtime import Runtime
+    from observatory.owner import build_runtime
     from observatory.store.db import Store
     from observatory.util.progress import ProgressLine
 
@@ -86,7 +86,10 @@ def replay(paths: tuple[str, ...], config_path: str | None, db: str | None, spee
     config = load(config_path)
     plan = plan_files(config, paths)
     store = Store.for_config(config, db)
-    runtime = Runtime(config, store=store, on_change=_emit_change, on_drift=_emit_drift)
+    # History alerts nothing: its incidents are historical.
+    runtime = build_runtime(
+        config, store=store, on_change=_emit_change, on_drift=_emit_drift, alerts=False
+    )
     try:
         with ProgressLine("replay: reading") as progress:
             ingest_files(store, plan, progress.update)
@@ -150,11 +153,9 @@ def watch(
     """
     import signal
 
-    from observatory.alerts import AlertDispatcher, build_sinks
-    from observatory.runtime import Runtime
+    from observatory.owner import build_runtime
 
     config = load(config_path)
-    dispatcher = AlertDispatcher(build_sinks(config.alerts))
     stopping: list[int] = []
 
     def stop(signum: int, frame: Any) -> None:
@@ -162,16 +163,13 @@ def watch(
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    runtime = Runtime(
-        config, db, on_change=_emit_change, on_drift=_emit_drift, dispatcher=dispatcher
-    )
-    dispatcher.start()
+    # The config's alerts are attached; closing the runtime delivers what is queued first.
+    runtime = build_runtime(config, db, on_change=_emit_change, on_drift=_emit_drift)
     try:
         runtime.start_live()
         click.echo("watch: live", err=True)
         runtime.run_live(duration, stop=lambda: bool(stopping))
     finally:
-        dispatcher.close()
         runtime.close()
     click.echo(f"watch: {runtime.opened_live} incidents opened", err=True)
     if fail_on_incident and runtime.opened_live:

@@ -7,10 +7,12 @@ reach through the same calls (`read_cursor()`, `acknowledge()`, ...).
 
 from __future__ import annotations
 
+import asyncio
+import io
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TextIO, cast
 
 from textual import work
 from textual.app import App, SystemCommand
@@ -29,6 +31,11 @@ if TYPE_CHECKING:
     import duckdb
 
     from observatory.config import Config
+
+# Quitting, queued alerts get this long to be delivered (then they are dropped) ...
+ALERT_FLUSH_SECONDS = 3.0
+# ... and the app waits at most this long for the runtime's thread to close the runtime.
+CLOSE_WAIT_SECONDS = ALERT_FLUSH_SECONDS + 2.0
 
 
 class ObservatoryApp(App[None]):
@@ -68,6 +75,9 @@ class ObservatoryApp(App[None]):
             super().__init__()
             self.link = link
 
+    class RingBell(Message):
+        """A bell alert rang (from an alert worker thread): the app rings the terminal's."""
+
     def __init__(
         self,
         runtime_factory: Callable[[], Runtime] | None = None,
@@ -79,6 +89,7 @@ class ObservatoryApp(App[None]):
     ) -> None:
         super().__init__()
         self.clock = clock
+        self._driving = False
         self.driver: RuntimeDriver | AttachedDriver
         if attach is not None:
             self.driver = AttachedDriver(attach, self._publish, self._link_changed)
@@ -94,6 +105,7 @@ class ObservatoryApp(App[None]):
 
     def on_mount(self) -> None:
         self.push_screen(DashboardScreen())
+        self._driving = True
         self.drive()
 
     @work(thread=True, exit_on_error=False, group="runtime")
@@ -133,8 +145,15 @@ class ObservatoryApp(App[None]):
         driver = self.driver
         return driver.attached_to if isinstance(driver, AttachedDriver) else None
 
-    def on_unmount(self) -> None:
+    def on_observatory_app_ring_bell(self, message: RingBell) -> None:
+        self.bell()
+
+    async def on_unmount(self) -> None:
+        """Stop the runtime's thread and wait (bounded) while it closes the runtime: queued
+        alerts are delivered (ALERT_FLUSH_SECONDS at most) before the app's exit returns."""
         self.driver.stop()
+        if self._driving and isinstance(self.driver, RuntimeDriver):
+            await asyncio.to_thread(self.driver.wait_closed, CLOSE_WAIT_SECONDS)
 
     # -- what the screens ask (from worker threads; each call blocks) --------------------------
 
@@ -237,11 +256,20 @@ def make_app(
     without a simulator); implies no polling.
     """
     from observatory.config import load_config
+    from observatory.owner import build_runtime
 
     cfg = config if not isinstance(config, str | Path) else load_config(config)
 
     def factory() -> Runtime:
-        runtime = Runtime(cfg, db)
+        # Live, the config's alerts fire (replayed history alerts nothing); a bell alert
+        # rings through the app, which owns the terminal.
+        runtime = build_runtime(
+            cfg,
+            db,
+            alerts=not replay,
+            alert_flush_timeout=ALERT_FLUSH_SECONDS,
+            bell_stream=cast("TextIO", _AppBell(app)),  # a bell only writes and flushes
+        )
         if replay:
             from observatory.ingest.backfill import ingest_files, plan_files
 
@@ -249,11 +277,25 @@ def make_app(
             runtime.replay_history()
         return runtime
 
-    return ObservatoryApp(
+    app = ObservatoryApp(
         runtime_factory or factory, poll=poll and not replay, clock=clock, note=note
     )
+    return app
 
 
 def make_attached_app(target: OwnerTarget) -> ObservatoryApp:
     """The app attached to the owner ``target`` names (it owns nothing itself)."""
     return ObservatoryApp(attach=target)
+
+
+class _AppBell(io.TextIOBase):
+    """A bell sink's stream in the TUI: a bell written from any thread rings the app's."""
+
+    def __init__(self, app: ObservatoryApp) -> None:
+        super().__init__()
+        self.app = app
+
+    def write(self, text: str) -> int:
+        if "\a" in text:
+            self.app.post_message(ObservatoryApp.RingBell())  # thread-safe, never blocks
+        return len(text)

@@ -9,6 +9,7 @@ here as a command and runs between polls.
 from __future__ import annotations
 
 import queue
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -48,6 +49,7 @@ class RuntimeDriver:
     factory: Callable[[], Runtime]
     publish: Callable[[Snapshot], None]
     poll: bool = True
+    # The panes' now and, live, the runtime's wall clock (None: time.time())
     clock: Callable[[], float] | None = None
     note: str = ""
     runtime: Runtime | None = None
@@ -57,6 +59,8 @@ class RuntimeDriver:
     )
     _stop: bool = False
     _maker: SnapshotMaker = field(default_factory=SnapshotMaker)
+    # Set once `run()` has returned: the runtime (and its alert dispatcher) is closed.
+    _done: threading.Event = field(default_factory=threading.Event)
 
     attached_to: ClassVar[str | None] = None  # the owner's URL when attached; here: none
 
@@ -67,11 +71,20 @@ class RuntimeDriver:
         self._stop = True
         self._commands.put((lambda rt: None, Future()))
 
+    def wait_closed(self, timeout: float) -> bool:
+        """Wait up to `timeout` s for `run()` to return; True if it has."""
+        return self._done.wait(timeout)
+
     def submit(self, command: Callable[[Runtime], Any]) -> Future[Any]:
         """Run `command(runtime)` on the runtime's thread; the future holds its result."""
         future: Future[Any] = Future()
         self._commands.put((command, future))
         return future
+
+    def wall(self) -> float | None:
+        """What the runtime polls as the wall clock: the driver's clock, else None (the
+        runtime's own, time.time())."""
+        return None if self.clock is None else self.clock()
 
     def now(self, runtime: Runtime) -> float:
         if self.clock is not None:
@@ -125,6 +138,14 @@ class RuntimeDriver:
             return write_missing(cur, backup, path, destination, now=now)
 
     def run(self) -> None:
+        """Build the runtime, go live (with `poll`), then poll, run commands and publish
+        until stopped; the runtime is closed (its alerts flushed) before this returns."""
+        try:
+            self._run()
+        finally:
+            self._done.set()
+
+    def _run(self) -> None:
         runtime = self.factory()
         try:
             if not external_access_allowed(runtime.config):
@@ -135,12 +156,12 @@ class RuntimeDriver:
         self.runtime = runtime
         try:
             if self.poll and not runtime.live:
-                runtime.start_live()
+                runtime.start_live(self.wall())
             self.publish(self.snapshot(runtime))
             while not self._stop:
                 started = time.monotonic()
                 if self.poll:
-                    runtime.poll()
+                    runtime.poll(self.wall())
                 ran = self._run_commands(runtime, started)
                 if self._stop:
                     break
