@@ -1,0 +1,1 @@
+"""HTTP servers the owner runs: the backup receiver now, the local API next."""
