@@ -64,7 +64,7 @@ class BackgroundServer:
         host: str = "127.0.0.1",
         port: int = 0,
         *,
-        name: str = "http-server",
+        name: str = "background-server",
         backlog: int = 128,
         workers: int = 4,
         **handler_options: Any,
