@@ -93,8 +93,13 @@ def test_acknowledged_events_survive_sigkill(tmp_path: Path) -> None:
         ]
         for t in threads:
             t.start()
+        started = len(acked)
+        deadline = time.monotonic() + 30
+        while len(acked) == started and time.monotonic() < deadline:
+            time.sleep(0.01)  # the clients are posting (making 8 clients takes a while)
         time.sleep(rng.uniform(0.3, 1.2))  # posting at full speed meanwhile
         before = len(acked)
+        time.sleep(0.05)  # acknowledgements still coming in this last moment (asserted below)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
         stop.set()

@@ -9,10 +9,13 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -179,8 +182,8 @@ def test_413_is_decided_on_content_length_before_reading(
 ) -> None:
     """A client announcing 1 GB gets its 413 without sending a byte of body."""
     svc, _ = service
-    host, port = svc.server.server_address[:2] if svc.server else ("", 0)
-    with socket.create_connection((str(host), int(port)), timeout=5) as sock:
+    where = urlsplit(svc.url)
+    with socket.create_connection((str(where.hostname), int(where.port or 0)), timeout=5) as sock:
         sock.sendall(
             b"POST /webhook HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
             b"X-Signature: 00\r\nContent-Length: 1000000000\r\n\r\n"
@@ -221,6 +224,140 @@ def test_other_paths_and_methods(service: tuple[BackupService, Store]) -> None:
     assert post(svc.url.replace("/webhook", "/other"), body).status_code == 404
     assert httpx.get(svc.url).status_code == 405
     assert post(svc.url + "?source=segment", body).status_code == 200
+
+
+def raw_exchange(svc: BackupService, request: bytes, wait: float = 5) -> bytes:
+    """Send ``request`` as is on a fresh connection; what came back before it closed."""
+    where = urlsplit(svc.url)
+    with socket.create_connection((str(where.hostname), int(where.port or 0)), timeout=wait) as s:
+        s.sendall(request)
+        chunks = []
+        while chunk := s.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_length_required_and_bad_lengths(service: tuple[BackupService, Store]) -> None:
+    svc, _ = service
+    head = b"POST /webhook HTTP/1.1\r\nHost: x\r\nX-Signature: 00\r\n"
+    assert raw_exchange(svc, head + b"\r\n").startswith(b"HTTP/1.1 411")
+    chunked = head + b"Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n"
+    answer = raw_exchange(svc, chunked)
+    assert answer.startswith(b"HTTP/1.1 411") and b"Connection: close" in answer
+    for bad in (b"-1", b"ten"):
+        answer = raw_exchange(svc, head + b"Content-Length: " + bad + b"\r\n\r\n")
+        assert answer.split(b"\r\n")[0].endswith(b" 400 Bad Request")
+    assert svc.journal_path.read_text() == ""
+
+
+def test_expect_100_continue(service: tuple[BackupService, Store]) -> None:
+    """Refused before the body is sent; invited otherwise."""
+    svc, _ = service
+    where = urlsplit(svc.url)
+    big = (
+        b"POST /webhook HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+        b"Content-Length: 1000000000\r\n\r\n"
+    )
+    assert raw_exchange(svc, big).startswith(b"HTTP/1.1 413")
+    body = json.dumps(event("e-1")).encode()
+    with socket.create_connection((str(where.hostname), int(where.port or 0)), timeout=5) as sock:
+        sock.sendall(
+            b"POST /webhook HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+            + f"X-Signature: {sign(SECRET, body)}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+        )
+        assert sock.recv(4096) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(body)
+        answer = sock.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b'{"accepted":1}')
+    assert journal_ids(svc) == ["e-1"]
+
+
+def test_every_other_method_is_405(service: tuple[BackupService, Store]) -> None:
+    svc, _ = service
+    for method in ("GET", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"):
+        assert httpx.request(method, svc.url).status_code == 405, method
+    assert httpx.get(svc.url.replace("/webhook", "/other")).status_code == 405
+    body = json.dumps(event("x")).encode()
+    for signature in ("é" * 40).encode(), b"\xff" * 40:  # a non-ASCII signature is just wrong
+        answer = raw_exchange(
+            svc,
+            b"POST /webhook HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Signature: "
+            + signature
+            + f"\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+            + body,
+        )
+        assert answer.startswith(b"HTTP/1.1 401"), answer
+
+
+def test_journal_failure_is_503(
+    service: tuple[BackupService, Store], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    svc, _ = service
+    assert svc.journal is not None
+
+    def broken(data: bytes) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(svc.journal, "append", broken)
+    resp = post(svc.url, json.dumps(event("x")).encode())
+    assert resp.status_code == 503 and "retry" in resp.json()["error"]
+
+
+def test_slow_journal_writes_do_not_hold_other_requests(
+    service: tuple[BackupService, Store], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Appends wait for the disk off the event loop: concurrent posts wait together, and a
+    request that needs no write is answered meanwhile."""
+    svc, _ = service
+    assert svc.journal is not None
+    append = svc.journal.append
+    release = threading.Event()
+    waiting = threading.Semaphore(0)
+
+    def blocked(data: bytes) -> None:
+        waiting.release()
+        assert release.wait(10)
+        append(data)
+
+    monkeypatch.setattr(svc.journal, "append", blocked)
+    bodies = [json.dumps(event(f"c-{i}")).encode() for i in range(8)]
+    with ThreadPoolExecutor(8) as pool:
+        answers = [pool.submit(post, svc.url, body) for body in bodies]
+        try:
+            for _ in bodies:  # all eight appends under way at once
+                assert waiting.acquire(timeout=10)
+            assert not any(f.done() for f in answers)  # none answered before it is durable
+            assert post(svc.url, bodies[0], signature="00").status_code == 401
+        finally:
+            release.set()
+        codes = [f.result().status_code for f in answers]
+    assert codes == [200] * 8
+    assert sorted(journal_ids(svc)) == sorted(f"c-{i}" for i in range(8))
+
+
+def test_stop_answers_the_requests_in_flight(
+    service: tuple[BackupService, Store], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    svc, store = service
+    assert svc.journal is not None
+    append = svc.journal.append
+    writing = threading.Event()
+
+    def slow(data: bytes) -> None:
+        writing.set()
+        time.sleep(0.5)
+        append(data)
+
+    monkeypatch.setattr(svc.journal, "append", slow)
+    url = svc.url
+    with ThreadPoolExecutor(1) as pool:
+        answer = pool.submit(post, url, json.dumps(event("late")).encode())
+        assert writing.wait(5)
+        svc.stop()
+        assert answer.result().status_code == 200  # durable, then answered, then stopped
+    assert [r[0] for r in table_rows(store)] == ["late"]  # folded by the stop
+    with pytest.raises(httpx.ConnectError):
+        post(url, b"{}")
 
 
 def test_keep_alive_connection_serves_many_requests(service: tuple[BackupService, Store]) -> None:

@@ -5,7 +5,13 @@
 shared secret. Answers: 200 ``{"accepted": N}`` once every event is durable in the journal;
 401 missing or bad signature; 413 body over ``max_body`` (judged on Content-Length, before
 reading); 400 malformed JSON or an event without ``messageId``; 411 no Content-Length;
-404 another path; 405 another method; 503 when the journal cannot be written.
+404 another path; 405 another method; 503 when the journal cannot be written; 408 a body not
+received within ``READ_TIMEOUT``. With ``Expect: 100-continue`` a refusal comes before the
+body is sent.
+
+The server is aiohttp on its own event loop and thread
+(:class:`~observatory.server.background.BackgroundServer`); ``stop`` waits up to
+``DRAIN_TIMEOUT`` for the requests being answered. Nothing about a request is logged.
 
 :class:`BackupService` runs the receiver with its journal and folds the journal into
 ``backup_events`` (at start-up, every second, and at stop). ``Runtime.start_live`` starts it
@@ -16,6 +22,7 @@ it alone.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import hashlib
 import hmac
 import json
@@ -24,14 +31,15 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import orjson
+from aiohttp import web
 
 from observatory.backup.journal import Journal, fold_journal, journal_path
+from observatory.server.background import BackgroundServer
 
 if TYPE_CHECKING:
     import duckdb
@@ -52,6 +60,11 @@ __all__ = [
 FOLD_EVERY = 1.0
 # How long stop() waits for requests already being answered.
 DRAIN_TIMEOUT = 5.0
+# Seconds a client has to send a body it announced, and an idle keep-alive connection lives.
+READ_TIMEOUT = 30.0
+IDLE_TIMEOUT = 30.0
+# Threads appending to the journal at once (their fsyncs are shared; more requests wait).
+JOURNAL_WORKERS = 16
 
 
 class BadRequest(ValueError):
@@ -128,119 +141,125 @@ def journal_lines(events: Sequence[Event], received_at: float, destinations: lis
     )
 
 
-class BackupReceiver(ThreadingHTTPServer):
-    """The HTTP server; each request is answered on its own thread."""
+class BackupReceiver:
+    """The HTTP endpoint: an aiohttp application served by a
+    :class:`~observatory.server.background.BackgroundServer`, appending to ``journal``.
 
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 256
+    Requests are answered on the server's event loop; each journal append (a write and an
+    fsync, shared by the appends in flight: see :class:`~observatory.backup.journal.Journal`)
+    runs in the server's thread pool, so the loop keeps reading other requests meanwhile.
+    """
 
-    def __init__(self, backup: BackupConfig, journal: Journal, address: tuple[str, int]) -> None:
+    def __init__(
+        self, backup: BackupConfig, journal: Journal, address: tuple[str, int] | None = None
+    ) -> None:
         self.backup = backup
         self.journal = journal
         self.secret = backup.secret_value().encode()
-        self._inflight = 0
-        self._cond = threading.Condition()
-        super().__init__(address, _Handler)
+        host, port = address if address is not None else (backup.host, backup.port)
+        app = web.Application(client_max_size=max(backup.max_body, 1))
+        app.router.add_route("*", "/{tail:.*}", self._handle, expect_handler=self._expect)
+        self.http = BackgroundServer(
+            app,
+            host,
+            port,
+            name="backup-receiver",
+            backlog=256,
+            workers=JOURNAL_WORKERS,
+            keepalive_timeout=IDLE_TIMEOUT,
+            lingering_time=0,  # a refused body is not read: the connection closes instead
+            auto_decompress=False,  # the signature is over the bytes as sent
+        )
 
     @property
     def url(self) -> str:
-        host, port = self.server_address[:2]
-        host = str(host)
-        return f"http://{'[' + host + ']' if ':' in host else host}:{port}{self.backup.path}"
+        """Where the CDP posts, e.g. ``http://127.0.0.1:8765/webhook``."""
+        return self.http.url + self.backup.path
 
-    def enter(self) -> None:
-        with self._cond:
-            self._inflight += 1
+    def start(self) -> BackupReceiver:
+        """Listen; raises ``OSError`` if the address cannot be bound."""
+        self.http.start()
+        return self
 
-    def leave(self) -> None:
-        with self._cond:
-            self._inflight -= 1
-            self._cond.notify_all()
+    def stop(self, timeout: float = DRAIN_TIMEOUT) -> None:
+        """Stop listening; requests being answered get ``timeout`` seconds (idempotent)."""
+        self.http.stop(timeout)
 
-    def drain(self, timeout: float) -> bool:
-        """Wait until no request is being handled (True) or ``timeout`` passed."""
-        with self._cond:
-            return self._cond.wait_for(lambda: self._inflight == 0, timeout)
+    # ------------------------------------------------------------------ requests
 
-
-class _Handler(BaseHTTPRequestHandler):
-    server: BackupReceiver
-    protocol_version = "HTTP/1.1"
-    timeout = 30
-    server_version = "observatory-backup"
-    sys_version = ""
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # one line per request on stderr would drown the JSON lines and the TUI
-
-    def _reply(self, status: int, payload: dict[str, Any], close: bool = False) -> None:
-        body = orjson.dumps(payload)
-        if close:
-            self.close_connection = True
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        if close:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        self.wfile.write(body)
-
-    def _refuse_method(self) -> None:
-        self._reply(405, {"error": "use POST"}, close=True)
-
-    do_GET = do_PUT = do_DELETE = do_PATCH = do_HEAD = _refuse_method
-
-    def do_POST(self) -> None:
-        srv = self.server
-        srv.enter()
-        try:
-            self._post(srv)
-        finally:
-            srv.leave()
-
-    def _post(self, srv: BackupReceiver) -> None:
-        if urlsplit(self.path).path != srv.backup.path:
-            self._reply(404, {"error": "not found"}, close=True)
-            return
-        if self.headers.get("Transfer-Encoding"):
-            self._reply(411, {"error": "send a Content-Length (no chunked bodies)"}, close=True)
-            return
-        length_text = self.headers.get("Content-Length")
+    def _refusal(self, request: web.BaseRequest) -> web.Response | None:
+        """The answer to a request refused before its body is read, if it is."""
+        if request.method != "POST":
+            return _reply(405, {"error": "use POST"}, close=True)
+        if urlsplit(request.raw_path).path != self.backup.path:
+            return _reply(404, {"error": "not found"}, close=True)
+        headers = request.headers
+        if headers.get("Transfer-Encoding"):
+            return _reply(411, {"error": "send a Content-Length (no chunked bodies)"}, close=True)
+        length_text = headers.get("Content-Length")
         if length_text is None:
-            self._reply(411, {"error": "Content-Length required"}, close=True)
-            return
+            return _reply(411, {"error": "Content-Length required"}, close=True)
         try:
             length = int(length_text)
         except ValueError:
             length = -1
         if length < 0:
-            self._reply(400, {"error": "bad Content-Length"}, close=True)
-            return
-        if length > srv.backup.max_body:
-            self._reply(413, {"error": f"body over {srv.backup.max_body} bytes"}, close=True)
-            return
-        body = self.rfile.read(length)  # at most max_body: Content-Length was checked
-        if len(body) < length:
-            self.close_connection = True  # the client went away mid-body
-            return
-        given = (self.headers.get("X-Signature") or "").strip().lower()
-        if not given or not hmac.compare_digest(sign(srv.secret, body), given):
-            self._reply(401, {"error": "missing or bad X-Signature"})
-            return
+            return _reply(400, {"error": "bad Content-Length"}, close=True)
+        if length > self.backup.max_body:
+            return _reply(413, {"error": f"body over {self.backup.max_body} bytes"}, close=True)
+        return None
+
+    async def _expect(self, request: web.Request) -> web.StreamResponse | None:
+        """``Expect: 100-continue``: refuse before the client sends the body, or invite it."""
+        refusal = self._refusal(request)
+        if refusal is not None:
+            return refusal
+        if request.headers.get("Expect", "").lower() != "100-continue":
+            return _reply(417, {"error": "unknown Expect"}, close=True)
+        if request.version >= (1, 1):
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            request.writer.output_size = 0  # the answer proper has not started
+        return None
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        refusal = self._refusal(request)
+        if refusal is not None:
+            return refusal
+        try:
+            async with asyncio.timeout(READ_TIMEOUT):
+                body = await request.read()  # at most max_body: Content-Length was checked
+        except TimeoutError:
+            return _reply(408, {"error": "body not received in time"}, close=True)
+        except ConnectionError:
+            return _reply(400, {"error": "incomplete body"}, close=True)  # nobody to read it
+        given = (request.headers.get("X-Signature") or "").strip().lower()
+        expected = sign(self.secret, body).encode()
+        if not given or not hmac.compare_digest(expected, given.encode("utf-8", "replace")):
+            return _reply(401, {"error": "missing or bad X-Signature"})
         try:
             events = parse_events(body)
         except BadRequest as exc:
-            self._reply(400, {"error": str(exc)})
-            return
+            return _reply(400, {"error": str(exc)})
         if events:
-            data = journal_lines(events, time.time(), srv.backup.destinations)
+            data = journal_lines(events, time.time(), self.backup.destinations)
             try:
-                srv.journal.append(data)
+                # Durable before the answer; the wait does not hold the loop.
+                await asyncio.get_running_loop().run_in_executor(None, self.journal.append, data)
             except OSError:
-                self._reply(503, {"error": "cannot store the events; retry later"}, close=True)
-                return
-        self._reply(200, {"accepted": len(events)})
+                return _reply(503, {"error": "cannot store the events; retry later"}, close=True)
+        return _reply(200, {"accepted": len(events)})
+
+
+def _reply(status: int, payload: dict[str, Any], close: bool = False) -> web.Response:
+    response = web.Response(
+        status=status,
+        body=orjson.dumps(payload),
+        content_type="application/json",
+        headers={"Server": "observatory-backup"},
+    )
+    if close:
+        response.force_close()  # "Connection: close", and the body is not read
+    return response
 
 
 class BackupService:
@@ -281,25 +300,16 @@ class BackupService:
         self.folded += fold_journal(self.con, self.journal_path, truncate=True)
         self.journal = Journal(self.journal_path)
         try:
-            self.server = BackupReceiver(
-                self.backup, self.journal, (self.backup.host, self.backup.port)
-            )
+            self.server = BackupReceiver(self.backup, self.journal).start()
         except OSError as exc:
             self.journal.close()
             raise ConfigError(
                 "backup.listen",
                 f"cannot listen on {self.backup.listen}: {exc.strerror or exc}",
             ) from None
-        serve = threading.Thread(
-            target=self.server.serve_forever,
-            kwargs={"poll_interval": 0.1},
-            name="backup-receiver",
-            daemon=True,
-        )
         fold = threading.Thread(target=self._fold_loop, name="backup-fold", daemon=True)
-        self._threads = [serve, fold]
-        for t in self._threads:
-            t.start()
+        self._threads = [fold]
+        fold.start()
 
     def fold(self) -> int:
         """Fold new journal lines into ``backup_events`` now; the number of rows added."""
@@ -319,9 +329,7 @@ class BackupService:
         """Stop listening, wait for requests in flight, fold the rest; safe to call twice."""
         self._stop.set()
         if self.server is not None:
-            self.server.shutdown()
-            self.server.drain(DRAIN_TIMEOUT)
-            self.server.server_close()
+            self.server.stop(DRAIN_TIMEOUT)  # then no append is under way
         for t in self._threads:
             t.join(timeout=DRAIN_TIMEOUT)
         self._threads = []

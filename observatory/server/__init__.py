@@ -1,2 +1,3 @@
-"""HTTP servers the owner runs: the local API viewers and CLI commands attach to, and the backup
-webhook receiver; and the client that talks to the API."""
+"""HTTP servers the owner runs, on aiohttp (``background.BackgroundServer``): the local API that
+viewers and CLI commands attach to (``api``, ``feed``), and the backup webhook receiver
+(``observatory.backup.receiver``); and the API's client (``client``, ``remote_cursor``)."""

@@ -1,8 +1,8 @@
 """A loopback HTTP server imitating the platform and status APIs the observatory watches.
 
-`SimServer` serves a `SimState` with aiohttp on an event loop in a background thread, on
-127.0.0.1 unless told otherwise. Endpoints, with the shapes of the real APIs (see
-``wire-formats.md``):
+`SimServer` serves a `SimState` with aiohttp on an event loop in a background thread (a
+`observatory.server.background.BackgroundServer`), on 127.0.0.1 unless told otherwise.
+Endpoints, with the shapes of the real APIs (see ``wire-formats.md``):
 
 * ``POST /open_api/v1.3/event/track/`` -- TikTok Events API 2.0, ``POST /v21.0/<pixel>/events``
   -- Meta Conversions API (any ``/vN.M/``), ``POST /v17/customers/<id>:uploadClickConversions``
@@ -19,7 +19,6 @@ endpoint does not take, 500 with the exception's words if a handler fails.
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from collections.abc import Awaitable, Callable
 
@@ -27,6 +26,7 @@ import orjson
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from observatory.server.background import BackgroundServer
 from observatory.sim.state import Fault, Reply, SimState
 from observatory.sim.status_apis import metrics_reply, segment_reply, statuspage_reply
 from observatory.sim.vendors import platform_reply
@@ -66,71 +66,28 @@ class SimServer(SimState):
         super().__init__(seed)
         self.host = host
         self.port = port
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
+        self._http: BackgroundServer | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> SimServer:
         """Bind and serve in a daemon thread; returns self once `url` is set."""
-        ready = threading.Event()
-        errors: list[BaseException] = []
-
-        def run() -> None:
-            loop = asyncio.new_event_loop()
-            asyncio.set_event_loop(loop)
-            runner = web.AppRunner(
-                self._app(),
-                access_log=None,
-                handle_signals=False,
-                shutdown_timeout=_SHUTDOWN_GRACE,
-            )
-            try:
-                loop.run_until_complete(self._bind(runner))
-            except BaseException as exc:  # noqa: BLE001 - reported to the starting thread
-                errors.append(exc)
-            else:
-                self._loop = loop
-                loop.call_soon(ready.set)  # once the loop runs, `stop` can stop it
-                loop.run_forever()
-            finally:
-                ready.set()
-                loop.run_until_complete(runner.cleanup())
-                pending = asyncio.all_tasks(loop)
-                for task in pending:
-                    task.cancel()
-                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-                loop.close()
-
-        self._thread = threading.Thread(target=run, name="sim-server", daemon=True)
-        self._thread.start()
-        ready.wait()
-        if errors:
-            self._thread.join(timeout=5)
-            self._thread = None
-            raise errors[0]
+        http = BackgroundServer(
+            self._app(), self.host, self.port, name="sim-server", backlog=1024
+        ).start()
+        self._http = http
+        self.port = http.port
+        self.url = http.url
         return self
-
-    async def _bind(self, runner: web.AppRunner) -> None:
-        await runner.setup()
-        site = web.TCPSite(runner, self.host, self.port, backlog=1024, reuse_address=True)
-        await site.start()
-        self.port = runner.addresses[0][1]
-        self.url = f"http://{self.host}:{self.port}"
 
     def stop(self) -> None:
         """Stop serving and join the thread (idempotent)."""
-        loop, thread = self._loop, self._thread
-        if loop is None or thread is None:
-            return
-        if not loop.is_closed():
-            loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=5)
-        self._loop = None
-        self._thread = None
+        http, self._http = self._http, None
+        if http is not None:
+            http.stop(_SHUTDOWN_GRACE)
 
     def __enter__(self) -> SimServer:
-        return self.start() if self._thread is None else self
+        return self.start() if self._http is None else self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
