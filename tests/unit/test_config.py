@@ -19,7 +19,7 @@ from observatory.config import (
     parse_rate_budget,
 )
 
-SHIPPED = Path(__file__).parents[1] / "config.toml"
+SHIPPED = Path(__file__).parents[2] / "config.toml"
 
 MINIMAL_SOURCE = """
 [[sources]]

@@ -1,5 +1,5 @@
 """Snapshots of each screen from deterministic data (frozen clock, no polling, no blink).
-Regenerate with `pytest tests/test_ui_snapshots.py --snapshot-update` and look at them."""
+Regenerate with `pytest tests/ui/test_ui_snapshots.py --snapshot-update` and look at them."""
 
 from __future__ import annotations
 

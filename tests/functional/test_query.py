@@ -20,7 +20,7 @@ import pytest
 
 from observatory.store.query import CELL_WIDTH, cell, render_table
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 DESTINATIONS = ["crm_webhook", "google_ads", "meta_capi", "tiktok_conversions"]
 BY_DEST = "select destination, count(*) as n from events group by 1 order by 1"
 

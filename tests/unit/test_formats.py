@@ -24,7 +24,7 @@ from observatory.ingest.formats.regex import PRESETS
 from observatory.ingest.tail import Block, FileState
 from observatory.store.db import Store, Tally
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 EGRESS_LOG = REPO / "sample_logs" / "egress.log"
 
 T0_MS = 1_795_183_200_203  # 2026-11-20T14:00:00.203Z

@@ -20,7 +20,7 @@ from click.testing import CliRunner
 
 from observatory.cli import main
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SAMPLE_LOGS = REPO / "sample_logs"
 SHIPPED_CONFIG = REPO / "config.toml"
 

@@ -4,7 +4,7 @@ tests/golden/sample_logs/: a restructuring must not change what users and other 
 Outputs are made by real `python -m observatory` processes on a copy of the repository's
 config.toml and sample_logs/. Only the timing fields of `ingest`'s summary are masked. When an
 output changes on purpose, regenerate the files with `OBSERVATORY_UPDATE_GOLDEN=1 python -m
-pytest tests/test_golden_outputs.py` and read the diff before committing it.
+pytest tests/functional/test_golden_outputs.py` and read the diff before committing it.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from pathlib import Path
 
 import orjson
 
-REPO = Path(__file__).resolve().parent.parent
-GOLDEN = Path(__file__).resolve().parent / "golden" / "sample_logs"
+REPO = Path(__file__).resolve().parents[2]
+GOLDEN = REPO / "tests" / "golden" / "sample_logs"
 UPDATE = os.environ.get("OBSERVATORY_UPDATE_GOLDEN") == "1"
 QUERY = (
     "select destination, outcome::varchar as outcome, count(*) as n, "

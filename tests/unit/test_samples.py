@@ -21,7 +21,7 @@ from observatory.sim.samples import (
     write_samples,
 )
 
-SAMPLE_DIR = Path(__file__).resolve().parent.parent / "sample_logs"
+SAMPLE_DIR = Path(__file__).resolve().parents[2] / "sample_logs"
 
 # The nginx_upstream preset's pattern, verbatim.
 NGINX_UPSTREAM = re.compile(
