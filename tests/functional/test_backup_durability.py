@@ -24,7 +24,7 @@ import pytest
 
 from observatory.backup import sign
 from observatory.store.db import Store
-from tests.conftest import make_config
+from tests.helpers import make_config
 
 SECRET = "durability-secret"
 KILLS = 6

@@ -21,7 +21,7 @@ from observatory.backup import BackupService, fold_journal, journal_path, parse_
 from observatory.config import Config, ConfigError, load_config
 from observatory.runtime import Runtime
 from observatory.store.db import Store
-from tests.conftest import make_config
+from tests.helpers import make_config
 
 SECRET = "s3cr3t-backup-key"
 

@@ -27,7 +27,8 @@ from pathlib import Path
 
 import duckdb
 import orjson
-from conftest import make_config, pino_line
+
+from tests.helpers import make_config, pino_line
 
 N = 20_000
 MIN_KILLS = 12

@@ -19,7 +19,6 @@ import duckdb
 import httpx
 import orjson
 import pytest
-from conftest import make_config
 
 from observatory.config import ConfigError, ProbeConfig, load_config
 from observatory.incidents.store import list_incidents
@@ -35,6 +34,7 @@ from observatory.probes import (
 from observatory.probes.promtext import parse_selectors, parse_text
 from observatory.runtime import Runtime
 from observatory.sim.server import SimServer
+from tests.helpers import make_config
 
 SUMMARY = "/api/v2/summary.json"
 METRICS = "/metrics"

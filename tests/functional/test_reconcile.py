@@ -30,7 +30,7 @@ from observatory.backup.reconcile import (
 from observatory.cli import main
 from observatory.config import Config, load_config
 from observatory.store.db import Store
-from tests.conftest import make_config
+from tests.helpers import make_config
 
 TIKTOK, META = "tiktok_conversions", "meta_capi"
 DESTS = (TIKTOK, META)
@@ -399,10 +399,9 @@ async def test_the_destination_screen_writes_the_missing_events(
 ) -> None:
     """`m` on a destination screen writes what `reconcile --output` would, while the TUI holds
     the database (which `reconcile` cannot open): exactly the missing events, as received."""
-    from test_ui_data import settle, wait_for
-
     from observatory.ui.app import make_app
     from observatory.ui.screens.destination import DestinationScreen
+    from tests.pilot import settle, wait_for
 
     monkeypatch.chdir(tmp_path)
     app = make_app(case_config, poll=False, clock=lambda: case.now)

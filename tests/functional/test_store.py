@@ -10,10 +10,10 @@ import time
 from pathlib import Path
 
 import duckdb
-from conftest import make_config
 
 from observatory.config import load_config
 from observatory.runtime import PRUNE_INTERVAL, Runtime
+from tests.helpers import make_config
 
 DAY_MS = 86_400_000
 T0 = 1_795_183_200_000  # 2026-11-20T14:00:00Z

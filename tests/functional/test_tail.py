@@ -11,7 +11,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import (
+
+from observatory.config import Config, ConfigError, load_config
+from observatory.ingest.backfill import ingest_files, plan_files
+from observatory.ingest.lines import MAX_LINE
+from observatory.ingest.tail import FileReader, SourceTailer, file_key
+from observatory.store.db import Store, Tally
+from tests.helpers import (
     BASE_EPOCH_MS,
     counts,
     ids,
@@ -22,12 +28,6 @@ from conftest import (
     poll,
     q,
 )
-
-from observatory.config import Config, ConfigError, load_config
-from observatory.ingest.backfill import ingest_files, plan_files
-from observatory.ingest.lines import MAX_LINE
-from observatory.ingest.tail import FileReader, SourceTailer, file_key
-from observatory.store.db import Store, Tally
 
 SMALL_BLOCK = 64 << 10  # forces the reader's "line longer than the block" path
 

@@ -12,13 +12,13 @@ from typing import Any
 
 import duckdb
 import pytest
-from conftest import ids, message_ids, pino_line, q
 
 from observatory.config import Config
 from observatory.ingest.backfill import IngestResult, ingest_files, plan_files
 from observatory.ingest.lines import MAX_LINE
 from observatory.ingest.wholefile import available, lines_sql
 from observatory.store.db import Store
+from tests.helpers import ids, make_config, message_ids, pino_line, q
 
 pytestmark = pytest.mark.skipif(not available(), reason="needs /proc/self/fd")
 
@@ -234,8 +234,6 @@ def test_lines_sql_reads_lines_as_they_are(tmp_path: Path) -> None:
 
 
 def test_summary_of_a_whole_file_read(tmp_path: Path, logs: Path) -> None:
-    from conftest import make_config
-
     cfg = make_config(tmp_path)
     log = logs / "a.jsonl"
     log.write_bytes(pino(0, 30) + b"\n" + b"oops\n")

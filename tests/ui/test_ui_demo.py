@@ -6,10 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_ui_data import wait_for
 
 from observatory.ui.app import make_app
 from observatory.ui.demo import prepare_demo
+from tests.pilot import wait_for
 
 
 @pytest.mark.asyncio

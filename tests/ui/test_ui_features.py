@@ -11,8 +11,6 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
-import test_ui_data
-from test_ui_data import AppMaker, busy, open_incidents, settle, wait_for
 from textual.binding import Binding
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, OptionList, Static, TextArea, Tree
@@ -28,9 +26,8 @@ from observatory.ui.screens.help import KEYS, HelpScreen
 from observatory.ui.screens.incidents import IncidentsScreen
 from observatory.ui.screens.sql import SqlScreen
 from observatory.ui.widgets.destination_pane import DestinationPane
-
-datasets = test_ui_data.datasets
-make_ui = test_ui_data.make_ui
+from tests.pilot import busy, open_incidents, settle, wait_for
+from tests.ui.dataset import NOW, AppMaker
 
 SIZE = (120, 36)
 pytestmark = pytest.mark.asyncio
@@ -207,7 +204,7 @@ async def test_sql_file_access_when_the_config_enables_it(
         runtime.replay_history()
         return runtime
 
-    app = make_app(config, poll=False, clock=lambda: test_ui_data.NOW, runtime_factory=factory)
+    app = make_app(config, poll=False, clock=lambda: NOW, runtime_factory=factory)
     (tmp_path / "allowed.csv").write_text("a\n41\n")
     async with app.run_test(size=SIZE) as pilot:
         await ready(pilot)

@@ -9,8 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import test_ui_data
-from test_ui_data import MARKUP_DEST, AppMaker, open_incidents, settle, wait_for
 from textual import events
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Static, TextArea
@@ -23,11 +21,10 @@ from observatory.ui.screens.help import HelpScreen
 from observatory.ui.screens.incidents import IncidentsScreen
 from observatory.ui.screens.sql import SqlScreen
 from observatory.ui.widgets.destination_pane import DestinationPane
+from tests.pilot import open_incidents, settle, wait_for
+from tests.ui.dataset import MARKUP_DEST, AppMaker
 
 # Fixtures shared with the other UI test modules.
-datasets = test_ui_data.datasets
-make_ui = test_ui_data.make_ui
-
 SIZE = (120, 36)
 pytestmark = pytest.mark.asyncio
 

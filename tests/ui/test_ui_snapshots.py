@@ -5,19 +5,16 @@ from __future__ import annotations
 
 from typing import Any
 
-import test_ui_data
-from test_ui_data import AppMaker, settle, wait_for
 from textual.widgets import TextArea
 
 from observatory.ui.screens.destination import DestinationScreen
 from observatory.ui.screens.incidents import IncidentsScreen
 from observatory.ui.screens.sql import SqlScreen
 from observatory.ui.widgets.destination_pane import DestinationPane
+from tests.pilot import settle, wait_for
+from tests.ui.dataset import AppMaker
 
 # Fixtures shared with the other UI test modules.
-datasets = test_ui_data.datasets
-make_ui = test_ui_data.make_ui
-
 SIZE = (120, 36)
 
 

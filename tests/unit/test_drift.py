@@ -18,7 +18,7 @@ from observatory.incidents.export import export_incident
 from observatory.incidents.store import list_incidents
 from observatory.probes import ProbeResult
 from observatory.runtime import DRIFT_ATTACH_WINDOW, Runtime
-from tests.conftest import make_config
+from tests.helpers import make_config
 
 START = 1_700_000_000
 DEST = "tiktok_conversions"
