@@ -395,6 +395,7 @@ def test_hung_sink_does_not_delay_others_and_publish_never_blocks(
     assert stats_of(dispatcher, "webhook[0]")["dropped"] == 10_000  # its queue, abandoned
 
 
+@pytest.mark.slow  # sits out a 1 s Retry-After
 def test_retry_after_is_honoured(server: Server) -> None:
     server.script.append(("status", 429, {"Retry-After": "1"}))
     dispatcher = AlertDispatcher(

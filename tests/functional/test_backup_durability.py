@@ -26,6 +26,8 @@ from observatory.backup import sign
 from observatory.store.db import Store
 from tests.helpers import make_config
 
+pytestmark = pytest.mark.slow  # SIGKILLs at random wall-clock moments while clients post
+
 SECRET = "durability-secret"
 KILLS = 6
 CLIENTS = 8

@@ -27,8 +27,11 @@ from pathlib import Path
 
 import duckdb
 import orjson
+import pytest
 
 from tests.helpers import make_config, pino_line
+
+pytestmark = pytest.mark.slow  # SIGKILLs at random wall-clock moments while a writer appends
 
 N = 20_000
 MIN_KILLS = 12

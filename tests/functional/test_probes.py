@@ -355,6 +355,7 @@ class Collector:
         raise AssertionError(f"only {len(self.results)} results, wanted {n}")
 
 
+@pytest.mark.slow  # the scheduler's intervals, in real time
 def test_scheduler_runs_every_interval_with_jitter(sim: SimServer) -> None:
     probe = make_probe("d", ProbeConfig(kind="http", url=sim.url + HEALTH, every=0.2))
     got = Collector()
@@ -373,6 +374,7 @@ def test_scheduler_runs_every_interval_with_jitter(sim: SimServer) -> None:
     assert all(r.ok for r in got.results)
 
 
+@pytest.mark.slow  # sits out a 2 s Retry-After
 @pytest.mark.parametrize("form", ["seconds", "http-date"])
 def test_scheduler_honours_retry_after(sim: SimServer, form: str) -> None:
     """Retry-After: 2 with every=0.2 s: no request for ~2 s, then the probe resumes."""
@@ -398,6 +400,7 @@ def test_scheduler_honours_retry_after(sim: SimServer, form: str) -> None:
     assert 0.17 <= times[2] - times[1] <= 0.4  # back to the normal interval
 
 
+@pytest.mark.slow  # 1 s timeouts against a 3 s delay
 def test_scheduler_never_overlaps_a_probe(sim: SimServer) -> None:
     """timeout 1 s against a 3 s delay with every=0.1 s: requests spaced >= the timeout."""
     sim.set_fault(HEALTH, "timeout", delay=3.0)
@@ -416,6 +419,7 @@ def test_scheduler_never_overlaps_a_probe(sim: SimServer) -> None:
     assert all(g >= 1.0 for g in gaps), gaps
 
 
+@pytest.mark.slow  # probes for 1.2 s
 def test_scheduler_survives_a_failing_handler_and_probes_independently(sim: SimServer) -> None:
     fast = make_probe("a", ProbeConfig(kind="http", url=sim.url + HEALTH, every=0.1))
     slow = make_probe(
@@ -488,6 +492,7 @@ def test_build_probes_names_and_bad_selector(tmp_path: Path) -> None:
     assert err.value.key == "destinations[0].probes[4].selector"
 
 
+@pytest.mark.slow  # a live runtime's probes
 def test_runtime_stores_probes_and_status_page_joins_the_incident(
     tmp_path: Path, sim: SimServer
 ) -> None:

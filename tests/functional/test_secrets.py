@@ -125,6 +125,7 @@ def _run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Complete
     )
 
 
+@pytest.mark.slow  # live probes for 3 s, then `watch --duration 5`
 def test_probe_token_appears_nowhere(
     tmp_path: Path, sim: SimServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:

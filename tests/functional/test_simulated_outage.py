@@ -13,9 +13,12 @@ from pathlib import Path
 
 import duckdb
 import orjson
+import pytest
 
 # The limit drops well after watch's detectors have armed (warmup 15 s), even on a busy CI box.
 LIMIT_AT, DEGRADED_AT, RESTORE_AT, OK_AT, LENGTH = 30, 33, 50, 52, 135
+
+pytestmark = pytest.mark.slow  # a 135 s scenario run live by `simulate` and `watch`
 
 SCENARIO = f"""
 name = "short-tiktok-rate-limit"

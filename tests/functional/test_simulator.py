@@ -156,6 +156,7 @@ def test_token_validity(server: SimServer, client: httpx.Client) -> None:
     assert client.post(TIKTOK, json=tiktok_body()).json()["code"] == 40105
 
 
+@pytest.mark.slow  # sits out a 1 s delay fault
 def test_faults(server: SimServer, client: httpx.Client) -> None:
     server.set_fault("/open_api/", "http_error")
     assert client.post(TIKTOK, json=tiktok_body()).status_code == 503
@@ -317,6 +318,7 @@ def test_scenarios_load_and_are_deterministic() -> None:
     assert seq1[0] == first[0]
 
 
+@pytest.mark.slow  # a 4 s real-time simulation
 def test_forwarder_lines_ingest_cleanly_with_retries(tmp_path: Path) -> None:
     scenario = parse_scenario(
         {
@@ -392,6 +394,7 @@ def test_watch_config_is_valid(tmp_path: Path) -> None:
     assert cfg.detection.warmup <= 30
 
 
+@pytest.mark.slow  # `simulate --duration 3`
 def test_simulate_command(tmp_path: Path) -> None:
     logs = tmp_path / "logs"
     out = subprocess.run(

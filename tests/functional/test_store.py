@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import duckdb
+import pytest
 
 from observatory.config import load_config
 from observatory.runtime import PRUNE_INTERVAL, Runtime
@@ -78,6 +79,7 @@ def test_a_live_run_prunes_past_the_retention_once_a_minute(tmp_path: Path) -> N
         runtime.close()
 
 
+@pytest.mark.slow  # a live `watch --duration 0.5`
 def test_watch_prunes_past_the_retention(tmp_path: Path) -> None:
     cfg = make_config(tmp_path, retention="2m")
     log = tmp_path / "logs" / "a.jsonl"

@@ -12,8 +12,11 @@ from pathlib import Path
 
 import duckdb
 import orjson
+import pytest
 
 from observatory.sim.loadgen import LineWriter, backlog, config_toml
+
+pytestmark = pytest.mark.slow  # a live `watch` on lines written in real time
 
 RATES = {"tiktok_conversions": 50.0, "meta_capi": 20.0}
 

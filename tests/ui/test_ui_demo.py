@@ -12,6 +12,7 @@ from observatory.ui.demo import prepare_demo
 from tests.pilot import wait_for
 
 
+@pytest.mark.slow  # waits for the live simulator's lines
 @pytest.mark.asyncio
 async def test_demo_opens_the_app_live_on_the_simulator(tmp_path: Path) -> None:
     setup = prepare_demo(tmp_path)

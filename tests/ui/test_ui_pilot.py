@@ -245,6 +245,7 @@ async def test_untrusted_destination_names_are_literal(make_ui: AppMaker) -> Non
         assert MARKUP_DEST in values and "\\x1b[31mevil" in values
 
 
+@pytest.mark.slow  # waits for lines written in real time
 async def test_live_polling_adds_panes_for_new_destinations(tmp_path: Path) -> None:
     from observatory.sim.loadgen import LineWriter, config_toml
     from observatory.ui.app import make_app
