@@ -36,7 +36,7 @@ def offsets(store: Store) -> list[tuple[Any, ...]]:
 
 
 def rejects(store: Store) -> list[tuple[Any, ...]]:
-    return q(store, "SELECT file, line_no, reason, line FROM rejects ORDER BY line_no")
+    return q(store, "SELECT file, line_no, reason, line FROM rejects ORDER BY line_no, file")
 
 
 def test_a_complete_file_is_read_whole_and_only_once(
