@@ -1,0 +1,183 @@
+"""With `observatory watch` holding the database, `query`, `incidents`, `export` and `reconcile`
+run from other processes go through its API and print exactly what they print on the stopped
+database; and the API keeps out whoever has no token and any SQL that is not a read of
+Observatory's own tables."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+
+from observatory.server.owner_files import read_endpoint, read_token
+from observatory.sim.loadgen import config_toml
+from tests.helpers import SECRET
+from tests.helpers import history_with_outage as _history
+
+pytestmark = pytest.mark.slow
+
+
+def _cli(*args: str, cfg: Path) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "observatory", *args, "--config", str(cfg)],
+        capture_output=True,
+        timeout=60,
+    )
+
+
+COMMANDS: list[tuple[str, ...]] = [
+    ("query", "select destination, outcome, count(*) n from events group by all order by all"),
+    ("query", "select * from events order by ts, message_id limit 50", "--format", "csv"),
+    ("query", "select count(*) from incidents", "--format", "json"),
+    ("incidents",),
+    ("incidents", "--format", "json"),
+    ("reconcile", "--format", "json"),
+]
+
+
+def _without_countdown(out: bytes) -> list[dict[str, object]]:
+    rows = [orjson.loads(r) for r in out.splitlines()]
+    for row in rows:
+        row.pop("lost_in_s")
+    return rows
+
+
+@pytest.fixture
+def owned(tmp_path: Path) -> tuple[Path, Path]:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    _history(logs / "fwd.jsonl", time.time())
+    cfg = tmp_path / "config.toml"
+    extra = (
+        f'\n[backup]\nlisten = "127.0.0.1:0"\nsecret = "{SECRET}"\n'
+        'destinations = ["tiktok_conversions"]\n\n[server]\nlisten = "127.0.0.1:0"\n'
+    )
+    cfg.write_text(config_toml(str(tmp_path / "obs.duckdb"), str(logs / "*.jsonl"), "60s", extra))
+    return cfg, tmp_path / "obs.duckdb"
+
+
+def test_commands_beside_a_running_watch_match_the_stopped_database(
+    owned: tuple[Path, Path],
+) -> None:
+    cfg, db = owned
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "observatory", "watch", "--config", str(cfg), "--duration", "120"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while read_endpoint(str(db)) is None:
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            assert time.monotonic() < deadline, "the owner never announced its API"
+            time.sleep(0.2)
+        time.sleep(1.0)  # the backlog is stored and replayed before the API starts
+        attached = [_cli(*c, cfg=cfg) for c in COMMANDS]
+        listed = orjson.loads(attached[4].stdout.splitlines()[0])
+        inc_id = listed["id"]
+        html = _cli("export", inc_id[:5], "--format", "html", cfg=cfg)
+        md = _cli("export", inc_id, "--format", "md", cfg=cfg)
+        missing = _cli("export", "ffffffff", "--format", "md", cfg=cfg)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    assert read_endpoint(str(db)) is None  # gone with its owner
+    assert listed["destination"] == "tiktok_conversions"
+    for cmd, got in zip(COMMANDS, attached, strict=True):
+        direct = _cli(*cmd, cfg=cfg)
+        assert got.returncode == direct.returncode == 0, got.stderr
+        if cmd[0] == "reconcile":  # the retry-window countdown moves on with the clock
+            assert _without_countdown(got.stdout) == _without_countdown(direct.stdout)
+            assert orjson.loads(got.stdout)["failing"] == 120 * 40  # the rate-limited events
+        else:
+            assert got.stdout == direct.stdout, cmd
+    for fmt, got in (("html", html), ("md", md)):
+        direct = _cli("export", inc_id, "--format", fmt, cfg=cfg)
+        assert got.returncode == 0 and got.stdout == direct.stdout, fmt
+    assert html.stdout.startswith(b"<!DOCTYPE html>")
+    direct_missing = _cli("export", "ffffffff", "--format", "md", cfg=cfg)
+    assert (missing.returncode, missing.stderr) == (
+        direct_missing.returncode,
+        direct_missing.stderr,
+    )
+
+
+def test_the_api_needs_the_token_and_runs_only_reads_of_its_own_tables(
+    owned: tuple[Path, Path], tmp_path: Path
+) -> None:
+    cfg, db = owned
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "observatory", "watch", "--config", str(cfg), "--duration", "90"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while (endpoint := read_endpoint(str(db))) is None:
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.2)
+        token = read_token(str(db))
+        assert token and len(token) >= 32
+        assert os.stat(f"{db}.token").st_mode & 0o777 == 0o600
+        routes = [
+            ("POST", "/api/query", {"sql": "select 1"}),
+            ("GET", "/api/incidents", None),
+            ("GET", "/api/incidents/abc", None),
+            ("POST", "/api/incidents/abc/ack", None),
+            ("POST", "/api/incidents/abc/note", {"text": "x"}),
+            ("GET", "/api/reconcile", None),
+            ("GET", "/api/reconcile/missing", None),
+            ("GET", "/api/rejects", None),
+            ("GET", "/api/status", None),
+        ]
+        bodies: list[bytes] = []
+        with httpx.Client(base_url=endpoint.url, timeout=10) as http:
+            health = http.get("/healthz")
+            assert health.status_code == 200 and health.json() == {"status": "ok"}
+            for auth in (
+                {},
+                {"Authorization": "Bearer wrong-token-0123456789"},
+                {"Authorization": token},
+            ):
+                for method, path, body in routes:
+                    r = http.request(method, path, json=body, headers=auth)
+                    assert r.status_code == 401, (method, path, auth)
+                    bodies.append(r.content)
+            ok = {"Authorization": f"Bearer {token}"}
+            refused = [
+                "delete from events",
+                "copy events to '/tmp/stolen.csv'",
+                "attach 'other.duckdb'",
+                "select * from read_text('/etc/passwd')",
+                "select * from '/etc/passwd'",
+                f"select * from read_csv('{cfg}')",
+                "select * from duckdb_settings()",
+                "pragma database_list",
+                "install httpfs",
+                "select 1; drop table events",
+            ]
+            for sql in refused:
+                r = http.post("/api/query", json={"sql": sql}, headers=ok)
+                assert (
+                    r.status_code == 400 and b"refused" in r.content or b"one SQL" in r.content
+                ), sql
+                bodies.append(r.content)
+            big = http.post("/api/query", json={"sql": "select 1 -- " + "x" * 100_000}, headers=ok)
+            assert big.status_code == 413
+            for method, path, body in routes:
+                r = http.request(method, path, json=body, headers=ok)
+                assert r.status_code != 401
+                bodies.append(r.content)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    for body in bodies:
+        assert token.encode() not in body and SECRET.encode() not in body
+    assert token.encode() not in err and SECRET.encode() not in err

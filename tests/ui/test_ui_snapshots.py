@@ -1,0 +1,99 @@
+"""Snapshots of each screen from deterministic data (frozen clock, no polling, no blink).
+Regenerate with `pytest tests/ui/test_ui_snapshots.py --snapshot-update` and look at them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual.widgets import TextArea
+
+from observatory.ui.screens.destination import DestinationScreen
+from observatory.ui.screens.incidents import IncidentsScreen
+from observatory.ui.screens.sql import SqlScreen
+from observatory.ui.widgets.destination_pane import DestinationPane
+from tests.pilot import settle, wait_for
+from tests.ui.dataset import AppMaker
+
+# Fixtures shared with the other UI test modules.
+SIZE = (120, 36)
+
+
+async def dashboard_ready(pilot: Any) -> None:
+    app = pilot.app
+    await wait_for(
+        pilot,
+        lambda: (
+            app.snapshot is not None
+            and len(app.screen.query(DestinationPane)) == len(app.snapshot.statuses)
+        ),
+    )
+    await pilot.pause(0.1)
+
+
+def test_dashboard_healthy(snap_compare: Any, make_ui: AppMaker) -> None:
+    assert snap_compare(make_ui("healthy"), run_before=dashboard_ready, terminal_size=SIZE)
+
+
+def test_dashboard_with_incident(snap_compare: Any, make_ui: AppMaker) -> None:
+    assert snap_compare(make_ui("incident"), run_before=dashboard_ready, terminal_size=SIZE)
+
+
+def test_destination_screen(snap_compare: Any, make_ui: AppMaker) -> None:
+    async def run_before(pilot: Any) -> None:
+        await dashboard_ready(pilot)
+        pilot.app.screen.panes["tiktok_conversions"].focus()
+        await pilot.press("enter")
+        screen = pilot.app.screen
+        assert isinstance(screen, DestinationScreen)
+        await settle(pilot, screen)
+
+    assert snap_compare(make_ui("incident"), run_before=run_before, terminal_size=SIZE)
+
+
+def _sql(query: str) -> Any:
+    async def run_before(pilot: Any) -> None:
+        await dashboard_ready(pilot)
+        await pilot.press("s")
+        screen = pilot.app.screen
+        assert isinstance(screen, SqlScreen)
+        editor = screen.query_one(TextArea)
+        editor.cursor_blink = False
+        editor.text = query
+        await pilot.press("ctrl+enter")
+        await settle(pilot, screen)
+
+    return run_before
+
+
+def test_sql_console_result(snap_compare: Any, make_ui: AppMaker) -> None:
+    query = (
+        "select destination, outcome::varchar as outcome, count(*) as n\n"
+        "from events group by all order by 1, 2"
+    )
+    assert snap_compare(make_ui("incident"), run_before=_sql(query), terminal_size=SIZE)
+
+
+def test_sql_console_error(snap_compare: Any, make_ui: AppMaker) -> None:
+    assert snap_compare(
+        make_ui("healthy"), run_before=_sql("drop table events"), terminal_size=SIZE
+    )
+
+
+def test_incidents_list(snap_compare: Any, make_ui: AppMaker) -> None:
+    async def run_before(pilot: Any) -> None:
+        await dashboard_ready(pilot)
+        await pilot.press("i")
+        screen = pilot.app.screen
+        assert isinstance(screen, IncidentsScreen)
+        await settle(pilot, screen)
+
+    assert snap_compare(make_ui("incident"), run_before=run_before, terminal_size=SIZE)
+
+
+def test_help(snap_compare: Any, make_ui: AppMaker) -> None:
+    async def run_before(pilot: Any) -> None:
+        await dashboard_ready(pilot)
+        await pilot.press("question_mark")
+        await pilot.pause(0.1)
+
+    assert snap_compare(make_ui("healthy"), run_before=run_before, terminal_size=SIZE)

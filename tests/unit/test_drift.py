@@ -1,0 +1,308 @@
+"""Rate-limit drift: the DriftTracker on synthetic per-second counts, and the runtime hook that
+puts a drift into the destination's incident (evidence, timeline, saved, exported)."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from observatory.config import load_config
+from observatory.detect.counts import SecondCounts
+from observatory.detect.drift import (
+    BASELINE_QUANTILE,
+    LATENESS,
+    DriftEvent,
+    DriftTracker,
+)
+from observatory.incidents.export import export_incident
+from observatory.incidents.providers import DRIFT_ATTACH_WINDOW
+from observatory.incidents.store import list_incidents
+from observatory.probes import ProbeResult
+from observatory.runtime import Runtime
+from tests.helpers import make_config
+
+START = 1_700_000_000
+DEST = "tiktok_conversions"
+
+
+def run(
+    tracker: DriftTracker, rows: list[tuple[int, int, int]], start: int = START, dest: str = DEST
+) -> list[DriftEvent]:
+    """Feed (delivered, rate_limited, failed) per consecutive second and advance past each."""
+    events: list[DriftEvent] = []
+    for i, (delivered, limited, failed) in enumerate(rows):
+        sec = start + i
+        tracker.feed(
+            [SecondCounts(dest, sec, delivered=delivered, rate_limited=limited, failed=failed)]
+        )
+        events += tracker.advance(sec + 1)
+    # judge the last second too
+    return events + tracker.advance(start + len(rows) + LATENESS)
+
+
+def at_ceiling(n: int, ceiling: int, rng: random.Random, limited: tuple[int, int] = (10, 120)):
+    """n seconds of a destination throttled at `ceiling` events/s (a little jitter)."""
+    return [(ceiling + rng.randint(-3, 3), rng.randint(*limited), 0) for _ in range(n)]
+
+
+def test_ceiling_drop_is_flagged_with_old_and_new_ceilings() -> None:
+    rng = random.Random(1)
+    tracker = DriftTracker()
+    rows = (
+        at_ceiling(120, 100, rng) + [(40, 200, 0), (40, 230, 0), (41, 240, 0)] + [(40, 240, 0)] * 10
+    )
+    events = run(tracker, rows)
+    assert len(events) == 1
+    ev = events[0]
+    assert ev.kind == "ceiling_drop" and ev.destination == DEST
+    # judged with the engine's lateness: the second 121 (the 2nd low one) ends at +122
+    assert ev.ts == START + 122
+    assert 97 <= ev.old_ceiling <= 103
+    assert ev.new_ceiling == 40
+    assert ev.throttled_share == (200 + 230) / (40 + 200 + 40 + 230)
+    assert ev.retry_after_s is None
+    st = tracker.status()[DEST]
+    assert st.flagged and st.flagged_at == START + 122 and st.flagged_ceiling == 40
+    assert st.baseline_ceiling == ev.old_ceiling  # frozen while flagged
+    # the current estimate follows the drop's seconds
+    tracker.advance(START + len(rows) + LATENESS + 1)
+    assert tracker.status()[DEST].current_ceiling == 40
+
+
+def test_steady_throttled_traffic_raises_nothing() -> None:
+    rng = random.Random(2)
+    tracker = DriftTracker()
+    rows: list[tuple[int, int, int]] = []
+    for _ in range(3600):
+        r = rng.random()
+        if r < 0.01:
+            rows.append((rng.randint(5, 30), rng.randint(0, 3), 0))  # a stall: few attempts
+        elif r < 0.02:
+            rows.append((rng.randint(80, 95), rng.randint(5, 50), rng.randint(0, 5)))
+        elif r < 0.2:
+            rows.append((rng.randint(90, 105), 0, 0))  # unthrottled second
+        else:
+            rows.append((100 + rng.randint(-4, 4), rng.randint(2, 150), 0))
+    assert run(tracker, rows) == []
+    st = tracker.status()[DEST]
+    assert st.baseline_kind == "throttled" and 98 <= (st.baseline_ceiling or 0) <= 102
+    assert 0.3 < st.throttled_share < 0.6 and not st.flagged
+
+
+def test_lone_low_second_and_demand_drop_raise_nothing() -> None:
+    rng = random.Random(3)
+    tracker = DriftTracker()
+    rows = at_ceiling(60, 100, rng)
+    rows += [(30, 150, 0)]  # one low throttled second, then back at the ceiling
+    rows += at_ceiling(30, 100, rng)
+    rows += [(35, 5, 0)] * 30  # upstream traffic falls: hardly any attempts, not a drift
+    rows += [(35, 0, 0)] * 30
+    assert run(tracker, rows) == []
+
+
+def test_cascade_with_fewer_attempts_is_flagged_when_refused_heavily() -> None:
+    """A forwarder whose throttled requests hold its slots through their backoff sends fewer
+    attempts once the limit tightens: 60 attempts/s, 20 refused, 40 delivered still shows the
+    ceiling fell from 100 to 40. As many attempts refused lightly, or few refused heavily, not."""
+    rng = random.Random(6)
+    light = at_ceiling(60, 100, rng) + [(45, 10, 0)] * 20  # 55 attempts, 18 % refused
+    few = at_ceiling(60, 100, rng) + [(20, 15, 0)] * 20  # 35 attempts: a stall
+    assert run(DriftTracker(), light) == []
+    assert run(DriftTracker(), few) == []
+    events = run(DriftTracker(), at_ceiling(60, 100, rng) + [(40, 20, 0)] * 20)
+    assert [e.kind for e in events] == ["ceiling_drop"]
+    assert 97 <= events[0].old_ceiling <= 103 and events[0].new_ceiling == 40
+    assert events[0].ts == START + 60 + 2  # the 2nd low second, judged 1 s after its end
+
+
+def test_lumpy_batches_refine_the_flagged_ceiling_to_their_mean() -> None:
+    """A 50-event batch every 2 s reads 0, 50, 0, 50 per second: the flag's one-second
+    estimate is a poor one, the status shows the mean of the dropped seconds since."""
+    rng = random.Random(7)
+    tracker = DriftTracker()
+    events = run(tracker, at_ceiling(60, 100, rng) + [(0, 80, 0), (50, 80, 0)] * 6)
+    assert [e.kind for e in events] == ["ceiling_drop"]
+    st = tracker.status()[DEST]
+    assert st.flagged and st.flagged_ceiling == 25
+
+
+def test_restoration_is_flagged() -> None:
+    rng = random.Random(4)
+    tracker = DriftTracker()
+    rows = at_ceiling(60, 100, rng) + [(40, 200, 0)] * 30 + [(100, 100, 0)] * 5
+    events = run(tracker, rows)
+    assert [e.kind for e in events] == ["ceiling_drop", "ceiling_restored"]
+    back = events[1]
+    assert back.old_ceiling == 40 and back.new_ceiling == 100
+    assert back.ts == START + 60 + 30 + 3  # three throttled seconds at the old ceiling
+    st = tracker.status()[DEST]
+    assert not st.flagged and st.flagged_ceiling is None
+
+
+def test_unthrottled_rate_is_a_lower_bound_before_any_throttling() -> None:
+    tracker = DriftTracker()
+    rows = [(80, 0, 0)] * 30 + [(30, 90, 0)] * 5
+    events = run(tracker, rows)
+    assert len(events) == 1
+    assert events[0].old_ceiling == 80 and events[0].new_ceiling == 30
+    tracker2 = DriftTracker()
+    run(tracker2, [(80, 0, 0)] * 30)
+    st = tracker2.status()[DEST]
+    assert st.baseline_kind == "lower_bound" and st.baseline_ceiling == 80
+    assert st.current_ceiling is None  # never throttled: no estimate
+
+
+def test_raised_limit_moves_the_baseline_up_without_an_event() -> None:
+    rng = random.Random(5)
+    tracker = DriftTracker()
+    rows = at_ceiling(60, 100, rng) + [(150, 0, 0)] * 10 + at_ceiling(60, 150, rng)
+    assert run(tracker, rows) == []
+    st = tracker.status()[DEST]
+    assert 147 <= (st.baseline_ceiling or 0) <= 153
+    # a drop back to 100 is now a drift from 150
+    events = run(tracker, [(100, 200, 0)] * 3, start=START + len(rows))
+    assert [e.kind for e in events] == ["ceiling_drop"]
+    assert 147 <= events[0].old_ceiling <= 153 and events[0].new_ceiling == 100
+
+
+def test_pieces_add_up_late_seconds_are_ignored_and_retry_after_is_carried() -> None:
+    rng = random.Random(6)
+    tracker = DriftTracker()
+    run(tracker, at_ceiling(60, 100, rng))
+    tracker.note_retry_after(DEST, 2.0)
+    sec = START + 60
+    # a second in two pieces: 50 + 50 delivered is no drop
+    tracker.feed([SecondCounts(DEST, sec, delivered=50, rate_limited=100)])
+    tracker.feed([SecondCounts(DEST, sec, delivered=50, rate_limited=20)])
+    assert tracker.advance(sec + 1 + LATENESS) == []
+    # a late piece of an already judged second changes nothing
+    tracker.feed([SecondCounts(DEST, sec - 5, delivered=0, rate_limited=500)])
+    events = run(tracker, [(40, 200, 0)] * 2, start=sec + 1)
+    assert len(events) == 1 and events[0].retry_after_s == 2.0
+    assert events[0].json_line()["type"] == "rate_limit_drift"
+
+
+def test_advance_judges_like_the_engine_and_is_deterministic() -> None:
+    rows = at_ceiling(60, 100, random.Random(7)) + [(40, 200, 0)] * 3
+    a, b = DriftTracker(), DriftTracker()
+    for i, (d, rl, f) in enumerate(rows):
+        a.feed([SecondCounts(DEST, START + i, delivered=d, rate_limited=rl, failed=f)])
+        b.feed([SecondCounts(DEST, START + i, delivered=d, rate_limited=rl, failed=f)])
+    # a second is judged once the watermark is LATENESS + 1 past its start
+    assert a.advance(START + 61 + LATENESS) == []  # up to START + 60: one low second
+    events = a.advance(START + 62 + LATENESS)
+    assert [e.ts for e in events] == [START + 62]
+    assert b.advance(START + 100) == events
+    assert 0 < BASELINE_QUANTILE < 1
+
+
+# -- the runtime hook --------------------------------------------------------------------------
+
+
+def _runtime(tmp_path: Path, warmup: str = "10s") -> Runtime:
+    path = make_config(tmp_path)
+    path.write_text(path.read_text() + f'\n[detection]\nwarmup = "{warmup}"\n', encoding="utf-8")
+    return Runtime(load_config(path))
+
+
+def _step(runtime: Runtime, sec: int, delivered: int, limited: int) -> None:
+    counts = [SecondCounts(DEST, sec, delivered=delivered, rate_limited=limited)]
+    counts.append(SecondCounts("meta_capi", sec, delivered=100))
+    runtime._feed(counts)
+    runtime._advance(sec + 1)
+
+
+def _probe_down(runtime: Runtime, ts: float) -> None:
+    runtime.record_probe_results(
+        [
+            ProbeResult(DEST, "http", ts + k, False, 503, 5.0, "down", {"retry_after_s": 2.0})
+            for k in range(3)
+        ]
+    )
+
+
+def test_drift_joins_the_open_incident(tmp_path: Path) -> None:
+    runtime = _runtime(tmp_path)
+    drifts: list[DriftEvent] = []
+    runtime.on_drift = drifts.append
+    try:
+        rng = random.Random(8)
+        for i in range(60):
+            _step(runtime, START + i, 100 + rng.randint(-2, 2), 30)
+        _probe_down(runtime, START + 60)  # a probe incident opens
+        for i in range(60, 65):
+            _step(runtime, START + i, 100, 30)
+        assert [i.detector for i in runtime.engine.incidents()] == ["probe"]
+        for i in range(65, 75):
+            _step(runtime, START + i, 40, 200)
+        assert [d.kind for d in drifts] == ["ceiling_drop"]
+        assert drifts[0].retry_after_s == 2.0
+        assert runtime.drift_events == drifts
+        stored = list_incidents(runtime.store.con)
+        assert len(stored) == 1
+        inc = stored[0]
+        ev = inc.evidence["rate_limit_drift"]
+        assert ev["new_ceiling_per_s"] == 40 and 98 <= ev["old_ceiling_per_s"] <= 102
+        assert ev["flagged_at"] == "2023-11-14T22:14:27.000Z"  # START + 67
+        assert ev["throttled_share"] == round(400 / 480, 4) and ev["retry_after_s"] == 2.0
+        notes = [e for e in inc.timeline if e.kind == "drift"]
+        assert len(notes) == 1 and "-> 40/s" in notes[0].detail
+        # the engine's later saves keep it (the live copy carries it), noted once
+        for i in range(75, 80):
+            _step(runtime, START + i, 40, 200)
+        _probe_down(runtime, START + 80)
+        inc = list_incidents(runtime.store.con)[0]
+        assert [e.kind for e in inc.timeline].count("drift") == 1
+        assert "rate_limit_drift" in inc.evidence
+        md = export_incident(runtime.store.con, inc, "md")
+        assert "Rate limit drift" in md and "**New ceiling (per s):** 40" in md
+        # restoration: noted on the same incident, evidence updated
+        for i in range(80, 90):
+            _step(runtime, START + i, 100, 40)
+        assert [d.kind for d in drifts] == ["ceiling_drop", "ceiling_restored"]
+        inc = list_incidents(runtime.store.con)[0]
+        assert inc.evidence["rate_limit_drift"]["restored_ceiling_per_s"] == 100
+        assert [e.kind for e in inc.timeline].count("drift") == 2
+    finally:
+        runtime.close()
+
+
+def test_drift_joins_the_next_incident_within_the_window(tmp_path: Path) -> None:
+    # traffic detectors still warming up: only the probe opens an incident, after the drift
+    runtime = _runtime(tmp_path, warmup="2h")
+    try:
+        rng = random.Random(9)
+        for i in range(60):
+            _step(runtime, START + i, 100 + rng.randint(-2, 2), 30)
+        for i in range(60, 70):
+            _step(runtime, START + i, 40, 40)
+        assert [d.kind for d in runtime.drift_events] == ["ceiling_drop"]
+        assert not [i for i in runtime.engine.incidents() if i.destination == DEST]
+        _probe_down(runtime, START + 70)
+        for i in range(70, 76):
+            _step(runtime, START + i, 40, 40)
+        stored = [i for i in list_incidents(runtime.store.con) if i.destination == DEST]
+        assert [i.detector for i in stored] == ["probe"]
+        inc = stored[0]
+        assert inc.evidence["rate_limit_drift"]["new_ceiling_per_s"] == 40
+        assert inc.evidence["rate_limit_drift"]["flagged_at"] == "2023-11-14T22:14:22.000Z"
+        assert [e.kind for e in inc.timeline].count("drift") == 1
+    finally:
+        runtime.close()
+    # an incident opened long after the drift does not get it
+    assert DRIFT_ATTACH_WINDOW < 3600
+    (tmp_path / "late").mkdir()
+    runtime = _runtime(tmp_path / "late", warmup="2h")
+    try:
+        for i in range(60):
+            _step(runtime, START + i, 100, 30)
+        for i in range(60, 70):
+            _step(runtime, START + i, 40, 40)
+        late = START + 70 + int(DRIFT_ATTACH_WINDOW) + 60
+        _probe_down(runtime, late)
+        _step(runtime, late + 3, 40, 40)
+        probe_incidents = [i for i in list_incidents(runtime.store.con) if i.destination == DEST]
+        assert probe_incidents
+        assert all("rate_limit_drift" not in i.evidence for i in probe_incidents)
+    finally:
+        runtime.close()
