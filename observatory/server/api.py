@@ -68,6 +68,24 @@ def _error(status: int, message: str, exit_code: int = 1) -> web.Response:
     return web.Response(status=status, text=body, content_type="application/json")
 
 
+# Every route: (method, path, ApiService method). All but /healthz need the token.
+ROUTES: tuple[tuple[str, str, str], ...] = (
+    ("GET", "/healthz", "healthz"),
+    ("POST", "/api/query", "query"),
+    ("GET", "/api/incidents", "incidents"),
+    ("GET", "/api/incidents/{id}", "export"),
+    ("POST", "/api/incidents/{id}/ack", "acknowledge"),
+    ("POST", "/api/incidents/{id}/note", "note"),
+    ("GET", "/api/reconcile", "reconcile"),
+    ("GET", "/api/reconcile/missing", "missing"),
+    ("GET", "/api/rejects", "rejects"),
+    ("GET", "/api/status", "status"),
+    ("GET", "/api/snapshots", "snapshots"),
+    ("POST", "/api/sql", "sql"),
+    ("POST", "/api/sql/{id}/cancel", "cancel_sql"),
+)
+
+
 class ApiService:
     """The API of one runtime: serving from ``start()`` until ``stop()``."""
 
@@ -76,20 +94,9 @@ class ApiService:
         self._token = token.encode()
         self.db_path = runtime.store.path
         app = web.Application(client_max_size=MAX_BODY, middlewares=[self._auth])
-        app.router.add_get("/healthz", self.healthz)
-        app.router.add_post("/api/query", self.query)
-        app.router.add_get("/api/incidents", self.incidents)
-        app.router.add_get("/api/incidents/{id}", self.export)
-        app.router.add_post("/api/incidents/{id}/ack", self.acknowledge)
-        app.router.add_post("/api/incidents/{id}/note", self.note)
-        app.router.add_get("/api/reconcile", self.reconcile)
-        app.router.add_get("/api/reconcile/missing", self.missing)
-        app.router.add_get("/api/rejects", self.rejects)
-        app.router.add_get("/api/status", self.status)
         self.feed = SnapshotFeed(self._command)
-        app.router.add_get("/api/snapshots", self.feed.handle)
-        app.router.add_post("/api/sql", self.sql)
-        app.router.add_post("/api/sql/{id}/cancel", self.cancel_sql)
+        for method, path, name in ROUTES:
+            app.router.add_route(method, path, getattr(self, name))
         app.on_shutdown.append(lambda _app: self.feed.close())
         self._running: dict[str, duckdb.DuckDBPyConnection] = {}  # /api/sql by id
         self._running_lock = threading.Lock()
@@ -139,6 +146,9 @@ class ApiService:
         return await asyncio.wait_for(asyncio.wrap_future(future), COMMAND_TIMEOUT)
 
     # -- routes ----------------------------------------------------------------------------------
+
+    async def snapshots(self, request: web.Request) -> web.StreamResponse:
+        return await self.feed.handle(request)
 
     async def healthz(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})

@@ -16,6 +16,7 @@ import httpx
 import orjson
 import pytest
 
+from observatory.server.api import ROUTES
 from observatory.server.owner_files import read_endpoint, read_token
 from observatory.sim.loadgen import config_toml
 from tests.helpers import SECRET
@@ -126,16 +127,12 @@ def test_the_api_needs_the_token_and_runs_only_reads_of_its_own_tables(
         token = read_token(str(db))
         assert token and len(token) >= 32
         assert os.stat(f"{db}.token").st_mode & 0o777 == 0o600
+        bodies_for = {"/api/query": {"sql": "select 1"}, "/api/incidents/{id}/note": {"text": "x"}}
+        bodies_for["/api/sql"] = {"sql": "select 1"}
         routes = [
-            ("POST", "/api/query", {"sql": "select 1"}),
-            ("GET", "/api/incidents", None),
-            ("GET", "/api/incidents/abc", None),
-            ("POST", "/api/incidents/abc/ack", None),
-            ("POST", "/api/incidents/abc/note", {"text": "x"}),
-            ("GET", "/api/reconcile", None),
-            ("GET", "/api/reconcile/missing", None),
-            ("GET", "/api/rejects", None),
-            ("GET", "/api/status", None),
+            (method, path.replace("{id}", "abc"), bodies_for.get(path))
+            for method, path, _ in ROUTES
+            if path != "/healthz"
         ]
         bodies: list[bytes] = []
         with httpx.Client(base_url=endpoint.url, timeout=10) as http:
@@ -172,6 +169,16 @@ def test_the_api_needs_the_token_and_runs_only_reads_of_its_own_tables(
             big = http.post("/api/query", json={"sql": "select 1 -- " + "x" * 100_000}, headers=ok)
             assert big.status_code == 413
             for method, path, body in routes:
+                if path == "/api/snapshots":  # a stream: its first event is enough
+                    with http.stream(method, path, headers=ok) as stream:
+                        assert stream.status_code == 200
+                        first = b""
+                        for chunk in stream.iter_bytes():
+                            first += chunk
+                            if b"\n\n" in first:
+                                break
+                    bodies.append(first)
+                    continue
                 r = http.request(method, path, json=body, headers=ok)
                 assert r.status_code != 401
                 bodies.append(r.content)
