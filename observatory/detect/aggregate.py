@@ -16,13 +16,21 @@ from observatory.detect.counts import LN_BIN_BASE, MAX_BIN, SecondCounts
 
 _OUTCOME_COLS = ("delivered", "rate_limited", "rejected", "failed", "retrying", "dropped")
 
+_BIN = f"least(CAST(floor(ln(greatest(latency_ms, 1)) / {LN_BIN_BASE!r}) AS INTEGER), {MAX_BIN})"
+# The latency histogram counts each request once: events delivered in one batch share its
+# timestamp and its latency, and are one observation of the destination's latency, not many
+# (20 events of one slow request are not 20 independent slow events). Events with the same
+# (ts, latency) in a second count once.
 AGG_SQL = (
-    "SELECT destination, CAST(floor(epoch(ts)) AS BIGINT) AS sec, "
-    + ", ".join(f"count(*) FILTER (WHERE outcome = '{o}')" for o in _OUTCOME_COLS)
-    + ", count(latency_ms), coalesce(sum(latency_ms), 0), coalesce(max(latency_ms), 0), "
-    f"histogram(least(CAST(floor(ln(greatest(latency_ms, 1)) / {LN_BIN_BASE!r}) AS INTEGER), "
-    f"{MAX_BIN})) FILTER (WHERE latency_ms IS NOT NULL) "
-    "FROM events WHERE {where} GROUP BY ALL ORDER BY sec, destination"
+    "WITH e AS (SELECT destination, ts, outcome, latency_ms, "
+    "CAST(floor(epoch(ts)) AS BIGINT) AS sec FROM events WHERE {where}), "
+    "c AS (SELECT destination, sec, "
+    + ", ".join(f"count(*) FILTER (WHERE outcome = '{o}') AS {o}" for o in _OUTCOME_COLS)
+    + ", count(latency_ms) AS n, coalesce(sum(latency_ms), 0) AS lsum, "
+    "coalesce(max(latency_ms), 0) AS lmax FROM e GROUP BY ALL), "
+    f"h AS (SELECT destination, sec, histogram({_BIN}) AS hist FROM (SELECT DISTINCT "
+    "destination, sec, ts, latency_ms FROM e WHERE latency_ms IS NOT NULL) GROUP BY ALL) "
+    "SELECT c.*, h.hist FROM c LEFT JOIN h USING (destination, sec) ORDER BY sec, destination"
 )
 
 

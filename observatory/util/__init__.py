@@ -1,0 +1,1 @@
+"""Small shared helpers: durations, Retry-After, progress lines, SQL string quoting."""

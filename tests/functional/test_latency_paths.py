@@ -33,7 +33,7 @@ def test_duckdb_and_python_put_a_latency_in_the_same_bin(tmp_path: Path) -> None
         store.con.executemany(
             "INSERT INTO events (ts, ingested_at, source, destination, outcome, latency_ms) "
             "VALUES (to_timestamp(?), now(), 's', 'd', 'delivered', ?)",
-            [(T0, v) for v in values],
+            [(T0 + i / 10_000, v) for i, v in enumerate(values)],  # one second, apart
         )
         store.con.execute(
             "INSERT INTO events (ts, ingested_at, source, destination, outcome) "
@@ -48,6 +48,27 @@ def test_duckdb_and_python_put_a_latency_in_the_same_bin(tmp_path: Path) -> None
     assert dict(Counter(bins_of(np.array(values)).tolist())) == dict(python)
     assert second.latency_n == len(values) and second.total == len(values) + 1
     assert latency_bin(math.nan) == 0
+
+
+def test_a_batch_is_one_latency_observation_however_many_events_it_carries(
+    tmp_path: Path,
+) -> None:
+    # A forwarder that sends 20 events per request logs them with the request's timestamp
+    # and latency: one slow request is one slow observation, not twenty.
+    batches = [(T0 + 0.1, 40.0), (T0 + 0.3, 41.0), (T0 + 0.5, 400.0), (T0 + 0.7, 40.0)]
+    store = Store(str(tmp_path / "batches.duckdb"))
+    try:
+        store.con.executemany(
+            "INSERT INTO events (ts, ingested_at, source, destination, outcome, latency_ms) "
+            "VALUES (to_timestamp(?), now(), 's', 'd', 'delivered', ?)",
+            [(ts, ms) for ts, ms in batches for _ in range(20)],
+        )
+        (second,) = fetch_seconds(store.con)
+    finally:
+        store.close()
+    assert second.delivered == second.latency_n == 80  # every event still counts as delivered
+    assert second.hist == dict(Counter(latency_bin(ms) for _, ms in batches))
+    assert sum(second.hist.values()) == 4
 
 
 def _runtime(tmp: Path, name: str, log: Path) -> Runtime:
