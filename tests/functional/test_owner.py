@@ -17,7 +17,7 @@ from observatory.owner import build_runtime
 from tests.helpers import make_config
 from tests.recording_server import Server, incident
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def webhook(server: Server) -> str:
