@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ui import BULK_DESTS, _line, bulk_writer, pct  # noqa: E402
+from ui import BULK_DESTS, _line, bulk_writer, dashboard_with_panes, pct  # noqa: E402
 
 TARGET_P95_MS = 1500.0
 
@@ -90,22 +90,13 @@ def _read_viewer(
 async def measure(config: Path, db: str, logs: Path, seconds: float) -> dict[str, float]:
     from observatory.server.owner_files import read_endpoint
     from observatory.ui.app import make_app
-    from observatory.ui.screens.dashboard import DashboardScreen
 
     app = make_app(config)
     local: list[float] = []
     written: dict[str, float] = {}
     seen: dict[str, float] = {}
     async with app.run_test(size=(120, 40)):
-        deadline = time.monotonic() + 30
-        while not (
-            isinstance(app.screen, DashboardScreen) and len(app.screen.panes) >= len(BULK_DESTS)
-        ):
-            if time.monotonic() > deadline:
-                raise SystemExit("the owning app did not show the destinations within 30 s")
-            await asyncio.sleep(0.05)
-        dash = app.screen
-        assert isinstance(dash, DashboardScreen)
+        dash = await dashboard_with_panes(app, "the owning app")
         while read_endpoint(db) is None:
             await asyncio.sleep(0.05)
         proc = subprocess.Popen(

@@ -66,29 +66,33 @@ def pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(round(q / 100 * (len(values) - 1))))]
 
 
+async def dashboard_with_panes(app: Any, what: str) -> Any:
+    """The app's dashboard once it shows a pane per bulk destination (30 s at most)."""
+    from observatory.ui.screens.dashboard import DashboardScreen
+
+    deadline = time.monotonic() + 30
+    while not (
+        isinstance(app.screen, DashboardScreen) and len(app.screen.panes) >= len(BULK_DESTS)
+    ):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{what} did not show the destinations within 30 s")
+        await asyncio.sleep(0.05)
+    return app.screen
+
+
 async def measure(
     config: Path, logs: Path, seconds: float, keys_on: bool = True, panes_on: bool = True
 ) -> dict[str, float]:
     from textual import events
 
     from observatory.ui.app import make_app
-    from observatory.ui.screens.dashboard import DashboardScreen
 
     app = make_app(config)
     lags: list[float] = []
     keys: list[float] = []
     panes: list[float] = []
     async with app.run_test(size=(120, 40)):
-        # live and showing the bulk destinations
-        deadline = time.monotonic() + 30
-        while not (
-            isinstance(app.screen, DashboardScreen) and len(app.screen.panes) >= len(BULK_DESTS)
-        ):
-            if time.monotonic() > deadline:
-                raise SystemExit("the app did not show the destinations within 30 s")
-            await asyncio.sleep(0.05)
-        dash = app.screen
-        assert isinstance(dash, DashboardScreen)
+        dash = await dashboard_with_panes(app, "the app")  # live, showing the bulk ones
         stop = asyncio.Event()
 
         def send_key(key: str, char: str) -> None:

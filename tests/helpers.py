@@ -130,3 +130,22 @@ def history_with_outage(log: Path, now: float) -> None:
         fh.write(b"".join(out))
     backlog(log, {"meta_capi": RATES["meta_capi"]}, now - 1200, now - 1080, seed=6)
     backlog(log, RATES, now - 1080, now - 660, seed=5)
+
+
+def owned_config(tmp_path: Path) -> tuple[Path, Path]:
+    """A config over a log with that history, a [backup] table and the API on a free loopback
+    port: (the config file, its database)."""
+    import time
+
+    from observatory.sim.loadgen import config_toml
+
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    history_with_outage(logs / "fwd.jsonl", time.time())
+    cfg = tmp_path / "config.toml"
+    extra = (
+        f'\n[backup]\nlisten = "127.0.0.1:0"\nsecret = "{SECRET}"\n'
+        'destinations = ["tiktok_conversions"]\n\n[server]\nlisten = "127.0.0.1:0"\n'
+    )
+    cfg.write_text(config_toml(str(tmp_path / "obs.duckdb"), str(logs / "*.jsonl"), "60s", extra))
+    return cfg, tmp_path / "obs.duckdb"

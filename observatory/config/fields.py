@@ -102,3 +102,12 @@ class _Model(BaseModel):
     are left out of ``str(ValidationError)``."""
 
     model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+
+def check_listen(value: str, example: str) -> str:
+    """A ``HOST:PORT`` listen address (``[::1]:8787`` for IPv6), stripped."""
+    host, sep, port = value.strip().rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise _custom("listen", f"is not HOST:PORT (e.g. {example})", value)
+    return value.strip()

@@ -21,6 +21,7 @@ from observatory.config.fields import (
     _command_before,
     _custom,
     _Model,
+    check_listen,
 )
 from observatory.config.parsing import _RATE_HINT, parse_duration, parse_rate_budget
 
@@ -168,11 +169,7 @@ class BackupConfig(_Model):
     @field_validator("listen")
     @classmethod
     def _listen(cls, value: str) -> str:
-        host, sep, port = value.strip().rpartition(":")
-        host = host.strip("[]")
-        if not sep or not host or not port.isdigit() or int(port) > 65535:
-            raise _custom("listen", "is not HOST:PORT (e.g. 127.0.0.1:8765)", value)
-        return value.strip()
+        return check_listen(value, "127.0.0.1:8765")
 
     @field_validator("path")
     @classmethod

@@ -6,7 +6,7 @@ import ipaddress
 
 from pydantic import SecretStr, field_validator, model_validator
 
-from observatory.config.fields import NonEmptyStr, _custom, _Model
+from observatory.config.fields import NonEmptyStr, _custom, _Model, check_listen
 
 DEFAULT_LISTEN = "127.0.0.1:8787"
 
@@ -42,11 +42,7 @@ class ServerConfig(_Model):
     @field_validator("listen")
     @classmethod
     def _listen(cls, value: str) -> str:
-        host, sep, port = value.strip().rpartition(":")
-        host = host.strip("[]")
-        if not sep or not host or not port.isdigit() or int(port) > 65535:
-            raise _custom("listen", "is not HOST:PORT (e.g. 127.0.0.1:8787)", value)
-        return value.strip()
+        return check_listen(value, DEFAULT_LISTEN)
 
     @field_validator("token")
     @classmethod

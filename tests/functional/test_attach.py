@@ -17,10 +17,8 @@ import orjson
 import pytest
 
 from observatory.server.api import ROUTES
-from observatory.server.owner_files import read_endpoint, read_token
-from observatory.sim.loadgen import config_toml
-from tests.helpers import SECRET
-from tests.helpers import history_with_outage as _history
+from observatory.server.owner_files import Endpoint, read_endpoint, read_token
+from tests.helpers import SECRET, owned_config
 
 pytestmark = pytest.mark.slow
 
@@ -50,35 +48,32 @@ def _without_countdown(out: bytes) -> list[dict[str, object]]:
     return rows
 
 
+def _start_owner(cfg: Path, db: Path) -> tuple[subprocess.Popen[bytes], Endpoint]:
+    """`observatory watch` on `cfg`, once it has announced its API beside `db`."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "observatory", "watch", "--config", str(cfg), "--duration", "120"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 60
+    while (endpoint := read_endpoint(str(db))) is None:
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        assert time.monotonic() < deadline, "the owner never announced its API"
+        time.sleep(0.2)
+    return proc, endpoint
+
+
 @pytest.fixture
 def owned(tmp_path: Path) -> tuple[Path, Path]:
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    _history(logs / "fwd.jsonl", time.time())
-    cfg = tmp_path / "config.toml"
-    extra = (
-        f'\n[backup]\nlisten = "127.0.0.1:0"\nsecret = "{SECRET}"\n'
-        'destinations = ["tiktok_conversions"]\n\n[server]\nlisten = "127.0.0.1:0"\n'
-    )
-    cfg.write_text(config_toml(str(tmp_path / "obs.duckdb"), str(logs / "*.jsonl"), "60s", extra))
-    return cfg, tmp_path / "obs.duckdb"
+    return owned_config(tmp_path)
 
 
 def test_commands_beside_a_running_watch_match_the_stopped_database(
     owned: tuple[Path, Path],
 ) -> None:
     cfg, db = owned
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "observatory", "watch", "--config", str(cfg), "--duration", "120"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    proc, _ = _start_owner(cfg, db)
     try:
-        deadline = time.monotonic() + 60
-        while read_endpoint(str(db)) is None:
-            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-            assert time.monotonic() < deadline, "the owner never announced its API"
-            time.sleep(0.2)
         time.sleep(1.0)  # the backlog is stored and replayed before the API starts
         attached = [_cli(*c, cfg=cfg) for c in COMMANDS]
         listed = orjson.loads(attached[4].stdout.splitlines()[0])
@@ -114,16 +109,8 @@ def test_the_api_needs_the_token_and_runs_only_reads_of_its_own_tables(
     owned: tuple[Path, Path], tmp_path: Path
 ) -> None:
     cfg, db = owned
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "observatory", "watch", "--config", str(cfg), "--duration", "90"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    proc, endpoint = _start_owner(cfg, db)
     try:
-        deadline = time.monotonic() + 60
-        while (endpoint := read_endpoint(str(db))) is None:
-            assert proc.poll() is None and time.monotonic() < deadline
-            time.sleep(0.2)
         token = read_token(str(db))
         assert token and len(token) >= 32
         assert os.stat(f"{db}.token").st_mode & 0o777 == 0o600

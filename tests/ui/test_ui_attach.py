@@ -29,7 +29,7 @@ from observatory.incidents.model import Incident, TimelineEntry
 from observatory.incidents.store import load_incident, save_incident
 from observatory.runtime import Runtime
 from observatory.server.owner_files import read_endpoint, read_token
-from observatory.sim.loadgen import LineWriter, config_toml
+from observatory.sim.loadgen import LineWriter
 from observatory.snapshot import Snapshot
 from observatory.store.db import Store
 from observatory.ui.app import ObservatoryApp, make_attached_app
@@ -38,8 +38,7 @@ from observatory.ui.screens.dashboard import DashboardScreen
 from observatory.ui.screens.destination import DestinationScreen
 from observatory.ui.screens.incidents import IncidentsScreen
 from observatory.ui.screens.sql import SqlScreen
-from tests.helpers import RATES, SECRET
-from tests.helpers import history_with_outage as _history
+from tests.helpers import RATES, owned_config
 from tests.pilot import settle, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio]
@@ -61,16 +60,7 @@ def owned(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
     and the API on a free loopback port."""
     monkeypatch.setenv("OBSERVATORY_SQL_HISTORY", str(tmp_path / "sql_history"))
     monkeypatch.delenv("OBSERVATORY_TOKEN", raising=False)
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    _history(logs / "fwd.jsonl", time.time())
-    cfg = tmp_path / "config.toml"
-    extra = (
-        f'\n[backup]\nlisten = "127.0.0.1:0"\nsecret = "{SECRET}"\n'
-        'destinations = ["tiktok_conversions"]\n\n[server]\nlisten = "127.0.0.1:0"\n'
-    )
-    cfg.write_text(config_toml(str(tmp_path / "obs.duckdb"), str(logs / "*.jsonl"), "60s", extra))
-    return cfg, tmp_path / "obs.duckdb"
+    return owned_config(tmp_path)
 
 
 OPEN_ID = "0pen0000"
