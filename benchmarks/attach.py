@@ -38,7 +38,7 @@ def shown(pane: object) -> bool:
     return (
         pane is not None
         and getattr(pane, "is_mounted", False)
-        and pane.region.height > 0  # type: ignore[attr-defined]
+        and pane.region.height > 0  # type: ignore[attr-defined]  # a mounted widget's region
         and last is not None
         and last[0].last_event_ts is not None
     )

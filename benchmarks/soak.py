@@ -412,7 +412,7 @@ def verdict(
         consumed = con.execute("SELECT coalesce(sum(line_no), 0) FROM ingest_offsets").fetchone()
         rows, span = con.execute(
             "SELECT count(*), coalesce(epoch(max(ts)) - epoch(min(ts)), 0) FROM events"
-        ).fetchone()  # type: ignore[misc]
+        ).fetchone()  # type: ignore[misc]  # an aggregate: one row always
         rejects = con.execute("SELECT count(*) FROM rejects").fetchone()
     finally:
         con.close()

@@ -98,7 +98,7 @@ async def measure(
         def send_key(key: str, char: str) -> None:
             event = events.Key(key, char)
             event.set_sender(app)
-            app._driver.send_message(event)  # type: ignore[union-attr]
+            app._driver.send_message(event)  # type: ignore[union-attr]  # run_test's driver exists
 
         async def lag_probe() -> None:
             while not stop.is_set():
@@ -117,7 +117,7 @@ async def measure(
                 if "FILTER" in renderable.render_segments(app.console) and not prompt_at:
                     prompt_at.append(time.perf_counter())
 
-        app._display = rendered  # type: ignore[method-assign]
+        app._display = rendered  # type: ignore[method-assign]  # render frames as a terminal would
         marker = logs / "marker.jsonl"
         end = time.monotonic() + seconds
         k = 0

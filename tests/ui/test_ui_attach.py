@@ -304,7 +304,7 @@ async def test_viewers_say_disconnected_and_come_back(
             client.wait(10)
             shown = app.snapshot
             await until(pilot, lambda: app.snapshot is not shown, 3)
-            assert owner.poll() is None and app.link.connected  # type: ignore[union-attr]
+            assert owner.poll() is None and app.link.connected  # type: ignore[union-attr]  # set once attached
 
             # the owner dies: both viewers say so within 2 s, neither crashes
             owner.send_signal(signal.SIGKILL)
@@ -327,10 +327,10 @@ async def test_viewers_say_disconnected_and_come_back(
 
             # a new owner (another process, likely another port): both come back
             owner = start_watch(cfg, db)
-            second_url = read_endpoint(str(db)).url  # type: ignore[union-attr]
+            second_url = read_endpoint(str(db)).url  # type: ignore[union-attr]  # waited for above
             await until(pilot, lambda: app.link is not None and app.link.connected, 10)
             await until(pilot, viewer.connected, 10)
-            assert app.link.url == second_url and viewer.links[-1][1].url == second_url  # type: ignore[union-attr]
+            assert app.link.url == second_url and viewer.links[-1][1].url == second_url  # type: ignore[union-attr]  # attached
             resumed = app.snapshot
             await until(pilot, lambda: app.snapshot is not resumed, 3)
             assert "ATTACHED" in status_line(app) and second_url in status_line(app)

@@ -128,7 +128,7 @@ def test_a_detector_from_outside_opens_and_resolves_an_incident() -> None:
     changes = run(engine, end, end + 200)
     resolved = [c.incident for c in changes if c.kind == "resolved"]
     assert [i.id for i in resolved] == [incident.id]
-    assert end + 60 <= resolved[0].resolved_at <= end + 70  # type: ignore[operator]
+    assert end + 60 <= resolved[0].resolved_at <= end + 70  # type: ignore[operator]  # resolved: set
     assert "retry storm from " in resolved[0].summary
     assert engine.incidents() == []
 
