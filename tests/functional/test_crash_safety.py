@@ -252,6 +252,7 @@ def test_whole_file_reads_killed_at_random_moments_commit_all_or_nothing(tmp_pat
     writer.start()
     sizes: dict[str, tuple[int, int]] = {}  # path -> (k, size)
     kills = torn = 0
+    typical = 1.5  # s: how long a whole run takes, until one has been timed
     for k in range(WHOLE_ROUNDS):
         assert time.monotonic() - started < 150, (k, kills, torn)
         path = logs / f"batch-{k:02d}.jsonl"
@@ -260,7 +261,10 @@ def test_whole_file_reads_killed_at_random_moments_commit_all_or_nothing(tmp_pat
         proc = subprocess.Popen(
             cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path
         )
-        kill_after = rng.uniform(0.05, 1.5) if rng.random() < 0.8 else None
+        # A moment within a run as long as the last whole one took: a fast machine finishes
+        # before a fixed 1.5 s and would hardly ever be killed.
+        kill_after = rng.uniform(0.05, 1.0) * typical if rng.random() < 0.8 else None
+        began = time.monotonic()
         try:
             out, err = proc.communicate(timeout=kill_after if kill_after else 60)
         except subprocess.TimeoutExpired:
@@ -270,6 +274,7 @@ def test_whole_file_reads_killed_at_random_moments_commit_all_or_nothing(tmp_pat
             kills += 1
         else:
             assert proc.returncode == 0, err.decode()
+            typical = time.monotonic() - began
         if not db.exists():
             continue
         pos, rows = per_file(db)
