@@ -44,12 +44,22 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import orjson
 from aiohttp import web
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from observatory.config.server import DEFAULT_LISTEN, is_loopback, split_listen
 from observatory.server.background import BackgroundServer
 from observatory.server.feed import SnapshotFeed
-from observatory.server.models import ErrorBody, NoteRequest, QueryRequest, SqlRequest
+from observatory.server.models import (
+    Cancelled,
+    ErrorBody,
+    Health,
+    IncidentAnswer,
+    NoteRequest,
+    QueryRequest,
+    RejectRow,
+    SqlRequest,
+    StatusAnswer,
+)
 from observatory.server.owner_files import load_or_create_token, remove_endpoint, write_endpoint
 
 if TYPE_CHECKING:
@@ -151,7 +161,7 @@ class ApiService:
         return await self.feed.handle(request)
 
     async def healthz(self, request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok"})
+        return _model(Health())
 
     async def query(self, request: web.Request) -> web.StreamResponse:
         from observatory.store.query import QueryError, query_on
@@ -240,7 +250,7 @@ class ApiService:
             con = self._running.get(request.match_info["id"])
         if con is not None:
             con.interrupt()
-        return web.json_response({"cancelled": con is not None})
+        return _model(Cancelled(cancelled=con is not None))
 
     async def incidents(self, request: web.Request) -> web.Response:
         from observatory.incidents.export import incidents_output
@@ -290,7 +300,7 @@ class ApiService:
             return _error(404, str(exc.args[0]) if exc.args else "incident not found")
         except ValueError as exc:
             return _error(400, str(exc), 2)
-        return web.json_response(incident_json(incident), dumps=_dumps)
+        return _model(IncidentAnswer.model_validate_json(_dumps(incident_json(incident))))
 
     def _reconcile_args(self, request: web.Request) -> tuple[str | None, float | None, float]:
         q = request.query
@@ -350,7 +360,8 @@ class ApiService:
             ).fetchall()
         )
         keys = ("source", "file", "line_no", "reason", "line", "ingested_at")
-        return web.json_response([dict(zip(keys, r, strict=True)) for r in rows], dumps=_dumps)
+        answer = [RejectRow.model_validate(dict(zip(keys, r, strict=True))) for r in rows]
+        return web.json_response(text="[" + ",".join(a.model_dump_json() for a in answer) + "]")
 
     async def status(self, request: web.Request) -> web.Response:
         def snapshot(rt: Runtime) -> dict[str, Any]:
@@ -361,7 +372,8 @@ class ApiService:
                 "open_incidents": [i.json_line("update") for i in rt.engine.incidents()],
             }
 
-        return web.json_response(await self._command(snapshot), dumps=_dumps)
+        answer = StatusAnswer.model_validate_json(_dumps(await self._command(snapshot)))
+        return _model(answer)
 
 
 class SqlInterrupted(Exception):
@@ -381,6 +393,10 @@ def _arrow_ipc(table: Any) -> bytes:
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
     return bytes(sink.getvalue().to_pybytes())
+
+
+def _model(answer: BaseModel) -> web.Response:
+    return web.Response(text=answer.model_dump_json(), content_type="application/json")
 
 
 def _dumps(value: Any) -> str:

@@ -15,7 +15,18 @@ from typing import Any
 import httpx
 import orjson
 
-from observatory.server.models import ErrorBody, NoteRequest, QueryRequest, SqlParam, SqlRequest
+from observatory.server.models import (
+    Cancelled,
+    ErrorBody,
+    Health,
+    IncidentAnswer,
+    NoteRequest,
+    QueryRequest,
+    RejectRow,
+    SqlParam,
+    SqlRequest,
+    StatusAnswer,
+)
 from observatory.server.owner_files import read_endpoint, read_token
 from observatory.snapshot import Snapshot, snapshot_from_json
 
@@ -75,8 +86,12 @@ class OwnerClient:
 
     def healthy(self) -> bool:
         try:
-            return self._http.get("/healthz", timeout=2.0).status_code == 200
-        except httpx.HTTPError:
+            answer = self._http.get("/healthz", timeout=2.0)
+            return (
+                answer.status_code == 200
+                and Health.model_validate_json(answer.content).status == "ok"
+            )
+        except (httpx.HTTPError, ValueError):
             return False
 
     def query(self, sql: str, fmt: str) -> bytes:
@@ -89,16 +104,14 @@ class OwnerClient:
     def export(self, incident_id: str, fmt: str) -> str:
         return self._call("GET", f"/api/incidents/{incident_id}", params={"format": fmt}).text
 
-    def acknowledge(self, incident_id: str) -> dict[str, Any]:
-        result: dict[str, Any] = self._call("POST", f"/api/incidents/{incident_id}/ack").json()
-        return result
+    def acknowledge(self, incident_id: str) -> IncidentAnswer:
+        answer = self._call("POST", f"/api/incidents/{incident_id}/ack")
+        return IncidentAnswer.model_validate_json(answer.content)
 
-    def note(self, incident_id: str, text: str) -> dict[str, Any]:
+    def note(self, incident_id: str, text: str) -> IncidentAnswer:
         body = NoteRequest(text=text).model_dump_json()
-        result: dict[str, Any] = self._call(
-            "POST", f"/api/incidents/{incident_id}/note", content=body
-        ).json()
-        return result
+        answer = self._call("POST", f"/api/incidents/{incident_id}/note", content=body)
+        return IncidentAnswer.model_validate_json(answer.content)
 
     def _reconcile_params(
         self, destination: str | None, since: float | None, now: float
@@ -121,11 +134,9 @@ class OwnerClient:
         response = self._call("GET", "/api/reconcile/missing", params=params)
         return response.content, int(response.headers.get("X-Count", "0"))
 
-    def rejects(self, limit: int = 100) -> list[dict[str, Any]]:
-        rows: list[dict[str, Any]] = self._call(
-            "GET", "/api/rejects", params={"limit": limit}
-        ).json()
-        return rows
+    def rejects(self, limit: int = 100) -> list[RejectRow]:
+        answer = self._call("GET", "/api/rejects", params={"limit": limit})
+        return [RejectRow.model_validate(row) for row in orjson.loads(answer.content)]
 
     def sql(
         self,
@@ -151,8 +162,8 @@ class OwnerClient:
         return pa.ipc.open_stream(pa.py_buffer(body)).read_all()
 
     def cancel_sql(self, query_id: str) -> bool:
-        answer = self._call("POST", f"/api/sql/{query_id}/cancel").json()
-        return bool(answer.get("cancelled"))
+        answer = self._call("POST", f"/api/sql/{query_id}/cancel")
+        return Cancelled.model_validate_json(answer.content).cancelled
 
     def snapshots(self, read_timeout: float = STREAM_READ_TIMEOUT) -> Iterator[Snapshot]:
         """The owner's Snapshots as they come (``GET /api/snapshots``), until the connection
@@ -174,9 +185,8 @@ class OwnerClient:
             raise OwnerError(f"the owner at {self.url} went away: {type(exc).__name__}") from exc
         raise OwnerError(f"the owner at {self.url} ended the stream")
 
-    def status(self) -> dict[str, Any]:
-        result: dict[str, Any] = orjson.loads(self._call("GET", "/api/status").content)
-        return result
+    def status(self) -> StatusAnswer:
+        return StatusAnswer.model_validate_json(self._call("GET", "/api/status").content)
 
 
 def find_owner(

@@ -1,4 +1,7 @@
-"""The API's request and error bodies, shared by the server and its client."""
+"""The API's JSON bodies, requests and answers, shared by the server and its client.
+
+Text answers (``/api/query``, ``/api/incidents``, an export, ``/api/reconcile``) are the bytes the
+matching command prints, not models; ``/api/sql`` rows use ``sqlwire``'s typed encoding."""
 
 from __future__ import annotations
 
@@ -48,3 +51,48 @@ class ErrorBody(_Body):
 
     error: str
     exit_code: int = 1
+
+
+class Health(_Body):
+    """``GET /healthz``: alive; nothing else (no token needed, no data)."""
+
+    status: Literal["ok"] = "ok"
+
+
+class Cancelled(_Body):
+    """``POST /api/sql/{id}/cancel``: whether a query of that id was running."""
+
+    cancelled: bool
+
+
+class IncidentAnswer(BaseModel):
+    """``POST /api/incidents/{id}/ack`` and ``/note``: the incident as it now is (the JSON
+    export's fields: these are checked, the rest come along)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    destination: str
+    state: Literal["open", "acknowledged", "resolved"]
+    acknowledged_at: str | None = None
+
+
+class RejectRow(_Body):
+    """``GET /api/rejects``: one unparsed line, newest first."""
+
+    source: str
+    file: str
+    line_no: int
+    reason: str
+    line: str | None
+    ingested_at: str
+
+
+class StatusAnswer(_Body):
+    """``GET /api/status``: per destination what the dashboard shows, and the open incidents
+    as their JSON lines."""
+
+    live: bool
+    last_event_sec: int | None
+    destinations: dict[str, dict[str, JsonValue]]
+    open_incidents: list[dict[str, JsonValue]]

@@ -180,11 +180,11 @@ class AttachedDriver:
 
     def acknowledge(self, incident_id: str, ts: float) -> IncidentState:
         answer = self.owner().acknowledge(incident_id)
-        return IncidentState(str(answer["id"]), str(answer["state"]))
+        return IncidentState(answer.id, answer.state)
 
     def add_note(self, incident_id: str, ts: float, text: str) -> IncidentState:
         answer = self.owner().note(incident_id, text)
-        return IncidentState(str(answer["id"]), str(answer["state"]))
+        return IncidentState(answer.id, answer.state)
 
     def export_incident(self, incident_id: str, fmt: str) -> tuple[str, str]:
         return incident_id, self.owner().export(incident_id, fmt)

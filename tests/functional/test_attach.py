@@ -17,6 +17,7 @@ import orjson
 import pytest
 
 from observatory.server.api import ROUTES
+from observatory.server.client import OwnerClient, OwnerError
 from observatory.server.owner_files import Endpoint, read_endpoint, read_token
 from tests.helpers import SECRET, owned_config
 
@@ -169,6 +170,20 @@ def test_the_api_needs_the_token_and_runs_only_reads_of_its_own_tables(
                 r = http.request(method, path, json=body, headers=ok)
                 assert r.status_code != 401
                 bodies.append(r.content)
+        # the typed answers, through the client the CLI and the attached TUI use
+        with OwnerClient(endpoint.url, token) as owner:
+            status = owner.status()
+            assert set(status.destinations) == {"tiktok_conversions", "meta_capi"}
+            assert owner.rejects() == []
+            listed = orjson.loads(owner.incidents("json").splitlines()[0])
+            acked = owner.acknowledge(listed["id"][:6])
+            assert (acked.id, acked.destination) == (listed["id"], "tiktok_conversions")
+            noted = owner.note(acked.id, "paged the TikTok integration owner")
+            assert noted.id == acked.id and noted.model_extra is not None
+            assert any(e["kind"] == "note" for e in noted.model_extra["timeline"])
+            with pytest.raises(OwnerError) as missing:
+                owner.acknowledge("ffffffff")
+            assert missing.value.status == 404
     finally:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)
