@@ -99,7 +99,7 @@ def web(port: int, config_path: str | None, db: str | None, host: str) -> None:
             f"observatory: serving the TUI on {host}, beyond this machine, without a login",
             err=True,
         )
-    from textual_serve.server import Server
+    from observatory.ui.web import serve_in_browser
 
     click.echo(f"observatory: the TUI on http://{host}:{port}, attached to {url}", err=True)
-    Server(command, host=host, port=port, title="Observatory").serve()
+    serve_in_browser(command, host, port)
