@@ -44,6 +44,7 @@ from observatory.ingest.tail import SourceTailer
 from observatory.probes import ProbeResult, ProbeScheduler, build_probes, reported_status
 from observatory.probes.scheduler import default_client
 from observatory.server.api import ApiService, start_api
+from observatory.snapshot import SnapshotMaker
 from observatory.store.db import Store, Tally
 
 if TYPE_CHECKING:
@@ -106,6 +107,9 @@ class Runtime:
         self.drift_events: list[DriftEvent] = []
         self.backup: BackupService | None = None  # the [backup] receiver, once live
         self.api: ApiService | None = None  # the [server] API, once live
+        # What the owner's own panes and its viewers render: one maker, so the backup
+        # recount (a scan, every few seconds) is shared.
+        self.snapshots = SnapshotMaker()
         # Work for the runtime's thread from others (the API's acknowledgements and notes).
         self._commands: queue.SimpleQueue[tuple[Callable[[Runtime], Any], Future[Any]]] = (
             queue.SimpleQueue()

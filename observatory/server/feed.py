@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from observatory.snapshot import SnapshotMaker, live_now, snapshot_json
+from observatory.snapshot import live_now, snapshot_json
 
 if TYPE_CHECKING:
     from observatory.runtime import Runtime
@@ -34,7 +34,6 @@ class SnapshotFeed:
 
     def __init__(self, command: Command) -> None:
         self._command = command  # runs a function on the runtime's thread
-        self._maker = SnapshotMaker()
         self._latest: tuple[int, bytes] = (0, b"")
         self._changed = asyncio.Condition()
         self._listeners = 0
@@ -52,7 +51,7 @@ class SnapshotFeed:
                 await self._producer
 
     def _make(self, runtime: Runtime) -> Snapshot:
-        return self._maker.make(runtime, live_now(runtime))
+        return runtime.snapshots.make(runtime, live_now(runtime))
 
     async def _produce(self) -> None:
         loop = asyncio.get_running_loop()

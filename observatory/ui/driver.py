@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 from observatory.incidents.model import Incident
 from observatory.runtime import Runtime
-from observatory.snapshot import Snapshot, SnapshotMaker, live_now
+from observatory.snapshot import Snapshot, live_now
 from observatory.ui.queries import disable_external_access, external_access_allowed
 
 if TYPE_CHECKING:
@@ -58,14 +58,10 @@ class RuntimeDriver:
         default_factory=queue.Queue
     )
     _stop: bool = False
-    _maker: SnapshotMaker = field(default_factory=SnapshotMaker)
     # Set once `run()` has returned: the runtime (and its alert dispatcher) is closed.
     _done: threading.Event = field(default_factory=threading.Event)
 
     attached_to: ClassVar[str | None] = None  # the owner's URL when attached; here: none
-
-    def __post_init__(self) -> None:
-        self._maker.note = self.note
 
     def stop(self) -> None:
         self._stop = True
@@ -92,7 +88,7 @@ class RuntimeDriver:
         return live_now(runtime)
 
     def snapshot(self, runtime: Runtime) -> Snapshot:
-        return self._maker.make(runtime, self.now(runtime))
+        return runtime.snapshots.make(runtime, self.now(runtime))
 
     # -- what the screens ask (from worker threads; each call blocks until done) -------------
 
@@ -154,6 +150,8 @@ class RuntimeDriver:
             runtime.close()
             raise
         self.runtime = runtime
+        if self.note:
+            runtime.snapshots.note = self.note  # viewers of this owner see it too
         try:
             if self.poll and not runtime.live:
                 runtime.start_live(self.wall())
