@@ -7,6 +7,7 @@ from typing import Any
 import orjson
 
 from observatory.incidents.model import Change, Impact
+from observatory.util.jsontext import json_bytes
 
 
 def _clip(text: str, limit: int) -> str:
@@ -52,8 +53,4 @@ def _headline(change: Change, label: str = "") -> str:
 
 
 def _json_bytes(value: Any) -> bytes:
-    return orjson.dumps(
-        value,
-        default=str,
-        option=orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY,
-    )
+    return json_bytes(value)

@@ -23,6 +23,7 @@ import duckdb
 import orjson
 
 from observatory.incidents.model import OPERATOR_KINDS, Evidence, Impact, Incident, TimelineEntry
+from observatory.util.jsontext import json_bytes
 
 _COLUMNS = (
     "id, destination, detector, state, severity, detectors, epoch_us(onset), "
@@ -45,9 +46,7 @@ def _epoch(us: int | None) -> float | None:
 def _dumps(value: Any) -> str:
     # Evidence may hold numpy scalars or other odd values from the engine: never fail a
     # save over them, store their text instead.
-    return orjson.dumps(
-        value, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY, default=str
-    ).decode()
+    return json_bytes(value).decode()
 
 
 def _loads(text: str | None) -> dict[str, Any]:

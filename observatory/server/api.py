@@ -42,7 +42,6 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-import orjson
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
@@ -61,6 +60,7 @@ from observatory.server.models import (
     StatusAnswer,
 )
 from observatory.server.owner_files import load_or_create_token, remove_endpoint, write_endpoint
+from observatory.util.jsontext import json_bytes
 
 if TYPE_CHECKING:
     import duckdb
@@ -400,8 +400,7 @@ def _model(answer: BaseModel) -> web.Response:
 
 
 def _dumps(value: Any) -> str:
-    opts = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
-    return orjson.dumps(value, option=opts, default=str).decode()
+    return json_bytes(value).decode()
 
 
 def _content_type(fmt: str) -> str:

@@ -8,7 +8,6 @@ import io
 from typing import Any, Literal
 
 import duckdb
-import orjson
 
 from observatory.incidents.export.chart import chart_for, render_chart
 from observatory.incidents.export.document import build_document
@@ -18,6 +17,7 @@ from observatory.incidents.export.impact import incident_window
 from observatory.incidents.export.markdown import render_markdown
 from observatory.incidents.export.sanitize import _csv_cell, redact, scrub_urls
 from observatory.incidents.model import Incident, iso
+from observatory.util.jsontext import json_bytes
 
 Format = Literal["md", "json", "csv", "html"]
 FORMATS: tuple[str, ...] = ("md", "json", "csv", "html")
@@ -59,8 +59,7 @@ def export_incident(con: duckdb.DuckDBPyConnection, incident: Incident, fmt: For
     """`incident` as a Markdown postmortem, JSON, CSV (its timeline) or a self-contained
     HTML page with a chart from `events` on `con`."""
     if fmt == "json":
-        opts = orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
-        return orjson.dumps(incident_json(incident), option=opts, default=str).decode() + "\n"
+        return json_bytes(incident_json(incident), indent=True).decode() + "\n"
     if fmt == "csv":
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
