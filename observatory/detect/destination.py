@@ -61,6 +61,9 @@ class Destination:
     def __init__(self, name: str, first_sec: int) -> None:
         self.name = name
         self.first_sec = first_sec
+        self.delay = 0  # judged this many seconds behind the clock (Engine.set_delay)
+        # with a reporting input: every second before this is reported (Engine.reported)
+        self.reported_until: int | None = None
         self.armed = False
         self.stale = False
         self.stale_after = 0  # stale until data for a later second than this arrives

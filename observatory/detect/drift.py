@@ -198,6 +198,8 @@ class DriftTracker:
         self._dests: dict[str, _Dest] = {}
         self._pending: dict[int, dict[str, SecondCounts]] = {}
         self._next_sec: int | None = None
+        # per destination, how far behind the clock it is judged (the engine's delays)
+        self.delays: dict[str, int] = {}
 
     # -- input -----------------------------------------------------------------------------
 
@@ -206,11 +208,12 @@ class DriftTracker:
         are ignored (late), as in the engine."""
         for c in counts:
             sec = int(c.sec)
-            if self._next_sec is not None and sec < self._next_sec:
+            key = sec + self.delays.get(c.destination, 0)  # when it is judged
+            if self._next_sec is not None and key < self._next_sec:
                 continue
             if c.destination not in self._dests:
                 self._dests[c.destination] = _Dest(c.destination)
-            bucket = self._pending.setdefault(sec, {})
+            bucket = self._pending.setdefault(key, {})
             mine = bucket.get(c.destination)
             if mine is None:
                 mine = bucket[c.destination] = SecondCounts(c.destination, sec)
@@ -238,7 +241,7 @@ class DriftTracker:
                 del self._pending[sec]
                 continue
             for name, c in sorted(self._pending.pop(sec).items()):
-                event = self._judge(self._dests[name], sec, c)
+                event = self._judge(self._dests[name], c.sec, c)
                 if event is not None:
                     events.append(event)
         self._next_sec = max(self._next_sec, last + 1)

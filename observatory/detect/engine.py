@@ -99,16 +99,52 @@ class Engine:
         self._drift_evidence = DriftEvidence()
         self._incidents.providers.append(self._drift_evidence)
         self._fast_keep = decay(FAST_TAU)
+        self._delays: dict[str, int] = {}
 
     # ----------------------------------------------------------------------------------------
     # Input
     # ----------------------------------------------------------------------------------------
 
+    def set_delay(self, destination: str, seconds: int) -> None:
+        """Judge ``destination`` ``seconds`` behind the clock: the input it comes from reports
+        that late (a scrape every 15 s, minute buckets a minute and a half after they end).
+
+        Its seconds keep their event time (incidents, history and charts read true times);
+        only when they are judged moves, so a second is complete before it is judged. It is
+        pooled only with destinations of the same delay (the pool compares same-time traffic).
+        Set it before the destination's first counts; it never shrinks (data already queued
+        under the longer delay would be judged late).
+        """
+        seconds = max(0, int(seconds))
+        if seconds <= self._delays.get(destination, 0):
+            return
+        self._delays[destination] = seconds
+        dest = self._dests.get(destination)
+        if dest is not None:
+            dest.delay = seconds
+            self.drift.delays[destination] = seconds
+
+    def reported(self, destination: str, until: int) -> None:
+        """``destination``'s input (a scrape, a poll) has reported every second before
+        ``until``. Once a destination gets such reports, a second of it not yet reported when
+        the clock judges it is unknown, not zero: it is skipped (no detector steps, nothing
+        learned), so a failed scrape or a late poll never looks like a silent flow."""
+        dest = self._destination(destination, until - 1)
+        if dest.reported_until is None or until > dest.reported_until:
+            dest.reported_until = until
+
+    def delay(self, destination: str) -> int:
+        """How far behind the clock ``destination`` is judged (s)."""
+        return self._delays.get(destination, 0)
+
     def _destination(self, name: str, sec: int) -> Destination:
         dest = self._dests.get(name)
         if dest is None:
-            first = sec if self._next_sec is None else max(sec, self._next_sec)
+            delay = self._delays.get(name, 0)
+            first = sec if self._next_sec is None else max(sec, self._next_sec - delay)
             dest = Destination(name, first)
+            dest.delay = delay
+            self.drift.delays[name] = delay
             dest.detectors = {d.name: d(dest, self.h, self.config) for d in self.detectors}
             self._dests[name] = dest
             self._order = sorted(self._dests.values(), key=lambda d: d.name)
@@ -126,10 +162,11 @@ class Engine:
             total = c.total
             if total > 0 and (dest.last_event_sec is None or sec > dest.last_event_sec):
                 dest.last_event_sec = sec
-            if self._next_sec is not None and sec < self._next_sec:
+            key = sec + dest.delay  # the second it is judged with
+            if self._next_sec is not None and key < self._next_sec:
                 self.late_events += total
                 continue
-            bucket = self._pending.setdefault(sec, {})
+            bucket = self._pending.setdefault(key, {})
             mine = bucket.get(c.destination)
             if mine is None:
                 mine = bucket[c.destination] = SecondCounts(c.destination, sec)
@@ -146,10 +183,10 @@ class Engine:
     ) -> None:
         """Add a probe result; it is judged with the second it falls in (or the next evaluated)."""
         sec = math.floor(ts)
-        self._destination(destination, sec)
-        if self._next_sec is not None and sec < self._next_sec:
-            sec = self._next_sec
-        self._probe_queue.setdefault(sec, []).append(
+        key = sec + self._destination(destination, sec).delay
+        if self._next_sec is not None and key < self._next_sec:
+            key = self._next_sec
+        self._probe_queue.setdefault(key, []).append(
             (destination, probe, ts, ok, status, dict(details or {}))
         )
 
@@ -211,14 +248,15 @@ class Engine:
                 return sec
             for dest in self._order:
                 if not dest.stale:
-                    dest.mark_stale(self._last_data_sec)
+                    dest.mark_stale(self._last_data_sec - dest.delay)
         upcoming = [s for s in self._pending if s > sec] + [s for s in self._probe_queue if s > sec]
         return min([last + 1, *upcoming])
 
     def _skip(self, start: int, stop: int) -> None:
         for dest in self._order:
             for s in range(max(start, stop - SPARKLINE_SECONDS), stop):
-                dest.history.append(Second(s, 0, 0, 0, 0, 0, 0.0, 0, 0.0))  # nothing happened
+                # nothing happened (in the destination's own time)
+                dest.history.append(Second(s - dest.delay, 0, 0, 0, 0, 0, 0.0, 0, 0.0))
 
     def go_live(self, now: float) -> None:
         """The backlog is read: incidents opened from now on are live (``historical=False``).
@@ -229,47 +267,60 @@ class Engine:
         self._incidents.live = True
         for dest in self._order:
             last = dest.last_event_sec
-            if last is None or now - (last + 1) > self.config.staleness:
-                dest.mark_stale(last if last is not None else math.floor(now))
+            if last is None or now - (last + 1 + dest.delay) > self.config.staleness:
+                dest.mark_stale(last if last is not None else math.floor(now) - dest.delay)
 
     # ----------------------------------------------------------------------------------------
     # One second
     # ----------------------------------------------------------------------------------------
 
     def _evaluate(self, sec: int, changes: list[Change]) -> None:
+        """Judge second ``sec`` of the clock: for each destination, its own second
+        ``sec - delay`` (the same one unless it comes from a lagging feed)."""
         bucket = self._pending.pop(sec, {})
         probes = self._probe_queue.pop(sec, [])
         if probes or any(c.total for c in bucket.values()):
             self._last_data_sec = sec
-        dests = [d for d in self._order if d.first_sec <= sec]
+        dests = [
+            d
+            for d in self._order
+            if d.first_sec + d.delay <= sec
+            and (d.reported_until is None or sec - d.delay < d.reported_until)
+        ]
         counts: dict[str, SecondCounts] = {}
         for dest in dests:
             c = bucket.get(dest.name)
             if c is None:
-                c = SecondCounts(dest.name, sec)
+                c = SecondCounts(dest.name, sec - dest.delay)
             elif c.hist:
                 c.slow = dest.latency.slow(c.hist)
             counts[dest.name] = c
-        self._pool_context(dests, counts)
+        if any(d.delay for d in dests):
+            for group in _by_delay(dests):
+                self._pool_context(group, counts)
+        else:
+            self._pool_context(dests, counts)
 
         touched: dict[str, ChangeKind] = {}
         for dest in dests:
             c = counts[dest.name]
-            if dest.stale and c.total > 0 and sec > dest.stale_after:
+            own = c.sec
+            if dest.stale and c.total > 0 and own > dest.stale_after:
                 dest.stale = False  # data again, newer than what made it stale
-            dest.record(sec, c)
-            for detector in self._alarms(dest, sec, c):
-                self._incidents.fire(dest, detector, sec, touched)
+            dest.record(own, c)
+            for detector in self._alarms(dest, own, c):
+                self._incidents.fire(dest, detector, own, touched)
         for destination, probe, ts, ok, status, details in probes:
             dest = self._dests[destination]
             for detector in dest.detectors.values():
                 if detector.judge_probe(probe, ts, ok, status, details):
-                    self._incidents.fire(dest, detector, sec, touched)
+                    self._incidents.fire(dest, detector, sec - dest.delay, touched)
 
-        self._update_baselines(sec, dests, counts)
+        self._update_baselines(dests, counts)
 
         for dest in dests:
-            change = self._incidents.end_second(dest, sec, counts[dest.name], touched)
+            c = counts[dest.name]
+            change = self._incidents.end_second(dest, c.sec, c, touched)
             if change is not None:
                 changes.append(change)
 
@@ -335,9 +386,7 @@ class Engine:
     # Baselines
     # ----------------------------------------------------------------------------------------
 
-    def _update_baselines(
-        self, sec: int, dests: list[Destination], counts: dict[str, SecondCounts]
-    ) -> None:
+    def _update_baselines(self, dests: list[Destination], counts: dict[str, SecondCounts]) -> None:
         """Learn from seconds once they are GUARD_SECONDS old and outside any incident.
 
         The guard band keeps the first seconds of a fault, before it is detected, out of the
@@ -362,7 +411,7 @@ class Engine:
             if not self._incidents.is_open(dest.name) and not (dest.stale and c.total == 0):
                 dest.guard.append(c)
             learned = False
-            while dest.guard and dest.guard[0].sec <= sec - GUARD_SECONDS:
+            while dest.guard and dest.guard[0].sec <= c.sec - GUARD_SECONDS:
                 before += dest.rate.rate
                 self._learn(dest, dest.guard.popleft())
                 after += dest.rate.rate
@@ -424,3 +473,11 @@ class Engine:
             d.name: destination_status(d, self._incidents.open_incident(d.name))
             for d in self._order
         }
+
+
+def _by_delay(dests: list[Destination]) -> list[list[Destination]]:
+    """``dests`` in groups of equal delay (each keeps the engine's order)."""
+    groups: dict[int, list[Destination]] = {}
+    for dest in dests:
+        groups.setdefault(dest.delay, []).append(dest)
+    return list(groups.values())

@@ -565,3 +565,66 @@ def test_the_end_of_a_campaign_is_not_a_silence() -> None:
         )
         changes += engine.advance(sec + 1)
     assert [c.incident.summary for c in changes if c.kind == "open"] == []
+
+
+def test_a_delayed_destination_is_judged_late_on_its_own_times() -> None:
+    """A destination from a lagging feed (minute buckets, scrapes) gets its counts up to its
+    delay late: none is dropped, and its incident reads the same times as on prompt data."""
+    onset = START + LEAD
+    fault = Fault("rate_limit", "c_big", onset, onset + 300, 0.8)
+    seconds = LEAD + 300 + 180
+    traffic = Traffic(RATES, START, seconds, seed=3, faults=[fault])
+    prompt = Engine(DetectionConfig())
+    expected = opened(drive(traffic, prompt, START, START + seconds))
+
+    delayed = Engine(DetectionConfig())
+    delayed.set_delay("c_big", 90)
+    changes: list[Change] = []
+    backlog: list[SecondCounts] = []
+    for sec in range(START, START + seconds + 95):
+        counts = traffic.second(sec) if sec < START + seconds else []
+        delayed.feed(c for c in counts if c.destination != "c_big")
+        backlog += [c for c in counts if c.destination == "c_big"]
+        delayed.feed(c for c in backlog if c.sec <= sec - 85)  # reported 85 s late
+        backlog = [c for c in backlog if c.sec > sec - 85]
+        changes += delayed.advance(sec + 1)
+    assert delayed.late_events == 0
+    # (the others' data ends 95 s before the clock stops: that silence is not compared)
+    got = [i for i in opened(changes) if i.onset < START + seconds]
+    assert [(i.destination, i.detector, i.onset) for i in got] == [
+        (i.destination, i.detector, i.onset) for i in expected
+    ]
+    assert [i.destination for i in got] == ["c_big"]
+    assert got[0].detected_at - onset <= 5  # in event time, as on prompt data
+    assert delayed.all_incidents()[0].state == "resolved"
+    # the clock judged it 90 s later; the history holds its own seconds
+    status = delayed.status()
+    assert status["c_big"].last_event_ts == status["a_slow"].last_event_ts
+
+
+@pytest.mark.parametrize("reporting", [True, False])
+def test_a_feed_that_misses_reports_is_unknown_not_silent(reporting: bool) -> None:
+    """A scraped destination (judged 15 s late) whose scrapes fail for 30 s: the scrape after
+    them brings the whole gap's counts, too late for its older seconds. With reports those
+    seconds are unknown and nothing alarms; counted as zeros (no reports), it is a silence."""
+    seconds = LEAD + 300
+    traffic = Traffic(RATES, START, seconds, seed=4)
+    engine = Engine(DetectionConfig())
+    engine.set_delay("c_big", 15)
+    gap = range(START + LEAD, START + LEAD + 30)
+    held: list[SecondCounts] = []
+    changes: list[Change] = []
+    for sec in range(START, START + seconds):
+        counts = traffic.second(sec)
+        if sec in gap:
+            held += [c for c in counts if c.destination == "c_big"]
+            counts = [c for c in counts if c.destination != "c_big"]
+        elif held:
+            counts, held = counts + held, []
+        engine.feed(counts)
+        if reporting and sec not in gap:
+            engine.reported("c_big", sec + 1)
+        changes += engine.advance(sec + 1)
+    assert engine.late_events > 0  # the gap's first 15 s came after they were judged
+    got = [(i.destination, i.detector) for i in opened(changes)]
+    assert got == ([] if reporting else [("c_big", "silence")])
