@@ -36,6 +36,8 @@ from observatory.backup.receiver import BackupService, start_backup
 from observatory.detect import Engine, SecondCounts
 from observatory.detect.aggregate import by_second, fetch_seconds
 from observatory.detect.drift import DriftEvent, DriftTracker
+from observatory.detect.status import DestinationStatus
+from observatory.feeds import Feed, FeedReport, build_feeds
 from observatory.incidents.ledger import Ledger
 from observatory.incidents.model import Change, Incident
 from observatory.incidents.providers import StatusPageEvidence
@@ -106,6 +108,11 @@ class Runtime:
         self.on_drift = on_drift
         self.drift_events: list[DriftEvent] = []
         self.backup: BackupService | None = None  # the [backup] receiver, once live
+        # [[feeds]]: their reports arrive from their threads, are taken in poll()
+        self.feeds: list[Feed] = []
+        self.feed_reports: queue.SimpleQueue[FeedReport] = queue.SimpleQueue()
+        self.feed_of: dict[str, Feed] = {}  # destination -> the feed its numbers come from
+        self.feed_rejected = 0
         self.api: ApiService | None = None  # the [server] API, once live
         # What the owner's own panes and its viewers render: one maker, so the backup
         # recount (a scan, every few seconds) is shared.
@@ -141,6 +148,8 @@ class Runtime:
             if self.probe_scheduler is not None:
                 self.probe_scheduler.stop()
                 self.probe_scheduler = None
+            for feed in self.feeds:
+                feed.stop()
             for tailer in self.tailers:
                 tailer.close()
             self.store.close()
@@ -214,9 +223,17 @@ class Runtime:
             for src in self.config.sources
         ]
         tally = self._store_pending(collect=False)
+        # Feeds: bound now; what their platforms still hold of the recent past warms up too
+        self.feeds = build_feeds(self.config, self.feed_reports.put)
+        for feed in self.feeds:
+            report = feed.backfill()
+            if report is not None:
+                self.take_feed_report(feed, report)
         self.replay_history("ts >= to_timestamp(?)", [now - WARM_WINDOW])
         self.engine.go_live(now)
         self.live = True
+        for feed in self.feeds:
+            feed.start()
         self.start_probes()
         self.api = start_api(self)
         return tally
@@ -301,6 +318,45 @@ class Runtime:
             if self.status_pages.record(r):
                 self.ledger.refresh(r.destination)
 
+    # -- feeds -------------------------------------------------------------------------------
+
+    def drain_feeds(self) -> int:
+        """Store, judge and count every queued feed report (the runtime's thread only)."""
+        by_name = {f.name: f for f in self.feeds}
+        taken = 0
+        while True:
+            try:
+                report = self.feed_reports.get_nowait()
+            except queue.Empty:
+                return taken
+            feed = by_name.get(report.feed)
+            if feed is not None:
+                self.take_feed_report(feed, report)
+                taken += 1
+
+    def take_feed_report(self, feed: Feed, report: FeedReport) -> None:
+        """One report: its destinations judged ``feed.delay`` behind the clock, its counts
+        stored in ``feed_seconds`` and fed, what it reported told to the engine."""
+        for dest in {c.destination for c in report.counts} | set(report.reported):
+            if dest not in self.feed_of:
+                self.feed_of[dest] = feed
+                self.engine.set_delay(dest, feed.delay)
+        self.store.store_feed(feed.name, report.counts, report.samples)
+        self.feed_rejected += report.rejected
+        self._feed(report.counts)
+        for dest, until in report.reported.items():
+            self.engine.reported(dest, until)
+
+    def status(self) -> dict[str, DestinationStatus]:
+        """Per destination, what the dashboard shows, with the feed its numbers come from."""
+        statuses = self.engine.status()
+        for dest, feed in self.feed_of.items():
+            status = statuses.get(dest)
+            if status is not None:
+                status.feed = feed.describe()
+                status.feed_error = feed.last_error
+        return statuses
+
     def _store_pending(self, collect: bool) -> Tally:
         """Stage what every tailer has and commit it; with `collect`, feed the new rows."""
         aggs: list[SecondCounts] = []
@@ -329,6 +385,7 @@ class Runtime:
         PRUNE_INTERVAL) delete events older than the retention."""
         now = time.time() if now is None else now
         tally = self._store_pending(collect=True)
+        self.drain_feeds()
         self.drain_probes()
         self.run_commands()
         self._advance(now + LIVE_LEAD, wall=now)

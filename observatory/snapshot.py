@@ -53,7 +53,7 @@ class SnapshotMaker:
     def make(self, runtime: Runtime, now: float) -> Snapshot:
         return Snapshot(
             now=now,
-            statuses=runtime.engine.status(),
+            statuses=runtime.status(),
             incidents=[i.snapshot() for i in runtime.engine.incidents()],
             live=runtime.live,
             note=self.note,

@@ -15,6 +15,7 @@ combinations such as ``"1h30m"`` (plain numbers are seconds) and are stored as f
 """
 
 from observatory.config.destinations import DestinationConfig, ProbeConfig
+from observatory.config.feeds import FeedConfig
 from observatory.config.fields import CANONICAL_COLUMNS
 from observatory.config.loading import load_config
 from observatory.config.model import Config, default_config
@@ -39,6 +40,7 @@ __all__ = [
     "ConfigError",
     "DestinationConfig",
     "DetectionConfig",
+    "FeedConfig",
     "ProbeConfig",
     "SourceConfig",
     "StorageConfig",

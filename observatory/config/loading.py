@@ -21,7 +21,7 @@ from observatory.config.model import Config
 from observatory.config.parsing import ConfigError, Loc, _format_key, _interpolate
 
 # Keys whose values are secret wherever they appear: values under them are never echoed.
-_SECRET_KEYS = frozenset({"url", "routing_key", "headers", "command"})
+_SECRET_KEYS = frozenset({"url", "routing_key", "headers", "command", "token"})
 
 
 def _unwrap(annotation: Any) -> Any:

@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import Field, ValidationInfo, field_validator
 
 from observatory.config.destinations import DestinationConfig
+from observatory.config.feeds import FeedConfig
 from observatory.config.fields import _custom, _Model
 from observatory.config.sections import AlertConfig, BackupConfig, DetectionConfig, StorageConfig
 from observatory.config.server import ServerConfig
@@ -26,26 +27,28 @@ class Config(_Model):
     storage: StorageConfig = Field(default_factory=StorageConfig)
     sources: list[SourceConfig] = Field(default_factory=list)
     destinations: list[DestinationConfig] = Field(default_factory=list)
+    feeds: list[FeedConfig] = Field(default_factory=list)
     detection: DetectionConfig = Field(default_factory=DetectionConfig)
     alerts: list[AlertConfig] = Field(default_factory=list)
     backup: BackupConfig | None = None
     server: ServerConfig = Field(default_factory=ServerConfig)
     base_dir: Path = Field(default_factory=lambda: Path.cwd(), exclude=True, repr=False)
 
-    @field_validator("sources", "destinations")
+    @field_validator("sources", "destinations", "feeds")
     @classmethod
     def _unique_names(cls, items: list[Any], info: ValidationInfo) -> list[Any]:
-        kind = "source" if info.field_name == "sources" else "destination"
+        kind = str(info.field_name)[:-1]
         seen: dict[str, int] = {}
         for i, item in enumerate(items):
-            if item.name in seen:
+            name = item.label if kind == "feed" else item.name
+            if name in seen:
                 raise _custom(
                     "duplicate",
-                    f"duplicate {kind} name {item.name!r} (already used by "
-                    f"{info.field_name}[{seen[item.name]}])",
+                    f"duplicate {kind} name {name!r} (already used by "
+                    f"{info.field_name}[{seen[name]}]; set name = ...)",
                     suffix=(i, "name"),
                 )
-            seen[item.name] = i
+            seen[name] = i
         return items
 
     @property

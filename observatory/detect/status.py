@@ -39,6 +39,9 @@ class DestinationStatus:
     baseline_rate: float | None = None  # events/s
     latency_threshold_ms: float | None = None
     probe_ok: bool | None = None  # None: no probe results
+    delay_s: int = 0  # judged this far behind the clock (a lagging feed)
+    feed: str | None = None  # the feed its numbers come from, and how often (None: log lines)
+    feed_error: str | None = None  # why the feed's last scrape or poll failed
 
 
 def destination_status(dest: Destination, incident: Incident | None) -> DestinationStatus:
@@ -77,4 +80,5 @@ def destination_status(dest: Destination, incident: Incident | None) -> Destinat
         baseline_rate=dest.rate.rate if dest.rate.events else None,
         latency_threshold_ms=dest.latency.threshold,
         probe_ok=probe_ok,
+        delay_s=dest.delay,
     )

@@ -10,8 +10,10 @@ import httpx
 import orjson
 
 from observatory.config import ProbeConfig
+from observatory.feeds.exposition import parse_exposition
 from observatory.probes.base import HttpProbeBase, _BodyError
-from observatory.probes.promtext import Selector, parse_selectors, parse_text
+from observatory.probes.promtext import Selector, parse_selectors
+from observatory.util.retry_after import ms_before_next
 
 OPERATIONAL_COMPONENT = "operational"
 UNRESOLVED = frozenset({"investigating", "identified", "monitoring"})
@@ -109,7 +111,7 @@ class SegmentDeliveryProbe(HttpProbeBase):
         if not 200 <= response.status_code < 300:
             details: dict[str, Any] = {}
             if response.status_code == 429:
-                ms = _ms_before_next(response)
+                ms = ms_before_next(response.content)
                 if ms is not None:
                     details["ms_before_next"] = ms
             return False, f"http {response.status_code}", details
@@ -132,21 +134,8 @@ class SegmentDeliveryProbe(HttpProbeBase):
         return True, "ok", {"metrics": totals, "window_minutes": self.window_minutes}
 
     def body_retry_at(self, response: httpx.Response, now: float) -> float | None:
-        ms = _ms_before_next(response)
+        ms = ms_before_next(response.content)
         return None if ms is None else now + ms / 1000.0
-
-
-def _ms_before_next(response: httpx.Response) -> float | None:
-    """Segment's 429 body: ``{"errors":[{"data":{"msBeforeNext":57647}}]}``."""
-    try:
-        body = orjson.loads(response.content)
-        for err in body.get("errors", []):
-            ms = err.get("data", {}).get("msBeforeNext")
-            if isinstance(ms, int | float) and ms >= 0:
-                return float(ms)
-    except (orjson.JSONDecodeError, AttributeError, TypeError):
-        pass
-    return None
 
 
 # Without a selector, a Prometheus probe reports rudder-server's delivery metrics.
@@ -173,7 +162,8 @@ class PrometheusProbe(HttpProbeBase):
             text = response.content.decode("utf-8")
         except UnicodeDecodeError:
             raise _BodyError("body is not UTF-8") from None
-        samples, bad = parse_text(text)
+        samples, bad_lines = parse_exposition(text)
+        bad = len(bad_lines)
         if not samples and bad:
             raise _BodyError(f"no sample parsed ({bad} bad lines)")
         sums: dict[str, float] = {}

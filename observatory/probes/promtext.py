@@ -1,8 +1,8 @@
-"""Prometheus text exposition format: samples and selectors (``name{label="v",l2=~"re"}``)."""
+"""Prometheus selectors (``name{label="v",l2=~"re"}``) for the probe; samples are read by
+``observatory.feeds.exposition`` (``prometheus_client``)."""
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass, field
 
@@ -11,27 +11,8 @@ _LABEL = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!=|!~|=)\s*"((?:[^"\\]|\
 _ESCAPES = {"\\\\": "\\", '\\"': '"', "\\n": "\n"}
 
 
-@dataclass(frozen=True, slots=True)
-class Sample:
-    name: str
-    labels: dict[str, str]
-    value: float
-    ts_ms: int | None = None
-
-
 def _unescape(value: str) -> str:
     return re.sub(r"\\[\\\"n]", lambda m: _ESCAPES[m.group(0)], value)
-
-
-def _value(text: str) -> float:
-    low = text.lower()
-    if low in ("nan",):
-        return math.nan
-    if low in ("+inf", "inf"):
-        return math.inf
-    if low == "-inf":
-        return -math.inf
-    return float(text)
 
 
 def _labels(text: str, pos: int) -> tuple[list[tuple[str, str, str]], int] | None:
@@ -55,49 +36,6 @@ def _labels(text: str, pos: int) -> tuple[list[tuple[str, str, str]], int] | Non
             if pos < len(text) and text[pos] == "}":
                 return out, pos + 1
             return None
-
-
-def parse_line(line: str) -> Sample | None:
-    """One sample line, or None when it is not one."""
-    m = _NAME.match(line)
-    if m is None:
-        return None
-    name = m.group(0)
-    pos = m.end()
-    labels: dict[str, str] = {}
-    if pos < len(line) and line[pos] == "{":
-        parsed = _labels(line, pos)
-        if parsed is None:
-            return None
-        triples, pos = parsed
-        if any(op != "=" for _, op, _ in triples):
-            return None
-        labels = {k: v for k, _, v in triples}
-    rest = line[pos:].split()
-    if not rest or len(rest) > 2:
-        return None
-    try:
-        value = _value(rest[0])
-        ts = int(rest[1]) if len(rest) == 2 else None
-    except ValueError:
-        return None
-    return Sample(name, labels, value, ts)
-
-
-def parse_text(text: str) -> tuple[list[Sample], int]:
-    """All samples of an exposition, and how many non-comment lines did not parse."""
-    samples: list[Sample] = []
-    bad = 0
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        sample = parse_line(line)
-        if sample is None:
-            bad += 1
-        else:
-            samples.append(sample)
-    return samples, bad
 
 
 @dataclass(frozen=True)

@@ -368,7 +368,7 @@ class ApiService:
             return {
                 "live": rt.live,
                 "last_event_sec": rt.last_event_sec,
-                "destinations": rt.engine.status(),
+                "destinations": rt.status(),
                 "open_incidents": [i.json_line("update") for i in rt.engine.incidents()],
             }
 

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from observatory.config import Config, SourceConfig
+    from observatory.detect.counts import SecondCounts
 
 
 @dataclass
@@ -320,4 +321,47 @@ class Store:
             ([] if newest is None else [float(newest)]) + [float(retention_s)],
         )[0][0]
         self._run("DELETE FROM rejects WHERE ingested_at < now() - to_seconds(?)", [retention_s])
+        self._run(
+            f"DELETE FROM feed_seconds WHERE ts < {newest_sql} - to_seconds(?)",
+            ([] if newest is None else [float(newest)]) + [float(retention_s)],
+        )
         return int(deleted)
+
+    def store_feed(self, feed: str, counts: list[SecondCounts], rejects: list[str]) -> None:
+        """A feed's per-second counts into ``feed_seconds``, and its rejected lines or bodies
+        (a few, cut short) into ``rejects``; one transaction."""
+        if not counts and not rejects:
+            return
+        con = self.con
+        con.begin()
+        try:
+            if counts:
+                con.executemany(
+                    "INSERT INTO feed_seconds VALUES "
+                    "(to_timestamp(?), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        [
+                            c.sec,
+                            c.destination,
+                            feed,
+                            c.delivered,
+                            c.rate_limited,
+                            c.rejected,
+                            c.failed,
+                            c.retrying,
+                            c.dropped,
+                            c.latency_n,
+                            c.latency_sum,
+                        ]
+                        for c in counts
+                    ],
+                )
+            if rejects:
+                con.executemany(
+                    "INSERT INTO rejects VALUES (now(), ?, ?, 0, 'malformed', ?)",
+                    [[feed, "(feed)", line] for line in rejects],
+                )
+            con.commit()
+        except BaseException:
+            con.rollback()
+            raise

@@ -15,6 +15,11 @@ _OUTCOME_LIST = ", ".join(f"'{o}'" for o in OUTCOMES)
 
 OUTCOME_TYPE = "outcome_t"
 
+FEED_OUTCOMES = "".join(
+    f"UNION ALL SELECT ts, destination, '{o}', {o} FROM feed_seconds WHERE {o} > 0\n    "
+    for o in OUTCOMES
+)
+
 DDL: tuple[str, ...] = (
     f"CREATE TYPE IF NOT EXISTS {OUTCOME_TYPE} AS ENUM ({_OUTCOME_LIST})",
     f"""
@@ -116,5 +121,29 @@ DDL: tuple[str, ...] = (
         "offset"    BIGINT NOT NULL,
         updated_at  TIMESTAMPTZ NOT NULL
     )
+    """,
+    # Feeds (observatory.feeds): per-destination, per-second counts from a platform's metrics
+    # or API, where there is no line per delivery.
+    """
+    CREATE TABLE IF NOT EXISTS feed_seconds (
+        ts           TIMESTAMPTZ NOT NULL,
+        destination  VARCHAR NOT NULL,
+        feed         VARCHAR NOT NULL,
+        delivered    BIGINT NOT NULL,
+        rate_limited BIGINT NOT NULL,
+        rejected     BIGINT NOT NULL,
+        failed       BIGINT NOT NULL,
+        retrying     BIGINT NOT NULL,
+        dropped      BIGINT NOT NULL,
+        latency_n    BIGINT NOT NULL,
+        latency_sum  DOUBLE NOT NULL
+    )
+    """,
+    # Every outcome with its count, from log lines (one each) and from feeds: what charts,
+    # impact counts and the destination screen read, so a feed's destination reads as a log's.
+    f"""
+    CREATE OR REPLACE VIEW outcomes AS
+    SELECT ts, destination, outcome::VARCHAR AS outcome, 1::BIGINT AS n FROM events
+    {FEED_OUTCOMES}
     """,
 )

@@ -48,10 +48,10 @@ def destination_detail(
     seconds = cur.execute(
         """
         SELECT floor(epoch(ts))::BIGINT AS sec,
-               count(*) FILTER (WHERE outcome = 'delivered'),
-               count(*) FILTER (WHERE outcome IN ('failed', 'rejected', 'dropped')),
-               count(*) FILTER (WHERE outcome = 'rate_limited')
-        FROM events WHERE destination = ? AND ts >= to_timestamp(?) AND ts < to_timestamp(?)
+               coalesce(sum(n) FILTER (WHERE outcome = 'delivered'), 0),
+               coalesce(sum(n) FILTER (WHERE outcome IN ('failed', 'rejected', 'dropped')), 0),
+               coalesce(sum(n) FILTER (WHERE outcome = 'rate_limited'), 0)
+        FROM outcomes WHERE destination = ? AND ts >= to_timestamp(?) AND ts < to_timestamp(?)
         GROUP BY 1 ORDER BY 1
         """,
         [destination, since, now],

@@ -9,6 +9,8 @@ import re
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
+import orjson
+
 # delta-seconds is 1*DIGIT; a fraction ("1.5") is not in the RFC but servers send it
 _SECONDS = re.compile(r"\d+(?:\.\d+)?")
 # A reset of at least this is epoch seconds (after 2001-09-09), smaller ones a delay;
@@ -67,3 +69,16 @@ def parse_reset(value: str, now: float, delta_only: bool = False) -> float | Non
     if n >= _EPOCH_MS_FLOOR:
         return n / 1000.0
     return n
+
+
+def ms_before_next(body: bytes) -> float | None:
+    """Segment's 429 body, ``{"errors":[{"data":{"msBeforeNext":57647}}]}``: the wait in ms."""
+    try:
+        doc = orjson.loads(body)
+        for err in doc.get("errors", []):
+            ms = err.get("data", {}).get("msBeforeNext")
+            if isinstance(ms, int | float) and not isinstance(ms, bool) and ms >= 0:
+                return float(ms)
+    except (orjson.JSONDecodeError, AttributeError, TypeError):
+        pass
+    return None

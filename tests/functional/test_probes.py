@@ -31,7 +31,8 @@ from observatory.probes import (
     redact_url,
     reported_status,
 )
-from observatory.probes.promtext import parse_selectors, parse_text
+from observatory.feeds.exposition import parse_exposition
+from observatory.probes.promtext import parse_selectors
 from observatory.runtime import Runtime
 from observatory.sim.server import SimServer
 from tests.helpers import make_config
@@ -194,8 +195,8 @@ def test_prometheus_text_parser() -> None:
         'event_delivery{destination="a \\"quoted\\" name"} NaN\n'
         "up +Inf\ndown -Inf\n\nnot a sample line at all\n"
     )
-    samples, bad = parse_text(text)
-    assert bad == 1
+    samples, bad = parse_exposition(text)
+    assert bad == ["not a sample line at all"]
     assert [s.name for s in samples] == [
         "router_aborted_events",
         "router_aborted_events",

@@ -57,10 +57,10 @@ def chart_data(
     rows = _q(
         con,
         "SELECT epoch_us(ts) // ? AS b, "
-        "count(*) FILTER (WHERE outcome = 'delivered'), "
-        "count(*) FILTER (WHERE outcome IN ('failed', 'rejected')), "
-        "count(*) FILTER (WHERE outcome = 'rate_limited') "
-        "FROM events WHERE destination = ? AND ts >= to_timestamp(?) AND ts < to_timestamp(?) "
+        "coalesce(sum(n) FILTER (WHERE outcome = 'delivered'), 0), "
+        "coalesce(sum(n) FILTER (WHERE outcome IN ('failed', 'rejected')), 0), "
+        "coalesce(sum(n) FILTER (WHERE outcome = 'rate_limited'), 0) "
+        "FROM outcomes WHERE destination = ? AND ts >= to_timestamp(?) AND ts < to_timestamp(?) "
         "GROUP BY 1",
         [step * 1_000_000, destination, float(first), float(first + n * step)],
     )

@@ -59,7 +59,7 @@ def outcome_counts(
 ) -> dict[str, int]:
     rows = _q(
         con,
-        "SELECT outcome::VARCHAR, count(*) FROM events WHERE destination = ? "
+        "SELECT outcome, sum(n) FROM outcomes WHERE destination = ? "
         "AND ts >= to_timestamp(?) AND ts < to_timestamp(?) GROUP BY 1",
         [destination, start, end],
     )
