@@ -44,6 +44,7 @@ from observatory.incidents.providers import StatusPageEvidence
 from observatory.incidents.store import IncidentTable
 from observatory.ingest.tail import SourceTailer
 from observatory.probes import ProbeResult, ProbeScheduler, build_probes, reported_status
+from observatory.probes.base import mparticle_usage, probe_retry_after
 from observatory.probes.scheduler import default_client
 from observatory.server.api import ApiService, start_api
 from observatory.snapshot import SnapshotMaker
@@ -312,9 +313,10 @@ class Runtime:
             self.engine.feed_probe(
                 r.destination, r.probe, r.ts, r.ok, reported_status(r), r.details
             )
-            retry_after = r.details.get("retry_after_s")
-            if isinstance(retry_after, int | float):
-                self.drift.note_retry_after(r.destination, float(retry_after))
+            retry_after = probe_retry_after(r.details)
+            if retry_after is not None:
+                self.drift.note_retry_after(r.destination, retry_after)
+            self.drift.note_usage(r.destination, *mparticle_usage(r.details), r.ts)
             if self.status_pages.record(r):
                 self.ledger.refresh(r.destination)
 

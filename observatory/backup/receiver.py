@@ -1,13 +1,20 @@
 """The backup webhook receiver: a loopback HTTP endpoint a CDP's webhook destination POSTs to.
 
-``POST <path>`` with one Segment-style event (``{"type":"track","messageId":...}``) or
-``{"batch": [...]}``, signed with ``X-Signature`` = hex HMAC-SHA1 of the raw body keyed by the
-shared secret. Answers: 200 ``{"accepted": N}`` once every event is durable in the journal;
-401 missing or bad signature; 413 body over ``max_body`` (judged on Content-Length, before
-reading); 400 malformed JSON or an event without ``messageId``; 411 no Content-Length;
+``POST <path>`` with one Segment-style event (``{"type":"track","messageId":...}``),
+``{"batch": [...]}``, or mParticle's Webhook batch (``{"events": [...], "mpid": ...}``: see
+:mod:`observatory.backup.mparticle`). A request is authentic when it carries
+``X-Signature`` = hex HMAC-SHA1 of the raw body keyed by ``secret`` (Segment), or an
+``Authorization`` header equal to ``authorization`` (mParticle does not sign; both compared in
+constant time). Answers: 200 ``{"accepted": N}`` once every event is durable in the journal
+(``"rejected": M`` too when events of an mParticle batch were skipped); 401 missing or bad
+signature and Authorization (before the body is read when it cannot pass); 413 body over
+``max_body`` (judged on Content-Length, before reading); 400 malformed JSON or an event without
+``messageId``; 411 no Content-Length;
 404 another path; 405 another method; 503 when the journal cannot be written; 408 a body not
 received within ``READ_TIMEOUT``. With ``Expect: 100-continue`` a refusal comes before the
-body is sent.
+body is sent. An authentic body that is refused (400) and the events an mParticle batch skips
+are counted and kept as rejects (``rejects`` table, source ``backup``) at the next fold;
+unauthenticated requests are only counted.
 
 The server is aiohttp on its own event loop and thread
 (:class:`~observatory.server.background.BackgroundServer`); ``stop`` waits up to
@@ -30,6 +37,7 @@ import re
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,6 +46,7 @@ from urllib.parse import urlsplit
 import orjson
 from aiohttp import web
 
+from observatory.backup import mparticle
 from observatory.backup.journal import Journal, fold_journal, journal_path
 from observatory.server.background import BackgroundServer
 
@@ -52,6 +61,7 @@ __all__ = [
     "BackupService",
     "BadRequest",
     "journal_lines",
+    "parse_body",
     "parse_events",
     "sign",
     "start_backup",
@@ -65,6 +75,10 @@ READ_TIMEOUT = 30.0
 IDLE_TIMEOUT = 30.0
 # Threads appending to the journal at once (their fsyncs are shared; more requests wait).
 JOURNAL_WORKERS = 16
+# Rejects waiting for the next fold into `rejects` (beyond this, only counted); their text cut.
+MAX_PENDING_REJECTS = 1000
+REJECT_TEXT = 1024
+REJECT_SOURCE = "backup"
 
 
 class BadRequest(ValueError):
@@ -84,10 +98,18 @@ def _reject_constant(name: str) -> Any:
 _LONG_NUMBER = re.compile(rb"\d{17}")
 
 Event = tuple[str, str | None, str]  # message id, timestamp as sent, raw JSON text
+Skipped = mparticle.Skipped  # position in the batch (1-based), reason, the event's JSON text
 
 
 def parse_events(body: bytes) -> list[Event]:
-    """The events of a request body, each with its raw JSON text; raises :class:`BadRequest`.
+    """The events of a request body, each with its raw JSON text; raises :class:`BadRequest`
+    (events an mParticle batch skips are left out: :func:`parse_body` has them)."""
+    return parse_body(body)[0]
+
+
+def parse_body(body: bytes) -> tuple[list[Event], list[Skipped]]:
+    """The events of a request body, each with its raw JSON text, and the events of an
+    mParticle batch that were skipped; raises :class:`BadRequest`.
 
     A single event is kept byte for byte (line breaks, which JSON only allows as whitespace,
     become spaces so it fits on one line); events of a batch are re-serialised compactly,
@@ -109,7 +131,12 @@ def parse_events(body: bytes) -> list[Event]:
             return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
 
     if not isinstance(doc, dict):
-        raise BadRequest('expected a JSON object (an event, or {"batch": [...]})')
+        raise BadRequest('expected a JSON object (an event, {"batch": [...]} or {"events": [...]})')
+    if mparticle.is_batch(doc):
+        try:
+            return mparticle.split_batch(doc, dumps)
+        except ValueError as exc:
+            raise BadRequest(str(exc)) from None
     if "batch" in doc and "messageId" not in doc:
         batch = doc["batch"]
         if not isinstance(batch, list):
@@ -129,7 +156,7 @@ def parse_events(body: bytes) -> list[Event]:
         ts = event.get("timestamp")
         raw = text if text is not None else dumps(event).decode()
         events.append((mid, ts if isinstance(ts, str) else None, raw))
-    return events
+    return events, []
 
 
 def journal_lines(events: Sequence[Event], received_at: float, destinations: list[str]) -> bytes:
@@ -155,7 +182,16 @@ class BackupReceiver:
     ) -> None:
         self.backup = backup
         self.journal = journal
-        self.secret = backup.secret_value().encode()
+        secret = backup.secret_value()
+        self.secret = secret.encode() if secret is not None else None
+        authorization = backup.authorization_value()
+        self.authorization = authorization.encode() if authorization is not None else None
+        # Counted on the server's loop, read by anyone (ints: a torn read is impossible).
+        self.unauthorized = 0  # 401s
+        self.rejected_requests = 0  # authentic bodies answered 400
+        self.rejected_events = 0  # events skipped in mParticle batches that were stored
+        # (file, line number, reason, text) for the `rejects` table, taken by the next fold
+        self.pending_rejects: deque[tuple[str, int, str, str]] = deque(maxlen=MAX_PENDING_REJECTS)
         host, port = address if address is not None else (backup.host, backup.port)
         app = web.Application(client_max_size=max(backup.max_body, 1))
         app.router.add_route("*", "/{tail:.*}", self._handle, expect_handler=self._expect)
@@ -207,7 +243,43 @@ class BackupReceiver:
             return _reply(400, {"error": "bad Content-Length"}, close=True)
         if length > self.backup.max_body:
             return _reply(413, {"error": f"body over {self.backup.max_body} bytes"}, close=True)
+        if not self._authorized_header(request) and (
+            self.secret is None or not headers.get("X-Signature")
+        ):
+            self.unauthorized += 1  # nothing the body could change: not read
+            return _reply(401, {"error": _AUTH_ERROR}, close=True)
         return None
+
+    def _authorized_header(self, request: web.BaseRequest) -> bool:
+        """Does the ``Authorization`` header equal the configured one (constant time)?"""
+        if self.authorization is None:
+            return False
+        given = request.headers.get("Authorization")
+        if given is None:
+            return False
+        return hmac.compare_digest(self.authorization, given.encode("utf-8", "replace"))
+
+    def _authentic(self, request: web.BaseRequest, body: bytes) -> bool:
+        """Authorization header, or else a good ``X-Signature`` of ``body``."""
+        if self._authorized_header(request):
+            return True
+        if self.secret is None:
+            return False
+        given = (request.headers.get("X-Signature") or "").strip().lower()
+        expected = sign(self.secret, body).encode()
+        return bool(given) and hmac.compare_digest(expected, given.encode("utf-8", "replace"))
+
+    def _reject(self, line_no: int, reason: str, text: str) -> None:
+        self.pending_rejects.append((self.backup.path, line_no, reason, text[:REJECT_TEXT]))
+
+    def take_rejects(self) -> list[tuple[str, int, str, str]]:
+        """The rejects noted since the last call (for the fold to store)."""
+        out: list[tuple[str, int, str, str]] = []
+        while True:
+            try:
+                out.append(self.pending_rejects.popleft())
+            except IndexError:
+                return out
 
     async def _expect(self, request: web.Request) -> web.StreamResponse | None:
         """``Expect: 100-continue``: refuse before the client sends the body, or invite it."""
@@ -232,13 +304,14 @@ class BackupReceiver:
             return _reply(408, {"error": "body not received in time"}, close=True)
         except ConnectionError:
             return _reply(400, {"error": "incomplete body"}, close=True)  # nobody to read it
-        given = (request.headers.get("X-Signature") or "").strip().lower()
-        expected = sign(self.secret, body).encode()
-        if not given or not hmac.compare_digest(expected, given.encode("utf-8", "replace")):
-            return _reply(401, {"error": "missing or bad X-Signature"})
+        if not self._authentic(request, body):
+            self.unauthorized += 1
+            return _reply(401, {"error": _AUTH_ERROR})
         try:
-            events = parse_events(body)
+            events, skipped = parse_body(body)
         except BadRequest as exc:
+            self.rejected_requests += 1
+            self._reject(0, f"backup request: {exc}", body.decode("utf-8", "replace"))
             return _reply(400, {"error": str(exc)})
         if events:
             data = journal_lines(events, time.time(), self.backup.destinations)
@@ -247,7 +320,16 @@ class BackupReceiver:
                 await asyncio.get_running_loop().run_in_executor(None, self.journal.append, data)
             except OSError:
                 return _reply(503, {"error": "cannot store the events; retry later"}, close=True)
-        return _reply(200, {"accepted": len(events)})
+        if not skipped:
+            return _reply(200, {"accepted": len(events)})
+        # Counted once the good ones are stored: a 503 above is retried, and recounted.
+        self.rejected_events += len(skipped)
+        for line_no, reason, text in skipped:
+            self._reject(line_no, f"mParticle batch: {reason}", text)
+        return _reply(200, {"accepted": len(events), "rejected": len(skipped)})
+
+
+_AUTH_ERROR = "missing or bad X-Signature or Authorization"
 
 
 def _reply(status: int, payload: dict[str, Any], close: bool = False) -> web.Response:
@@ -312,10 +394,19 @@ class BackupService:
         fold.start()
 
     def fold(self) -> int:
-        """Fold new journal lines into ``backup_events`` now; the number of rows added."""
+        """Fold new journal lines into ``backup_events`` now, and store the receiver's
+        rejects; the number of rows added to ``backup_events``."""
         with self._fold_lock:
             added = fold_journal(self.con, self.journal_path)
             self.folded += added
+            if self.server is not None:
+                rejects = self.server.take_rejects()
+                if rejects:
+                    self.con.executemany(
+                        "INSERT INTO rejects (ingested_at, source, file, line_no, reason, line) "
+                        "VALUES (now(), ?, ?, ?, ?, ?)",
+                        [[REJECT_SOURCE, *r] for r in rejects],
+                    )
             return added
 
     def _fold_loop(self) -> None:

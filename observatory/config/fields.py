@@ -83,9 +83,13 @@ Column = Literal[
     "error_message",
     "latency_ms",
     "attempt",
+    "rate_limit_used",
 ]
 CANONICAL_COLUMNS: tuple[str, ...] = typing.get_args(Column)
-"""The canonical columns a source may map (keys of ``fields``, ``static`` and ``map``)."""
+"""The canonical columns a source may map (keys of ``fields``, ``static`` and ``map``), in the
+order of ``events`` after ``ingested_at, source``. ``rate_limit_used``: the share of its rate
+limit (percent) the destination reported with the delivery, e.g. mParticle's
+``X-mp-rate-limit-percentage-used`` header value, when the forwarder logs it."""
 
 
 def _check_http_url(value: SecretStr | None) -> SecretStr | None:

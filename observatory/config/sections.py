@@ -148,18 +148,23 @@ def _size_before(value: Any) -> Any:
 class BackupConfig(_Model):
     """``[backup]``: the backup webhook receiver and reconciliation.
 
-    A customer-data platform's webhook destination (Segment's sends ``X-Signature`` = hex
-    HMAC-SHA1 of the raw body keyed by ``secret``) POSTs every event to ``listen`` + ``path``
+    A customer-data platform's webhook destination POSTs every event to ``listen`` + ``path``
     as well; reconciliation checks each one was delivered to every name in ``destinations``.
+    Requests prove where they come from by ``X-Signature`` = hex HMAC-SHA1 of the raw body
+    keyed by ``secret`` (Segment), or by an ``Authorization`` header equal to
+    ``authorization`` (mParticle's Webhook output sends a configured header and does not
+    sign); at least one of the two is required, and either passes when both are set.
     A delivery later than ``window`` after the backup received the event is late; an event
     still undelivered after ``window`` is missing. ``retry_window`` is how long the platform
     keeps retrying a failing event (Segment 4 h, RudderStack 3 h), with per-destination
-    overrides in ``retry_windows``. ``secret`` is a secret: read it with :meth:`secret_value`.
+    overrides in ``retry_windows``. ``secret`` and ``authorization`` are secrets: read them
+    with :meth:`secret_value` and :meth:`authorization_value`.
     """
 
     listen: NonEmptyStr = "127.0.0.1:8765"
     path: NonEmptyStr = "/webhook"
-    secret: SecretStr
+    secret: SecretStr | None = None
+    authorization: SecretStr | None = None
     destinations: list[NonEmptyStr]
     window: Duration = Field(default=parse_duration("10m"), gt=0)
     max_body: Annotated[int, BeforeValidator(_size_before)] = Field(default=1_000_000, ge=1)
@@ -178,12 +183,22 @@ class BackupConfig(_Model):
             raise _custom("path", "must be a URL path starting with / (e.g. /webhook)", value)
         return value
 
-    @field_validator("secret")
+    @field_validator("secret", "authorization")
     @classmethod
-    def _secret(cls, value: SecretStr) -> SecretStr:
-        if not value.get_secret_value():
+    def _secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value():
             raise _custom("empty", "must not be empty")
         return value
+
+    @model_validator(mode="after")
+    def _some_authentication(self) -> BackupConfig:
+        if self.secret is None and self.authorization is None:
+            raise _custom(
+                "required",
+                "required (or authorization, the Authorization header mParticle sends)",
+                suffix=("secret",),
+            )
+        return self
 
     @field_validator("destinations")
     @classmethod
@@ -210,9 +225,13 @@ class BackupConfig(_Model):
         """The port to listen on (0: any free port)."""
         return int(self.listen.rpartition(":")[2])
 
-    def secret_value(self) -> str:
-        """The shared secret in clear (for checking signatures only)."""
-        return self.secret.get_secret_value()
+    def secret_value(self) -> str | None:
+        """The shared secret in clear (for checking signatures only), or None."""
+        return self.secret.get_secret_value() if self.secret is not None else None
+
+    def authorization_value(self) -> str | None:
+        """The expected ``Authorization`` header in clear (for comparing only), or None."""
+        return self.authorization.get_secret_value() if self.authorization is not None else None
 
     def retry_window_for(self, destination: str) -> float:
         """Seconds the platform keeps retrying a failing event for ``destination``."""

@@ -1,5 +1,6 @@
 """Stored events -> per-destination, per-second counts for the engine (one GROUP BY in DuckDB).
 
+The logged rate-limit usage (``rate_limit_used``) comes as the second's highest reading.
 Latency comes as a histogram on the engine's fixed log-spaced bins (``engine.counts``), so the
 engine counts `slow` events itself, against the threshold it holds when it evaluates the
 second: live and in a replay alike, however the second was split into pieces.
@@ -22,12 +23,12 @@ _BIN = f"least(CAST(floor(ln(greatest(latency_ms, 1)) / {LN_BIN_BASE!r}) AS INTE
 # (20 events of one slow request are not 20 independent slow events). Events with the same
 # (ts, latency) in a second count once.
 AGG_SQL = (
-    "WITH e AS (SELECT destination, ts, outcome, latency_ms, "
+    "WITH e AS (SELECT destination, ts, outcome, latency_ms, rate_limit_used, "
     "CAST(floor(epoch(ts)) AS BIGINT) AS sec FROM events WHERE {where}), "
     "c AS (SELECT destination, sec, "
     + ", ".join(f"count(*) FILTER (WHERE outcome = '{o}') AS {o}" for o in _OUTCOME_COLS)
     + ", count(latency_ms) AS n, coalesce(sum(latency_ms), 0) AS lsum, "
-    "coalesce(max(latency_ms), 0) AS lmax FROM e GROUP BY ALL), "
+    "coalesce(max(latency_ms), 0) AS lmax, max(rate_limit_used) AS rlu FROM e GROUP BY ALL), "
     f"h AS (SELECT destination, sec, histogram({_BIN}) AS hist FROM (SELECT DISTINCT "
     "destination, sec, ts, latency_ms FROM e WHERE latency_ms IS NOT NULL) GROUP BY ALL) "
     "SELECT c.*, h.hist FROM c LEFT JOIN h USING (destination, sec) ORDER BY sec, destination"
@@ -53,8 +54,9 @@ def fetch_seconds(
             latency_sum=float(lsum),
             latency_max=float(lmax),
             hist=dict(hist) if hist else {},
+            rate_limit_used=float(rlu) if rlu is not None else None,
         )
-        for dest, sec, d, rl, rj, f, rt, dr, n, lsum, lmax, hist in rows
+        for dest, sec, d, rl, rj, f, rt, dr, n, lsum, lmax, rlu, hist in rows
     ]
 
 

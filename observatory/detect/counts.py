@@ -51,6 +51,10 @@ class SecondCounts:
     hist: dict[int, int] = field(default_factory=dict)  # latency bin -> events
     # events slower than the destination's threshold: set by the engine from ``hist``
     slow: int = 0
+    # the highest share of its rate limit (percent) the destination reported in this second
+    # (the logged ``rate_limit_used``, e.g. mParticle's X-mp-rate-limit-percentage-used);
+    # None when no line carried one. Pieces combine by max: the peak is the warning.
+    rate_limit_used: float | None = None
 
     @property
     def total(self) -> int:
@@ -76,3 +80,7 @@ class SecondCounts:
         hist = self.hist
         for b, n in other.hist.items():
             hist[b] = hist.get(b, 0) + n
+        if other.rate_limit_used is not None and (
+            self.rate_limit_used is None or other.rate_limit_used > self.rate_limit_used
+        ):
+            self.rate_limit_used = other.rate_limit_used

@@ -29,6 +29,14 @@ it accepts, its ceiling. So per destination:
 
 Units: events per second, as the logs count them. A forwarder that batches n events per
 request is throttled per request, so n x requests/s = events/s.
+
+Beside the ceilings, what the destination says about its own limit (:class:`RateLimitUsage`):
+mParticle's ``X-mp-rate-limit-percentage-used`` (on success: an early warning) and
+``X-mp-rate-limit-exceeded`` (the scope throttled, on a 429), from an ``http`` probe
+(:meth:`DriftTracker.note_usage`) or logged with each delivery (the ``rate_limit_used``
+column, max per second in :class:`SecondCounts`, taken as each second is judged). The latest
+report of each kind goes into the status and every drift event, in plain words; it does not
+change what is flagged.
 """
 
 from __future__ import annotations
@@ -42,7 +50,7 @@ from typing import Any, Literal
 
 from observatory.detect.counts import SecondCounts
 
-__all__ = ["DestinationDrift", "DriftEvent", "DriftKind", "DriftTracker"]
+__all__ = ["DestinationDrift", "DriftEvent", "DriftKind", "DriftTracker", "RateLimitUsage"]
 
 DriftKind = Literal["ceiling_drop", "ceiling_restored"]
 
@@ -65,6 +73,31 @@ SHARE_TAU = 300.0  # EWMA time constant of the throttled share (s)
 
 
 @dataclass(frozen=True, slots=True)
+class RateLimitUsage:
+    """The destination's own word on its rate limit: the share of it used (percent), and the
+    scope it said was exceeded (mParticle: org, account, app, feed, workspace, acceleration)."""
+
+    percentage_used: float | None = None
+    exceeded: str | None = None
+    ts: float | None = None  # when it was said (the probe's time, or the logged second's end)
+    from_logs: bool = False  # the percentage came from the delivery logs, not a probe
+
+    def words(self) -> str | None:
+        """E.g. "mParticle reports 97 % of its rate limit used; rate limit exceeded
+        (workspace scope)"; None when there is nothing to say."""
+        parts: list[str] = []
+        if self.percentage_used is not None:
+            pct = f"{self.percentage_used:.3g} %"
+            if self.from_logs:
+                parts.append(f"the delivery logs report {pct} of the rate limit used")
+            else:
+                parts.append(f"mParticle reports {pct} of its rate limit used")
+        if self.exceeded is not None:
+            parts.append(f"rate limit exceeded ({self.exceeded} scope)")
+        return "; ".join(parts) or None
+
+
+@dataclass(frozen=True, slots=True)
 class DriftEvent:
     """A destination's accepted-rate ceiling moved away from its baseline (or came back)."""
 
@@ -75,11 +108,12 @@ class DriftEvent:
     throttled_share: float  # rate-limited share of attempts over the evidence seconds
     retry_after_s: float | None = None  # the latest Retry-After a probe saw, if any
     kind: DriftKind = "ceiling_drop"
+    usage: RateLimitUsage | None = None  # the destination's latest word on its limit, if any
 
     def json_line(self) -> dict[str, Any]:
         from observatory.incidents.model import iso
 
-        return {
+        line: dict[str, Any] = {
             "type": "rate_limit_drift",
             "kind": self.kind,
             "destination": self.destination,
@@ -89,6 +123,14 @@ class DriftEvent:
             "throttled_share": round(self.throttled_share, 4),
             "retry_after_s": self.retry_after_s,
         }
+        # Only when said: lines of destinations without such headers stay as they were.
+        if self.usage is not None:
+            if self.usage.percentage_used is not None:
+                line["rate_limit_used_pct"] = self.usage.percentage_used
+            if self.usage.exceeded is not None:
+                line["rate_limit_exceeded"] = self.usage.exceeded
+            line["rate_limit_usage"] = self.usage.words()
+        return line
 
 
 @dataclass(slots=True)
@@ -108,6 +150,11 @@ class DestinationDrift:
     # 2 s reads 0, 50, 0, 50), and one second is a poor estimate of its rate.
     flagged_ceiling: float | None
     retry_after_s: float | None
+    # The destination's latest word on its limit (RateLimitUsage), if it said anything.
+    rate_limit_used_pct: float | None = None
+    rate_limit_exceeded: str | None = None
+    rate_limit_usage_at: float | None = None
+    rate_limit_usage: str | None = None  # the same in plain words, for panes and exports
 
 
 @dataclass(slots=True)
@@ -131,6 +178,7 @@ class _Dest:
     flagged_new: float = 0.0
     good_run: list[tuple[float, int, int]] = field(default_factory=list)  # d, rl, total
     retry_after: float | None = None
+    usage: RateLimitUsage | None = None
     dropped: deque[float] = field(default_factory=lambda: deque(maxlen=WINDOW))  # while flagged
     quantile: float | None = None  # of `samples`, kept until they change (sorting is costly)
 
@@ -225,6 +273,30 @@ class DriftTracker:
             self._dests[destination] = _Dest(destination)
         self._dests[destination].retry_after = seconds
 
+    def note_usage(
+        self,
+        destination: str,
+        percentage_used: float | None,
+        exceeded_scope: str | None,
+        ts: float,
+        from_logs: bool = False,
+    ) -> None:
+        """What the destination said about its rate limit at ``ts`` (mParticle's
+        ``X-mp-rate-limit-*`` headers from a probe, or the logged percentage). An older report
+        than the one kept changes nothing; a newer one replaces it, except that a percentage
+        from the logs keeps the exceeded scope a probe saw (logs carry no scope)."""
+        if percentage_used is None and exceeded_scope is None:
+            return
+        if destination not in self._dests:
+            self._dests[destination] = _Dest(destination)
+        d = self._dests[destination]
+        kept = d.usage
+        if kept is not None and kept.ts is not None and ts < kept.ts:
+            return
+        if from_logs and exceeded_scope is None and kept is not None:
+            exceeded_scope = kept.exceeded
+        d.usage = RateLimitUsage(percentage_used, exceeded_scope, ts, from_logs)
+
     # -- time ------------------------------------------------------------------------------
 
     def advance(self, watermark: float) -> list[DriftEvent]:
@@ -241,6 +313,8 @@ class DriftTracker:
                 del self._pending[sec]
                 continue
             for name, c in sorted(self._pending.pop(sec).items()):
+                if c.rate_limit_used is not None:
+                    self.note_usage(name, c.rate_limit_used, None, float(c.sec + 1), True)
                 event = self._judge(self._dests[name], c.sec, c)
                 if event is not None:
                     events.append(event)
@@ -302,7 +376,7 @@ class DriftTracker:
             d.dropped.append(r[1])
         d.good_run.clear()
         d.low_run.clear()
-        return DriftEvent(d.name, end, baseline, new, share, d.retry_after, "ceiling_drop")
+        return DriftEvent(d.name, end, baseline, new, share, d.retry_after, "ceiling_drop", d.usage)
 
     def _judge_flagged(
         self,
@@ -350,7 +424,7 @@ class DriftTracker:
         d.free_run.clear()
         d.dropped.clear()
         d.add_sample(new)
-        return DriftEvent(d.name, end, old, new, share, d.retry_after, "ceiling_restored")
+        return DriftEvent(d.name, end, old, new, share, d.retry_after, "ceiling_restored", d.usage)
 
     # -- output ----------------------------------------------------------------------------
 
@@ -375,6 +449,13 @@ class DriftTracker:
                 else None,
                 retry_after_s=d.retry_after,
             )
+            usage = d.usage
+            if usage is not None:
+                status = out[name]
+                status.rate_limit_used_pct = usage.percentage_used
+                status.rate_limit_exceeded = usage.exceeded
+                status.rate_limit_usage_at = usage.ts
+                status.rate_limit_usage = usage.words()
         return out
 
     def _learn(self, d: _Dest, delivered: float) -> None:

@@ -9,7 +9,9 @@ key, and timeline entries when the facts changed since the incident last noted t
   "status_page" entry whenever it changes; live incidents only.
 - :class:`DriftEvidence`: the destination's latest rate-limit drift (``observatory.detect.drift``)
   as ``evidence["rate_limit_drift"]`` and a "drift" entry per drop and restoration, on the
-  incident open when it was flagged or opened within ``DRIFT_ATTACH_WINDOW`` after.
+  incident open when it was flagged or opened within ``DRIFT_ATTACH_WINDOW`` after; with what
+  the destination said of its limit (mParticle's usage headers), in words, as
+  ``rate_limit_usage``.
 """
 
 from __future__ import annotations
@@ -78,6 +80,9 @@ class DriftEvidence:
                 "unit": "events/s delivered while throttled",
             }
             self._times[event.destination] = (event.ts, None)
+        if event.usage is not None and event.usage.words() is not None:
+            # what the destination said of its own limit, as of the latest drift event
+            record["rate_limit_usage"] = event.usage.words()
         if event.kind == "ceiling_restored":
             record["restored_at"] = line["ts"]
             record["restored_ceiling_per_s"] = line["new_ceiling_per_s"]
@@ -142,6 +147,8 @@ def _drift_detail(record: dict[str, Any]) -> str:
     )
     if record.get("retry_after_s") is not None:
         detail += f", Retry-After {record['retry_after_s']:g} s"
+    if record.get("rate_limit_usage"):
+        detail += f"; {record['rate_limit_usage']}"
     return detail
 
 

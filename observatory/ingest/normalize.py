@@ -36,6 +36,8 @@ STAGE_BLOCKS = "SELECT first_n, end_n, file, first_line FROM stage_blocks"
 # them twice per line. The setting is global to the database, so only where no reader runs
 # beside the statement (a backfill), never in the live path.
 STREAMING_DISABLED_OPTIMIZERS = "filter_pushdown"
+# Named, not positional: a column added later sits wherever its migration put it.
+_EVENT_COLUMNS = ", ".join(["ts", "ingested_at", "source", *CANONICAL_FIELDS[1:]])
 _MATERIALIZED = "x AS MATERIALIZED "
 
 
@@ -156,7 +158,7 @@ def compile_source(src: SourceConfig, vendors: dict[str, str]) -> SourceSQL:
             f"{_MATERIALIZED}(SELECT {keep}parsed, ts_txt, "
             f"{_ts_sql(opts.ts_format)} AS ts0, "
             "destination, event_name, message_id, outcome_raw, http_status, error_code, "
-            "code_u, error_message, latency_num, attempt FROM ("
+            "code_u, error_message, latency_num, attempt, rate_used FROM ("
             "SELECT *, "
             "CASE WHEN NOT contains(ts_txt, '.') AND NOT contains(ts_txt, ':') "
             "THEN TRY_CAST(ts_txt AS BIGINT) END AS ts_int, "
@@ -166,7 +168,8 @@ def compile_source(src: SourceConfig, vendors: dict[str, str]) -> SourceSQL:
             f"{m['error_code']} AS error_code, upper({m['error_code']}) AS code_u, "
             f"{m['error_message']} AS error_message, "
             f"TRY_CAST({m['latency_ms']} AS DOUBLE) AS latency_num, "
-            f"{_small_int(m['attempt'])} AS attempt "
+            f"{_small_int(m['attempt'])} AS attempt, "
+            f"TRY_CAST({m['rate_limit_used']} AS DOUBLE) AS rate_used "
             f"FROM (SELECT *, {m['ts']} AS ts_txt FROM ({extraction.select})))) "
         )
 
@@ -174,16 +177,18 @@ def compile_source(src: SourceConfig, vendors: dict[str, str]) -> SourceSQL:
         "SELECT *, "
         f"CASE WHEN ts0 >= TIMESTAMPTZ '{TS_MIN}' AND ts0 < TIMESTAMPTZ '{TS_MAX}' "
         "THEN ts0 END AS ts, "
-        f"CASE WHEN isfinite(latency_num) THEN latency_num * {factor} END AS latency_ms "
+        f"CASE WHEN isfinite(latency_num) THEN latency_num * {factor} END AS latency_ms, "
+        "CASE WHEN isfinite(rate_used) AND rate_used >= 0 THEN rate_used END "
+        "AS rate_limit_used "
         "FROM x"
     )
     # The vendor is only looked at for rows that carry a code.
     vendor = vendor_sql("destination", vendors)
     outcome = outcome_sql("outcome_raw", "http_status", "code_u", "error_message", vendor)
     events = (
-        f"{layers('')}INSERT INTO events SELECT ts, now(), {name}, "
+        f"{layers('')}INSERT INTO events ({_EVENT_COLUMNS}) SELECT ts, now(), {name}, "
         f"destination, event_name, message_id, {outcome}, http_status, error_code, "
-        f"error_message, latency_ms, attempt "
+        f"error_message, latency_ms, attempt, rate_limit_used "
         f"FROM ({typed}) WHERE parsed AND ts IS NOT NULL AND destination IS NOT NULL"
     )
     ts_key = sql_str(fields.get("ts", "ts"))

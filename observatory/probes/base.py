@@ -12,6 +12,7 @@ import asyncio
 import errno
 import logging
 import math
+import re
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -214,6 +215,9 @@ def parse_rate_limit_headers(
     ``RateLimit-Limit/Remaining/Reset`` (delta seconds) with ``RateLimit-Policy: 100;w=60``, and
     the newer ``RateLimit-Policy: "default";q=100;w=60`` / ``RateLimit: "default";r=50;t=30``.
     ``retry_at`` comes from Retry-After, or from a reset when the remaining quota is 0.
+    mParticle's ``X-mp-rate-limit-percentage-used`` (on 2xx, an early warning) and
+    ``X-mp-rate-limit-exceeded`` (the scope throttled, on a 429) go to ``rate_limit.mparticle``
+    as ``percentage_used`` (a float, percent) and ``exceeded`` (the scope, lowercase).
     Returns ``({}, None)`` when there is nothing rate-limit related.
     """
     lower = {str(k).lower(): str(v) for k, v in headers.items()}
@@ -242,10 +246,65 @@ def parse_rate_limit_headers(
     if structured is not None:
         parsed["ratelimit"] = [_quota(item, now, candidates) for item in _sf_items(structured)]
 
+    mp = _mparticle(lower)
+    if mp:
+        parsed["mparticle"] = mp
+
     if parsed:
         details["rate_limit"] = parsed
     retry_at = max(candidates) if candidates else None
     return details, retry_at
+
+
+# mParticle's scopes of X-mp-rate-limit-exceeded; another value is kept, cut to this length.
+MPARTICLE_SCOPES = ("org", "account", "app", "feed", "workspace", "acceleration")
+_SCOPE_MAX = 40
+_SCOPE_JUNK = re.compile(r"[^a-z0-9_.-]+")
+
+
+def _mparticle(lower: dict[str, str]) -> dict[str, Any]:
+    """``X-mp-rate-limit-percentage-used`` / ``-exceeded``; ``{}`` when neither parses."""
+    out: dict[str, Any] = {}
+    used = lower.get("x-mp-rate-limit-percentage-used")
+    if used is not None:
+        try:
+            pct = float(used.strip().rstrip("%").strip())
+        except ValueError:
+            pct = math.nan
+        if math.isfinite(pct) and pct >= 0:
+            out["percentage_used"] = pct
+    # a header is untrusted text: a scope is a word, and nothing else of it is kept
+    scope = _SCOPE_JUNK.sub("", (lower.get("x-mp-rate-limit-exceeded") or "").lower())
+    if scope:
+        out["exceeded"] = scope[:_SCOPE_MAX]
+    return out
+
+
+def mparticle_usage(details: Mapping[str, Any]) -> tuple[float | None, str | None]:
+    """(percentage used, exceeded scope) a probe result's details carry, each None if absent."""
+    rl = details.get("rate_limit")
+    mp = rl.get("mparticle") if isinstance(rl, Mapping) else None
+    if not isinstance(mp, Mapping):
+        return None, None
+    pct = mp.get("percentage_used")
+    scope = mp.get("exceeded")
+    return (
+        float(pct) if isinstance(pct, int | float) and not isinstance(pct, bool) else None,
+        scope if isinstance(scope, str) and scope else None,
+    )
+
+
+def probe_retry_after(details: Mapping[str, Any]) -> float | None:
+    """The Retry-After (s) a probe result's details carry: parsed from the headers
+    (``rate_limit.retry_after_s``), or set by the probe itself at the top level."""
+    rl = details.get("rate_limit")
+    for value in (
+        details.get("retry_after_s"),
+        rl.get("retry_after_s") if isinstance(rl, Mapping) else None,
+    ):
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+    return None
 
 
 def _limit_fields(

@@ -35,9 +35,14 @@ DDL: tuple[str, ...] = (
         error_code    VARCHAR,
         error_message VARCHAR,
         latency_ms    DOUBLE,
-        attempt       SMALLINT
+        attempt       SMALLINT,
+        rate_limit_used DOUBLE
     )
     """,
+    # Columns added since the first release: a database created before them gets them here,
+    # at the end of the table, where CREATE puts them too (so positional reads agree).
+    # `rate_limit_used`: the rate-limit share (percent) a delivery's response reported.
+    "ALTER TABLE events ADD COLUMN IF NOT EXISTS rate_limit_used DOUBLE",
     """
     CREATE TABLE IF NOT EXISTS ingest_offsets (
         file_key    VARCHAR PRIMARY KEY,

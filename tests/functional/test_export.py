@@ -45,7 +45,7 @@ SELECT to_timestamp(? + s + k / 4.0), now(), 'fwd', ?, 'CompletePayment',
        (CASE WHEN s < 600 OR s >= 1200 OR k = 0 THEN 'delivered'
              WHEN k = 3 THEN (CASE WHEN s % 10 = 0 THEN 'rejected' ELSE 'failed' END)
              ELSE 'rate_limited' END)::outcome_t,
-       NULL, NULL, NULL, 12.5, 1
+       NULL, NULL, NULL, 12.5, 1, NULL
 FROM range(0, 1800) AS r(s), range(0, 4) AS q(k)
 """
 

@@ -21,6 +21,7 @@ import orjson
 import pytest
 
 from observatory.config import ConfigError, ProbeConfig, load_config
+from observatory.feeds.exposition import parse_exposition
 from observatory.incidents.store import list_incidents
 from observatory.probes import (
     ProbeResult,
@@ -31,7 +32,6 @@ from observatory.probes import (
     redact_url,
     reported_status,
 )
-from observatory.feeds.exposition import parse_exposition
 from observatory.probes.promtext import parse_selectors
 from observatory.runtime import Runtime
 from observatory.sim.server import SimServer

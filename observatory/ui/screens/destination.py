@@ -269,6 +269,9 @@ def drift_text(d: DestinationDrift | None) -> Text:
     if d.retry_after_s is not None:
         text.append("  Retry-After ", style="dim")
         text.append(f"{d.retry_after_s:g} s")
+    if d.rate_limit_usage:
+        warn = d.rate_limit_exceeded is not None or (d.rate_limit_used_pct or 0.0) >= 90.0
+        text.append("  " + d.rate_limit_usage, style="yellow" if warn else "")
     if d.flagged:
         text.append("  DRIFT", style="bold red")
         when = fmt_time(d.flagged_at)[11:] if d.flagged_at is not None else ""
