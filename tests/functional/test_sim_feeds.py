@@ -7,6 +7,8 @@ import base64
 import email.utils
 import re
 import socket
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -229,6 +231,20 @@ def test_simulation_runs_the_statsd_emitter(tmp_path: Any, listener: socket.sock
     lines = parse_lines(receive_all(listener))
     truth = recorded(sim.server)
     assert truth and sent_counts(lines, "router_response_counts") == truth
+
+
+def test_simulate_checks_its_statsd_options() -> None:
+    for args, words in (
+        (["--statsd", "nowhere"], "--statsd: expected HOST:PORT"),
+        (["--dogstatsd"], "--dogstatsd needs --statsd"),
+    ):
+        out = subprocess.run(
+            [sys.executable, "-m", "observatory", "simulate", *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert out.returncode == 2 and words in out.stderr, out.stderr
 
 
 # ------------------------------------------------------------------ delivery overview
