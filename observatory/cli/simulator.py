@@ -47,7 +47,20 @@ def _run_tui(config_path: str, replay: bool = False, note: str = "", db: str | N
 @click.option("--logs", type=click.Path(), help="Directory for the forwarder's delivery logs.")
 @click.option("--port", type=int, default=0, help="Port on 127.0.0.1 (0: any free port).")
 @click.option("--duration", type=float, help="Stop after S seconds.")
-def simulate(scenario: str, logs: str | None, port: int, duration: float | None) -> None:
+@click.option(
+    "--statsd",
+    metavar="HOST:PORT",
+    help="Also send rudder-server's statsd metrics of what the platforms did there (UDP).",
+)
+@click.option("--dogstatsd", is_flag=True, help="With --statsd: DogStatsD tags, not InfluxDB's.")
+def simulate(
+    scenario: str,
+    logs: str | None,
+    port: int,
+    duration: float | None,
+    statsd: str | None,
+    dogstatsd: bool,
+) -> None:
     """Run the simulator alone: fake platform APIs on loopback plus a forwarder writing logs.
 
     Scenarios: tiktok-rate-limit (default), meta-token-expired, silent-forwarder, steady, or a
@@ -57,6 +70,7 @@ def simulate(scenario: str, logs: str | None, port: int, duration: float | None)
     \b
     Examples:
       observatory simulate --scenario tiktok-rate-limit --logs /tmp/sim --duration 300
+      observatory simulate --statsd 127.0.0.1:8125
       observatory simulate --scenario samples --logs sample_logs
     """
     import json
@@ -65,6 +79,7 @@ def simulate(scenario: str, logs: str | None, port: int, duration: float | None)
 
     from observatory.sim.forwarder import Simulation
     from observatory.sim.scenario import ScenarioError, load_scenario
+    from observatory.sim.statsd_emitter import parse_address
 
     if scenario == "samples":
         # Not a live run: regenerate the small, deterministic sample logs (same seed, same
@@ -80,8 +95,16 @@ def simulate(scenario: str, logs: str | None, port: int, duration: float | None)
         fail(str(exc), 2)
     if duration is not None and duration <= 0:
         fail("--duration must be > 0", 2)
+    target = None
+    if statsd is not None:
+        try:
+            target = parse_address(statsd)
+        except ValueError as exc:
+            fail(f"--statsd: {exc}", 2)
+    elif dogstatsd:
+        fail("--dogstatsd needs --statsd HOST:PORT", 2)
     logs_dir = Path(logs) if logs else Path(tempfile.mkdtemp(prefix="observatory-sim-"))
-    sim = Simulation(scen, logs_dir, port=port)
+    sim = Simulation(scen, logs_dir, port=port, statsd=target, dogstatsd=dogstatsd)
     try:
         sim.start()
     except OSError as exc:
@@ -93,6 +116,7 @@ def simulate(scenario: str, logs: str | None, port: int, duration: float | None)
         "config": str(sim.config_path.resolve()),
         "scenario": scen.name,
         "duration": duration if duration is not None else scen.duration,
+        "statsd": statsd,
     }
     click.echo(json.dumps(head))
     sys.stdout.flush()

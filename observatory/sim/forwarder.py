@@ -8,7 +8,8 @@ connection errors are retried (attempts 2 and 3) with exponential backoff, honou
 ``Retry-After`` and Google's ``retryDelay``. Every attempt's outcome is written as one pino-style
 line per event to ``forwarder.jsonl`` -- the shape of `observatory.sim.samples` forwarder lines.
 
-`Simulation` wires a `SimServer`, a `Forwarder` and a `Scenario` timeline together.
+`Simulation` wires a `SimServer`, a `Forwarder` and a `Scenario` timeline together, and
+optionally a `StatsdEmitter` sending rudder-server's statsd metrics of what the server did.
 
 This module holds the run: `Simulation` and `watch_config`, the `observatory watch` config it
 writes. The `Forwarder` lives in `delivery`, and the conversions it sends and how it reads the
@@ -25,6 +26,7 @@ from observatory.sim.conversions import DESTINATIONS, Event, EventStream
 from observatory.sim.delivery import Forwarder
 from observatory.sim.scenario import FORWARDER_OPS, Scenario
 from observatory.sim.server import SimServer
+from observatory.sim.statsd_emitter import StatsdEmitter
 
 __all__ = [
     "DESTINATIONS",
@@ -93,7 +95,11 @@ def _toml_str(value: str) -> str:
 
 
 class Simulation:
-    """A `SimServer` + a `Forwarder` + a scenario's timeline, run in real time."""
+    """A `SimServer` + a `Forwarder` + a scenario's timeline, run in real time.
+
+    With `statsd` (host, port) a `StatsdEmitter` sends the server's outcomes there every second
+    (DogStatsD tags with `dogstatsd`), from `start()` to `stop()`.
+    """
 
     def __init__(
         self,
@@ -103,12 +109,17 @@ class Simulation:
         port: int = 0,
         speed: float = 1.0,
         rate: float | None = None,
+        statsd: tuple[str, int] | None = None,
+        dogstatsd: bool = False,
     ) -> None:
         self.scenario = scenario.scaled(speed) if speed != 1.0 else scenario
         self.logs = Path(logs)
         self.server = SimServer(port=port, seed=scenario.seed)
         self.rate = scenario.rate if rate is None else rate
         self.forwarder: Forwarder | None = None
+        self.statsd_target = statsd
+        self.dogstatsd = dogstatsd
+        self.statsd: StatsdEmitter | None = None
         self._pending = self.scenario.timeline()
         self._t0 = 0.0
         self.applied: list[tuple[float, str]] = []
@@ -120,6 +131,9 @@ class Simulation:
     def start(self) -> Simulation:
         self.logs.mkdir(parents=True, exist_ok=True)
         self.server.start()
+        if self.statsd_target is not None:
+            host, port = self.statsd_target
+            self.statsd = StatsdEmitter(self.server, host, port, dogstatsd=self.dogstatsd).start()
         for platform, qps in self.scenario.limits.items():
             self.server.set_qps_limit(platform, qps)
         for platform, share in self.scenario.error_rate.items():
@@ -183,4 +197,6 @@ class Simulation:
     def stop(self) -> None:
         if self.forwarder is not None:
             self.forwarder.stop()
+        if self.statsd is not None:
+            self.statsd.stop()  # after the forwarder: its last answers are sent too
         self.server.stop()

@@ -9,6 +9,8 @@ Endpoints, with the shapes of the real APIs (see ``wire-formats.md``):
   -- Google Ads, ``POST /webhook/<name>`` -- a CRM webhook (answers in `vendors`);
 * ``GET /api/v2/summary.json`` and the other status page documents, ``GET /metrics``
   (Prometheus) and ``GET /destinations/<id>/delivery-metrics`` (Segment) -- see `status_apis`;
+* ``GET /delivery-overview/<step>`` -- Segment's Delivery Overview, see `delivery_overview`;
+* ``POST /v2/events`` and ``/v2/bulkevents`` -- mParticle's Events API, see `mparticle`;
 * ``GET /health``, ``GET /_stats`` and ``POST /_control`` (``{"op": ..., **kwargs}``).
 
 Every request is counted and meets the fault injected on the longest prefix of its path.
@@ -27,6 +29,8 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from observatory.server.background import BackgroundServer
+from observatory.sim.delivery_overview import delivery_overview_reply
+from observatory.sim.mparticle import MPARTICLE_PATHS, mparticle_reply
 from observatory.sim.state import Fault, Reply, SimState
 from observatory.sim.status_apis import metrics_reply, segment_reply, statuspage_reply
 from observatory.sim.vendors import platform_reply
@@ -96,12 +100,16 @@ class SimServer(SimState):
 
     def _app(self) -> web.Application:
         app = web.Application(middlewares=[self._arrive], client_max_size=_MAX_BODY)
+        # Before the platforms: Meta's ``/v{rest}/events`` would take ``/v2/events`` too.
+        for path in MPARTICLE_PATHS:
+            app.router.add_route("*", path, self._mparticle)
         for platform, path in _PLATFORM_ROUTES.items():
             app.router.add_route("*", path, self._platform_handler(platform), name=platform)
         app.router.add_get("/health", self._health)
         app.router.add_get("/api/v2/{doc:.*}", self._statuspage)
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/destinations/{dest:.*}/delivery-metrics", self._segment)
+        app.router.add_get("/delivery-overview/{step}", self._delivery_overview)
         app.router.add_get("/_stats", self._stats)
         app.router.add_post("/_control", self._control)
         return app
@@ -157,6 +165,22 @@ class SimServer(SimState):
 
     async def _segment(self, request: web.Request) -> web.Response:
         return _response(segment_reply(self, request.match_info["dest"], request.query_string))
+
+    async def _delivery_overview(self, request: web.Request) -> web.Response:
+        reply = delivery_overview_reply(
+            self,
+            request.match_info["step"],
+            request.query_string,
+            request.headers.get("Authorization"),
+        )
+        return _response(reply)
+
+    async def _mparticle(self, request: web.Request) -> web.Response:
+        if request.method != "POST":
+            return _not_allowed()
+        started, _fault = request[_ARRIVAL]
+        auth = request.headers.get("Authorization")
+        return _response(mparticle_reply(self, request.path, auth, await request.read(), started))
 
     async def _stats(self, request: web.Request) -> web.Response:
         return _response(Reply(200, self.stats()))

@@ -1,7 +1,8 @@
 """What the simulator remembers and is told: faults, QPS limits, outcomes, the status page.
 
 `SimState` is the simulator without its HTTP front. Control operations (`set_component`,
-`set_fault`, `set_qps_limit`, `set_token_valid`, `set_error_rate`, or `control` by name) and
+`set_fault`, `set_qps_limit`, `set_token_valid`, `set_error_rate`, `reset_metrics`,
+`set_mparticle_limit`, or `control` by name) and
 observations (`request_count`, `request_times`, `stats`) are thread-safe: one lock guards every
 field, so a scenario may steer the simulator from any thread while the server's thread answers
 requests. The endpoint modules (`vendors`, `status_apis`) read and update these fields under
@@ -15,7 +16,8 @@ import random
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
@@ -26,7 +28,9 @@ from observatory.util.retry_after import parse_retry_after
 __all__ = [
     "FAULT_KINDS",
     "LATENCY_BUCKETS",
+    "MPARTICLE_QPS",
     "REASONS",
+    "SEGMENT_LIMIT",
     "SERVER_OPS",
     "Fault",
     "PlatformStats",
@@ -37,7 +41,15 @@ __all__ = [
 
 FAULT_KINDS = ("http_error", "timeout", "malformed", "rate_limit")
 # The control operations (``POST /_control``, scenario steps): SimState methods by name.
-SERVER_OPS = ("set_component", "set_fault", "set_qps_limit", "set_token_valid", "set_error_rate")
+SERVER_OPS = (
+    "set_component",
+    "set_fault",
+    "set_qps_limit",
+    "set_token_valid",
+    "set_error_rate",
+    "reset_metrics",
+    "set_mparticle_limit",
+)
 REASONS = {
     200: "OK",
     400: "Bad Request",
@@ -54,6 +66,10 @@ REASONS = {
 """The words error bodies use for a status."""
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _TIMES_KEPT = 200_000  # arrival times kept per path
+MPARTICLE_QPS = 270.0
+"""mParticle's documented default Events API limit, in batches per second."""
+SEGMENT_LIMIT = 1000
+"""Requests per minute the Segment-like API answers before 429 (`SimState.segment_limit`)."""
 
 
 class Reply:
@@ -146,8 +162,21 @@ class PlatformStats:
     latency_count: int = 0
     # epoch second -> [delivered, rate_limited, rejected, failed]
     seconds: dict[int, list[int]] = field(default_factory=dict)
+    # epoch second -> {(event name or "", HTTP status (200: delivered)): events}
+    events: dict[int, dict[tuple[str, int], int]] = field(default_factory=dict)
 
-    def record(self, now_wall: float, delivered: int, refused: int, status: int) -> None:
+    def record(
+        self,
+        now_wall: float,
+        delivered: int,
+        refused: int,
+        status: int,
+        names: Mapping[str, int] | None = None,
+    ) -> None:
+        """Count `delivered` and `refused` (answered `status`) events at wall time `now_wall`.
+
+        `names` (event name -> events) tells the events apart when they all shared one fate.
+        """
         self.delivered += delivered
         sec = self.seconds.get(int(now_wall))
         if sec is None:
@@ -162,6 +191,17 @@ class PlatformStats:
                 sec[3] += refused
             else:
                 sec[2] += refused
+        per = self.events.setdefault(int(now_wall), {})
+        for n, code in ((delivered, 200), (refused, status)):
+            if n <= 0:
+                continue
+            left = n
+            if names is not None and (delivered == 0 or refused == 0):
+                for name, k in names.items():
+                    per[(name, code)] = per.get((name, code), 0) + k
+                    left -= k
+            if left > 0:
+                per[("", code)] = per.get(("", code), 0) + left
 
     def throttled(self) -> int:
         """Events refused with 429."""
@@ -173,6 +213,16 @@ class PlatformStats:
         i = bisect.bisect_left(LATENCY_BUCKETS, seconds)
         if i < len(self.latency_buckets):
             self.latency_buckets[i] += 1
+
+    def totals(self) -> PlatformStats:
+        """A copy of the running totals alone (no per-second history)."""
+        return replace(
+            self,
+            aborted=dict(self.aborted),
+            latency_buckets=list(self.latency_buckets),
+            seconds={},
+            events={},
+        )
 
 
 class SimState:
@@ -199,6 +249,13 @@ class SimState:
         }
         self.incident_started: dict[str, float] = {}
         self.segment_window = (0, 0)  # (minute, requests) for the Segment-like API's limit
+        self.segment_limit = SEGMENT_LIMIT
+        # The totals at the last `reset_metrics` (a rudder-server restart): /metrics counts
+        # from there, so its counters drop to 0 as a restarted exporter's do.
+        self.metrics_base = {p: PlatformStats() for p in COMPONENTS}
+        self.metrics_started = now
+        self.mparticle_bucket = TokenBucket(MPARTICLE_QPS, MPARTICLE_QPS, time.monotonic())
+        self.mparticle_counts = {"accepted": 0, "rate_limited": 0}  # batches
         self._counts: dict[str, int] = {}
         self._times: dict[str, deque[float]] = {}
         self._faults: dict[str, Fault] = {}
@@ -339,6 +396,22 @@ class SimState:
             raise ValueError("rate must be within [0, 1]")
         with self.lock:
             self.error_rates[p] = float(rate)
+
+    def reset_metrics(self) -> None:
+        """Restart the Prometheus exporter: /metrics counters start again from 0 (the
+        per-second history, the Segment-like APIs and the statsd emitter are unaffected)."""
+        with self.lock:
+            self.metrics_base = {p: s.totals() for p, s in self.platform_stats.items()}
+            self.metrics_started = time.time()
+
+    def set_mparticle_limit(self, qps: float | None) -> None:
+        """Limit the mParticle-like Events API to `qps` batches/s (None: the default 270)."""
+        rate = MPARTICLE_QPS if qps is None else float(qps)
+        if rate < 0:
+            raise ValueError("qps must be >= 0")
+        with self.lock:
+            tokens = max(1.0, rate) if rate > 0 else 0.0
+            self.mparticle_bucket = TokenBucket(rate, tokens, time.monotonic())
 
     def control(self, op: str, **kwargs: Any) -> None:
         """Apply one control operation by name (what ``POST /_control`` calls)."""

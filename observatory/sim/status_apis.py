@@ -3,9 +3,11 @@
 * ``GET /api/v2/summary.json``, ``/api/v2/status.json``, ``/api/v2/components.json``,
   ``/api/v2/incidents/unresolved.json`` (and ``/api/v2/incidents.json``) -- an Atlassian status
   page whose components the scenario degrades and restores;
-* ``GET /metrics`` -- rudder-server style Prometheus counters of what was really accepted;
+* ``GET /metrics`` -- rudder-server style Prometheus counters of what was really accepted
+  (counting from the last ``reset_metrics``, a simulated exporter restart);
 * ``GET /destinations/<id>/delivery-metrics`` -- the Segment Public API delivery metrics, with
-  its per-minute rate limit and rate-limit headers.
+  its per-minute rate limit and rate-limit headers (`segment_budget`, shared with the Delivery
+  Overview in `delivery_overview`).
 
 Every function reads `SimState` under its lock and answers with a `Reply`.
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import email.utils
 import time
+from collections import Counter
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -27,9 +30,9 @@ from observatory.sim.platforms import (
     DEST_TYPES,
     platform_name,
 )
-from observatory.sim.state import LATENCY_BUCKETS, Reply, SimState
+from observatory.sim.state import LATENCY_BUCKETS, PlatformStats, Reply, SimState
 
-__all__ = ["metrics_reply", "segment_reply", "statuspage_reply"]
+__all__ = ["metrics_reply", "segment_budget", "segment_reply", "statuspage_reply"]
 
 _COMPONENT_IDS = {p: f"cmp{i}{p[:4]}" for i, p in enumerate(COMPONENTS, 1)}
 _PAGE = {
@@ -38,7 +41,6 @@ _PAGE = {
     "url": "http://127.0.0.1",
     "time_zone": "Etc/UTC",
 }
-_SEGMENT_LIMIT = 1000  # requests per minute to the Segment-like API
 
 
 def _parse_time(text: str | None, default: float) -> float:
@@ -176,94 +178,124 @@ def statuspage_reply(state: SimState, path: str) -> Reply:
 def metrics_reply(state: SimState) -> Reply:
     """rudder-server style Prometheus counters of what the platforms really accepted."""
     with state.lock:
-        snap = {
-            p: (
-                s.delivered,
-                dict(s.aborted),
-                s.throttled(),
-                list(s.latency_buckets),
-                s.latency_sum,
-                s.latency_count,
-            )
-            for p, s in state.platform_stats.items()
-        }
+        snap = {p: (s.totals(), state.metrics_base[p]) for p, s in state.platform_stats.items()}
+        started = state.metrics_started
     out = [
+        "# HELP process_start_time_seconds When the exporter (re)started, in epoch seconds.",
+        "# TYPE process_start_time_seconds gauge",
+        f"process_start_time_seconds {started:.3f}",
         "# HELP event_delivery Events delivered to the destination.",
         "# TYPE event_delivery counter",
     ]
-    for p, (delivered, *_rest) in snap.items():
+    for p, (now, base) in snap.items():
         out.append(
             f'event_delivery{{destType="{DEST_TYPES[p]}",destID="{DEST_IDS[p]}",'
             f'destination="{DEST_NAMES[p]}",workspaceId="ws_sim",source="simulator",'
-            f'module="router"}} {delivered}'
+            f'module="router"}} {now.delivered - base.delivered}'
         )
+    out += [
+        "# HELP router_response_counts Events per HTTP status the destination answered.",
+        "# TYPE router_response_counts counter",
+    ]
+    for p, (now, base) in snap.items():
+        codes = _codes(now) - _codes(base)
+        for code in sorted(_codes(now)):
+            out.append(
+                f'router_response_counts{{destType="{DEST_TYPES[p]}",destId="{DEST_IDS[p]}",'
+                f'workspaceId="ws_sim",respStatusCode="{code}"}} {codes[code]}'
+            )
     out += [
         "# HELP router_aborted_events Events the destination refused.",
         "# TYPE router_aborted_events counter",
     ]
-    for p, (_d, aborted, *_rest) in snap.items():
-        for code in sorted(aborted):
+    for p, (now, base) in snap.items():
+        for code in sorted(now.aborted):
+            n = now.aborted[code] - base.aborted.get(code, 0)
             out.append(
                 f'router_aborted_events{{destType="{DEST_TYPES[p]}",respStatusCode="{code}",'
-                f'destId="{DEST_IDS[p]}",destination="{DEST_NAMES[p]}"}} {aborted[code]}'
+                f'destId="{DEST_IDS[p]}",destination="{DEST_NAMES[p]}"}} {n}'
             )
     out += [
         "# HELP router_throttled Events throttled by the destination.",
         "# TYPE router_throttled counter",
     ]
-    for p, (_d, _a, throttled, *_rest) in snap.items():
+    for p, (now, base) in snap.items():
         out.append(
             f'router_throttled{{destType="{DEST_TYPES[p]}",destId="{DEST_IDS[p]}",'
-            f'destination="{DEST_NAMES[p]}"}} {throttled}'
+            f'destination="{DEST_NAMES[p]}"}} {now.throttled() - base.throttled()}'
         )
     out += [
         "# HELP router_delivery_latency Time to answer a delivery request, in seconds.",
         "# TYPE router_delivery_latency histogram",
     ]
-    for p, (_d, _a, _t, buckets, total, count) in snap.items():
+    for p, (now, base) in snap.items():
         labels = f'destType="{DEST_TYPES[p]}"'
+        count = now.latency_count - base.latency_count
         cumulative = 0
-        for le, n in zip(LATENCY_BUCKETS, buckets, strict=True):
-            cumulative += n
+        for le, n, n0 in zip(
+            LATENCY_BUCKETS, now.latency_buckets, base.latency_buckets, strict=True
+        ):
+            cumulative += n - n0
             out.append(f'router_delivery_latency_bucket{{{labels},le="{le}"}} {cumulative}')
         out.append(f'router_delivery_latency_bucket{{{labels},le="+Inf"}} {count}')
-        out.append(f"router_delivery_latency_sum{{{labels}}} {total:.6f}")
+        out.append(
+            f"router_delivery_latency_sum{{{labels}}} {now.latency_sum - base.latency_sum:.6f}"
+        )
         out.append(f"router_delivery_latency_count{{{labels}}} {count}")
     text = "\n".join(out) + "\n"
     return Reply(200, text.encode(), content_type="text/plain; version=0.0.4; charset=utf-8")
 
 
+def _codes(stats: PlatformStats) -> Counter[str]:
+    """Events per HTTP status answered (200: delivered)."""
+    out = Counter(stats.aborted)
+    out["200"] += stats.delivered
+    return out
+
+
 # ------------------------------------------------------------------ segment
 
 
-def segment_reply(state: SimState, dest_id: str, query: str) -> Reply:
-    """Segment Public API delivery metrics of one destination (query: its raw query string)."""
-    wall = time.time()
+def segment_budget(state: SimState, wall: float) -> tuple[list[tuple[str, str]], Reply | None]:
+    """Spend one request of the Segment-like APIs' per-minute budget at wall time `wall`.
+
+    Returns the rate-limit headers every answer carries and, once the minute's budget is
+    spent, the 429 to answer instead (``Retry-After`` and ``errors[].data.msBeforeNext``).
+    """
     minute = int(wall // 60)
     with state.lock:
         win_minute, used = state.segment_window
         used = used + 1 if win_minute == minute else 1
         state.segment_window = (minute, used)
+        limit = state.segment_limit
     reset = email.utils.format_datetime(datetime.fromtimestamp((minute + 1) * 60, UTC), usegmt=True)
-    remaining = max(0, _SEGMENT_LIMIT - used)
     headers = [
-        ("X-RateLimit-Limit", str(_SEGMENT_LIMIT)),
-        ("X-RateLimit-Remaining", str(remaining)),
+        ("X-RateLimit-Limit", str(limit)),
+        ("X-RateLimit-Consumed", str(min(used, limit))),
+        ("X-RateLimit-Remaining", str(max(0, limit - used))),
         ("X-RateLimit-Reset", reset),
     ]
-    if used > _SEGMENT_LIMIT:
-        wait_ms = int(((minute + 1) * 60 - wall) * 1000)
-        headers.append(("Retry-After", str(wait_ms // 1000 + 1)))
-        body = {
-            "errors": [
-                {
-                    "type": "RequestError",
-                    "message": "Too many requests",
-                    "data": {"msBeforeNext": wait_ms},
-                }
-            ]
-        }
-        return Reply(429, body, headers)
+    if used <= limit:
+        return headers, None
+    wait_ms = int(((minute + 1) * 60 - wall) * 1000)
+    body = {
+        "errors": [
+            {
+                "type": "RequestError",
+                "message": "Too many requests",
+                "data": {"msBeforeNext": wait_ms},
+            }
+        ]
+    }
+    return headers, Reply(429, body, [*headers, ("Retry-After", str(wait_ms // 1000 + 1))])
+
+
+def segment_reply(state: SimState, dest_id: str, query: str) -> Reply:
+    """Segment Public API delivery metrics of one destination (query: its raw query string)."""
+    wall = time.time()
+    headers, refused = segment_budget(state, wall)
+    if refused is not None:
+        return refused
     try:
         p = platform_name(dest_id)
     except ValueError:

@@ -8,13 +8,14 @@
   starting with ``bad`` in a ``partialFailureError``;
 * a CRM webhook takes ``{"batch":[...]}`` or one event.
 
-`platform_reply` also applies an injected fault and records every event's outcome in the
-platform's `PlatformStats`, which the status APIs report.
+`platform_reply` also applies an injected fault and records every event's outcome (and its
+event name) in the platform's `PlatformStats`, which the status APIs and feeds report.
 """
 
 from __future__ import annotations
 
 import time
+from collections import Counter
 from typing import Any
 
 import orjson
@@ -24,6 +25,18 @@ from observatory.sim.state import REASONS, Fault, PlatformStats, Reply, SimState
 __all__ = ["platform_reply"]
 
 _GADS_FAILURE = "type.googleapis.com/google.ads.googleads.v17.errors.GoogleAdsFailure"
+# The field that names an event in each platform's request (Google's is the conversion action).
+_NAME_FIELDS = {"tiktok": "event", "meta": "event_name", "google": "conversionAction"}
+
+
+def _names(p: str, items: list[Any]) -> Counter[str]:
+    """Events per event name in a batch ("" when an event has none)."""
+    key = _NAME_FIELDS.get(p, "event")
+    out: Counter[str] = Counter()
+    for item in items:
+        name = item.get(key) if isinstance(item, dict) else None
+        out[name if isinstance(name, str) else ""] += 1
+    return out
 
 
 def platform_reply(state: SimState, p: str, body: bytes, fault: Fault | None, now: float) -> Reply:
@@ -42,6 +55,7 @@ def platform_reply(state: SimState, p: str, body: bytes, fault: Fault | None, no
     else:
         items = [doc] if isinstance(doc, dict) else None
     n = len(items) if isinstance(items, list) else 0
+    names = _names(p, items) if isinstance(items, list) else None
     wall = time.time()
     with state.lock:
         stats = state.platform_stats[p]
@@ -54,9 +68,9 @@ def platform_reply(state: SimState, p: str, body: bytes, fault: Fault | None, no
             else:
                 reply = fault.reply()
                 if reply is not None and fault.kind != "malformed":
-                    stats.record(wall, 0, n, reply.status)
+                    stats.record(wall, 0, n, reply.status, names)
         if reply is None:
-            reply = _answer(state, p, items, n, now, wall, stats)
+            reply = _answer(state, p, items, n, now, wall, stats, names)
         if delay <= 0:
             stats.observe_latency(time.monotonic() - now)
     reply.delay = delay
@@ -71,6 +85,7 @@ def _answer(
     now: float,
     wall: float,
     stats: PlatformStats,
+    names: Counter[str] | None,
 ) -> Reply:
     """Called with the lock held: the platform's own answer, recorded in `stats`."""
     rid = state.request_id()
@@ -79,28 +94,28 @@ def _answer(
         return _bad_body(p, rid)
     if not state.token_valid[p]:
         status = 200 if p == "tiktok" else 401 if p in ("google", "webhook") else 400
-        stats.record(wall, 0, n, 401 if p == "tiktok" else status)
+        stats.record(wall, 0, n, 401 if p == "tiktok" else status, names)
         return _bad_token(p, rid)
     bucket = state.buckets.get(p)
     if bucket is not None and not bucket.take(now):
-        stats.record(wall, 0, n, 429)
+        stats.record(wall, 0, n, 429, names)
         return _throttled(p, rid)
     rate = state.error_rates[p]
     if rate > 0 and state.rng.random() < rate:
         status = (500, 502, 503)[state.rng.randrange(3)]
-        stats.record(wall, 0, n, status)
+        stats.record(wall, 0, n, status, names)
         if p == "tiktok":
             return Reply(status, {"code": 50000, "message": "System error", "request_id": rid})
         return Reply(status, {"error": {"code": status, "message": REASONS[status]}})
     if p == "tiktok":
-        stats.record(wall, n, 0, 200)
+        stats.record(wall, n, 0, 200, names)
         return Reply(200, {"code": 0, "message": "OK", "request_id": rid, "data": {}})
     if p == "meta":
-        stats.record(wall, n, 0, 200)
+        stats.record(wall, n, 0, 200, names)
         return Reply(200, {"events_received": n, "messages": [], "fbtrace_id": "A" + rid})
     if p == "google":
         return _google_ok(items, n, wall, stats)
-    stats.record(wall, n, 0, 200)
+    stats.record(wall, n, 0, 200, names)
     return Reply(200, {"ok": True, "received": n})
 
 
@@ -108,10 +123,12 @@ def _google_ok(items: list[Any], n: int, wall: float, stats: PlatformStats) -> R
     results: list[dict[str, Any]] = []
     errors: list[dict[str, Any]] = []
     first_bad = -1
+    bad_items: list[Any] = []
     for i, conv in enumerate(items):
         gclid = conv.get("gclid", "") if isinstance(conv, dict) else ""
         if isinstance(gclid, str) and gclid.startswith("bad"):
             results.append({})
+            bad_items.append(conv)
             if first_bad < 0:
                 first_bad = i
             errors.append(
@@ -130,9 +147,10 @@ def _google_ok(items: list[Any], n: int, wall: float, stats: PlatformStats) -> R
                     "conversionDateTime": conv.get("conversionDateTime", ""),
                 }
             )
-    stats.record(wall, n - len(errors), 0, 200)
+    bad_names = _names("google", bad_items)
+    stats.record(wall, n - len(errors), 0, 200, _names("google", items) - bad_names)
     if errors:
-        stats.record(wall, 0, len(errors), 400)
+        stats.record(wall, 0, len(errors), 400, bad_names)
     out: dict[str, Any] = {"results": results}
     if errors:
         out["partialFailureError"] = {
