@@ -1,0 +1,232 @@
+"""Feeds over the wire: statsd over real UDP, Prometheus and Delivery Overview over real HTTP
+on loopback, into a runtime on a real DuckDB file (counts, rejects, resets, rate limits)."""
+
+from __future__ import annotations
+
+import math
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from observatory.config import Config, FeedConfig, load_config
+from observatory.feeds.base import FeedReport, spread, status_column
+from observatory.feeds.prometheus import PrometheusFeed
+from observatory.feeds.statsd import parse_line
+from observatory.owner import build_runtime
+from observatory.runtime import Runtime
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def feed_config(tmp_path: Path, feeds: str) -> Config:
+    path = tmp_path / "config.toml"
+    path.write_text(
+        f'[storage]\ndb = "obs.duckdb"\n[server]\nenabled = false\n{feeds}', encoding="utf-8"
+    )
+    return load_config(str(path))
+
+
+def poll_until(rt: Runtime, done: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rt.poll()
+        if done():
+            return
+        time.sleep(0.05)
+    raise AssertionError("timed out")
+
+
+# --------------------------------------------------------------------------------------------
+# statsd lines
+
+
+@pytest.mark.parametrize(
+    ("line", "name", "values", "kind", "rate", "tags"),
+    [
+        ("hits:1|c", "hits", [1.0], "c", 1.0, {}),
+        (
+            "router_response_counts,destType=TIKTOK_ADS,respStatusCode=429:3|c|@0.5",
+            "router_response_counts",
+            [3.0],
+            "c",
+            0.5,
+            {"destType": "TIKTOK_ADS", "respStatusCode": "429"},
+        ),
+        ("t:12.5:40|ms|@0.1|#destType:META", "t", [12.5, 40.0], "ms", 0.1, {"destType": "META"}),
+        ("g:-3|g", "g", [-3.0], "g", 1.0, {}),
+        ("x:1|c|#a:b,c:d|c:container123|T1700000000", "x", [1.0], "c", 1.0, {"a": "b", "c": "d"}),
+    ],
+)
+def test_statsd_lines_parse(
+    line: str, name: str, values: list[float], kind: str, rate: float, tags: dict[str, str]
+) -> None:
+    metric = parse_line(line)
+    assert metric is not None
+    assert (metric.name, metric.values, metric.kind, metric.rate, metric.tags) == (
+        name,
+        values,
+        kind,
+        rate,
+        tags,
+    )
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "no value",
+        "name:1",
+        "name:1|zz",
+        "name:abc|c",
+        "name:nan|c",
+        "name:1|c|@0",
+        "name:1|c|@x",
+        "name,badtag:1|c",
+        ":1|c",
+        ",a=b:1|c",
+    ],
+)
+def test_malformed_statsd_lines_are_none(line: str) -> None:
+    assert parse_line(line) is None
+
+
+def test_status_classes_and_spreading() -> None:
+    assert [status_column(c) for c in ("200", "204", "429", "400", "503", "", None, "x")] == [
+        "delivered",
+        "delivered",
+        "rate_limited",
+        "rejected",
+        "failed",
+        "failed",
+        "failed",
+        "failed",
+    ]
+    assert spread(7, range(10, 13)) == [(10, 3), (11, 2), (12, 2)]
+    assert spread(2, range(10, 15)) == [(10, 1), (11, 1)]
+    assert sum(n for _, n in spread(6001, range(60))) == 6001
+
+
+# --------------------------------------------------------------------------------------------
+# statsd over UDP, into the runtime
+
+
+def test_statsd_feed_counts_rudder_metrics_over_udp(tmp_path: Path) -> None:
+    port = free_udp_port()
+    config = feed_config(
+        tmp_path,
+        f'[[feeds]]\nkind = "statsd"\nlisten = "127.0.0.1:{port}"\n'
+        '[feeds.rename]\nTIKTOK_ADS = "tiktok"\n',
+    )
+    rt = build_runtime(config)
+    try:
+        rt.start_live()
+        tags = "destType=TIKTOK_ADS,destId=d1,workspaceId=w"
+        lines = [
+            f"router_response_counts,{tags},respStatusCode=200:40|c",
+            f"router_response_counts,{tags},respStatusCode=429:5|c|@0.5",  # 10 events
+            f"router_response_counts,{tags},respStatusCode=400:2|c",
+            f"event_delivery,{tags}:40|c",  # the same successes: not counted twice
+            f"event_delivery_time,{tags}:120:180|ms|@0.5",  # 4 latencies
+            f"router_aborted_events,{tags},respStatusCode=400:1|c",
+            "router_response_counts,respStatusCode=200:9|c",  # no destination tag: skipped
+            "garbage line without a value",
+            "also:bad|q",
+        ]
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as out:
+            out.sendto("\n".join(lines).encode(), ("127.0.0.1", port))
+            out.sendto(b"\xff\xfe\x00\x01", ("127.0.0.1", port))  # not text: one more reject
+
+        def stored() -> bool:
+            row = rt.store.con.execute("SELECT count(*) FROM feed_seconds").fetchone()
+            return bool(row and row[0])
+
+        poll_until(rt, stored)
+        row = rt.store.con.execute(
+            "SELECT destination, feed, sum(delivered), sum(rate_limited), sum(rejected), "
+            "sum(dropped), sum(latency_n), sum(latency_sum) FROM feed_seconds GROUP BY ALL"
+        ).fetchall()
+        assert row == [("tiktok", "statsd", 40, 10, 2, 1, 4, 600.0)]
+        assert rt.feed_rejected == 3
+        rejects = rt.store.con.execute(
+            "SELECT source, line FROM rejects WHERE source = 'statsd' ORDER BY line"
+        ).fetchall()
+        assert [r[1] for r in rejects] == [
+            "also:bad|q",
+            "garbage line without a value",
+            "\ufffd\ufffd\x00\x01",
+        ]
+        # the destination shows, with where its numbers come from
+        poll_until(rt, lambda: "tiktok" in rt.status())
+        status = rt.status()["tiktok"]
+        assert status.feed is not None and "statsd" in status.feed and status.delay_s == 0
+        counted = rt.store.con.execute(
+            "SELECT outcome, sum(n) FROM outcomes GROUP BY ALL ORDER BY 1"
+        ).fetchall()
+        assert counted == [("delivered", 40), ("dropped", 1), ("rate_limited", 10), ("rejected", 2)]
+    finally:
+        rt.close()
+
+
+def test_a_statsd_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        config = feed_config(tmp_path, f'[[feeds]]\nkind = "statsd"\nlisten = "127.0.0.1:{port}"\n')
+        rt = build_runtime(config)
+        try:
+            with pytest.raises(OSError):
+                rt.start_live()
+        finally:
+            rt.close()
+
+
+# --------------------------------------------------------------------------------------------
+# Prometheus: deltas, resets, bad lines
+
+
+def _prom(config_extra: str = "") -> PrometheusFeed:
+    cfg = FeedConfig.model_validate(
+        {"kind": "prometheus", "url": "http://127.0.0.1:9/metrics", "every": "5s"}
+    )
+    reports: list[FeedReport] = []
+    return PrometheusFeed(cfg, reports.append)
+
+
+def _body(ok: int, limited: int, extra: str = "") -> str:
+    return (
+        "# TYPE router_response_counts counter\n"
+        f'router_response_counts{{destType="TIKTOK_ADS",respStatusCode="200"}} {ok}\n'
+        f'router_response_counts{{destType="TIKTOK_ADS",respStatusCode="429"}} {limited}\n' + extra
+    )
+
+
+def test_prometheus_increases_are_spread_over_the_scrape_and_survive_resets() -> None:
+    feed = _prom()
+    first = feed.digest(_body(1000, 10), 100)
+    assert first.counts == [] and first.reported == {}  # where each series stands
+    second = feed.digest(_body(1500, 20), 105)
+    assert {c.sec for c in second.counts} == set(range(100, 105))
+    assert sum(c.delivered for c in second.counts) == 500
+    assert sum(c.rate_limited for c in second.counts) == 10
+    assert second.reported == {"TIKTOK_ADS": 105}
+    # rudder restarted: its counters begin again at 0
+    third = feed.digest(_body(30, 0), 110)
+    assert sum(c.delivered for c in third.counts) == 30 and feed.resets == 2
+    assert sum(c.rate_limited for c in third.counts) == 0
+    # a series that appears later counts from 0; a bad line is a reject, the rest counts
+    extra = 'router_response_counts{destType="TIKTOK_ADS",respStatusCode="503"} 4\nnot a line\n'
+    fourth = feed.digest(_body(60, 0, extra), 115)
+    assert sum(c.delivered for c in fourth.counts) == 30
+    assert sum(c.failed for c in fourth.counts) == 4
+    assert fourth.rejected == 1 and fourth.samples == ["not a line"]
+
+
+def test_prometheus_delay_is_one_interval() -> None:
+    assert _prom().delay == 5 and math.isclose(_prom().cadence, 5.0)
