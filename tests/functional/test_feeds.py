@@ -6,17 +6,19 @@ from __future__ import annotations
 import math
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from observatory.config import Config, FeedConfig, load_config
 from observatory.feeds.base import FeedReport, spread, status_column
+from observatory.feeds.delivery_overview import DeliveryOverviewFeed
 from observatory.feeds.prometheus import PrometheusFeed
 from observatory.feeds.statsd import parse_line
 from observatory.owner import build_runtime
 from observatory.runtime import Runtime
+from observatory.sim.server import SimServer
 
 
 def free_udp_port() -> int:
@@ -230,3 +232,96 @@ def test_prometheus_increases_are_spread_over_the_scrape_and_survive_resets() ->
 
 def test_prometheus_delay_is_one_interval() -> None:
     assert _prom().delay == 5 and math.isclose(_prom().cadence, 5.0)
+
+
+# --------------------------------------------------------------------------------------------
+# Against the simulator: Prometheus resets, Delivery Overview minutes and 429s
+
+
+@pytest.fixture
+def sim() -> Iterator[SimServer]:
+    server = SimServer(host="127.0.0.1", port=0, seed=0).start()
+    yield server
+    server.stop()
+
+
+def test_prometheus_feed_scrapes_the_simulator_across_a_restart(sim: SimServer) -> None:
+    cfg = FeedConfig.model_validate(
+        {"kind": "prometheus", "url": sim.url + "/metrics", "rename": {"TIKTOK_ADS": "tiktok"}}
+    )
+    feed = PrometheusFeed(cfg, lambda r: None)
+    stats = sim.platform_stats["tiktok"]
+    now = math.floor(time.time())
+    assert feed.poll(now - 10).counts == []  # the first scrape: where each series stands
+    with sim.lock:
+        stats.record(now - 5, 300, 0, 200)
+        stats.record(now - 4, 0, 40, 429)
+    second = feed.poll(now - 5)
+    assert sum(c.delivered for c in second.counts if c.destination == "tiktok") == 300
+    assert sum(c.rate_limited for c in second.counts if c.destination == "tiktok") == 40
+    sim.control("reset_metrics")  # rudder-server restarted
+    with sim.lock:
+        stats.record(now - 2, 25, 0, 200)
+    third = feed.poll(now)
+    assert sum(c.delivered for c in third.counts if c.destination == "tiktok") == 25
+    assert sum(c.rate_limited for c in third.counts) == 0 and feed.resets >= 1
+
+
+def _overview(sim: SimServer, **extra: object) -> DeliveryOverviewFeed:
+    cfg = FeedConfig.model_validate(
+        {
+            "kind": "segment_delivery_overview",
+            "url": sim.url,
+            "token": "sim-token-0123456789",
+            "source_id": "src_sim",
+            "destinations": {"dst_tiktok": "tiktok"},
+            **extra,
+        }
+    )
+    return DeliveryOverviewFeed(cfg, lambda r: None)
+
+
+def test_delivery_overview_takes_complete_minutes_only(sim: SimServer) -> None:
+    now = time.time()
+    minute = math.floor(now / 60) * 60
+    stats = sim.platform_stats["tiktok"]
+    with sim.lock:
+        for m in range(minute - 600, minute, 60):  # ten minutes: 60 s of traffic each
+            for s in range(m, m + 60):
+                stats.record(s, 100, 0, 200)
+            stats.record(m + 30, 0, 12, 429)
+            stats.record(m + 31, 0, 3, 400)
+    feed = _overview(sim)
+    report = feed.poll(now)
+    end = math.floor((now - 45) / 60) * 60
+    assert report.error is None and report.reported == {"tiktok": end}
+    secs = {c.sec for c in report.counts}
+    assert max(secs) == end - 1  # nothing of a minute not yet complete
+    taken = range(max(minute - 600, end - 1800), end)
+    minutes = len(range(taken.start, taken.stop, 60))
+    assert sum(c.delivered for c in report.counts) == 6000 * minutes
+    assert sum(c.rate_limited for c in report.counts) == 12 * minutes
+    assert sum(c.rejected for c in report.counts) == 3 * minutes
+    # each minute is spread over its own 60 seconds
+    first = [c for c in report.counts if taken.start <= c.sec < taken.start + 60]
+    assert len(first) == 60 and {c.delivered for c in first} == {100}
+    assert feed.poll(now).counts == []  # the same minutes are never taken twice
+
+
+def test_delivery_overview_honours_a_429(sim: SimServer) -> None:
+    sim.set_fault("/delivery-overview", "rate_limit", retry_after="7")
+    feed = _overview(sim)
+    now = time.time()
+    report = feed.poll(now)
+    assert report.reported == {} and report.counts == []
+    assert report.error is not None and "429" in report.error
+    assert 6.0 <= feed.not_before - now <= 9.0  # Retry-After: 7
+    assert "sim-token" not in report.error
+
+
+def test_delivery_overview_malformed_answers_are_rejects(sim: SimServer) -> None:
+    sim.set_fault("/delivery-overview", "malformed")
+    feed = _overview(sim)
+    report = feed.poll(time.time())
+    assert report.rejected >= 1 and report.reported == {}
+    assert report.error is not None and "dataset" in report.error
