@@ -14,12 +14,21 @@ from observatory.cli.common import fail, handle_errors, load
 
 
 @click.command()
-def demo() -> None:
+@click.option(
+    "--platform",
+    type=click.Choice(["logs", "rudderstack", "segment"]),
+    default="logs",
+    show_default=True,
+    help="Watch the outage through the delivery logs, rudder-server's statsd metrics or "
+    "Segment's Delivery Overview API (minutes, about 2 minutes behind).",
+)
+def demo(platform: str) -> None:
     """The TUI on the built-in simulator (a scripted TikTok rate-limit outage).
 
     \b
-    Example:
+    Examples:
       observatory demo
+      observatory demo --platform rudderstack
     """
     import tempfile
 
@@ -27,7 +36,7 @@ def demo() -> None:
 
     with tempfile.TemporaryDirectory(prefix="observatory-demo-") as tmp:
         click.echo("demo: starting…", err=True)
-        setup = prepare_demo(Path(tmp))
+        setup = prepare_demo(Path(tmp), platform=platform)
         try:
             _run_tui(str(setup.config), replay=setup.replay, note=setup.note)
         finally:
@@ -53,6 +62,14 @@ def _run_tui(config_path: str, replay: bool = False, note: str = "", db: str | N
     help="Also send rudder-server's statsd metrics of what the platforms did there (UDP).",
 )
 @click.option("--dogstatsd", is_flag=True, help="With --statsd: DogStatsD tags, not InfluxDB's.")
+@click.option(
+    "--platform",
+    type=click.Choice(["logs", "rudderstack", "segment"]),
+    default="logs",
+    show_default=True,
+    help="What the written config.toml watches: the delivery logs, rudder-server's statsd "
+    "metrics (a free port unless --statsd) or Segment's Delivery Overview API.",
+)
 def simulate(
     scenario: str,
     logs: str | None,
@@ -60,6 +77,7 @@ def simulate(
     duration: float | None,
     statsd: str | None,
     dogstatsd: bool,
+    platform: str,
 ) -> None:
     """Run the simulator alone: fake platform APIs on loopback plus a forwarder writing logs.
 
@@ -103,8 +121,12 @@ def simulate(
             fail(f"--statsd: {exc}", 2)
     elif dogstatsd:
         fail("--dogstatsd needs --statsd HOST:PORT", 2)
+    elif platform == "rudderstack":
+        target = ("127.0.0.1", _free_udp_port())
     logs_dir = Path(logs) if logs else Path(tempfile.mkdtemp(prefix="observatory-sim-"))
-    sim = Simulation(scen, logs_dir, port=port, statsd=target, dogstatsd=dogstatsd)
+    sim = Simulation(
+        scen, logs_dir, port=port, statsd=target, dogstatsd=dogstatsd, platform=platform
+    )
     try:
         sim.start()
     except OSError as exc:
@@ -150,3 +172,12 @@ def simulate(
         click.echo("interrupted: stopping the simulator", err=True)
     finally:
         sim.stop()
+
+
+def _free_udp_port() -> int:
+    """A UDP port on 127.0.0.1 free right now (for the statsd feed the config will name)."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -65,10 +65,10 @@ class Feed:
         return self.config.interval
 
     def describe(self) -> str:
-        """For a pane: where the numbers come from and how often (``statsd · every 1 s``)."""
-        text = f"{self.name} · every {self.cadence:g} s"
+        """For a pane: where the numbers come from, how often, how late (``statsd 1s``)."""
+        text = f"{self.name} {self.cadence:g}s"
         if self.delay:
-            text += f" · judged {self.delay} s behind"
+            text += f", {self.delay}s behind"
         return text
 
     def backfill(self) -> FeedReport | None:

@@ -71,12 +71,6 @@ class DeliveryOverviewFeed(PolledFeed):
     def delay(self) -> int:
         return 60 + math.ceil(self.config.lag) + math.ceil(self.config.interval) + MARGIN
 
-    def describe(self) -> str:
-        return (
-            f"{self.name} (Segment Delivery Overview) · minutes, polled every "
-            f"{self.cadence:g} s · judged {self.delay} s behind"
-        )
-
     def backfill(self) -> FeedReport | None:
         try:
             return self.poll(self.clock())

@@ -44,9 +44,6 @@ class PrometheusFeed(PolledFeed):
     def delay(self) -> int:
         return math.ceil(self.config.interval)
 
-    def describe(self) -> str:
-        return f"{self.name} (prometheus) · scraped every {self.cadence:g} s"
-
     def poll(self, now: float) -> FeedReport:
         response = self.get(self.config.url_value())
         try:

@@ -180,9 +180,6 @@ class StatsdFeed(Feed):
         self.address: tuple[str, int] = self.sock.getsockname()[:2]
         self.datagrams = 0
 
-    def describe(self) -> str:
-        return f"{self.name} (statsd, udp {self.config.listen}) · every 1 s"
-
     def run(self) -> None:
         sock = self.sock
         intake = self.intake

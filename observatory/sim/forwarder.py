@@ -24,6 +24,7 @@ from typing import Any
 
 from observatory.sim.conversions import DESTINATIONS, Event, EventStream
 from observatory.sim.delivery import Forwarder
+from observatory.sim.platforms import DEST_IDS, DEST_NAMES, DEST_TYPES
 from observatory.sim.scenario import FORWARDER_OPS, Scenario
 from observatory.sim.server import SimServer
 from observatory.sim.statsd_emitter import StatsdEmitter
@@ -38,8 +39,22 @@ __all__ = [
 ]
 
 
-def watch_config(url: str, logs: Path, warmup: str = "15s", db: str | None = None) -> str:
-    """A ready `observatory watch` config for a simulator at `url` writing into `logs`."""
+PLATFORMS = ("logs", "rudderstack", "segment")
+
+
+def watch_config(
+    url: str,
+    logs: Path,
+    warmup: str = "15s",
+    db: str | None = None,
+    platform: str = "logs",
+    statsd_port: int | None = None,
+) -> str:
+    """A ready `observatory watch` config for a simulator at `url` writing into `logs`.
+
+    `platform` says what the observatory reads: the forwarder's delivery logs (``logs``),
+    rudder-server's statsd metrics on `statsd_port` (``rudderstack``), or Segment's Delivery
+    Overview API on the simulator (``segment``)."""
     logs = logs.resolve()
     db_path = db or str(logs / "observatory.duckdb")
     probes = {
@@ -53,21 +68,29 @@ def watch_config(url: str, logs: Path, warmup: str = "15s", db: str | None = Non
         "[storage]",
         f"db = {_toml_str(db_path)}",
         "",
-        "[[sources]]",
-        'name = "forwarder"',
-        f"path = {_toml_str(str(logs / 'forwarder*.jsonl'))}",
-        'format = "jsonl"',
-        "[sources.fields]",
-        'ts = "time"',
-        'destination = "dest"',
-        'http_status = "code"',
-        'latency_ms = "duration"',
-        'event_name = "event"',
-        'message_id = "messageId"',
-        'error_code = "err.code"',
-        'error_message = "err.message"',
-        'attempt = "attempt"',
     ]
+    if platform == "rudderstack":
+        parts += [
+            "[[feeds]]",
+            'kind = "statsd"',
+            f'listen = "127.0.0.1:{statsd_port}"',
+            "[feeds.rename]",
+            *(f"{DEST_TYPES[p]} = {_toml_str(DEST_NAMES[p])}" for p in DEST_TYPES),
+        ]
+    elif platform == "segment":
+        parts += [
+            "[[feeds]]",
+            'kind = "segment_delivery_overview"',
+            f"url = {_toml_str(url)}",
+            'token = "simulator-token-not-a-secret"',
+            'source_id = "src_simulator"',
+            'every = "10s"',
+            'lag = "35s"  # the simulator answers 30 s behind, as Segment does',
+            "[feeds.destinations]",
+            *(f"{DEST_IDS[p]} = {_toml_str(DEST_NAMES[p])}" for p in DEST_IDS),
+        ]
+    else:
+        parts += _log_source(logs)
     for name, (vendor, component) in probes.items():
         parts += ["", "[[destinations]]", f'name = "{name}"', f'vendor = "{vendor}"']
         parts += [
@@ -88,6 +111,26 @@ def watch_config(url: str, logs: Path, warmup: str = "15s", db: str | None = Non
         "",
     ]
     return "\n".join(parts)
+
+
+def _log_source(logs: Path) -> list[str]:
+    """The forwarder's delivery log as a jsonl source."""
+    return [
+        "[[sources]]",
+        'name = "forwarder"',
+        f"path = {_toml_str(str(logs / 'forwarder*.jsonl'))}",
+        'format = "jsonl"',
+        "[sources.fields]",
+        'ts = "time"',
+        'destination = "dest"',
+        'http_status = "code"',
+        'latency_ms = "duration"',
+        'event_name = "event"',
+        'message_id = "messageId"',
+        'error_code = "err.code"',
+        'error_message = "err.message"',
+        'attempt = "attempt"',
+    ]
 
 
 def _toml_str(value: str) -> str:
@@ -111,6 +154,7 @@ class Simulation:
         rate: float | None = None,
         statsd: tuple[str, int] | None = None,
         dogstatsd: bool = False,
+        platform: str = "logs",
     ) -> None:
         self.scenario = scenario.scaled(speed) if speed != 1.0 else scenario
         self.logs = Path(logs)
@@ -118,6 +162,7 @@ class Simulation:
         self.rate = scenario.rate if rate is None else rate
         self.forwarder: Forwarder | None = None
         self.statsd_target = statsd
+        self.platform = platform
         self.dogstatsd = dogstatsd
         self.statsd: StatsdEmitter | None = None
         self._pending = self.scenario.timeline()
@@ -138,7 +183,15 @@ class Simulation:
             self.server.set_qps_limit(platform, qps)
         for platform, share in self.scenario.error_rate.items():
             self.server.set_error_rate(platform, share)
-        self.config_path.write_text(watch_config(self.server.url, self.logs), encoding="utf-8")
+        self.config_path.write_text(
+            watch_config(
+                self.server.url,
+                self.logs,
+                platform=self.platform,
+                statsd_port=self.statsd_target[1] if self.statsd_target else None,
+            ),
+            encoding="utf-8",
+        )
         knobs = {
             k: v
             for k, v in self.scenario.forwarder.items()

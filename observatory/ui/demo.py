@@ -41,7 +41,19 @@ class DemoSetup:
                 self.process.kill()
 
 
-def start_simulator(directory: Path, wait: float = SIMULATOR_WAIT) -> DemoSetup | None:
+# The scenario each input shows best: minute buckets need a longer run-up and outage.
+SCENARIOS = {"segment": "tiktok-rate-limit-minutes"}
+NOTES = {
+    "logs": "demo: live simulator (tiktok-rate-limit), delivery logs",
+    "rudderstack": "demo: live simulator (tiktok-rate-limit), rudder-server statsd metrics",
+    "segment": "demo: live simulator, Segment Delivery Overview (minutes, judged ~2 min "
+    "behind; the outage at 2:30 shows at about 4:20)",
+}
+
+
+def start_simulator(
+    directory: Path, wait: float = SIMULATOR_WAIT, platform: str = "logs"
+) -> DemoSetup | None:
     """`observatory simulate` into `directory/logs`; None if it is not there or fails."""
     logs = directory / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -52,7 +64,9 @@ def start_simulator(directory: Path, wait: float = SIMULATOR_WAIT) -> DemoSetup 
             "observatory",
             "simulate",
             "--scenario",
-            "tiktok-rate-limit",
+            SCENARIOS.get(platform, "tiktok-rate-limit"),
+            "--platform",
+            platform,
             "--logs",
             str(logs),
             "--duration",
@@ -65,7 +79,7 @@ def start_simulator(directory: Path, wait: float = SIMULATOR_WAIT) -> DemoSetup 
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
         if config.exists() and config.stat().st_size > 0:
-            return DemoSetup(config, False, "demo: live simulator (tiktok-rate-limit)", proc)
+            return DemoSetup(config, False, NOTES[platform], proc)
         if proc.poll() is not None:
             return None
         time.sleep(0.1)
@@ -89,9 +103,9 @@ def sample_replay(directory: Path) -> DemoSetup:
     )
 
 
-def prepare_demo(directory: Path, try_simulator: bool = True) -> DemoSetup:
+def prepare_demo(directory: Path, try_simulator: bool = True, platform: str = "logs") -> DemoSetup:
     if try_simulator:
-        setup = start_simulator(directory)
+        setup = start_simulator(directory, platform=platform)
         if setup is not None:
             return setup
     return sample_replay(directory)

@@ -131,6 +131,10 @@ class DestinationPane(Widget, can_focus=True):
             ("last", fmt_age(now, status.last_event_ts)),
             ("probe", probe),
         )
+        if status.feed is not None:  # a platform's metrics or API, not log lines
+            stats += (("via", status.feed),)
+            if status.feed_error:
+                stats += (("feed", "FAILING"),)
         if backup is not None:  # the backup webhook's view: conversions never delivered
             stats += (("missing", str(backup.get("missing", 0))),)
             if backup.get("pending"):
