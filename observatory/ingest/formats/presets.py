@@ -13,6 +13,14 @@ from dataclasses import dataclass, field
 
 from observatory.ingest.formats.jsonl import Derive
 from observatory.ingest.formats.regex import NGINX_UPSTREAM
+from observatory.ingest.formats.sgtm import (
+    CLOUD_LOGGING_DERIVED,
+    CLOUD_LOGGING_FIELDS,
+    GTMS3_DERIVED,
+    GTMS3_FIELDS,
+    cloud_logging_skip,
+    gtms3_skip,
+)
 
 
 @dataclass(frozen=True)
@@ -46,5 +54,17 @@ PRESETS: dict[str, Preset] = {
             "http_status": "status",
             "latency_ms": "upstream_time",
         },
+    ),
+    "gtm_cloud_logging": Preset(
+        format="jsonl",
+        fields=CLOUD_LOGGING_FIELDS,
+        derived=CLOUD_LOGGING_DERIVED,
+        skip=cloud_logging_skip,
+    ),
+    "stape_gtms3": Preset(
+        format="jsonl",
+        fields=GTMS3_FIELDS,
+        derived=GTMS3_DERIVED,
+        skip=gtms3_skip,
     ),
 }
