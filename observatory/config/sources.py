@@ -12,6 +12,14 @@ from observatory.config.fields import Column, NonEmptyStr, _custom, _Model
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 
+Preset = Literal["nginx_upstream", "gtm_cloud_logging", "stape_gtms3"]
+PRESET_FORMATS: dict[str, str] = {
+    "nginx_upstream": "regex",  # an nginx egress proxy's access log
+    "gtm_cloud_logging": "jsonl",  # sGTM on Cloud Run: request logs exported from Cloud Logging
+    "stape_gtms3": "jsonl",  # sGTM tags logging by Stape's GTMS-3 convention
+}
+"""The format each preset reads (the presets themselves: ingest/formats/presets.py)."""
+
 
 class SourceConfig(_Model):
     """``[[sources]]``: one family of log files and how to read its lines.
@@ -27,7 +35,7 @@ class SourceConfig(_Model):
     path: NonEmptyStr
     format: Literal["jsonl", "logfmt", "regex"]
     pattern: str | None = None
-    preset: Literal["nginx_upstream"] | None = None
+    preset: Preset | None = None
     ts_format: NonEmptyStr | None = None
     latency_unit: Literal["ms", "s", "us"] = "ms"
     fields: dict[Column, NonEmptyStr] = Field(default_factory=dict)
@@ -57,7 +65,14 @@ class SourceConfig(_Model):
         return value
 
     @model_validator(mode="after")
-    def _regex_needs_pattern(self) -> SourceConfig:
+    def _format_settings(self) -> SourceConfig:
+        if self.preset is not None and PRESET_FORMATS[self.preset] != self.format:
+            raise _custom(
+                "preset",
+                f"is only allowed with format = '{PRESET_FORMATS[self.preset]}'",
+                self.preset,
+                suffix=("preset",),
+            )
         if self.format == "regex":
             if self.pattern is None and self.preset is None:
                 raise _custom(
@@ -65,8 +80,6 @@ class SourceConfig(_Model):
                     "required when format = 'regex' (or set preset = 'nginx_upstream')",
                     suffix=("pattern",),
                 )
-        elif self.preset is not None:
-            raise _custom("preset", "only allowed with format = 'regex'", suffix=("preset",))
         elif self.pattern is not None:
             raise _custom("pattern", "only allowed with format = 'regex'", suffix=("pattern",))
         return self

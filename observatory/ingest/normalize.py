@@ -10,16 +10,17 @@ the formats see the lines as `batch(n, line)`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from observatory.ingest.classify import outcome_sql, vendor_sql
 from observatory.ingest.formats import get_format
-from observatory.ingest.formats.regex import PRESETS
+from observatory.ingest.formats.presets import PRESETS
 from observatory.util.sqltext import sql_str
 
 if TYPE_CHECKING:
     from observatory.config import SourceConfig
+    from observatory.ingest.formats.jsonl import Derive
 
 from observatory.config import CANONICAL_COLUMNS as CANONICAL_FIELDS
 
@@ -68,25 +69,38 @@ class SourceSQL:
 
 @dataclass(frozen=True)
 class FormatOptions:
-    """A source's format settings after its preset is applied."""
+    """A source's format settings after its preset is applied; `derived` and `skip` are a
+    jsonl preset's (its computed columns, less those the user maps, and the lines it skips)."""
 
     pattern: str | None
     ts_format: str | None
     latency_unit: str
+    derived: dict[str, Derive] = field(default_factory=dict)
+    skip: Derive | None = None
 
 
 def effective_fields(src: SourceConfig) -> tuple[dict[str, str], FormatOptions]:
-    """(field mapping, format options) after presets; canonical names map to themselves."""
+    """(field mapping, format options) after presets; canonical names map to themselves.
+    A column the user maps in `fields` or sets in `static` is theirs, not the preset's."""
     fields = {f: f for f in CANONICAL_FIELDS}
     opts = FormatOptions(src.pattern, src.ts_format, src.latency_unit)
     if src.preset:
         preset = PRESETS[src.preset]
         fields.update(preset.fields)
-        unit_set = "latency_unit" in src.model_fields_set
+        derived = {
+            f: derive
+            for f, derive in preset.derived.items()
+            if f not in src.fields and f not in src.static
+        }
+        # A latency the preset computes comes in its own unit; the user's latency_unit is
+        # for a latency field they map themselves.
+        unit_set = "latency_unit" in src.model_fields_set and "latency_ms" not in derived
         opts = FormatOptions(
             src.pattern or preset.pattern,
             src.ts_format or preset.ts_format,
             src.latency_unit if unit_set else preset.latency_unit,
+            derived,
+            preset.skip,
         )
     fields.update({str(k): v for k, v in src.fields.items()})
     for name in src.static:
@@ -142,7 +156,7 @@ def _mapped(field: str, raw: str, src: SourceConfig) -> str:
 def compile_source(src: SourceConfig, vendors: dict[str, str]) -> SourceSQL:
     """Both statements for `src`; `vendors` maps configured destination -> vendor."""
     fields, opts = effective_fields(src)
-    fmt = get_format(src.format, opts.pattern)
+    fmt = get_format(src.format, opts.pattern, opts.derived, opts.skip)
     extraction = fmt.extraction(fields)
     factor = LATENCY_FACTOR[opts.latency_unit]
     name = sql_str(src.name)
@@ -155,7 +169,7 @@ def compile_source(src: SourceConfig, vendors: dict[str, str]) -> SourceSQL:
     # SELECT would be its whole expression again). Events need neither `n` nor `line`.
     def layers(keep: str) -> str:
         return (
-            f"{_MATERIALIZED}(SELECT {keep}parsed, ts_txt, "
+            f"{_MATERIALIZED}(SELECT {keep}parsed, {extraction.skipped} AS skipped, ts_txt, "
             f"{_ts_sql(opts.ts_format)} AS ts0, "
             "destination, event_name, message_id, outcome_raw, http_status, error_code, "
             "code_u, error_message, latency_num, attempt, rate_used FROM ("
@@ -189,13 +203,15 @@ def compile_source(src: SourceConfig, vendors: dict[str, str]) -> SourceSQL:
         f"{layers('')}INSERT INTO events ({_EVENT_COLUMNS}) SELECT ts, now(), {name}, "
         f"destination, event_name, message_id, {outcome}, http_status, error_code, "
         f"error_message, latency_ms, attempt, rate_limit_used "
-        f"FROM ({typed}) WHERE parsed AND ts IS NOT NULL AND destination IS NOT NULL"
+        f"FROM ({typed}) "
+        "WHERE parsed AND NOT skipped AND ts IS NOT NULL AND destination IS NOT NULL"
     )
     ts_key = sql_str(fields.get("ts", "ts"))
     dest_key = sql_str(fields.get("destination", "destination"))
     reason = (
         "CASE WHEN NOT parsed THEN "
         f"coalesce({extraction.unparsed_detail}, {sql_str(extraction.unparsed_reason)}) "
+        "WHEN skipped THEN NULL "
         f"WHEN ({extraction.shape_reason}) IS NOT NULL THEN {extraction.shape_reason} "
         f"WHEN ts_txt IS NULL THEN 'missing field ts (' || {ts_key} || ')' "
         "WHEN ts IS NULL THEN 'unparseable or implausible timestamp: ' || left(ts_txt, 64) "

@@ -20,7 +20,7 @@ import pytest
 
 from observatory.config import load_config
 from observatory.ingest.backfill import ingest_files, plan_files
-from observatory.ingest.formats.regex import PRESETS
+from observatory.ingest.formats.presets import PRESETS
 from observatory.ingest.tail import Block, FileState
 from observatory.store.db import Store, Tally
 

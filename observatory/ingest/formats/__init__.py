@@ -10,8 +10,12 @@ turns the raw strings into typed, classified rows.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from observatory.ingest.formats.jsonl import Derive
 
 
 @dataclass(frozen=True)
@@ -27,6 +31,10 @@ class Extraction:
     # Optional SQL over `line` giving a more precise reason for a parsed line that still
     # has no fields (only evaluated for rejects), e.g. valid JSON that is not an object.
     shape_reason: str = "NULL"
+    # Optional SQL over the select's columns: TRUE for a parsed line that is not a delivery
+    # (a preset's log of a request about to be sent, say). Such a line is neither a row nor
+    # a reject, as a blank line is not.
+    skipped: str = "false"
 
 
 class Format(Protocol):
@@ -39,14 +47,20 @@ class Format(Protocol):
         ...
 
 
-def get_format(name: str, pattern: str | None = None) -> Format:
-    """The format called `name` (jsonl, logfmt, regex)."""
+def get_format(
+    name: str,
+    pattern: str | None = None,
+    derived: Mapping[str, Derive] | None = None,
+    skip: Derive | None = None,
+) -> Format:
+    """The format called `name` (jsonl, logfmt, regex); `derived` and `skip` are a jsonl
+    preset's computed columns and the lines it passes over (see `jsonl.py`)."""
     from observatory.ingest.formats.jsonl import JsonLines
     from observatory.ingest.formats.logfmt import Logfmt
     from observatory.ingest.formats.regex import RegexFormat
 
     if name == "jsonl":
-        return JsonLines()
+        return JsonLines(derived, skip)
     if name == "logfmt":
         return Logfmt()
     if name == "regex":

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from observatory.ingest.formats import Extraction
 from observatory.util.sqltext import sql_ident, sql_list, sql_str
@@ -18,31 +17,6 @@ NGINX_UPSTREAM = (
     r'"(?P<referer>[^"]*)" "(?P<user_agent>[^"]*)" "(?P<host>[^"]*)" '
     r"rt=(?P<request_time>[\d.]+|-) urt=(?P<upstream_time>[\d.]+|-)"
 )
-
-
-@dataclass(frozen=True)
-class Preset:
-    """A ready-made regex source: pattern, timestamp format, latency unit, field mapping."""
-
-    pattern: str
-    ts_format: str
-    latency_unit: str
-    fields: dict[str, str]
-
-
-PRESETS: dict[str, Preset] = {
-    "nginx_upstream": Preset(
-        pattern=NGINX_UPSTREAM,
-        ts_format="%d/%b/%Y:%H:%M:%S %z",
-        latency_unit="s",
-        fields={
-            "ts": "time_local",
-            "destination": "host",
-            "http_status": "status",
-            "latency_ms": "upstream_time",
-        },
-    )
-}
 
 
 def group_names(pattern: str) -> list[str]:
