@@ -218,7 +218,9 @@ class Engine:
             starts = list(self._pending) + list(self._probe_queue)
             if not starts:
                 return []
-            self._next_sec = min(starts)
+            # the clock starts with the data, but never ahead of the watermark: a lagging
+            # feed's destination queues its first probe far ahead of its counts
+            self._next_sec = min(min(starts), last + 1)
         changes: list[Change] = []
         sec = self._next_sec
         while sec <= last:

@@ -190,13 +190,19 @@ class SecondTally:
 
 
 def spread(total: int, seconds: Iterable[int]) -> list[tuple[int, int]]:
-    """``total`` events over ``seconds`` as evenly as integers allow (the remainder on the
-    first ones): a scrape's delta or a minute bucket, as per-second counts."""
+    """``total`` events over ``seconds`` as evenly as integers allow, the odd ones evenly
+    spaced (not bunched at the start, which would read as a burst of 429s or errors): a
+    scrape's increase or a minute bucket, as per-second counts."""
     secs = list(seconds)
-    if not secs or total <= 0:
+    n = len(secs)
+    if not n or total <= 0:
         return []
-    share, extra = divmod(total, len(secs))
-    return [(s, share + (1 if i < extra else 0)) for i, s in enumerate(secs) if share or i < extra]
+    out = []
+    for i, s in enumerate(secs):
+        k = (i + 1) * total // n - i * total // n
+        if k:
+            out.append((s, k))
+    return out
 
 
 def sample(text: str) -> str:

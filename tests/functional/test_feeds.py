@@ -110,8 +110,8 @@ def test_status_classes_and_spreading() -> None:
         "failed",
         "failed",
     ]
-    assert spread(7, range(10, 13)) == [(10, 3), (11, 2), (12, 2)]
-    assert spread(2, range(10, 15)) == [(10, 1), (11, 1)]
+    assert spread(7, range(10, 13)) == [(10, 2), (11, 2), (12, 3)]
+    assert spread(2, range(10, 16)) == [(12, 1), (15, 1)]  # evenly spaced, not bunched
     assert sum(n for _, n in spread(6001, range(60))) == 6001
 
 
