@@ -21,10 +21,13 @@ Prints the tables and exits 1 if a target is missed:
 * per latency shape, incidents over 2 hours of fault-free traffic per seed (must be 0), plain
   and with batchy noise (lone one-second bursts of 20-200 failures, 429s or slow events: one
   failed, throttled or slow request of a batching forwarder), which must not alarm either;
+* per feed (benchmarks/feeds.py: statsd, Prometheus, Segment Delivery Overview): delay of the
+  TikTok 429 outage through the feed's shape (<= 3 s, <= scrape + 2 s, <= 150 s) and false
+  alarms over 2 h of clean traffic for up to 5 seeds (must be 0);
 * end to end: replay (false alarms, latency x3 delay <= 5 s) and live (false alarms).
 
     python benchmarks/detection.py [--seeds 3] [--fa-seeds 8] [--jobs 2]
-        [--replays 5] [--replay-minutes 15] [--lives 1] [--live-minutes 6]
+        [--replays 5] [--replay-minutes 15] [--lives 1] [--live-minutes 6] [--scrape 15]
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from pathlib import Path
 
 import duckdb
 import orjson
+from feeds import detection_rows as feed_rows  # benchmarks/feeds.py
 
 from observatory.config import DetectionConfig
 from observatory.detect import Engine
@@ -379,6 +383,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--replay-minutes", type=float, default=15.0)
     parser.add_argument("--lives", type=int, default=1, help="end-to-end live runs (watch)")
     parser.add_argument("--live-minutes", type=float, default=6.0)
+    parser.add_argument("--scrape", type=int, default=15, help="Prometheus scrape interval (s)")
     args = parser.parse_args(argv)
     began = time.perf_counter()
 
@@ -479,6 +484,9 @@ def main(argv: list[str] | None = None) -> int:
             )
             if opened:
                 failures.append(f"{shape} ({noise}): {len(opened)} false alarm(s): {opened}")
+    print()
+    # A row per feed (benchmarks/feeds.py): statsd, Prometheus, Delivery Overview.
+    failures += feed_rows(args.seeds, min(args.fa_seeds, 5), args.scrape, args.jobs)
     print()
     failures += e2e(args.replays, args.replay_minutes, args.lives, args.live_minutes)
     print(f"wall time {time.perf_counter() - began:.1f} s ({args.jobs} processes)")

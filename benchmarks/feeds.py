@@ -8,8 +8,9 @@ runtime's lead (0.75 s), the feed's delay and its reports:
 * statsd: rudder-server's lines for each second (router_response_counts per status,
   event_delivery, sampled event_delivery_time timers), parsed by StatsdIntake, reported when
   the second ends (arrival at s + 1.0);
-* prometheus: cumulative counters rendered as an exposition every ``--scrape`` seconds and
-  digested by PrometheusFeed (increases spread over the interval, judged one interval late);
+* prometheus: cumulative counters rendered as an exposition every ``--scrape`` seconds, half a
+  second before a whole second (the second half of that second counts in the next scrape),
+  digested by PrometheusFeed (increases spread over the interval, judged interval - 1 s late);
 * segment_delivery_overview: minute buckets that the API serves 30 s after the minute, polled
   every 20 s, taken once ``lag`` (45 s) old and spread over their minute with the feed's
   ``spread``, judged ``60 + lag + every + 5`` s late.
@@ -105,13 +106,16 @@ class PrometheusShape(Shape):
         self.every = every
         self.delay = self.feed.delay
         self.totals: dict[tuple[str, str], int] = {}
+        self.held: dict[tuple[str, str], int] = {}
         self.fed = START
-        self.next_scrape = START + 0.05
+        self.next_scrape = START - 0.5 + every
 
     def due(self, t: float, traffic: Traffic) -> list[FeedReport]:
         out = []
         while self.next_scrape <= t:
-            sec = math.floor(self.next_scrape)
+            sec = math.floor(self.next_scrape + 0.5)
+            # the scrape runs half a second before `sec`: of second sec - 1, the first half
+            # is in it, the rest counts in the next scrape
             for s in range(self.fed, min(sec, traffic.start + traffic.duration)):
                 for c in traffic.second(s):
                     for code, n in (
@@ -121,13 +125,18 @@ class PrometheusShape(Shape):
                         ("503", c.failed),
                     ):
                         key = (c.destination, code)
-                        self.totals[key] = self.totals.get(key, 0) + n
+                        now_part = n // 2 if s == sec - 1 else n
+                        self.totals[key] = self.totals.get(key, 0) + now_part
+                        self.held[key] = self.held.get(key, 0) + n - now_part
             self.fed = max(self.fed, sec)
             body = "# TYPE router_response_counts counter\n" + "".join(
                 f'router_response_counts{{destType="{d}",respStatusCode="{code}"}} {v}\n'
                 for (d, code), v in sorted(self.totals.items())
             )
             out.append(self.feed.digest(body, sec))
+            for key, n in self.held.items():  # the second half of second sec - 1
+                self.totals[key] = self.totals.get(key, 0) + n
+            self.held = {}
             self.next_scrape += self.every
         return out
 
@@ -276,6 +285,59 @@ def statsd_capacity(rate: int, seconds: float) -> tuple[int, int, float]:
     return int(sent.value), taken, parse_rate
 
 
+KINDS = ["statsd", "prometheus", "segment_delivery_overview"]
+
+
+def detection_rows(seeds: int, fa_seeds: int, scrape: int, jobs: int) -> list[str]:
+    """Print a row per feed (detection delay of the TikTok 429 outage, false alarms over 2 h
+    of clean traffic); the targets missed, in words."""
+    targets = {"statsd": 3.0, "prometheus": scrape + 2.0, "segment_delivery_overview": 150.0}
+    with multiprocessing.Pool(jobs) as pool:
+        delays = pool.map(outage, [(k, s, scrape) for k in KINDS for s in range(seeds)])
+        alarms = pool.map(clean, [(k, s, scrape) for k in KINDS for s in range(fa_seeds)])
+    print(
+        f"feeds: the 429 outage (80 %, 100 ev/s) over {seeds} seeds; 2 h of clean traffic x "
+        f"{fa_seeds} seeds; prometheus scraped every {scrape} s; times in s"
+    )
+    print(
+        f"{'feed':28} {'detect max':>10} {'mean':>7} {'target':>7} {'elsewhere':>9} "
+        f"{'false alarms':>12}"
+    )
+    failures = []
+    for kind in KINDS:
+        got = [d for k, _, d, _ in delays if k == kind]
+        others = sum(o for k, _, _, o in delays if k == kind)
+        fas = sum(n for k, _, n in alarms if k == kind)
+        found = [d for d in got if d is not None]
+        worst = max(found, default=math.inf)
+        mean = statistics.mean(found) if found else math.inf
+        problems = []
+        if len(found) < len(got):
+            problems.append(f"missed in {len(got) - len(found)} seed(s)")
+        if worst > targets[kind]:
+            problems.append(f"detected after {worst:.2f} s > {targets[kind]:g} s")
+        if fas or others:
+            problems.append(f"{fas + others} false alarm(s)")
+        print(
+            f"{kind:28} {worst:10.2f} {mean:7.2f} {targets[kind]:7.1f} {others:9d} {fas:12d}  "
+            f"{'ok' if not problems else 'MISSED: ' + '; '.join(problems)}"
+        )
+        failures += [f"{kind}: {p}" for p in problems]
+    return failures
+
+
+def intake_row(rate: int, seconds: float) -> list[str]:
+    """Print the statsd intake's row; the target missed, in words."""
+    sent, taken, parse_rate = statsd_capacity(rate, seconds)
+    lost = sent - taken
+    print(
+        f"statsd intake: {sent:,} lines sent at {rate:,}/s over {seconds:g} s, "
+        f"{taken:,} taken, {lost:,} lost ({100.0 * lost / max(1, sent):.3f} %); in-process "
+        f"parse rate {parse_rate:,.0f} lines/s = {parse_rate / rate:.1f}x the target rate"
+    )
+    return [f"statsd intake lost {lost:,} of {sent:,} lines"] if lost else []
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seeds", type=int, default=3)
@@ -285,42 +347,11 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--jobs", type=int, default=2)
     args = ap.parse_args()
-    kinds = ["statsd", "prometheus", "segment_delivery_overview"]
-    targets: dict[str, float] = {
-        "statsd": 3.0,
-        "prometheus": args.scrape + 2.0,
-        "segment_delivery_overview": 150.0,
-    }
-    failed = False
-    with multiprocessing.Pool(args.jobs) as pool:
-        delays = pool.map(outage, [(k, s, args.scrape) for k in kinds for s in range(args.seeds)])
-        alarms = pool.map(clean, [(k, s, args.scrape) for k in kinds for s in range(args.fa_seeds)])
-    print(
-        f"{'feed':28} {'detect max':>10} {'mean':>7} {'target':>7} {'elsewhere':>9} "
-        f"{'false alarms / 2 h x seeds':>27}"
-    )
-    for kind in kinds:
-        got = [d for k, _, d, _ in delays if k == kind]
-        others = sum(o for k, _, _, o in delays if k == kind)
-        fas = [n for k, _, n in alarms if k == kind]
-        missed = any(d is None for d in got)
-        worst = max((d for d in got if d is not None), default=math.inf)
-        mean = statistics.mean(d for d in got if d is not None) if not missed else math.inf
-        ok = not missed and worst <= targets[kind] and sum(fas) == 0 and others == 0
-        failed |= not ok
-        print(
-            f"{kind:28} {worst:10.2f} {mean:7.2f} {targets[kind]:7.1f} {others:9d} "
-            f"{sum(fas):>15d} ({len(fas)} seeds)  {'ok' if ok else 'MISSED'}"
-        )
-    sent, taken, parse_rate = statsd_capacity(args.rate, args.seconds)
-    lost = sent - taken
-    print(
-        f"statsd intake: {sent:,} lines sent at {args.rate:,}/s over {args.seconds:g} s, "
-        f"{taken:,} taken, {lost:,} lost ({100.0 * lost / max(1, sent):.3f} %); in-process "
-        f"parse rate {parse_rate:,.0f} lines/s = {parse_rate / args.rate:.1f}x the target rate"
-    )
-    failed |= lost > 0
-    return 1 if failed else 0
+    failures = detection_rows(args.seeds, args.fa_seeds, args.scrape, args.jobs)
+    failures += intake_row(args.rate, args.seconds)
+    for line in failures:
+        print(f"  MISSED {line}")
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ from observatory.feeds.base import Feed, FeedReport
 from observatory.probes.base import parse_rate_limit_headers, redact_url
 from observatory.probes.scheduler import MAX_BACKOFF
 
-POLL_OFFSET = 0.05  # a poll runs this long after its whole second
 
 
 class PollError(Exception):
@@ -28,7 +27,10 @@ class PollError(Exception):
 
 
 class PolledFeed(Feed):
-    """Calls :meth:`poll` every ``config.interval`` seconds on its thread."""
+    """Calls :meth:`poll` every ``config.interval`` seconds on its thread, ``poll_offset``
+    seconds after a whole multiple of it."""
+
+    poll_offset = 0.05
 
     def __init__(
         self,
@@ -48,7 +50,8 @@ class PolledFeed(Feed):
     def run(self) -> None:
         try:
             every = self.config.interval
-            due = math.ceil(self.clock() / every) * every + POLL_OFFSET
+            offset = self.poll_offset
+            due = math.ceil(self.clock() / every) * every + offset
             while not self.stopping.is_set():
                 wait = max(due, self.not_before) - self.clock()
                 if wait > 0 and self.stopping.wait(wait):
@@ -62,7 +65,7 @@ class PolledFeed(Feed):
                     report = FeedReport(self.name, error=_http_error(exc))
                 self.send(report)
                 # the next whole multiple of `every` after now (a slow poll skips, never bunches)
-                due = (math.floor((self.clock() - POLL_OFFSET) / every) + 1) * every + POLL_OFFSET
+                due = (math.floor((self.clock() - offset) / every) + 1) * every + offset
         finally:
             self.client.close()
 

