@@ -19,6 +19,7 @@ from observatory.feeds.statsd import parse_line
 from observatory.owner import build_runtime
 from observatory.runtime import Runtime
 from observatory.sim.server import SimServer
+from observatory.sim.statsd_emitter import StatsdEmitter
 
 
 def free_udp_port() -> int:
@@ -325,3 +326,72 @@ def test_delivery_overview_malformed_answers_are_rejects(sim: SimServer) -> None
     report = feed.poll(time.time())
     assert report.rejected >= 1 and report.reported == {}
     assert report.error is not None and "dataset" in report.error
+
+
+# --------------------------------------------------------------------------------------------
+# End to end: the simulator's emitter and API into a runtime
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dogstatsd", [False, True])
+def test_the_simulators_statsd_reaches_the_runtime(
+    sim: SimServer, tmp_path: Path, dogstatsd: bool
+) -> None:
+    port = free_udp_port()
+    config = feed_config(
+        tmp_path,
+        f'[[feeds]]\nkind = "statsd"\nlisten = "127.0.0.1:{port}"\n'
+        '[feeds.rename]\nTIKTOK_ADS = "tiktok"\n',
+    )
+    rt = build_runtime(config)
+    try:
+        rt.start_live()
+        with StatsdEmitter(sim, "127.0.0.1", port, dogstatsd=dogstatsd):
+            for _ in range(3):
+                with sim.lock:
+                    sim.platform_stats["tiktok"].record(time.time(), 90, 0, 200)
+                    sim.platform_stats["tiktok"].record(time.time(), 0, 10, 429)
+                time.sleep(1.0)
+        expected = (270, 30)
+
+        def all_in() -> bool:
+            row = rt.store.con.execute(
+                "SELECT sum(delivered), sum(rate_limited) FROM feed_seconds "
+                "WHERE destination = 'tiktok'"
+            ).fetchone()
+            return row == expected
+
+        poll_until(rt, all_in)
+    finally:
+        rt.close()
+
+
+def test_delivery_overview_backfill_warms_the_runtime(sim: SimServer, tmp_path: Path) -> None:
+    now = time.time()
+    minute = math.floor(now / 60) * 60
+    with sim.lock:
+        for s in range(minute - 900, minute):
+            sim.platform_stats["tiktok"].record(s, 50, 0, 200)
+    config = feed_config(
+        tmp_path,
+        "[[feeds]]\n"
+        'kind = "segment_delivery_overview"\n'
+        f'url = "{sim.url}"\n'
+        'token = "sim-token-0123456789"\n'
+        'source_id = "src_sim"\n'
+        "[feeds.destinations]\n"
+        'dst_tiktok = "tiktok"\n',
+    )
+    rt = build_runtime(config)
+    try:
+        rt.start_live()
+        rows = rt.store.con.execute(
+            "SELECT count(*), sum(delivered) FROM feed_seconds WHERE destination = 'tiktok'"
+        ).fetchone()
+        assert rows is not None and rows[1] == 50 * rows[0] and rows[0] >= 13 * 60
+        status = rt.status()["tiktok"]
+        assert status.delay_s == 60 + 45 + 20 + 5
+        assert status.feed == "segment_delivery_overview 20s, 130s behind"
+        assert "sim-token" not in repr(rt.config)
+    finally:
+        rt.close()
