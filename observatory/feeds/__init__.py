@@ -28,10 +28,19 @@ KINDS: dict[str, type[Feed]] = {
 
 def build_feeds(config: Config, emit: Callable[[FeedReport], None]) -> list[Feed]:
     """The config's feeds, not started (a statsd feed is already bound to its port)."""
+    from observatory.config import ConfigError
+
     feeds: list[Feed] = []
     try:
-        for feed in config.feeds:
-            feeds.append(KINDS[feed.kind](feed, emit))
+        for i, feed in enumerate(config.feeds):
+            try:
+                feeds.append(KINDS[feed.kind](feed, emit))
+            except OSError as exc:  # a statsd port another daemon holds
+                raise ConfigError(
+                    f"feeds[{i}].listen",
+                    f"cannot listen on udp {feed.listen}: {exc.strerror or exc} "
+                    "(another statsd daemon? set listen to a free port)",
+                ) from None
     except BaseException:
         for made in feeds:
             made.stop()

@@ -21,7 +21,6 @@ from observatory.probes.base import parse_rate_limit_headers, redact_url
 from observatory.probes.scheduler import MAX_BACKOFF
 
 
-
 class PollError(Exception):
     """A poll that did not give data: why, in words without secrets."""
 

@@ -6,10 +6,12 @@ over the whole seconds since the previous scrape and reported up to that whole s
 happened in its last half second counts in the next scrape). The destination is judged one
 second less than the interval behind the clock: a scrape's oldest second is judged 0.75 s
 after the scrape began, so a TikTok 429 storm shows within a scrape interval and 2 s; a scrape
-slower than that leaves its oldest seconds unknown, never zero. Counters are reset-safe: a value below the last one is a
-restart, and the whole value is the increase (as Prometheus' ``increase()`` takes it). A series
-that first appears after the first scrape counts from 0; the first scrape only sets where each
-series stands. Lines that do not parse are counted as rejects; the rest of the scrape counts.
+slower than that leaves its oldest seconds unknown, never zero.
+
+Counters are reset-safe: a value below the last one is a restart, and the whole value is the
+increase (as Prometheus' ``increase()`` takes it). A series that first appears after the first
+scrape counts from 0; the first scrape only sets where each series stands. Lines that do not
+parse are counted as rejects; the rest of the scrape counts.
 """
 
 from __future__ import annotations

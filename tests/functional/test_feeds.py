@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from observatory.config import Config, FeedConfig, load_config
+from observatory.config import Config, ConfigError, FeedConfig, load_config
 from observatory.feeds.base import FeedReport, spread, status_column
 from observatory.feeds.delivery_overview import DeliveryOverviewFeed
 from observatory.feeds.prometheus import PrometheusFeed
@@ -184,7 +184,7 @@ def test_a_statsd_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
         config = feed_config(tmp_path, f'[[feeds]]\nkind = "statsd"\nlisten = "127.0.0.1:{port}"\n')
         rt = build_runtime(config)
         try:
-            with pytest.raises(OSError):
+            with pytest.raises(ConfigError, match=r"feeds\[0\]\.listen.*cannot listen on udp"):
                 rt.start_live()
         finally:
             rt.close()

@@ -39,8 +39,8 @@ def _q(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> list[Any]
 
 
 def last_event(con: duckdb.DuckDBPyConnection) -> float | None:
-    """The newest event time in the database: as far as anything is known."""
-    rows = _q(con, "SELECT epoch_us(max(ts)) FROM events", [])
+    """The newest event time in the database (log lines or feeds): as far as anything is known."""
+    rows = _q(con, "SELECT epoch_us(max(ts)) FROM outcomes", [])
     return rows[0][0] / 1e6 if rows and rows[0][0] is not None else None
 
 
