@@ -112,7 +112,8 @@ class Runtime:
         # [[feeds]]: their reports arrive from their threads, are taken in poll()
         self.feeds: list[Feed] = []
         self.feed_reports: queue.SimpleQueue[FeedReport] = queue.SimpleQueue()
-        self.feed_of: dict[str, Feed] = {}  # destination -> the feed its numbers come from
+        # destination -> the feeds its numbers come from (several add up: two rudder-servers)
+        self.feed_of: dict[str, list[Feed]] = {}
         self.feed_rejected = 0
         self.api: ApiService | None = None  # the [server] API, once live
         # What the owner's own panes and its viewers render: one maker, so the backup
@@ -340,9 +341,10 @@ class Runtime:
         """One report: its destinations judged ``feed.delay`` behind the clock, its counts
         stored in ``feed_seconds`` and fed, what it reported told to the engine."""
         for dest in {c.destination for c in report.counts} | set(report.reported):
-            if dest not in self.feed_of:
-                self.feed_of[dest] = feed
-                self.engine.set_delay(dest, feed.delay)
+            feeds = self.feed_of.setdefault(dest, [])
+            if feed not in feeds:
+                feeds.append(feed)
+                self.engine.set_delay(dest, feed.delay)  # the longest of its feeds' delays
         self.store.store_feed(feed.name, report.counts, report.samples)
         self.feed_rejected += report.rejected
         self._feed(report.counts)
@@ -352,11 +354,12 @@ class Runtime:
     def status(self) -> dict[str, DestinationStatus]:
         """Per destination, what the dashboard shows, with the feed its numbers come from."""
         statuses = self.engine.status()
-        for dest, feed in self.feed_of.items():
+        for dest, feeds in self.feed_of.items():
             status = statuses.get(dest)
             if status is not None:
-                status.feed = feed.describe()
-                status.feed_error = feed.last_error
+                status.feed = " + ".join(f.describe() for f in feeds)
+                errors = [f"{f.name}: {f.last_error}" for f in feeds if f.last_error]
+                status.feed_error = "; ".join(errors) or None
         return statuses
 
     def _store_pending(self, collect: bool) -> Tally:

@@ -101,8 +101,7 @@ class Feed:
     def send(self, report: FeedReport) -> None:
         self.reports += 1
         self.rejected += report.rejected
-        if report.error is not None:
-            self.last_error = report.error
+        self.last_error = report.error  # a good report clears the last failure
         self.emit(report)
 
 

@@ -14,6 +14,7 @@ import pytest
 from observatory.config import Config, ConfigError, FeedConfig, load_config
 from observatory.feeds.base import FeedReport, spread, status_column
 from observatory.feeds.delivery_overview import DeliveryOverviewFeed
+from observatory.feeds.polled import PollError
 from observatory.feeds.prometheus import PrometheusFeed
 from observatory.feeds.statsd import parse_line
 from observatory.owner import build_runtime
@@ -395,3 +396,24 @@ def test_delivery_overview_backfill_warms_the_runtime(sim: SimServer, tmp_path: 
         assert "sim-token" not in repr(rt.config)
     finally:
         rt.close()
+
+
+def test_a_prometheus_body_that_is_not_an_exposition_is_a_failed_scrape(sim: SimServer) -> None:
+    sim.set_fault("/metrics", "malformed")
+    cfg = FeedConfig.model_validate(
+        {"kind": "prometheus", "url": sim.url + "/metrics", "every": "1s"}
+    )
+    reports: list[FeedReport] = []
+    feed = PrometheusFeed(cfg, reports.append)
+    with pytest.raises(PollError, match="no sample parsed"):
+        feed.poll(time.time())
+    # on the feed's thread that is a report with an error and nothing reported (unknown)
+    feed.start()
+    try:
+        deadline = time.monotonic() + 20
+        while not reports and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        feed.stop()
+    assert reports and reports[0].error is not None and reports[0].reported == {}
+    assert feed.last_error is not None
