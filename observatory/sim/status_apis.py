@@ -204,25 +204,30 @@ def metrics_reply(state: SimState) -> Reply:
                 f'router_response_counts{{destType="{DEST_TYPES[p]}",destId="{DEST_IDS[p]}",'
                 f'workspaceId="ws_sim",respStatusCode="{code}"}} {codes[code]}'
             )
+    # As rudder-server means them: aborted events are the terminal refusals (4xx other than
+    # 408 and 429, which it retries); router_throttled counts its own throttler, which the
+    # simulator does not have (0). A destination's 429s are in router_response_counts.
     out += [
-        "# HELP router_aborted_events Events the destination refused.",
+        "# HELP router_aborted_events Events the destination refused for good (terminal 4xx).",
         "# TYPE router_aborted_events counter",
     ]
     for p, (now, base) in snap.items():
         for code in sorted(now.aborted):
+            if not (400 <= int(code) < 500 and int(code) not in (408, 429)):
+                continue
             n = now.aborted[code] - base.aborted.get(code, 0)
             out.append(
                 f'router_aborted_events{{destType="{DEST_TYPES[p]}",respStatusCode="{code}",'
                 f'destId="{DEST_IDS[p]}",destination="{DEST_NAMES[p]}"}} {n}'
             )
     out += [
-        "# HELP router_throttled Events throttled by the destination.",
+        "# HELP router_throttled Events held back by rudder-server's own throttler.",
         "# TYPE router_throttled counter",
     ]
-    for p, (now, base) in snap.items():
+    for p in snap:
         out.append(
             f'router_throttled{{destType="{DEST_TYPES[p]}",destId="{DEST_IDS[p]}",'
-            f'destination="{DEST_NAMES[p]}"}} {now.throttled() - base.throttled()}'
+            f'destination="{DEST_NAMES[p]}"}} 0'
         )
     out += [
         "# HELP router_delivery_latency Time to answer a delivery request, in seconds.",

@@ -96,7 +96,7 @@ every = "0.3s"
 [[destinations.probes]]
 kind = "prometheus"
 url = "{base}/metrics?{q}"
-selector = 'router_aborted_events{{respStatusCode="429"}}'
+selector = 'router_response_counts{{respStatusCode="429"}}'
 every = "0.3s"
 {auth}
 [[destinations.probes]]
