@@ -27,7 +27,7 @@ import queue
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import httpx
 import orjson
@@ -37,6 +37,8 @@ from observatory.detect import Engine, SecondCounts
 from observatory.detect.aggregate import by_second, fetch_seconds
 from observatory.detect.drift import DriftEvent, DriftTracker
 from observatory.detect.status import DestinationStatus
+from observatory.drills import KINDS, Drill, DrillReport, save_drill
+from observatory.drills.run import DrillKind
 from observatory.feeds import Feed, FeedReport, build_feeds
 from observatory.incidents.ledger import Ledger
 from observatory.incidents.model import Change, Incident
@@ -115,6 +117,9 @@ class Runtime:
         # destination -> the feeds its numbers come from (several add up: two rudder-servers)
         self.feed_of: dict[str, list[Feed]] = {}
         self.feed_rejected = 0
+        # a fire drill in progress (observatory drill), and the reports of finished ones
+        self.drill: Drill | None = None
+        self.drill_reports: dict[str, DrillReport] = {}
         self.api: ApiService | None = None  # the [server] API, once live
         # What the owner's own panes and its viewers render: one maker, so the backup
         # recount (a scan, every few seconds) is shared.
@@ -140,6 +145,9 @@ class Runtime:
         `alert_flush_timeout`), then stop the backup receiver and the probes, and close the
         tailers and the store."""
         try:
+            if self.drill is not None:
+                self.drill.cancel()
+                self.drill = None
             if self.api is not None:
                 self.api.stop()  # idempotent
             if self.dispatcher is not None:
@@ -321,6 +329,53 @@ class Runtime:
             if self.status_pages.record(r):
                 self.ledger.refresh(r.destination)
 
+    # -- fire drills -------------------------------------------------------------------------
+
+    def start_drill(
+        self, destination: str | None = None, kind: str = "rate_limit", now: float | None = None
+    ) -> str:
+        """Start a fire drill on a drill copy of ``destination`` (default: the first configured
+        one, else the busiest seen); its id. Live only; one at a time. ValueError when it
+        cannot start (the runtime's thread only)."""
+        if not self.live:
+            raise ValueError("a drill runs on a live runtime (watch, or the TUI)")
+        if self.drill is not None:
+            raise ValueError(f"drill {self.drill.report.id} is still running")
+        statuses = self.engine.status()
+        if destination is None:
+            if self.config.destinations:
+                destination = self.config.destinations[0].name
+            elif statuses:
+                busiest = max(statuses.values(), key=lambda s: s.baseline_rate or 0.0)
+                destination = busiest.destination
+            else:
+                raise ValueError("no destination to drill: name one (--destination)")
+        status = statuses.get(destination)
+        rate = status.baseline_rate if status is not None else None
+        now = time.time() if now is None else now
+        if kind not in KINDS:
+            raise ValueError(f"unknown drill kind {kind!r} (expected {', '.join(KINDS)})")
+        drill_kind = cast(DrillKind, kind)
+        self.drill = Drill(destination, drill_kind, self.config, self.dispatcher, now, rate)
+        return self.drill.report.id
+
+    def _tick_drill(self, now: float) -> None:
+        if self.drill is None:
+            return
+        report = self.drill.tick(now)
+        if report is not None:
+            self.drill = None
+            save_drill(self.store.con, report)
+            self.drill_reports[report.id] = report
+
+    def drill_report(self, drill_id: str) -> DrillReport | None:
+        """A finished drill's report (None while it runs); KeyError for an unknown id."""
+        if self.drill is not None and self.drill.report.id == drill_id:
+            return None
+        if drill_id in self.drill_reports:
+            return self.drill_reports[drill_id]
+        raise KeyError(f"no drill {drill_id}")
+
     # -- feeds -------------------------------------------------------------------------------
 
     def drain_feeds(self) -> int:
@@ -394,6 +449,7 @@ class Runtime:
         self.drain_probes()
         self.run_commands()
         self._advance(now + LIVE_LEAD, wall=now)
+        self._tick_drill(now)
         self._prune(now)
         return tally
 

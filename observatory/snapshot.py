@@ -17,6 +17,7 @@ import orjson
 from observatory.backup.reconcile import reconcile
 from observatory.detect.drift import DestinationDrift
 from observatory.detect.status import DestinationStatus
+from observatory.drills.store import DrillDue, last_passed
 from observatory.incidents.model import Impact, Incident, TimelineEntry
 from observatory.store.query import first_line
 
@@ -38,6 +39,9 @@ class Snapshot:
     drift: dict[str, DestinationDrift] = field(default_factory=dict)  # rate-limit ceilings
     # with a [backup] table: per destination, reconcile()'s summary (missing, pending, ...)
     backup: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # fire drills: days since the last passing one (or a drill running), and whether overdue
+    drill: str = ""
+    drill_overdue: bool = False
 
 
 @dataclass
@@ -49,8 +53,12 @@ class SnapshotMaker:
     note: str = ""
     _backup: dict[str, dict[str, Any]] = field(default_factory=dict)
     _backup_at: float | None = None
+    _drill_at: float | None = None
+    _drill_passed: float | None = None
+    _drills_seen: int = 0
 
     def make(self, runtime: Runtime, now: float) -> Snapshot:
+        drill, overdue = self._drill_due(runtime, now)
         return Snapshot(
             now=now,
             statuses=runtime.status(),
@@ -59,7 +67,29 @@ class SnapshotMaker:
             note=self.note,
             drift=runtime.drift.status(),
             backup=self._backup_counts(runtime, now),
+            drill=drill,
+            drill_overdue=overdue,
         )
+
+    def _drill_due(self, runtime: Runtime, now: float) -> tuple[str, bool]:
+        """The status line's drill words as of ``now`` (the last passing drill is re-read
+        every BACKUP_SECONDS, and at once after a drill)."""
+        if runtime.drill is not None:
+            return f"drill {runtime.drill.report.id} running", False
+        if not runtime.config.alerts:
+            return "", False  # no pager to prove
+        started = time.monotonic()
+        finished = len(runtime.drill_reports)
+        if (
+            self._drill_at is None
+            or started - self._drill_at >= BACKUP_SECONDS
+            or finished != self._drills_seen
+        ):
+            self._drill_at = started
+            self._drills_seen = finished
+            self._drill_passed = last_passed(runtime.store.con)
+        due = DrillDue(self._drill_passed, float(runtime.config.drills.every), now)
+        return due.words(), due.overdue
 
     def _backup_counts(self, runtime: Runtime, now: float) -> dict[str, dict[str, Any]]:
         backup = runtime.config.backup

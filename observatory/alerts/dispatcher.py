@@ -10,6 +10,8 @@ import random
 import threading
 import time
 from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from observatory.alerts.base import _TRACKED_INCIDENTS, AlertSink
@@ -79,6 +81,20 @@ class _Worker:
         return True
 
 
+@dataclass(frozen=True)
+class Delivery:
+    """One delivery attempt of a change to a sink: ``ok`` (the sink confirmed: a 2xx,
+    PagerDuty's 202, a command's exit 0) or the failure in words; ``final`` when no retry
+    follows."""
+
+    sink: str
+    change: Change
+    ok: bool
+    error: str | None
+    at: float  # wall clock
+    final: bool
+
+
 class AlertDispatcher:
     """Fans incident changes out to sinks, one worker thread and bounded queue per sink.
 
@@ -117,6 +133,7 @@ class AlertDispatcher:
         self._abort = threading.Event()
         self._started = False
         self._lock = threading.Lock()
+        self._listeners: list[Callable[[Delivery], None]] = []
 
     def __repr__(self) -> str:
         names = ", ".join(w.name for w in self._workers)
@@ -169,6 +186,33 @@ class AlertDispatcher:
         if not started:
             for worker in self._workers:
                 _close_sink(worker)
+
+    @property
+    def sink_names(self) -> list[str]:
+        """The sinks' names, as ``stats`` and deliveries name them."""
+        return [w.name for w in self._workers]
+
+    def listen(self, listener: Callable[[Delivery], None]) -> Callable[[], None]:
+        """Call ``listener`` (on a sink's worker thread) after every delivery attempt; returns
+        a function that stops it. A fire drill uses this to see each sink confirm."""
+        with self._lock:
+            self._listeners.append(listener)
+
+        def stop() -> None:
+            with self._lock:
+                if listener in self._listeners:
+                    self._listeners.remove(listener)
+
+        return stop
+
+    def _tell(self, delivery: Delivery) -> None:
+        with self._lock:
+            listeners = list(self._listeners)
+        for listener in listeners:
+            try:
+                listener(delivery)
+            except Exception:  # a listener must not break delivery
+                log.warning("alerts: a delivery listener failed", exc_info=True)
 
     # -- publishing --------------------------------------------------------------------------
 
@@ -245,7 +289,9 @@ class AlertDispatcher:
                 with worker.cond:
                     worker.stats["failed_attempts"] += 1
                 permanent = bool(getattr(exc, "permanent", False))
-                if permanent or attempt >= self.max_attempts:
+                final = permanent or attempt >= self.max_attempts
+                self._tell(Delivery(worker.name, change, False, message, time.time(), final))
+                if final:
                     with worker.cond:
                         worker.stats["given_up"] += 1
                     log.warning(
@@ -277,6 +323,7 @@ class AlertDispatcher:
             else:
                 with worker.cond:
                     worker.stats["sent"] += 1
+                self._tell(Delivery(worker.name, change, True, None, time.time(), True))
                 return
 
     def _delay(self, attempt: int, retry_after: Any) -> float:

@@ -18,6 +18,7 @@ import click
 from observatory.cli.backup import reconcile
 from observatory.cli.common import CONFIG_HELP, DB_HELP, fail
 from observatory.cli.database import export, incidents, query
+from observatory.cli.drill import drill
 from observatory.cli.logs import ingest, replay, watch
 from observatory.cli.simulator import _run_tui, demo, simulate
 from observatory.cli.tui import owner_of_config, run_attached, web
@@ -93,3 +94,4 @@ main.add_command(export)
 main.add_command(simulate)
 main.add_command(reconcile)
 main.add_command(web)
+main.add_command(drill)

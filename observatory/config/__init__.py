@@ -25,6 +25,7 @@ from observatory.config.sections import (
     AlertConfig,
     BackupConfig,
     DetectionConfig,
+    DrillsConfig,
     StorageConfig,
 )
 from observatory.config.server import ServerConfig
@@ -40,6 +41,7 @@ __all__ = [
     "ConfigError",
     "DestinationConfig",
     "DetectionConfig",
+    "DrillsConfig",
     "FeedConfig",
     "ProbeConfig",
     "SourceConfig",

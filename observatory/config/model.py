@@ -10,7 +10,13 @@ from pydantic import Field, ValidationInfo, field_validator
 from observatory.config.destinations import DestinationConfig
 from observatory.config.feeds import FeedConfig
 from observatory.config.fields import _custom, _Model
-from observatory.config.sections import AlertConfig, BackupConfig, DetectionConfig, StorageConfig
+from observatory.config.sections import (
+    AlertConfig,
+    BackupConfig,
+    DetectionConfig,
+    DrillsConfig,
+    StorageConfig,
+)
 from observatory.config.server import ServerConfig
 from observatory.config.sources import SourceConfig
 from observatory.ingest.classify import guess_vendor
@@ -32,6 +38,7 @@ class Config(_Model):
     alerts: list[AlertConfig] = Field(default_factory=list)
     backup: BackupConfig | None = None
     server: ServerConfig = Field(default_factory=ServerConfig)
+    drills: DrillsConfig = Field(default_factory=DrillsConfig)
     base_dir: Path = Field(default_factory=lambda: Path.cwd(), exclude=True, repr=False)
 
     @field_validator("sources", "destinations", "feeds")

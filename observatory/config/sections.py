@@ -72,6 +72,19 @@ class DetectionConfig(_Model):
         return value
 
 
+class DrillsConfig(_Model):
+    """``[drills]``: fire drills (``observatory drill``) and when the next one is due.
+
+    ``every``: a drill that passed longer ago than this is overdue (the status line says so).
+    ``detect_within``: the drill's fault must be detected this soon; ``confirm_within``: each
+    alert sink must confirm the open (and later the resolve) this soon after it.
+    """
+
+    every: Duration = Field(default=parse_duration("90d"), gt=0)
+    detect_within: Duration = Field(default=parse_duration("5s"), gt=0)
+    confirm_within: Duration = Field(default=parse_duration("10s"), gt=0)
+
+
 class AlertConfig(_Model):
     """``[[alerts]]``: where incident notifications go.
 

@@ -452,6 +452,11 @@ class Engine:
         """open -> acknowledged (a timeline entry); None if no open incident has that id."""
         return self._incidents.acknowledge(incident_id, ts)
 
+    def resolve_now(self, destination: str, sec: int, why: str) -> Change | None:
+        """Resolve ``destination``'s open incident at ``sec`` (a drill ending its fault)."""
+        dest = self._dests.get(destination)
+        return None if dest is None else self._incidents.resolve_now(dest, sec, why)
+
     def incidents(self) -> list[Incident]:
         """Open and acknowledged incidents (live objects), oldest first."""
         return self._incidents.incidents()

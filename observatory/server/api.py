@@ -42,6 +42,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
+import orjson
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
@@ -50,6 +51,8 @@ from observatory.server.background import BackgroundServer
 from observatory.server.feed import SnapshotFeed
 from observatory.server.models import (
     Cancelled,
+    DrillAnswer,
+    DrillRequest,
     ErrorBody,
     Health,
     IncidentAnswer,
@@ -93,6 +96,8 @@ ROUTES: tuple[tuple[str, str, str], ...] = (
     ("GET", "/api/snapshots", "snapshots"),
     ("POST", "/api/sql", "sql"),
     ("POST", "/api/sql/{id}/cancel", "cancel_sql"),
+    ("POST", "/api/drills", "start_drill"),
+    ("GET", "/api/drills/{id}", "drill"),
 )
 
 
@@ -301,6 +306,28 @@ class ApiService:
         except ValueError as exc:
             return _error(400, str(exc), 2)
         return _model(IncidentAnswer.model_validate_json(_dumps(incident_json(incident))))
+
+    async def start_drill(self, request: web.Request) -> web.Response:
+        try:
+            req = DrillRequest.model_validate_json(await request.read() or b"{}")
+        except ValidationError as exc:
+            return _error(400, f"bad request: {exc.errors()[0]['msg']}", 2)
+        try:
+            drill_id = await self._command(lambda rt: rt.start_drill(req.destination, req.kind))
+        except ValueError as exc:
+            return _error(409, str(exc), 1)
+        return _model(DrillAnswer(id=drill_id, state="running"))
+
+    async def drill(self, request: web.Request) -> web.Response:
+        drill_id = request.match_info["id"]
+        try:
+            report = await self._command(lambda rt: rt.drill_report(drill_id))
+        except KeyError as exc:
+            return _error(404, str(exc.args[0]) if exc.args else "no such drill")
+        if report is None:
+            return _model(DrillAnswer(id=drill_id, state="running"))
+        body = orjson.loads(json_bytes(report.as_dict()))
+        return _model(DrillAnswer(id=drill_id, state="done", report=body))
 
     def _reconcile_args(self, request: web.Request) -> tuple[str | None, float | None, float]:
         q = request.query

@@ -17,6 +17,8 @@ import orjson
 
 from observatory.server.models import (
     Cancelled,
+    DrillAnswer,
+    DrillRequest,
     ErrorBody,
     Health,
     IncidentAnswer,
@@ -184,6 +186,14 @@ class OwnerClient:
         except httpx.HTTPError as exc:
             raise OwnerError(f"the owner at {self.url} went away: {type(exc).__name__}") from exc
         raise OwnerError(f"the owner at {self.url} ended the stream")
+
+    def start_drill(self, destination: str | None, kind: str) -> DrillAnswer:
+        body = DrillRequest.model_validate({"destination": destination, "kind": kind})
+        answer = self._call("POST", "/api/drills", content=body.model_dump_json())
+        return DrillAnswer.model_validate_json(answer.content)
+
+    def drill(self, drill_id: str) -> DrillAnswer:
+        return DrillAnswer.model_validate_json(self._call("GET", f"/api/drills/{drill_id}").content)
 
     def status(self) -> StatusAnswer:
         return StatusAnswer.model_validate_json(self._call("GET", "/api/status").content)

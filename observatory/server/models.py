@@ -96,3 +96,19 @@ class StatusAnswer(_Body):
     last_event_sec: int | None
     destinations: dict[str, dict[str, JsonValue]]
     open_incidents: list[dict[str, JsonValue]]
+
+
+class DrillRequest(_Body):
+    """``POST /api/drills``: start a fire drill (``destination`` None: the owner picks)."""
+
+    destination: str | None = Field(default=None, min_length=1, max_length=200)
+    kind: Literal["rate_limit", "silence", "errors"] = "rate_limit"
+
+
+class DrillAnswer(_Body):
+    """``POST /api/drills`` and ``GET /api/drills/{id}``: the drill, and its report (the JSON
+    form of ``observatory.drills.DrillReport``) once it is over."""
+
+    id: str
+    state: Literal["running", "done"]
+    report: dict[str, JsonValue] | None = None

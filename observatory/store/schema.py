@@ -151,4 +151,16 @@ DDL: tuple[str, ...] = (
     SELECT ts, destination, outcome::VARCHAR AS outcome, 1::BIGINT AS n FROM events
     {FEED_OUTCOMES}
     """,
+    # Fire drills (observatory.drills): one row per drill, its report as JSON.
+    """
+    CREATE TABLE IF NOT EXISTS drills (
+        id          VARCHAR PRIMARY KEY,
+        started_at  TIMESTAMPTZ NOT NULL,
+        destination VARCHAR NOT NULL,
+        kind        VARCHAR NOT NULL,
+        passed      BOOLEAN NOT NULL,
+        detect_s    DOUBLE,
+        report      VARCHAR NOT NULL
+    )
+    """,
 )

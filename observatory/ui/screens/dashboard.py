@@ -103,6 +103,10 @@ class DashboardScreen(ObservatoryScreen):
         dests, incidents = len(snap.statuses), len(snap.incidents)
         text.append(f"  {dests} destination{'' if dests == 1 else 's'}")
         text.append(f"  {incidents} open incident{'' if incidents == 1 else 's'}")
+        if snap.drill:
+            text.append("  ")
+            style = "bold black on yellow" if snap.drill_overdue else "dim"
+            text.append(f" {snap.drill} " if snap.drill_overdue else snap.drill, style=style)
         if self.filter_text:
             text.append("  filter: ")
             text.append_text(literal(self.filter_text))
