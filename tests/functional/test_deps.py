@@ -164,6 +164,7 @@ def test_json_document(seeded: Path) -> None:
     assert doc["unconfigured_flowing"] == ["unlisted_dest"]
     assert [d["name"] for d in doc["dependencies"]] == ["segment", "tiktok_events_api"]
     assert doc["dependencies"][0]["used_by"] == ["tiktok_conversions", "meta_capi"]
+    assert tiktok["runbook"] == "https://wiki.example.com/runbooks/tiktok?[redacted]"
 
 
 def test_markdown_document(seeded: Path) -> None:
@@ -252,3 +253,40 @@ def test_dependency_probes_are_stored_but_make_no_destination(tmp_path: Path) ->
         assert not runtime.engine.incidents()
     finally:
         runtime.close()
+
+
+# ------------------------------------------------------------------ exports carry the plan
+
+
+def test_exports_carry_the_plan_only_when_configured(seeded: Path) -> None:
+    import duckdb
+
+    from observatory.config import response_plan
+    from observatory.incidents.export import export_incident
+    from observatory.incidents.store import load_incident
+
+    config = load_config(seeded)
+    with duckdb.connect(config.db_path, read_only=True) as con:
+        incident = load_incident(con, "inc-open")
+        plan = response_plan(config, incident.destination)
+        md = export_incident(con, incident, "md", plan)
+        html = export_incident(con, incident, "html", plan)
+        doc = json.loads(export_incident(con, incident, "json", plan))
+        plain = export_incident(con, incident, "md")
+        assert "response_plan" not in json.loads(export_incident(con, incident, "json"))
+    assert "## Response plan" in md and "## Response plan" not in plain
+    assert "- **Fallback:** Route through the \\<b\\>backup\\</b\\> webhook \\| re-send" in md
+    assert "- **Retry window:** 4h" in md and "- **Owner:** growth-eng" in md
+    assert "token=abc" not in md and "token=abc" not in html
+    assert "&lt;b&gt;backup&lt;/b&gt;" in html and "<b>backup" not in html
+    assert doc["response_plan"]["retry_window_s"] == 14400.0
+    assert doc["response_plan"]["via"] == ["segment", "tiktok_events_api"]
+    assert "token=abc" not in json.dumps(doc)
+
+
+def test_cli_export_reads_the_plan_from_the_config(seeded: Path) -> None:
+    result = CliRunner().invoke(
+        main, ["export", "inc-open", "--config", str(seeded), "--format", "md"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "## Response plan" in result.output
