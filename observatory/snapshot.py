@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from observatory.backup.reconcile import reconcile
+from observatory.dependencies.observed import probe_states
 from observatory.detect.drift import DestinationDrift
 from observatory.detect.status import DestinationStatus
 from observatory.incidents.model import Impact, Incident, TimelineEntry
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from observatory.runtime import Runtime
 
 BACKUP_SECONDS = 5.0  # how often the backup reconciliation is recounted for the panes
+DEPENDENCY_SECONDS = 5.0  # how often the dependencies' newest probe results are re-read
 
 
 @dataclass(frozen=True)
@@ -38,17 +40,22 @@ class Snapshot:
     drift: dict[str, DestinationDrift] = field(default_factory=dict)  # rate-limit ceilings
     # with a [backup] table: per destination, reconcile()'s summary (missing, pending, ...)
     backup: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # per configured dependency with probe results: what its newest ones say (state, ...)
+    dependencies: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
 class SnapshotMaker:
     """Makes Snapshots of one runtime, on the runtime's thread. The backup reconciliation
     scans the backup events and the deliveries, so it is recounted every BACKUP_SECONDS only;
-    a failure keeps the last counts and says so in the note."""
+    a failure keeps the last counts and says so in the note. The dependencies' probe states
+    are re-read every DEPENDENCY_SECONDS the same way."""
 
     note: str = ""
     _backup: dict[str, dict[str, Any]] = field(default_factory=dict)
     _backup_at: float | None = None
+    _dependencies: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _dependencies_at: float | None = None
 
     def make(self, runtime: Runtime, now: float) -> Snapshot:
         return Snapshot(
@@ -59,6 +66,7 @@ class SnapshotMaker:
             note=self.note,
             drift=runtime.drift.status(),
             backup=self._backup_counts(runtime, now),
+            dependencies=self._dependency_states(runtime, now),
         )
 
     def _backup_counts(self, runtime: Runtime, now: float) -> dict[str, dict[str, Any]]:
@@ -76,6 +84,22 @@ class SnapshotMaker:
             return self._backup
         self._backup = {row["destination"]: row for row in rows}
         return self._backup
+
+    def _dependency_states(self, runtime: Runtime, now: float) -> dict[str, dict[str, Any]]:
+        names = [d.name for d in runtime.config.dependencies if d.probes]
+        if not names:
+            return {}
+        started = time.monotonic()
+        if self._dependencies_at is not None and started - self._dependencies_at < (
+            DEPENDENCY_SECONDS
+        ):
+            return self._dependencies
+        self._dependencies_at = started
+        try:
+            self._dependencies = probe_states(runtime.store.con, names, now)
+        except Exception as exc:  # the screen keeps the last states
+            self.note = f"dependency states failed: {first_line(exc)}"
+        return self._dependencies
 
 
 def live_now(runtime: Runtime) -> float:
@@ -130,4 +154,5 @@ def snapshot_from_json(body: bytes | str) -> Snapshot:
             for k, v in (data.get("drift") or {}).items()
         },
         backup=dict(data.get("backup") or {}),
+        dependencies=dict(data.get("dependencies") or {}),
     )

@@ -20,7 +20,7 @@ from observatory.dependencies.document import (
     Node,
 )
 from observatory.dependencies.observed import DrillRef, IncidentRef
-from observatory.incidents.export.sanitize import clean_text, md_escape, scrub_urls
+from observatory.incidents.export.sanitize import clean_text, md_escape, redact, scrub_urls
 from observatory.incidents.model import iso
 from observatory.util.durations import format_duration
 from observatory.util.jsontext import json_bytes
@@ -309,6 +309,6 @@ def render(doc: DepsDocument, fmt: str) -> str:
     """``doc`` in ``fmt``: table, md or json."""
     if fmt == "md":
         return render_markdown(doc)
-    if fmt == "json":
-        return json_bytes(document_json(doc), indent=True).decode() + "\n"
+    if fmt == "json":  # URLs without query strings, as everywhere else
+        return json_bytes(redact(document_json(doc)), indent=True).decode() + "\n"
     return render_table(doc)

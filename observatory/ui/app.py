@@ -157,6 +157,12 @@ class ObservatoryApp(App[None]):
 
     # -- what the screens ask (from worker threads; each call blocks) --------------------------
 
+    @property
+    def config(self) -> Config | None:
+        """The config behind the panes (the runtime's, or attached, the viewer's --config):
+        the dependency map and the response plans. None while the runtime starts."""
+        return self.driver.config
+
     def read_cursor(self) -> duckdb.DuckDBPyConnection:
         """A cursor for reads from a worker thread: DuckDB's, or attached, a RemoteCursor
         (the owner's, through its API), which answers the calls the read functions make."""
@@ -283,9 +289,13 @@ def make_app(
     return app
 
 
-def make_attached_app(target: OwnerTarget) -> ObservatoryApp:
-    """The app attached to the owner ``target`` names (it owns nothing itself)."""
-    return ObservatoryApp(attach=target)
+def make_attached_app(target: OwnerTarget, config: Config | None = None) -> ObservatoryApp:
+    """The app attached to the owner ``target`` names (it owns nothing itself); ``config``
+    (the viewer's) gives the dependency screen its chains and incidents their plans."""
+    app = ObservatoryApp(attach=target)
+    if isinstance(app.driver, AttachedDriver):
+        app.driver.config = config
+    return app
 
 
 class _AppBell(io.TextIOBase):
