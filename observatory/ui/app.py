@@ -48,6 +48,7 @@ class ObservatoryApp(App[None]):
         Binding("q", "quit", "Quit"),
         Binding("s", "sql", "SQL"),
         Binding("i", "incidents", "Incidents"),
+        Binding("d", "dependencies", "Dependencies", show=False),  # help and palette list it
         Binding("p", "pause", "Pause"),
         Binding("question_mark", "help", "Help"),
         Binding("f1", "help", "Help", show=False),
@@ -205,6 +206,12 @@ class ObservatoryApp(App[None]):
         if not isinstance(self.screen, IncidentsScreen):
             self.push_screen(IncidentsScreen())
 
+    def action_dependencies(self) -> None:
+        from observatory.ui.screens.dependencies import DependenciesScreen
+
+        if not isinstance(self.screen, DependenciesScreen):
+            self.push_screen(DependenciesScreen())
+
     def action_help(self) -> None:
         from observatory.ui.screens.help import HelpScreen
 
@@ -234,6 +241,11 @@ class ObservatoryApp(App[None]):
         yield SystemCommand("SQL console", "Read-only SQL on the captured events", self.action_sql)
         yield SystemCommand(
             "Incidents", "List, acknowledge and export incidents", self.action_incidents
+        )
+        yield SystemCommand(
+            "Dependencies",
+            "Each destination's chain, its nodes' state and its fallback",
+            self.action_dependencies,
         )
         yield SystemCommand("Pause / resume", "Freeze or resume live updates", self.action_pause)
         yield SystemCommand("Keys", "Show every key binding", self.action_help)
