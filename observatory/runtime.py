@@ -299,7 +299,7 @@ class Runtime:
 
     def record_probe_results(self, results: list[ProbeResult]) -> None:
         """Insert `results` into `probes`, feed them to the engine, and add status-page
-        facts to the destination's open incident."""
+        facts to the destination's open incident (a dependency's: stored only)."""
         self.store.con.executemany(
             "INSERT INTO probes (destination, probe, ts, ok, http_status, latency_ms, status, "
             "details) VALUES (?, ?, to_timestamp(?), ?, ?, ?, ?, ?)",
@@ -318,7 +318,12 @@ class Runtime:
             ],
         )
         self.probes_stored += len(results)
+        # A dependency's probes are stored for `deps` and the `d` screen only: fed to the
+        # engine they would make it a destination (a pane, baselines, incidents).
+        dependencies = {d.name for d in self.config.dependencies}
         for r in results:
+            if r.destination in dependencies:
+                continue
             self.engine.feed_probe(
                 r.destination, r.probe, r.ts, r.ok, reported_status(r), r.details
             )

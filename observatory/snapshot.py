@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from observatory.backup.reconcile import reconcile
+from observatory.dependencies.observed import probe_states
 from observatory.detect.drift import DestinationDrift
 from observatory.detect.status import DestinationStatus
 from observatory.drills.store import DrillDue, last_passed
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from observatory.runtime import Runtime
 
 BACKUP_SECONDS = 5.0  # how often the backup reconciliation is recounted for the panes
+DEPENDENCY_SECONDS = 5.0  # how often the dependencies' newest probe results are re-read
 
 
 @dataclass(frozen=True)
@@ -42,13 +44,16 @@ class Snapshot:
     # fire drills: days since the last passing one (or a drill running), and whether overdue
     drill: str = ""
     drill_overdue: bool = False
+    # per configured dependency with probe results: what its newest ones say (state, ...)
+    dependencies: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
 class SnapshotMaker:
     """Makes Snapshots of one runtime, on the runtime's thread. The backup reconciliation
     scans the backup events and the deliveries, so it is recounted every BACKUP_SECONDS only;
-    a failure keeps the last counts and says so in the note."""
+    a failure keeps the last counts and says so in the note. The dependencies' probe states
+    are re-read every DEPENDENCY_SECONDS the same way."""
 
     note: str = ""
     _backup: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -56,6 +61,8 @@ class SnapshotMaker:
     _drill_at: float | None = None
     _drill_passed: float | None = None
     _drills_seen: int = 0
+    _dependencies: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _dependencies_at: float | None = None
 
     def make(self, runtime: Runtime, now: float) -> Snapshot:
         drill, overdue = self._drill_due(runtime, now)
@@ -69,6 +76,7 @@ class SnapshotMaker:
             backup=self._backup_counts(runtime, now),
             drill=drill,
             drill_overdue=overdue,
+            dependencies=self._dependency_states(runtime, now),
         )
 
     def _drill_due(self, runtime: Runtime, now: float) -> tuple[str, bool]:
@@ -106,6 +114,22 @@ class SnapshotMaker:
             return self._backup
         self._backup = {row["destination"]: row for row in rows}
         return self._backup
+
+    def _dependency_states(self, runtime: Runtime, now: float) -> dict[str, dict[str, Any]]:
+        names = [d.name for d in runtime.config.dependencies if d.probes]
+        if not names:
+            return {}
+        started = time.monotonic()
+        if self._dependencies_at is not None and started - self._dependencies_at < (
+            DEPENDENCY_SECONDS
+        ):
+            return self._dependencies
+        self._dependencies_at = started
+        try:
+            self._dependencies = probe_states(runtime.store.con, names, now)
+        except Exception as exc:  # the screen keeps the last states
+            self.note = f"dependency states failed: {first_line(exc)}"
+        return self._dependencies
 
 
 def live_now(runtime: Runtime) -> float:
@@ -160,4 +184,5 @@ def snapshot_from_json(body: bytes | str) -> Snapshot:
             for k, v in (data.get("drift") or {}).items()
         },
         backup=dict(data.get("backup") or {}),
+        dependencies=dict(data.get("dependencies") or {}),
     )

@@ -5,8 +5,9 @@ JSON results go to stdout; progress and human messages go to stderr. Heavy impor
 inside the commands so `--help` and small commands start fast.
 
 `main` (the command group) is here; the commands live in `logs` (ingest, replay, watch),
-`database` (query, incidents, export), `backup` (reconcile), `simulator` (demo, simulate)
-and `tui` (web, and the TUI attached to an owner), and the helpers they share in `common`.
+`database` (query, incidents, export), `backup` (reconcile), `deps` (the dependency
+document), `simulator` (demo, simulate) and `tui` (web, and the TUI attached to an owner),
+and the helpers they share in `common`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import click
 from observatory.cli.backup import reconcile
 from observatory.cli.common import CONFIG_HELP, DB_HELP, fail
 from observatory.cli.database import export, incidents, query
+from observatory.cli.deps import deps
 from observatory.cli.drill import drill
 from observatory.cli.logs import ingest, replay, watch
 from observatory.cli.simulator import _run_tui, demo, simulate
@@ -93,5 +95,6 @@ main.add_command(incidents)
 main.add_command(export)
 main.add_command(simulate)
 main.add_command(reconcile)
+main.add_command(deps)
 main.add_command(web)
 main.add_command(drill)

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import click
 
 from observatory.cli.common import DB_HELP, attached, fail, handle_errors
 
 if TYPE_CHECKING:
+    import duckdb
+
+    from observatory.config import Config
     from observatory.incidents.export import Format
+    from observatory.server.client import OwnerClient
 
 
 @click.command()
@@ -124,17 +128,20 @@ def export(
 
     ID is an incident id or any unique prefix of one. md is a postmortem (summary, impact,
     detection with time to detect, timeline, evidence, action items); html is the same as
-    one self-contained page with a chart; csv is the timeline; json is everything.
+    one self-contained page with a chart; csv is the timeline; json is everything. When
+    the config gives the incident's destination an owner, runbook, fallback or retry
+    window, md, html and json carry them as its response plan.
 
     \b
     Example:
       observatory export 3f2a --format md --output incident.md
     """
-    db_path = db or _default_db(config_path)
+    config = _config_if_any(config_path)
+    db_path = db or (config.db_path if config is not None else "observatory.duckdb")
     with attached(db_path) as owner:
-        text = owner.export(incident_id, fmt) if owner is not None else None
+        text = _export_attached(owner, incident_id, fmt, config) if owner is not None else None
     if text is None:
-        text = _export_direct(db_path, incident_id, fmt)
+        text = _export_direct(db_path, incident_id, fmt, config)
     if output:
         with open(output, "w", encoding="utf-8", newline="") as fh:
             fh.write(text)
@@ -142,9 +149,49 @@ def export(
         sys.stdout.write(text)
 
 
-def _export_direct(db_path: str, incident_id: str, fmt: Format) -> str:
+def _config_if_any(config_path: str | None) -> Config | None:
+    """The config given, or ./config.toml when it exists (None: neither)."""
+    from observatory.config import load_config
+
+    path = Path(config_path or "config.toml")
+    if config_path is None and not path.exists():
+        return None
+    return load_config(path)
+
+
+def _has_plans(config: Config | None) -> bool:
+    from observatory.config import response_plan
+
+    return config is not None and any(
+        response_plan(config, d.name) is not None for d in config.destinations
+    )
+
+
+def _export_attached(
+    owner: OwnerClient, incident_id: str, fmt: Format, config: Config | None
+) -> str:
+    """The owner's export; with response plans in this config, rendered here from reads
+    through the owner's API, so the export carries the plan as the direct path does."""
+    if not _has_plans(config):
+        return owner.export(incident_id, fmt)
+    from observatory.config import response_plan
+    from observatory.incidents.export import export_incident
+    from observatory.incidents.store import IncidentLookupError, load_incident
+    from observatory.server.remote_cursor import RemoteCursor
+
+    with RemoteCursor(owner) as remote:
+        cur = cast("duckdb.DuckDBPyConnection", remote)  # answers what the reads call
+        try:
+            incident = load_incident(cur, incident_id)
+        except IncidentLookupError as exc:
+            fail(str(exc))
+        return export_incident(cur, incident, fmt, response_plan(config, incident.destination))
+
+
+def _export_direct(db_path: str, incident_id: str, fmt: Format, config: Config | None) -> str:
     import duckdb
 
+    from observatory.config import response_plan
     from observatory.incidents.export import export_incident
     from observatory.incidents.store import IncidentLookupError, load_incident
     from observatory.store.query import QueryError, open_readonly
@@ -154,7 +201,8 @@ def _export_direct(db_path: str, incident_id: str, fmt: Format) -> str:
     except QueryError as exc:
         fail(str(exc), exc.exit_code)
     try:
-        return export_incident(con, load_incident(con, incident_id), fmt)
+        incident = load_incident(con, incident_id)
+        return export_incident(con, incident, fmt, response_plan(config, incident.destination))
     except IncidentLookupError as exc:
         fail(str(exc))
     except duckdb.CatalogException:

@@ -30,9 +30,10 @@ def run_attached(
     from observatory.ui.attached import OwnerTarget
 
     db_path = db
-    if db_path is None and config_path is not None:
-        db_path = str(load(config_path).db_path)
-    make_attached_app(OwnerTarget(url=url, db_path=db_path, token=token)).run()
+    config = load(config_path) if config_path is not None else None
+    if db_path is None and config is not None:
+        db_path = str(config.db_path)
+    make_attached_app(OwnerTarget(url=url, db_path=db_path, token=token), config).run()
 
 
 def running_owner(db_path: str) -> str | None:

@@ -14,7 +14,13 @@ Durations are written as ``"500ms"``, ``"30s"``, ``"5m"``, ``"2h"``, ``"7d"``, `
 combinations such as ``"1h30m"`` (plain numbers are seconds) and are stored as float seconds.
 """
 
-from observatory.config.destinations import DestinationConfig, ProbeConfig
+from observatory.config.dependencies import (
+    DependencyConfig,
+    ResponsePlan,
+    dependents,
+    response_plan,
+)
+from observatory.config.destinations import DestinationConfig, ProbeConfig, ResponseFields
 from observatory.config.feeds import FeedConfig
 from observatory.config.fields import CANONICAL_COLUMNS
 from observatory.config.loading import load_config
@@ -39,15 +45,20 @@ __all__ = [
     "BackupConfig",
     "Config",
     "ConfigError",
+    "DependencyConfig",
     "DestinationConfig",
     "DetectionConfig",
     "DrillsConfig",
     "FeedConfig",
     "ProbeConfig",
+    "ResponseFields",
+    "ResponsePlan",
     "SourceConfig",
     "StorageConfig",
     "default_config",
+    "dependents",
     "load_config",
     "parse_duration",
     "parse_rate_budget",
+    "response_plan",
 ]

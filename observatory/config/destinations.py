@@ -1,4 +1,5 @@
-"""``[[destinations]]``: :class:`DestinationConfig` and its probes (:class:`ProbeConfig`)."""
+"""``[[destinations]]``: :class:`DestinationConfig`, its probes (:class:`ProbeConfig`) and
+the response fields it shares with ``[[dependencies]]`` (:class:`ResponseFields`)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,13 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 
-from observatory.config.fields import Duration, NonEmptyStr, _check_http_url, _Model
+from observatory.config.fields import (
+    Duration,
+    NonEmptyStr,
+    _check_http_url,
+    _Model,
+    check_link,
+)
 from observatory.config.parsing import parse_duration
 
 
@@ -38,13 +45,29 @@ class ProbeConfig(_Model):
         return {k: v.get_secret_value() for k, v in self.headers.items()}
 
 
-class DestinationConfig(_Model):
-    """``[[destinations]]``: a known destination, its vendor and its probes.
+class ResponseFields(_Model):
+    """Who answers for a node and what to do when it breaks: the team's wiki page, kept in the
+    config so ``observatory deps``, the ``d`` screen and the incident exports can repeat it
+    next to what was observed. All optional: an unset field is shown as not documented."""
 
-    Destinations seen in logs are discovered automatically; configuring one only adds a vendor
-    and probes.
+    owner: NonEmptyStr | None = None
+    runbook: str | None = None  # an http(s) URL
+    fallback: NonEmptyStr | None = None
+
+    _runbook = field_validator("runbook")(check_link)
+
+
+class DestinationConfig(ResponseFields):
+    """``[[destinations]]``: a known destination, its vendor, its probes, and what it hangs on.
+
+    Destinations seen in logs are discovered automatically; configuring one adds a vendor,
+    probes, and the response fields: ``via`` names the ``[[dependencies]]`` events pass
+    through on their way here (upstream first), ``retry_window`` how long the platform still
+    accepts a re-sent event (the fallback's deadline).
     """
 
     name: NonEmptyStr
     vendor: Literal["tiktok", "meta", "google_ads", "webhook", "generic"] = "generic"
     probes: list[ProbeConfig] = Field(default_factory=list)
+    via: list[NonEmptyStr] = Field(default_factory=list)
+    retry_window: Duration | None = Field(default=None, gt=0)

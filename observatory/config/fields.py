@@ -101,6 +101,17 @@ def _check_http_url(value: SecretStr | None) -> SecretStr | None:
     return value
 
 
+def check_link(value: str | None) -> str | None:
+    """A plain (not secret) http(s) URL, such as a runbook or a documentation page: stripped,
+    and refused when it is not http:// or https:// (it ends up as a link in documents)."""
+    if value is None:
+        return None
+    raw = value.strip()
+    if not re.match(r"^https?://[^\s/]+\S*$", raw, re.IGNORECASE):
+        raise _custom("url", "must be an http:// or https:// URL (no spaces)", value)
+    return raw
+
+
 class _Model(BaseModel):
     """Base for every config table: unknown keys are errors, and inputs (which may be secrets)
     are left out of ``str(ValidationError)``."""

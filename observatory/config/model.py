@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
+from observatory.config.dependencies import DependencyConfig, check_dependency_links
 from observatory.config.destinations import DestinationConfig
 from observatory.config.feeds import FeedConfig
 from observatory.config.fields import _custom, _Model
@@ -34,12 +35,14 @@ class Config(_Model):
     sources: list[SourceConfig] = Field(default_factory=list)
     destinations: list[DestinationConfig] = Field(default_factory=list)
     feeds: list[FeedConfig] = Field(default_factory=list)
+    dependencies: list[DependencyConfig] = Field(default_factory=list)
     detection: DetectionConfig = Field(default_factory=DetectionConfig)
     alerts: list[AlertConfig] = Field(default_factory=list)
     backup: BackupConfig | None = None
     server: ServerConfig = Field(default_factory=ServerConfig)
     drills: DrillsConfig = Field(default_factory=DrillsConfig)
     base_dir: Path = Field(default_factory=lambda: Path.cwd(), exclude=True, repr=False)
+    _dependency_links = model_validator(mode="after")(check_dependency_links)
 
     @field_validator("sources", "destinations", "feeds")
     @classmethod

@@ -48,19 +48,25 @@ def make_probe(destination: str, config: ProbeConfig, name: str | None = None) -
 
 
 def build_probes(config: Config) -> list[Probe]:
-    """One probe per ``[[destinations.probes]]``; names unique within a destination."""
+    """One probe per ``[[destinations.probes]]`` and ``[[dependencies.probes]]`` (a
+    dependency's results carry its name as their destination); names unique within one."""
     out: list[Probe] = []
-    for i, dest in enumerate(config.destinations):
+    owners = [("destinations", d.name, d.probes) for d in config.destinations]
+    owners += [("dependencies", d.name, d.probes) for d in config.dependencies]
+    index = {"destinations": 0, "dependencies": 0}
+    for table, owner, probes in owners:
+        i = index[table]
+        index[table] += 1
         seen: dict[str, int] = {}
-        for j, pc in enumerate(dest.probes):
+        for j, pc in enumerate(probes):
             name = probe_name(pc)
             seen[name] = seen.get(name, 0) + 1
             if seen[name] > 1:
                 name = f"{name}#{seen[name]}"
             try:
-                out.append(make_probe(dest.name, pc, name))
+                out.append(make_probe(owner, pc, name))
             except ValueError as exc:
-                raise ConfigError(f"destinations[{i}].probes[{j}].selector", str(exc)) from None
+                raise ConfigError(f"{table}[{i}].probes[{j}].selector", str(exc)) from None
     return out
 
 

@@ -48,6 +48,7 @@ class ObservatoryApp(App[None]):
         Binding("q", "quit", "Quit"),
         Binding("s", "sql", "SQL"),
         Binding("i", "incidents", "Incidents"),
+        Binding("d", "dependencies", "Dependencies", show=False),  # help and palette list it
         Binding("p", "pause", "Pause"),
         Binding("question_mark", "help", "Help"),
         Binding("f1", "help", "Help", show=False),
@@ -157,6 +158,12 @@ class ObservatoryApp(App[None]):
 
     # -- what the screens ask (from worker threads; each call blocks) --------------------------
 
+    @property
+    def config(self) -> Config | None:
+        """The config behind the panes (the runtime's, or attached, the viewer's --config):
+        the dependency map and the response plans. None while the runtime starts."""
+        return self.driver.config
+
     def read_cursor(self) -> duckdb.DuckDBPyConnection:
         """A cursor for reads from a worker thread: DuckDB's, or attached, a RemoteCursor
         (the owner's, through its API), which answers the calls the read functions make."""
@@ -199,6 +206,12 @@ class ObservatoryApp(App[None]):
         if not isinstance(self.screen, IncidentsScreen):
             self.push_screen(IncidentsScreen())
 
+    def action_dependencies(self) -> None:
+        from observatory.ui.screens.dependencies import DependenciesScreen
+
+        if not isinstance(self.screen, DependenciesScreen):
+            self.push_screen(DependenciesScreen())
+
     def action_help(self) -> None:
         from observatory.ui.screens.help import HelpScreen
 
@@ -228,6 +241,11 @@ class ObservatoryApp(App[None]):
         yield SystemCommand("SQL console", "Read-only SQL on the captured events", self.action_sql)
         yield SystemCommand(
             "Incidents", "List, acknowledge and export incidents", self.action_incidents
+        )
+        yield SystemCommand(
+            "Dependencies",
+            "Each destination's chain, its nodes' state and its fallback",
+            self.action_dependencies,
         )
         yield SystemCommand("Pause / resume", "Freeze or resume live updates", self.action_pause)
         yield SystemCommand("Keys", "Show every key binding", self.action_help)
@@ -283,9 +301,13 @@ def make_app(
     return app
 
 
-def make_attached_app(target: OwnerTarget) -> ObservatoryApp:
-    """The app attached to the owner ``target`` names (it owns nothing itself)."""
-    return ObservatoryApp(attach=target)
+def make_attached_app(target: OwnerTarget, config: Config | None = None) -> ObservatoryApp:
+    """The app attached to the owner ``target`` names (it owns nothing itself); ``config``
+    (the viewer's) gives the dependency screen its chains and incidents their plans."""
+    app = ObservatoryApp(attach=target)
+    if isinstance(app.driver, AttachedDriver):
+        app.driver.config = config
+    return app
 
 
 class _AppBell(io.TextIOBase):

@@ -19,6 +19,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 from observatory.server.client import TOKEN_ENV, OwnerClient, OwnerError
 from observatory.server.owner_files import read_endpoint, read_token
@@ -26,6 +27,11 @@ from observatory.server.remote_cursor import RemoteCursor
 from observatory.snapshot import Snapshot
 from observatory.store.query import first_line
 from observatory.ui.driver import IncidentState
+
+if TYPE_CHECKING:
+    import duckdb
+
+    from observatory.config import Config
 
 RETRY_SECONDS = 0.5
 UNAUTHORIZED = "unauthorized: the owner refused the token (--token, OBSERVATORY_TOKEN)"
@@ -73,6 +79,9 @@ class AttachedDriver:
     """Snapshots from the owner's stream; reads and incident actions through its API."""
 
     runtime = None  # no runtime in this process
+    # The config the viewer was started with (--config), for the dependency map and the
+    # response plans; None: the viewer shows none (the owner's config is not sent).
+    config: Config | None = None
 
     def __init__(
         self,
@@ -187,7 +196,20 @@ class AttachedDriver:
         return IncidentState(answer.id, answer.state)
 
     def export_incident(self, incident_id: str, fmt: str) -> tuple[str, str]:
-        return incident_id, self.owner().export(incident_id, fmt)
+        """The owner's export; with a config, rendered here from reads through the owner's
+        API so it carries the destination's response plan."""
+        if self.config is None:
+            return incident_id, self.owner().export(incident_id, fmt)
+        from observatory.config import response_plan
+        from observatory.incidents.export import Format, export_incident
+        from observatory.incidents.store import load_incident
+
+        with self.read_cursor() as remote:
+            cur = cast("duckdb.DuckDBPyConnection", remote)  # answers what the reads call
+            incident = load_incident(cur, incident_id)
+            plan = response_plan(self.config, incident.destination)
+            text = export_incident(cur, incident, cast("Format", fmt), plan)
+        return incident.id, text
 
     def backup_destinations(self, snap: Snapshot | None) -> list[str] | None:
         """The owner's [backup] destinations, as its Snapshots count them (None: none)."""

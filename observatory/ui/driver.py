@@ -24,6 +24,7 @@ from observatory.ui.queries import disable_external_access, external_access_allo
 if TYPE_CHECKING:
     import duckdb
 
+    from observatory.config import Config
     from observatory.incidents.export import Format
 
 POLL_SECONDS = 0.25
@@ -92,6 +93,12 @@ class RuntimeDriver:
 
     # -- what the screens ask (from worker threads; each call blocks until done) -------------
 
+    @property
+    def config(self) -> Config | None:
+        """The runtime's config (None while it starts): the dependency map, response plans."""
+        runtime = self.runtime
+        return runtime.config if runtime is not None else None
+
     def read_cursor(self) -> duckdb.DuckDBPyConnection:
         """A DuckDB cursor for reads (the runtime must be up)."""
         runtime = self.runtime
@@ -109,12 +116,14 @@ class RuntimeDriver:
 
     def export_incident(self, incident_id: str, fmt: Format) -> tuple[str, str]:
         """The incident's export in ``fmt``: (its full id, the text)."""
+        from observatory.config import response_plan
         from observatory.incidents.export import export_incident
         from observatory.incidents.store import load_incident
 
         with self.read_cursor() as cur:
             incident = load_incident(cur, incident_id)
-            return incident.id, export_incident(cur, incident, fmt)
+            plan = response_plan(self.config, incident.destination)
+            return incident.id, export_incident(cur, incident, fmt, plan)
 
     def backup_destinations(self, snap: Snapshot | None = None) -> list[str] | None:
         """The [backup] table's destinations (None: no [backup] table)."""

@@ -34,6 +34,7 @@ COMMANDS = [
     "export",
     "simulate",
     "reconcile",
+    "deps",
 ]
 SUMMARY_KEYS = {"lines", "rows", "rejected", "seconds", "rows_per_s"}
 
@@ -114,6 +115,7 @@ def test_help_and_version_in_a_real_process(tmp_path: Path) -> None:
         ("export", ["--db", "--format", "--output"]),
         ("simulate", ["--scenario", "--logs", "--port", "--duration"]),
         ("reconcile", ["--destination", "--since", "--format", "--output"]),
+        ("deps", ["--config", "--db", "--format"]),
     ],
 )
 def test_commands_take_the_documented_options(command: str, options: list[str]) -> None:

@@ -12,12 +12,13 @@ from tests.ui.dataset import AppMaker, app_on, build_db
 
 @pytest.fixture(scope="session")
 def datasets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """The config paths of the three datasets, each with its database beside it."""
+    """The config paths of the datasets, each with its database beside it."""
     root = tmp_path_factory.mktemp("ui-data")
     return {
         "healthy": build_db(root / "healthy", incident=False),
         "incident": build_db(root / "incident", incident=True),
         "odd": build_db(root / "odd", incident=False, odd_names=True),
+        "deps": build_db(root / "deps", incident=True, dependencies=True),
     }
 
 

@@ -75,18 +75,71 @@ def add_probe_results(store: Store) -> None:
     )
 
 
-def build_db(directory: Path, incident: bool, odd_names: bool = False) -> Path:
-    """A config + database under `directory`; returns the config path."""
+DEPENDENCIES_TOML = """
+[[destinations]]
+name = "tiktok_conversions"
+vendor = "tiktok"
+via = ["segment", "tiktok_events_api"]
+owner = "growth-eng"
+runbook = "https://wiki.example.com/runbooks/tiktok"
+fallback = "Route TikTok through the backup webhook; re-send missing events within the retry window"
+retry_window = "4h"
+
+[[destinations]]
+name = "meta_capi"
+vendor = "meta"
+via = ["segment"]
+fallback = "Upload the missing conversions as an offline event set [manual]"
+retry_window = "7d"
+
+[[dependencies]]
+name = "segment"
+kind = "cdp"
+[[dependencies.probes]]
+kind = "statuspage"
+url = "http://127.0.0.1:9/api/v2/summary.json"
+component = "Destinations"
+
+[[dependencies]]
+name = "tiktok_events_api"
+kind = "platform_api"
+[[dependencies.probes]]
+kind = "http"
+url = "http://127.0.0.1:9/health"
+"""
+
+
+def add_dependency_probes(store: Store) -> None:
+    """Segment's status page going from operational to a major outage; TikTok's API fine."""
+    store.con.executemany(
+        "INSERT INTO probes (destination, probe, ts, ok, http_status, latency_ms, status, "
+        "details) VALUES (?, ?, to_timestamp(?), ?, ?, 40.0, ?, '{}')",
+        [
+            ["segment", "statuspage:Destinations", NOW - 120, True, 200, "operational"],
+            ["segment", "statuspage:Destinations", NOW - 20, False, 200, "major_outage"],
+            ["tiktok_events_api", "http", NOW - 10, True, 200, None],
+        ],
+    )
+
+
+def build_db(
+    directory: Path, incident: bool, odd_names: bool = False, dependencies: bool = False
+) -> Path:
+    """A config + database under `directory`; returns the config path. `dependencies`:
+    the config has chains and dependencies (DEPENDENCIES_TOML) and their probe results."""
     logs = directory / "logs"
     logs.mkdir(parents=True)
     write_lines(logs / "forwarder.jsonl", incident, odd_names)
     cfg = directory / "config.toml"
-    cfg.write_text(config_toml(str(directory / "obs.duckdb"), str(logs / "*.jsonl"), "60s"))
+    extra = DEPENDENCIES_TOML if dependencies else ""
+    cfg.write_text(config_toml(str(directory / "obs.duckdb"), str(logs / "*.jsonl"), "60s", extra))
     config = load_config(cfg)
     store = Store.for_config(config)
     try:
         ingest_files(store, plan_files(config, ()))
         add_probe_results(store)
+        if dependencies:
+            add_dependency_probes(store)
     finally:
         store.close()
     return cfg

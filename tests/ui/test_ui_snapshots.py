@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from textual.widgets import TextArea
 
+from observatory.ui.screens.dependencies import DependenciesScreen
 from observatory.ui.screens.destination import DestinationScreen
 from observatory.ui.screens.incidents import IncidentsScreen
 from observatory.ui.screens.sql import SqlScreen
@@ -90,6 +92,21 @@ def test_incidents_list(snap_compare: Any, make_ui: AppMaker) -> None:
     assert snap_compare(make_ui("incident"), run_before=run_before, terminal_size=SIZE)
 
 
+def test_dependencies_mid_outage(snap_compare: Any, make_ui: AppMaker) -> None:
+    """`d` while Segment's status page reports a major outage: the banner names both
+    destinations that hang on it, the chains show each node's state and the fallbacks."""
+
+    async def run_before(pilot: Any) -> None:
+        await dashboard_ready(pilot)
+        await wait_for(pilot, lambda: "segment" in pilot.app.snapshot.dependencies)
+        await pilot.press("d")
+        screen = pilot.app.screen
+        assert isinstance(screen, DependenciesScreen)
+        await pilot.pause(0.2)
+
+    assert snap_compare(make_ui("deps"), run_before=run_before, terminal_size=SIZE)
+
+
 def test_help(snap_compare: Any, make_ui: AppMaker) -> None:
     async def run_before(pilot: Any) -> None:
         await dashboard_ready(pilot)
@@ -97,3 +114,21 @@ def test_help(snap_compare: Any, make_ui: AppMaker) -> None:
         await pilot.pause(0.1)
 
     assert snap_compare(make_ui("healthy"), run_before=run_before, terminal_size=SIZE)
+
+
+@pytest.mark.asyncio
+async def test_incident_shows_its_response_plan(make_ui: AppMaker) -> None:
+    """The incidents screen shows the selected incident's fallback, retry window, runbook
+    and owner from the config (the deps dataset configures them for tiktok_conversions)."""
+    app = make_ui("deps")
+    async with app.run_test(size=SIZE) as pilot:
+        await dashboard_ready(pilot)
+        await pilot.press("i")
+        screen = app.screen
+        assert isinstance(screen, IncidentsScreen)
+        await settle(pilot, screen)
+        await wait_for(pilot, lambda: bool(screen.incidents))
+        plan = str(screen.query_one("#incident-plan").render())
+        assert "Fallback: Route TikTok through the backup webhook" in plan
+        assert "Retry window: 4h" in plan and "Owner: growth-eng" in plan
+        assert "Runbook: https://wiki.example.com/runbooks/tiktok" in plan

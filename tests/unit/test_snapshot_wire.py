@@ -41,6 +41,7 @@ def test_snapshot_round_trips_through_json() -> None:
         live=True,
         note="n",
         backup={"t": {"destination": "t", "missing": 3}},
+        dependencies={"segment": {"state": "failing", "checked_at": 1.5, "detail": "x: y"}},
     )
     assert snapshot_from_json(snapshot_json(snap)) == snap
 

@@ -5,9 +5,12 @@ Markdown and HTML are rendered from one document model, so they carry the same c
 HTML adds an inline SVG chart of delivered / failed / rate-limited events per second around
 the incident, read from `events` on `con`.
 
-Exports carry the incident and aggregates of events only: no configuration, no event
-payloads. Values that look like credentials (an `Authorization` key, a `Bearer ...` value,
-a URL's query string or user info) are redacted even from evidence. Text from logs and APIs
+Exports carry the incident and aggregates of events only, no event payloads; of the
+configuration only the destination's response plan (owner, runbook, fallback, retry window,
+its chain), when the caller passes one (`export_incident(..., plan)`), read from the config
+at export time and never stored with the incident. Values that look like credentials (an
+`Authorization` key, a `Bearer ...` value, a URL's query string or user info) are redacted
+even from evidence. Text from logs and APIs
 is untrusted: HTML-escaped in HTML; in Markdown, ANSI escapes and control characters are
 removed and the characters that make markup (`<`, `[`, `|`, ...) backslash-escaped.
 

@@ -5,7 +5,7 @@ Markdown and HTML are both rendered from it, so they carry the same content."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 
@@ -14,6 +14,9 @@ from observatory.incidents.export.impact import Window, impact_rows, incident_wi
 from observatory.incidents.export.sanitize import clean_text, redact
 from observatory.incidents.model import Incident
 from observatory.util.durations import format_duration
+
+if TYPE_CHECKING:
+    from observatory.config import ResponsePlan
 
 
 @dataclass
@@ -252,13 +255,20 @@ def _timeline(incident: Incident) -> Block:
 
 
 def build_document(
-    con: duckdb.DuckDBPyConnection, incident: Incident, chart: str | None = None
+    con: duckdb.DuckDBPyConnection,
+    incident: Incident,
+    chart: str | None = None,
+    plan: ResponsePlan | None = None,
 ) -> list[Block]:
-    """The postmortem: Summary, Impact, (chart), Detection, Timeline, Evidence, Actions."""
+    """The postmortem: Summary, (Response plan), Impact, (chart), Detection, Timeline,
+    Evidence, Actions. The response plan, when the config gives one, comes right after the
+    summary: during an outage it is what the reader needs first."""
     evidence = redact(incident.evidence)
     window = incident_window(con, incident)
     ttd = incident.detected_at - incident.onset
     doc: list[Block] = [Heading(title(incident), 1), *_summary(incident, window)]
+    if plan is not None:
+        doc += [Heading("Response plan"), KeyValues(plan.rows())]
     doc += [Heading("Impact"), KeyValues(impact_rows(con, incident, window))]
     if chart is not None:
         doc += [Heading("Delivery around the incident"), ChartBlock(chart)]

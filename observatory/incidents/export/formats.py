@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import duckdb
 
@@ -19,12 +19,16 @@ from observatory.incidents.export.sanitize import _csv_cell, redact, scrub_urls
 from observatory.incidents.model import Incident, iso
 from observatory.util.jsontext import json_bytes
 
+if TYPE_CHECKING:
+    from observatory.config import ResponsePlan
+
 Format = Literal["md", "json", "csv", "html"]
 FORMATS: tuple[str, ...] = ("md", "json", "csv", "html")
 
 
-def incident_json(incident: Incident) -> dict[str, Any]:
-    """The incident as a JSON object: every field, times as ISO-8601 and epoch seconds."""
+def incident_json(incident: Incident, plan: ResponsePlan | None = None) -> dict[str, Any]:
+    """The incident as a JSON object: every field, times as ISO-8601 and epoch seconds;
+    with ``plan``, its destination's response plan as ``response_plan``."""
     resolved = incident.resolved_at
     out: dict[str, Any] = {
         "id": incident.id,
@@ -52,14 +56,23 @@ def incident_json(incident: Incident) -> dict[str, Any]:
         {"ts": iso(e.ts), "ts_epoch": e.ts, "kind": e.kind, "detail": scrub_urls(e.detail)}
         for e in sorted(incident.timeline, key=lambda e: e.ts)
     ]
+    if plan is not None:
+        out["response_plan"] = redact(plan.as_dict())
     return out
 
 
-def export_incident(con: duckdb.DuckDBPyConnection, incident: Incident, fmt: Format) -> str:
+def export_incident(
+    con: duckdb.DuckDBPyConnection,
+    incident: Incident,
+    fmt: Format,
+    plan: ResponsePlan | None = None,
+) -> str:
     """`incident` as a Markdown postmortem, JSON, CSV (its timeline) or a self-contained
-    HTML page with a chart from `events` on `con`."""
+    HTML page with a chart from `events` on `con`. `plan`: what the config says to do when
+    its destination breaks (owner, runbook, fallback, retry window), taken from the config
+    by the caller at export time; the CSV timeline leaves it out."""
     if fmt == "json":
-        return json_bytes(incident_json(incident), indent=True).decode() + "\n"
+        return json_bytes(incident_json(incident, plan), indent=True).decode() + "\n"
     if fmt == "csv":
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
@@ -68,9 +81,9 @@ def export_incident(con: duckdb.DuckDBPyConnection, incident: Incident, fmt: For
             writer.writerow([iso(e.ts), _csv_cell(e.kind), _csv_cell(e.detail)])
         return buf.getvalue()
     if fmt == "md":
-        return render_markdown(build_document(con, incident))
+        return render_markdown(build_document(con, incident, plan=plan))
     if fmt == "html":
         window = incident_window(con, incident)
         chart = render_chart(chart_for(con, incident, window), incident, window)
-        return render_html(build_document(con, incident, chart), incident)
+        return render_html(build_document(con, incident, chart, plan), incident)
     raise ValueError(f"unknown export format {fmt!r} (one of {', '.join(FORMATS)})")

@@ -15,6 +15,7 @@ KEYS: list[tuple[str, str]] = [
     ("Everywhere", ""),
     ("s", "SQL console"),
     ("i", "incidents"),
+    ("d", "dependencies: chains, their state, fallbacks"),
     ("p", "pause / resume live updates"),
     ("? / F1", "this help"),
     ("ctrl+p", "command palette (every action)"),

@@ -12,6 +12,7 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import DataTable, Input, Static
 
+from observatory.config import response_plan
 from observatory.incidents.model import Incident
 from observatory.incidents.store import list_incidents
 from observatory.ui.screens.base import ObservatoryScreen
@@ -52,6 +53,7 @@ class IncidentsScreen(ObservatoryScreen):
     def compose(self) -> ComposeResult:
         yield Static(Text("Incidents", style="bold"), classes="section")
         yield DataTable(id="incident-list", cursor_type="row")
+        yield Static(id="incident-plan")
         yield Static(Text("Timeline", style="bold"), classes="section", id="timeline-title")
         yield DataTable(id="timeline", cursor_type="row")
         yield Input(
@@ -124,6 +126,7 @@ class IncidentsScreen(ObservatoryScreen):
         timeline.add_column("kind", width=10)
         timeline.add_column("detail", width=max(20, width - 19 - 10 - 3 * 2 - 2))
         inc = self.selected()
+        self._show_plan(inc)
         title = self.query_one("#timeline-title", Static)
         if inc is None:
             title.update(Text("Timeline (no incidents)", style="bold"))
@@ -136,6 +139,20 @@ class IncidentsScreen(ObservatoryScreen):
                 Text(clean(entry.detail)),
                 height=None,
             )
+
+    def _show_plan(self, inc: Incident | None) -> None:
+        """The selected incident's response plan from the config (fallback first), or
+        nothing when the config has none for its destination."""
+        box = self.query_one("#incident-plan", Static)
+        plan = response_plan(self.observatory.config, inc.destination) if inc else None
+        box.display = plan is not None
+        if plan is None:
+            return
+        text = Text()
+        for i, (label, value) in enumerate(plan.rows()):
+            text.append(("\n" if i else "") + f"{label}: ", style="bold")
+            text.append(clean(value))
+        box.update(text)
 
     def action_acknowledge(self) -> None:
         inc = self.selected()
