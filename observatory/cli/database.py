@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 import click
 
 from observatory.cli.common import DB_HELP, attached, fail, handle_errors
 
 if TYPE_CHECKING:
-    import duckdb
-
     from observatory.config import Config
     from observatory.incidents.export import Format
     from observatory.server.client import OwnerClient
@@ -139,7 +137,7 @@ def export(
     config = _config_if_any(config_path)
     db_path = db or (config.db_path if config is not None else "observatory.duckdb")
     with attached(db_path) as owner:
-        text = _export_attached(owner, incident_id, fmt, config) if owner is not None else None
+        text = _export_attached(owner, incident_id, fmt) if owner is not None else None
     if text is None:
         text = _export_direct(db_path, incident_id, fmt, config)
     if output:
@@ -159,33 +157,9 @@ def _config_if_any(config_path: str | None) -> Config | None:
     return load_config(path)
 
 
-def _has_plans(config: Config | None) -> bool:
-    from observatory.config import response_plan
-
-    return config is not None and any(
-        response_plan(config, d.name) is not None for d in config.destinations
-    )
-
-
-def _export_attached(
-    owner: OwnerClient, incident_id: str, fmt: Format, config: Config | None
-) -> str:
-    """The owner's export; with response plans in this config, rendered here from reads
-    through the owner's API, so the export carries the plan as the direct path does."""
-    if not _has_plans(config):
-        return owner.export(incident_id, fmt)
-    from observatory.config import response_plan
-    from observatory.incidents.export import export_incident
-    from observatory.incidents.store import IncidentLookupError, load_incident
-    from observatory.server.remote_cursor import RemoteCursor
-
-    with RemoteCursor(owner) as remote:
-        cur = cast("duckdb.DuckDBPyConnection", remote)  # answers what the reads call
-        try:
-            incident = load_incident(cur, incident_id)
-        except IncidentLookupError as exc:
-            fail(str(exc))
-        return export_incident(cur, incident, fmt, response_plan(config, incident.destination))
+def _export_attached(owner: OwnerClient, incident_id: str, fmt: Format) -> str:
+    """The owner's export (with the owner's config's response plan for the destination)."""
+    return owner.export(incident_id, fmt)
 
 
 def _export_direct(db_path: str, incident_id: str, fmt: Format, config: Config | None) -> str:

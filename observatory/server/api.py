@@ -275,11 +275,17 @@ class ApiService:
         if asked not in FORMATS:
             return _error(400, f"format: one of {', '.join(FORMATS)}", 2)
         fmt = cast(Format, asked)
+        from observatory.config import response_plan
+
         inc_id = request.match_info["id"]
+        config = self.runtime.config
+
+        def render(con: duckdb.DuckDBPyConnection) -> str:
+            incident = load_incident(con, inc_id)
+            return export_incident(con, incident, fmt, response_plan(config, incident.destination))
+
         try:
-            text = await self._read(
-                lambda con: export_incident(con, load_incident(con, inc_id), fmt)
-            )
+            text = await self._read(render)
         except IncidentLookupError as exc:
             return _error(404, str(exc))
         return web.Response(text=text, content_type=_content_type(fmt))

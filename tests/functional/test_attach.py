@@ -73,6 +73,11 @@ def test_commands_beside_a_running_watch_match_the_stopped_database(
     owned: tuple[Path, Path],
 ) -> None:
     cfg, db = owned
+    # a response plan for the destination: the owner's export carries it, as the direct one
+    cfg.write_text(
+        cfg.read_text() + '\n[[destinations]]\nname = "tiktok_conversions"\nvendor = "tiktok"\n'
+        'fallback = "Route TikTok through the backup webhook"\n'
+    )
     proc, _ = _start_owner(cfg, db)
     try:
         time.sleep(1.0)  # the backlog is stored and replayed before the API starts
@@ -99,6 +104,7 @@ def test_commands_beside_a_running_watch_match_the_stopped_database(
         direct = _cli("export", inc_id, "--format", fmt, cfg=cfg)
         assert got.returncode == 0 and got.stdout == direct.stdout, fmt
     assert html.stdout.startswith(b"<!DOCTYPE html>")
+    assert b"Route TikTok through the backup webhook" in md.stdout
     direct_missing = _cli("export", "ffffffff", "--format", "md", cfg=cfg)
     assert (missing.returncode, missing.stderr) == (
         direct_missing.returncode,

@@ -111,11 +111,9 @@ def seed(path: Path, now: float, drills: bool) -> None:
                 ),
             ],
         )
-        if drills:
-            con.execute(
-                "CREATE TABLE drills (id VARCHAR, started_at TIMESTAMPTZ, destination VARCHAR, "
-                "kind VARCHAR, passed BOOLEAN, detect_s DOUBLE, report VARCHAR)"
-            )
+        if not drills:
+            con.execute("DROP TABLE drills")  # a database from before drills
+        else:
             con.executemany(
                 "INSERT INTO drills VALUES (?, to_timestamp(?), ?, ?, ?, ?, '{}')",
                 [

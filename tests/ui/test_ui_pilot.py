@@ -269,3 +269,24 @@ async def test_live_polling_adds_panes_for_new_destinations(tmp_path: Path) -> N
         first.stop()
         if second is not None:
             second.stop()
+
+
+async def test_status_line_shows_an_overdue_drill(make_ui: AppMaker) -> None:
+    """The Snapshot's drill words (see test_drill: computed with an injected clock) on the
+    status line, highlighted when overdue."""
+    import dataclasses
+
+    app = make_ui("healthy")
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        dash = app.screen
+        assert isinstance(dash, DashboardScreen) and app.snapshot is not None
+        line = dash.query_one("#status-line", Static)
+        assert "drill" not in static_text(line)  # no [[alerts]]: nothing to prove
+        late = dataclasses.replace(
+            app.snapshot, drill="drill 91 d ago, OVERDUE (every 90 d)", drill_overdue=True
+        )
+        dash._status(late)
+        assert "drill 91 d ago, OVERDUE (every 90 d)" in static_text(line)
+        spans = [s for s in line.render().spans if "yellow" in str(s.style)]  # type: ignore[attr-defined]
+        assert spans, "an overdue drill is highlighted"
