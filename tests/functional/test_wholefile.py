@@ -135,6 +135,8 @@ def _stored(store: Store) -> tuple[Any, ...]:
         pytest.param(b'{"time":1700000000999,"dest":"crlf"}\r\n', id="crlf"),
         pytest.param(b'{"time":1700000000999,"dest":"cr\rin the middle"}\n', id="cr"),
         pytest.param(b'{"time":1700000000999,"dest":"a\x1fb"}\n', id="delimiter-byte"),
+        # last on its line, DuckDB 2.0 dropped the row without raising (found by hypothesis)
+        pytest.param(b'{"time":1700000000999,"dest":"x"} \x1f\n', id="delimiter-byte-last"),
         pytest.param(b'{"time":1700000000999,"dest":"\xff\xfe"}\n', id="not-utf8"),
         pytest.param(b'{"pad":"' + b"x" * MAX_LINE + b'"}\n', id="over-max-line"),
         pytest.param(b"\xef\xbb\xbf", id="bom"),
