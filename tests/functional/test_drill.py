@@ -61,8 +61,12 @@ def test_a_drill_through_a_live_watch_confirms_both_sinks_and_names_one_that_is_
 ) -> None:
     hook, pager = Server(), Server()
     pager.default = ("status", 202, {})  # PagerDuty's "accepted"
+    # a sink that does not confirm is given up on after confirm_within: 4 s keeps this short
     cfg = _config(
-        tmp_path, time.time(), _sinks(hook, pager) + '\n[server]\nlisten = "127.0.0.1:0"\n'
+        tmp_path,
+        time.time(),
+        _sinks(hook, pager)
+        + '\n[server]\nlisten = "127.0.0.1:0"\n[drills]\nconfirm_within = "4s"\n',
     )
     watch = subprocess.Popen(
         [sys.executable, "-m", "observatory", "watch", "--config", str(cfg)],
