@@ -8,7 +8,8 @@ from typing import Any
 
 from observatory.alerts.formatting import _clip, _headline, _json_bytes
 from observatory.alerts.http_sink import _HttpSink
-from observatory.incidents.model import Change, Incident, iso
+from observatory.incidents.model import Change, Incident
+from observatory.util.isotime import iso
 
 
 def pagerduty_action(change: Change) -> str:

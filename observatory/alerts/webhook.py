@@ -9,8 +9,9 @@ from observatory.alerts.base import _escalated
 from observatory.alerts.formatting import _clip, _compact, _headline, _impact_text, _json_bytes
 from observatory.alerts.http_sink import _HttpSink
 from observatory.config import AlertConfig
-from observatory.incidents.model import Change, iso
+from observatory.incidents.model import Change
 from observatory.util.durations import format_duration
+from observatory.util.isotime import iso
 
 
 def slack_escape(text: str) -> str:

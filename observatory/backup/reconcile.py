@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from observatory.util.durations import format_duration
+from observatory.util.isotime import parse_iso
 
 if TYPE_CHECKING:
     import duckdb
@@ -179,14 +180,11 @@ def parse_since(text: str, now: float | None = None) -> float:
     except ValueError:
         pass
     try:
-        when = datetime.fromisoformat(text)
+        return parse_iso(text)
     except ValueError:
         raise ValueError(
             f"{text!r} is not a time or a duration (use e.g. 2h or 2024-05-01T12:00:00Z)"
         ) from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return when.timestamp()
 
 
 def _destinations(backup: BackupConfig, destination: str | None) -> list[str]:

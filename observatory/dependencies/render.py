@@ -21,8 +21,8 @@ from observatory.dependencies.document import (
 )
 from observatory.dependencies.observed import DrillRef, IncidentRef
 from observatory.incidents.export.sanitize import clean_text, md_escape, redact, scrub_urls
-from observatory.incidents.model import iso
 from observatory.util.durations import format_duration
+from observatory.util.isotime import iso
 from observatory.util.jsontext import json_bytes
 
 TITLE = "Dependencies and fallbacks"

@@ -111,7 +111,7 @@ class DriftEvent:
     usage: RateLimitUsage | None = None  # the destination's latest word on its limit, if any
 
     def json_line(self) -> dict[str, Any]:
-        from observatory.incidents.model import iso
+        from observatory.util.isotime import iso
 
         line: dict[str, Any] = {
             "type": "rate_limit_drift",

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -28,6 +27,7 @@ import orjson
 from observatory.config.feeds import FeedConfig
 from observatory.feeds.base import FeedReport, SecondTally, sample, spread
 from observatory.feeds.polled import PolledFeed, PollError
+from observatory.util.isotime import iso, parse_iso
 from observatory.util.retry_after import ms_before_next
 
 BACKFILL = 30 * 60  # s of complete minutes the first poll takes
@@ -46,18 +46,11 @@ def reason_column(reason: object) -> str:
     return "rejected"
 
 
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
-
-
 def _minute(text: object) -> int | None:
     try:
-        when = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+        return math.floor(parse_iso(str(text)) / 60) * 60
     except ValueError:
         return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return math.floor(when.timestamp() / 60) * 60
 
 
 class DeliveryOverviewFeed(PolledFeed):
@@ -112,8 +105,8 @@ class DeliveryOverviewFeed(PolledFeed):
         params = {
             "sourceId": str(self.config.source_id),
             "destinationConfigId": config_id,
-            "startTime": _iso(start),
-            "endTime": _iso(end),
+            "startTime": iso(start),
+            "endTime": iso(end),
             "granularity": "MINUTE",
         }
         ok = self._dataset(base + "/delivery-overview/successful-delivery", params, report)

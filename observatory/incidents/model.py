@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field, fields
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypedDict
+
+from observatory.util.isotime import iso
 
 Severity = Literal["warning", "error", "critical"]
 State = Literal["open", "acknowledged", "resolved"]
@@ -37,13 +38,6 @@ else:
 
             return DETECTOR_NAMES
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def iso(ts: float | None) -> str | None:
-    """Epoch seconds -> ISO-8601 UTC with milliseconds (None stays None)."""
-    if ts is None:
-        return None
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 TimelineKind = Literal[

@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import math
 import time
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs
 
 from observatory.sim.platforms import platform_name
 from observatory.sim.state import REASONS, Reply, SimState
 from observatory.sim.status_apis import segment_budget
+from observatory.util.isotime import iso, parse_iso
 
 __all__ = ["GRANULARITIES", "GROUP_BYS", "LAG", "STEPS", "delivery_overview_reply"]
 
@@ -56,20 +56,13 @@ def _errors(status: int, kind: str, message: str, headers: list[tuple[str, str]]
     return Reply(status, {"errors": [{"type": kind, "message": message}]}, headers)
 
 
-def _parse_iso(name: str, text: str | None) -> float:
+def _required_time(name: str, text: str | None) -> float:
     if not text:
         raise ValueError(f"{name} is required (ISO 8601)")
     try:
-        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return parse_iso(text)
     except ValueError:
         raise ValueError(f"{name} {text!r} is not an ISO 8601 date-time") from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return when.timestamp()
-
-
-def _iso(t: float) -> str:
-    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
 
 def _reason(code: int) -> str:
@@ -111,8 +104,8 @@ def delivery_overview_reply(
         granularity = one("granularity") or ""
         if granularity not in GRANULARITIES:
             raise ValueError(f"granularity must be one of MINUTE, HOUR, DAY (got {granularity!r})")
-        start = _parse_iso("startTime", one("startTime"))
-        end = _parse_iso("endTime", one("endTime"))
+        start = _required_time("startTime", one("startTime"))
+        end = _required_time("endTime", one("endTime"))
         if start >= end:
             raise ValueError("startTime must be before endTime")
         step_s, widest, oldest = GRANULARITIES[granularity]
@@ -169,7 +162,7 @@ def delivery_overview_reply(
         row = counts[key]
         entry: dict[str, Any] = dict(zip(group_by, key, strict=True))
         entry["total"] = sum(row.values())
-        entry["series"] = [{"time": _iso(t), "count": row.get(i, 0)} for i, t in enumerate(buckets)]
+        entry["series"] = [{"time": iso(t), "count": row.get(i, 0)} for i, t in enumerate(buckets)]
         entry["totalRetryCount"] = 0
         dataset.append(entry)
     data = {

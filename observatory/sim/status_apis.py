@@ -22,7 +22,6 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs
 
-from observatory.incidents.model import iso
 from observatory.sim.platforms import (
     COMPONENTS,
     DEST_IDS,
@@ -31,6 +30,7 @@ from observatory.sim.platforms import (
     platform_name,
 )
 from observatory.sim.state import LATENCY_BUCKETS, PlatformStats, Reply, SimState
+from observatory.util.isotime import iso, parse_iso
 
 __all__ = ["metrics_reply", "segment_budget", "segment_reply", "statuspage_reply"]
 
@@ -47,7 +47,7 @@ def _parse_time(text: str | None, default: float) -> float:
     if not text:
         return default
     try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+        return parse_iso(text)
     except ValueError:
         try:
             return float(text)

@@ -8,9 +8,10 @@ from pathlib import Path
 
 from observatory.config import load_config
 from observatory.incidents.export import export_incident
-from observatory.incidents.model import Change, iso
+from observatory.incidents.model import Change
 from observatory.incidents.store import list_incidents, load_incident
 from observatory.runtime import Runtime
+from observatory.util.isotime import iso
 from tests.helpers import BASE_EPOCH_MS, make_config, pino_line
 
 DEST = "tiktok_conversions"

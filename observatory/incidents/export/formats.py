@@ -16,7 +16,8 @@ from observatory.incidents.export.html_page import render_html
 from observatory.incidents.export.impact import incident_window
 from observatory.incidents.export.markdown import render_markdown
 from observatory.incidents.export.sanitize import _csv_cell, redact, scrub_urls
-from observatory.incidents.model import Incident, iso
+from observatory.incidents.model import Incident
+from observatory.util.isotime import iso
 from observatory.util.jsontext import json_bytes
 
 if TYPE_CHECKING:

@@ -7,7 +7,8 @@ import math
 import re
 from typing import Any
 
-from observatory.incidents.model import Incident, iso
+from observatory.incidents.model import Incident
+from observatory.util.isotime import iso
 
 
 def fmt_time(ts: float | None) -> str:

@@ -7,8 +7,9 @@ from typing import Any
 
 from observatory.incidents.export.formatting import _detectors
 from observatory.incidents.export.sanitize import redact, scrub_urls
-from observatory.incidents.model import Incident, iso
+from observatory.incidents.model import Incident
 from observatory.util.durations import format_duration
+from observatory.util.isotime import iso
 
 
 def incident_list_line(incident: Incident) -> dict[str, Any]:
