@@ -119,10 +119,19 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
 
-def check_listen(value: str, example: str) -> str:
-    """A ``HOST:PORT`` listen address (``[::1]:8787`` for IPv6), stripped."""
+def split_host_port(value: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:8787`` for IPv6) -> (host, port); ValueError if it is not one."""
     host, sep, port = value.strip().rpartition(":")
     host = host.strip("[]")
     if not sep or not host or not port.isdigit() or int(port) > 65535:
-        raise _custom("listen", f"is not HOST:PORT (e.g. {example})", value)
+        raise ValueError(f"expected HOST:PORT, got {value!r}")
+    return host, int(port)
+
+
+def check_listen(value: str, example: str) -> str:
+    """A ``HOST:PORT`` listen address (``[::1]:8787`` for IPv6), stripped."""
+    try:
+        split_host_port(value)
+    except ValueError:
+        raise _custom("listen", f"is not HOST:PORT (e.g. {example})", value) from None
     return value.strip()

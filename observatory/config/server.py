@@ -6,15 +6,15 @@ import ipaddress
 
 from pydantic import SecretStr, field_validator, model_validator
 
-from observatory.config.fields import NonEmptyStr, _custom, _Model, check_listen
+from observatory.config.fields import (
+    NonEmptyStr,
+    _custom,
+    _Model,
+    check_listen,
+    split_host_port,
+)
 
 DEFAULT_LISTEN = "127.0.0.1:8787"
-
-
-def split_listen(value: str) -> tuple[str, int]:
-    """``HOST:PORT`` (``[::1]:8787`` for IPv6) -> (host, port)."""
-    host, _, port = value.strip().rpartition(":")
-    return host.strip("[]"), int(port)
 
 
 def is_loopback(host: str) -> bool:
@@ -53,7 +53,7 @@ class ServerConfig(_Model):
 
     @model_validator(mode="after")
     def _exposed_needs_token(self) -> ServerConfig:
-        host, _ = split_listen(self.listen)
+        host, _ = split_host_port(self.listen)
         if self.enabled and not is_loopback(host) and self.token is None:
             raise _custom(
                 "token",

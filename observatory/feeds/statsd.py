@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from observatory.config.feeds import FeedConfig
-from observatory.config.server import split_listen
+from observatory.config.fields import split_host_port
 from observatory.feeds.base import (
     MAX_REJECT_SAMPLES,
     Feed,
@@ -167,7 +167,7 @@ class StatsdFeed(Feed):
         super().__init__(config, emit)
         self.clock = clock
         self.intake = StatsdIntake(config)
-        host, port = split_listen(config.listen)
+        host, port = split_host_port(config.listen)
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.sock = socket.socket(family, socket.SOCK_DGRAM)
         try:

@@ -46,7 +46,8 @@ import orjson
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from observatory.config.server import DEFAULT_LISTEN, is_loopback, split_listen
+from observatory.config.fields import split_host_port
+from observatory.config.server import DEFAULT_LISTEN, is_loopback
 from observatory.server.background import BackgroundServer
 from observatory.server.feed import SnapshotFeed
 from observatory.server.models import (
@@ -454,7 +455,7 @@ def start_api(runtime: Runtime) -> ApiService | None:
     db_path = runtime.store.path
     if not cfg.enabled or db_path.startswith(":memory:"):
         return None
-    host, port = split_listen(cfg.listen)
+    host, port = split_host_port(cfg.listen)
     token = cfg.token.get_secret_value() if cfg.token is not None else None
     service = ApiService(runtime, token or load_or_create_token(db_path), host, port)
     try:

@@ -30,6 +30,7 @@ import threading
 import time
 from collections import Counter
 
+from observatory.config.fields import split_host_port
 from observatory.sim.platforms import DEST_IDS, DEST_NAMES, DEST_TYPES
 from observatory.sim.state import LATENCY_BUCKETS, SimState
 
@@ -51,11 +52,12 @@ _WORKSPACE = "ws_sim"
 
 
 def parse_address(text: str) -> tuple[str, int]:
-    """``HOST:PORT`` (``[::1]:8125`` for IPv6) as (host, port)."""
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"expected HOST:PORT, got {text!r}")
-    return host.removeprefix("[").removesuffix("]"), int(port)
+    """Where to send: ``HOST:PORT`` (``[::1]:8125`` for IPv6) as (host, port); port 0 is
+    nowhere to send to."""
+    host, port = split_host_port(text)
+    if port == 0:
+        raise ValueError(f"expected HOST:PORT with a port, got {text!r}")
+    return host, port
 
 
 def format_line(
