@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -44,17 +45,23 @@ class Feed:
     often it reports (s), for the panes.
     """
 
-    kind = "feed"
-
-    def __init__(self, config: FeedConfig, emit: Callable[[FeedReport], None]) -> None:
+    def __init__(
+        self,
+        config: FeedConfig,
+        emit: Callable[[FeedReport], None],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.config = config
         self.name = config.label
         self.emit = emit
+        self.clock = clock
         self.stopping = threading.Event()
         self._thread: threading.Thread | None = None
-        self.reports = 0
-        self.rejected = 0
         self.last_error: str | None = None
+        self.setup()
+
+    def setup(self) -> None:
+        """A kind's own state, made at construction (a statsd feed binds its port here)."""
 
     @property
     def delay(self) -> int:
@@ -99,8 +106,6 @@ class Feed:
         raise NotImplementedError
 
     def send(self, report: FeedReport) -> None:
-        self.reports += 1
-        self.rejected += report.rejected
         self.last_error = report.error  # a good report clears the last failure
         self.emit(report)
 

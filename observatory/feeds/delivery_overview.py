@@ -18,13 +18,11 @@ many requests count as rate limited, server and timeout errors as failed, the re
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Any
 
 import httpx
 import orjson
 
-from observatory.config.feeds import FeedConfig
 from observatory.feeds.base import FeedReport, SecondTally, sample, spread
 from observatory.feeds.polled import PolledFeed, PollError
 from observatory.util.isotime import iso, parse_iso
@@ -54,10 +52,8 @@ def _minute(text: object) -> int | None:
 
 
 class DeliveryOverviewFeed(PolledFeed):
-    kind = "segment_delivery_overview"
-
-    def __init__(self, config: FeedConfig, emit: Callable[[FeedReport], None], **kw: Any):
-        super().__init__(config, emit, **kw)
+    def setup(self) -> None:
+        super().setup()
         self.next_minute: dict[str, int] = {}  # per destinationConfigId, the first minute not taken
 
     @property

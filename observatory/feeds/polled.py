@@ -10,12 +10,9 @@ unreported: the engine treats those seconds as unknown, not as a silent flow.
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Callable
 
 import httpx
 
-from observatory.config.feeds import FeedConfig
 from observatory.feeds.base import Feed, FeedReport
 from observatory.probes.base import parse_rate_limit_headers, redact_url
 from observatory.probes.scheduler import MAX_BACKOFF
@@ -31,14 +28,7 @@ class PolledFeed(Feed):
 
     poll_offset = 0.05
 
-    def __init__(
-        self,
-        config: FeedConfig,
-        emit: Callable[[FeedReport], None],
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        super().__init__(config, emit)
-        self.clock = clock
+    def setup(self) -> None:
         self.not_before = 0.0  # a server's "come back at"
         self.client = httpx.Client(
             timeout=float(self.config.timeout),

@@ -17,9 +17,7 @@ parse are counted as rejects; the rest of the scrape counts.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
-from observatory.config.feeds import FeedConfig
 from observatory.feeds.base import (
     MAX_REJECT_SAMPLES,
     FeedReport,
@@ -35,12 +33,11 @@ SeriesKey = tuple[str, tuple[tuple[str, str], ...]]
 
 
 class PrometheusFeed(PolledFeed):
-    kind = "prometheus"
     poll_offset = -0.5
 
-    def __init__(self, config: FeedConfig, emit: Callable[[FeedReport], None], **kw: object):
-        super().__init__(config, emit, **kw)  # type: ignore[arg-type]
-        self.map = MetricMap(config)
+    def setup(self) -> None:
+        super().setup()
+        self.map = MetricMap(self.config)
         self.previous: dict[SeriesKey, float] | None = None
         self.previous_sec: int | None = None
         self.destinations: set[str] = set()

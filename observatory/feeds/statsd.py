@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import math
 import socket
-import time
-from collections.abc import Callable
 from typing import NamedTuple
 
 from observatory.config.feeds import FeedConfig
@@ -156,18 +154,9 @@ class StatsdIntake:
 class StatsdFeed(Feed):
     """Listens on ``listen`` (UDP) and reports each second as it ends."""
 
-    kind = "statsd"
-
-    def __init__(
-        self,
-        config: FeedConfig,
-        emit: Callable[[FeedReport], None],
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        super().__init__(config, emit)
-        self.clock = clock
-        self.intake = StatsdIntake(config)
-        host, port = split_host_port(config.listen)
+    def setup(self) -> None:
+        self.intake = StatsdIntake(self.config)
+        host, port = split_host_port(self.config.listen)
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
@@ -178,7 +167,6 @@ class StatsdFeed(Feed):
             raise
         self.sock.settimeout(0.05)
         self.address: tuple[str, int] = self.sock.getsockname()[:2]
-        self.datagrams = 0
 
     def run(self) -> None:
         sock = self.sock
@@ -195,12 +183,10 @@ class StatsdFeed(Feed):
                     self.send(intake.report(self.name, now))
                     current = now
                 if data:
-                    self.datagrams += 1
                     intake.datagram(data, now)
         finally:
             sock.close()
 
     def stop(self, timeout: float = 5.0) -> None:
         super().stop(timeout)
-        if self._thread is None:
-            self.sock.close()
+        self.sock.close()  # (also when it never ran; closing twice is harmless)
