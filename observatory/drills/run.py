@@ -280,10 +280,10 @@ class Drill:
                 steps.append(Step(name, float(t.confirm_within), took, ok, detail))
         self.report.steps = steps
         self.report.passed = all(s.ok for s in steps)
-        incident = next(iter(self.engine.all_incidents()[-1:]), None)
-        if incident is not None:
+        incidents = self.engine.all_incidents()
+        if incidents:
             self.report.timeline = [
-                {"ts": e.ts, "kind": e.kind, "detail": e.detail} for e in incident.timeline
+                {"ts": e.ts, "kind": e.kind, "detail": e.detail} for e in incidents[-1].timeline
             ]
         self.phase = "done"
         return self.report
