@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any, NoReturn, ParamSpec, TypeVar
 import click
 
 if TYPE_CHECKING:
+    import duckdb
+
     from observatory.server.client import OwnerClient
 
 P = ParamSpec("P")
@@ -94,6 +96,22 @@ def attached(db_path: str) -> Iterator[OwnerClient | None]:
     finally:
         if owner is not None:
             owner.close()
+
+
+@contextmanager
+def readonly_db(db_path: str) -> Iterator[duckdb.DuckDBPyConnection]:
+    """The database opened read-only for one command (missing or unopenable: the command
+    ends with the reason), closed afterwards."""
+    from observatory.store.query import QueryError, open_readonly
+
+    try:
+        con = open_readonly(db_path)
+    except QueryError as exc:
+        fail(str(exc), exc.exit_code)
+    try:
+        yield con
+    finally:
+        con.close()
 
 
 def load(config_path: str | None, db: str | None = None) -> Any:

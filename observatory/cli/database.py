@@ -8,12 +8,11 @@ from typing import TYPE_CHECKING
 
 import click
 
-from observatory.cli.common import DB_HELP, attached, fail, handle_errors
+from observatory.cli.common import DB_HELP, attached, fail, handle_errors, readonly_db
 
 if TYPE_CHECKING:
     from observatory.config import Config
     from observatory.incidents.export import Format
-    from observatory.server.client import OwnerClient
 
 
 @click.command()
@@ -92,23 +91,17 @@ def incidents(db: str | None, config_path: str | None, fmt: str) -> None:
 
     from observatory.incidents.export import incidents_output
     from observatory.incidents.store import list_incidents
-    from observatory.store.query import QueryError, open_readonly
 
     db_path = db or _default_db(config_path)
     with attached(db_path) as owner:
         if owner is not None:
             sys.stdout.write(owner.incidents(fmt))
             return
-    try:
-        con = open_readonly(db_path)
-    except QueryError as exc:
-        fail(str(exc), exc.exit_code)
-    try:
-        found = list_incidents(con)
-    except duckdb.CatalogException:
-        fail(f"{db_path} has no incidents table (not an observatory database?)")
-    finally:
-        con.close()
+    with readonly_db(db_path) as con:
+        try:
+            found = list_incidents(con)
+        except duckdb.CatalogException:
+            fail(f"{db_path} has no incidents table (not an observatory database?)")
     sys.stdout.write(incidents_output(found, fmt))
 
 
@@ -137,7 +130,7 @@ def export(
     config = _config_if_any(config_path)
     db_path = db or (config.db_path if config is not None else "observatory.duckdb")
     with attached(db_path) as owner:
-        text = _export_attached(owner, incident_id, fmt) if owner is not None else None
+        text = owner.export(incident_id, fmt) if owner is not None else None
     if text is None:
         text = _export_direct(db_path, incident_id, fmt, config)
     if output:
@@ -157,29 +150,18 @@ def _config_if_any(config_path: str | None) -> Config | None:
     return load_config(path)
 
 
-def _export_attached(owner: OwnerClient, incident_id: str, fmt: Format) -> str:
-    """The owner's export (with the owner's config's response plan for the destination)."""
-    return owner.export(incident_id, fmt)
-
-
 def _export_direct(db_path: str, incident_id: str, fmt: Format, config: Config | None) -> str:
     import duckdb
 
     from observatory.config import response_plan
     from observatory.incidents.export import export_incident
     from observatory.incidents.store import IncidentLookupError, load_incident
-    from observatory.store.query import QueryError, open_readonly
 
-    try:
-        con = open_readonly(db_path)
-    except QueryError as exc:
-        fail(str(exc), exc.exit_code)
-    try:
-        incident = load_incident(con, incident_id)
-        return export_incident(con, incident, fmt, response_plan(config, incident.destination))
-    except IncidentLookupError as exc:
-        fail(str(exc))
-    except duckdb.CatalogException:
-        fail(f"{db_path} has no incidents table (not an observatory database?)")
-    finally:
-        con.close()
+    with readonly_db(db_path) as con:
+        try:
+            incident = load_incident(con, incident_id)
+            return export_incident(con, incident, fmt, response_plan(config, incident.destination))
+        except IncidentLookupError as exc:
+            fail(str(exc))
+        except duckdb.CatalogException:
+            fail(f"{db_path} has no incidents table (not an observatory database?)")

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from observatory.cli.common import CONFIG_HELP, DB_HELP, attached, fail, handle_errors, load
+from observatory.cli.common import CONFIG_HELP, DB_HELP, attached, handle_errors, load, readonly_db
 
 
 @click.command()
@@ -37,7 +37,6 @@ def deps(config_path: str | None, db: str | None, fmt: str) -> None:
     import time
 
     from observatory.dependencies import build_document, render
-    from observatory.store.query import QueryError, open_readonly
 
     config = load(config_path)
     db_path = db or config.db_path
@@ -50,12 +49,6 @@ def deps(config_path: str | None, db: str | None, fmt: str) -> None:
                 doc = build_document(config, cur, now)
             sys.stdout.write(render(doc, fmt))
             return
-    try:
-        con = open_readonly(db_path)
-    except QueryError as exc:
-        fail(str(exc), exc.exit_code)
-    try:
+    with readonly_db(db_path) as con:
         doc = build_document(config, con, now)
-    finally:
-        con.close()
     sys.stdout.write(render(doc, fmt))

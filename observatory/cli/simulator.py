@@ -6,21 +6,30 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
 from observatory.cli.common import fail, handle_errors, load
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _platform_option(help: str) -> Callable[[F], F]:
+    """``--platform logs|rudderstack|segment``: what the simulation is watched through."""
+    from observatory.sim.platforms import WATCHED_VIA
+
+    return click.option(
+        "--platform", type=click.Choice(WATCHED_VIA), default="logs", show_default=True, help=help
+    )
+
 
 @click.command()
-@click.option(
-    "--platform",
-    type=click.Choice(["logs", "rudderstack", "segment"]),
-    default="logs",
-    show_default=True,
-    help="Watch the outage through the delivery logs, rudder-server's statsd metrics or "
-    "Segment's Delivery Overview API (minutes, about 2 minutes behind).",
+@_platform_option(
+    "Watch the outage through the delivery logs, rudder-server's statsd metrics or "
+    "Segment's Delivery Overview API (minutes, about 2 minutes behind)."
 )
 def demo(platform: str) -> None:
     """The TUI on the built-in simulator (a scripted TikTok rate-limit outage).
@@ -62,13 +71,9 @@ def _run_tui(config_path: str, replay: bool = False, note: str = "", db: str | N
     help="Also send rudder-server's statsd metrics of what the platforms did there (UDP).",
 )
 @click.option("--dogstatsd", is_flag=True, help="With --statsd: DogStatsD tags, not InfluxDB's.")
-@click.option(
-    "--platform",
-    type=click.Choice(["logs", "rudderstack", "segment"]),
-    default="logs",
-    show_default=True,
-    help="What the written config.toml watches: the delivery logs, rudder-server's statsd "
-    "metrics (a free port unless --statsd) or Segment's Delivery Overview API.",
+@_platform_option(
+    "What the written config.toml watches: the delivery logs, rudder-server's statsd "
+    "metrics (a free port unless --statsd) or Segment's Delivery Overview API."
 )
 def simulate(
     scenario: str,

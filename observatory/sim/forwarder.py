@@ -39,9 +39,6 @@ __all__ = [
 ]
 
 
-PLATFORMS = ("logs", "rudderstack", "segment")
-
-
 def watch_config(
     url: str,
     logs: Path,

@@ -9,6 +9,7 @@ its destination name (``meta_capi``) or its rudder-server destination type
 from __future__ import annotations
 
 __all__ = [
+    "WATCHED_VIA",
     "COMPONENTS",
     "COMPONENT_STATUSES",
     "DEST_IDS",
@@ -66,3 +67,8 @@ def platform_name(name: str) -> str:
         raise ValueError(
             f"unknown platform {name!r} (expected one of {', '.join(COMPONENTS)})"
         ) from None
+
+
+WATCHED_VIA = ("logs", "rudderstack", "segment")
+"""What a simulation's config watches: the forwarder's delivery logs, rudder-server's statsd
+metrics, or Segment's Delivery Overview API (``observatory demo/simulate --platform``)."""
