@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from observatory.config import Config, load_config
+from observatory.sim.server import SimServer
 from observatory.store.db import Store
 from tests.helpers import make_config
 
@@ -55,3 +56,11 @@ def open_store(config: Config) -> Iterator[Callable[[], Store]]:
             s.close()
         except Exception:  # already closed by the test
             pass
+
+
+@pytest.fixture
+def sim() -> Iterator[SimServer]:
+    """The simulator on a free loopback port (seed 0)."""
+    server = SimServer(host="127.0.0.1", port=0, seed=0).start()
+    yield server
+    server.stop()

@@ -149,3 +149,28 @@ def owned_config(tmp_path: Path) -> tuple[Path, Path]:
     )
     cfg.write_text(config_toml(str(tmp_path / "obs.duckdb"), str(logs / "*.jsonl"), "60s", extra))
     return cfg, tmp_path / "obs.duckdb"
+
+
+# The backup receiver tests' signing secret (BACKUP_WEBHOOK_SECRET) and config.
+RECEIVER_SECRET = "s3cr3t-backup-key"
+
+
+def backup_toml(**overrides: Any) -> str:
+    """A [backup] table for the receiver tests (keys set to None are left out)."""
+    values: dict[str, Any] = {
+        "listen": "127.0.0.1:0",
+        "path": "/webhook",
+        "secret": "${BACKUP_WEBHOOK_SECRET}",
+        "destinations": ["tiktok_conversions", "meta_capi"],
+        "window": "10m",
+        "max_body": "4KB",
+    }
+    values.update(overrides)
+    body = "".join(f"{k} = {json.dumps(v)}\n" for k, v in values.items() if v is not None)
+    return "\n[backup]\n" + body
+
+
+def write_backup_config(tmp_path: Path, **overrides: Any) -> Path:
+    path = make_config(tmp_path)
+    path.write_text(path.read_text() + backup_toml(**overrides))
+    return path

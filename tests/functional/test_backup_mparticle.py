@@ -20,10 +20,12 @@ from observatory.backup import BackupService, journal_path
 from observatory.backup.reconcile import reconcile, write_missing
 from observatory.config import Config, ConfigError, load_config
 from observatory.store.db import Store
-from tests.functional.test_backup_receiver import SECRET, write_config
+from tests.helpers import RECEIVER_SECRET, write_backup_config
 
 AUTH = "Basic bXBhcnRpY2xlOnMzY3IzdC13ZWJob29r"
 T_MS = 1_777_636_800_000  # 2026-05-01T12:00:00Z
+
+MP_AUTH_REF = "${MP_WEBHOOK_AUTH}"  # the config takes the header value from the environment
 
 
 def mp_event(smid: str | None, name: str = "CompletePayment", **data: Any) -> dict[str, Any]:
@@ -57,13 +59,13 @@ def mp_batch(*events: Any) -> dict[str, Any]:
 @pytest.fixture(autouse=True)
 def auth_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MP_WEBHOOK_AUTH", AUTH)
-    monkeypatch.setenv("BACKUP_WEBHOOK_SECRET", SECRET)
+    monkeypatch.setenv("BACKUP_WEBHOOK_SECRET", RECEIVER_SECRET)
 
 
 @pytest.fixture
 def mconfig(tmp_path: Path) -> Config:
     # mParticle only: no secret, an Authorization header.
-    return load_config(write_config(tmp_path, secret=None, authorization="${MP_WEBHOOK_AUTH}"))
+    return load_config(write_backup_config(tmp_path, secret=None, authorization=MP_AUTH_REF))
 
 
 @pytest.fixture
@@ -242,7 +244,7 @@ def test_rows_reconcile_against_delivery_logs_by_source_message_id(
 def test_either_authentication_passes_when_both_are_configured(tmp_path: Path) -> None:
     from observatory.backup.receiver import sign
 
-    config = load_config(write_config(tmp_path, authorization="${MP_WEBHOOK_AUTH}"))
+    config = load_config(write_backup_config(tmp_path, authorization=MP_AUTH_REF))
     assert config.backup is not None
     store = Store(config.db_path)
     svc = BackupService(config.backup, store.cursor(), journal_path(store.path, tmp_path), 3600)
@@ -250,7 +252,7 @@ def test_either_authentication_passes_when_both_are_configured(tmp_path: Path) -
     try:
         body = json.dumps(mp_batch(mp_event("a"))).encode()
         assert post(svc.url, body).status_code == 200
-        signed = {"X-Signature": sign(SECRET, body), "Content-Type": "application/json"}
+        signed = {"X-Signature": sign(RECEIVER_SECRET, body), "Content-Type": "application/json"}
         assert httpx.post(svc.url, content=body, headers=signed, timeout=10).status_code == 200
         assert post(svc.url, body, auth="Basic wrong").status_code == 401
     finally:
@@ -260,12 +262,12 @@ def test_either_authentication_passes_when_both_are_configured(tmp_path: Path) -
 
 def test_config_needs_a_secret_or_an_authorization(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
-        load_config(write_config(tmp_path, secret=None))
+        load_config(write_backup_config(tmp_path, secret=None))
     assert info.value.key == "backup.secret" and "authorization" in info.value.message
     with pytest.raises(ConfigError) as info:
-        load_config(write_config(tmp_path, secret=None, authorization=""))
+        load_config(write_backup_config(tmp_path, secret=None, authorization=""))
     assert info.value.key == "backup.authorization"
-    config = load_config(write_config(tmp_path, secret=None, authorization="${MP_WEBHOOK_AUTH}"))
+    config = load_config(write_backup_config(tmp_path, secret=None, authorization=MP_AUTH_REF))
     assert config.backup is not None
     assert config.backup.authorization_value() == AUTH
     assert config.backup.secret_value() is None

@@ -24,39 +24,17 @@ from observatory.backup import BackupService, fold_journal, journal_path, parse_
 from observatory.config import Config, ConfigError, load_config
 from observatory.runtime import Runtime
 from observatory.store.db import Store
-from tests.helpers import make_config
-
-SECRET = "s3cr3t-backup-key"
-
-
-def backup_toml(**overrides: Any) -> str:
-    values: dict[str, Any] = {
-        "listen": "127.0.0.1:0",
-        "path": "/webhook",
-        "secret": "${BACKUP_WEBHOOK_SECRET}",
-        "destinations": ["tiktok_conversions", "meta_capi"],
-        "window": "10m",
-        "max_body": "4KB",
-    }
-    values.update(overrides)
-    body = "".join(f"{k} = {json.dumps(v)}\n" for k, v in values.items() if v is not None)
-    return "\n[backup]\n" + body
-
-
-def write_config(tmp_path: Path, **overrides: Any) -> Path:
-    path = make_config(tmp_path)
-    path.write_text(path.read_text() + backup_toml(**overrides))
-    return path
+from tests.helpers import RECEIVER_SECRET, make_config, write_backup_config
 
 
 @pytest.fixture(autouse=True)
 def secret_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("BACKUP_WEBHOOK_SECRET", SECRET)
+    monkeypatch.setenv("BACKUP_WEBHOOK_SECRET", RECEIVER_SECRET)
 
 
 @pytest.fixture
 def bconfig(tmp_path: Path) -> Config:
-    return load_config(write_config(tmp_path))
+    return load_config(write_backup_config(tmp_path))
 
 
 @pytest.fixture
@@ -75,7 +53,7 @@ def service(bconfig: Config) -> Iterator[tuple[BackupService, Store]]:
 def post(url: str, body: bytes, signature: str | None = "good", **headers: str) -> httpx.Response:
     h = {"Content-Type": "application/json", **headers}
     if signature == "good":
-        h["X-Signature"] = sign(SECRET, body)
+        h["X-Signature"] = sign(RECEIVER_SECRET, body)
     elif signature is not None:
         h["X-Signature"] = signature
     return httpx.post(url, content=body, headers=h, timeout=10)
@@ -158,9 +136,9 @@ def test_signature_is_over_the_raw_body(service: tuple[BackupService, Store]) ->
     svc, _ = service
     body = json.dumps(event("x")).encode()
     respaced = json.dumps(event("x"), indent=2).encode()  # same JSON, other bytes
-    assert post(svc.url, respaced, signature=sign(SECRET, body)).status_code == 401
+    assert post(svc.url, respaced, signature=sign(RECEIVER_SECRET, body)).status_code == 401
     assert post(svc.url, body, signature=sign("other-secret", body)).status_code == 401
-    assert post(svc.url, body, signature=sign(SECRET, body).upper()).status_code == 200
+    assert post(svc.url, body, signature=sign(RECEIVER_SECRET, body).upper()).status_code == 200
 
 
 def test_body_over_the_limit_is_413(service: tuple[BackupService, Store]) -> None:
@@ -263,7 +241,8 @@ def test_expect_100_continue(service: tuple[BackupService, Store]) -> None:
     with socket.create_connection((str(where.hostname), int(where.port or 0)), timeout=5) as sock:
         sock.sendall(
             b"POST /webhook HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
-            + f"X-Signature: {sign(SECRET, body)}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+            + f"X-Signature: {sign(RECEIVER_SECRET, body)}\r\n".encode()
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
         )
         assert sock.recv(4096) == b"HTTP/1.1 100 Continue\r\n\r\n"
         sock.sendall(body)
@@ -365,7 +344,9 @@ def test_keep_alive_connection_serves_many_requests(service: tuple[BackupService
     with httpx.Client() as client:
         for i in range(50):
             body = json.dumps(event(f"k-{i}")).encode()
-            r = client.post(svc.url, content=body, headers={"X-Signature": sign(SECRET, body)})
+            r = client.post(
+                svc.url, content=body, headers={"X-Signature": sign(RECEIVER_SECRET, body)}
+            )
             assert r.status_code == 200
     svc.fold()
     assert store.con.execute("SELECT count(*) FROM backup_events").fetchone() == (50,)
@@ -423,8 +404,8 @@ def test_config_defaults_and_overrides(tmp_path: Path) -> None:
     assert backup.window == 600.0 and backup.max_body == 1_000_000
     assert backup.retry_window_for("tiktok_conversions") == 3 * 3600.0
     assert backup.retry_window_for("meta_capi") == 4 * 3600.0
-    assert SECRET not in repr(backup) and SECRET not in str(load_config(path))
-    assert backup.secret_value() == SECRET
+    assert RECEIVER_SECRET not in repr(backup) and RECEIVER_SECRET not in str(load_config(path))
+    assert backup.secret_value() == RECEIVER_SECRET
     assert load_config(make_config(tmp_path)).backup is None
 
 
@@ -448,15 +429,15 @@ def test_config_errors_name_the_key(
     tmp_path: Path, overrides: dict[str, Any], key: str, fragment: str
 ) -> None:
     with pytest.raises(ConfigError) as info:
-        load_config(write_config(tmp_path, **overrides))
+        load_config(write_backup_config(tmp_path, **overrides))
     assert info.value.key == key
     assert fragment in info.value.message
-    assert SECRET not in str(info.value)
+    assert RECEIVER_SECRET not in str(info.value)
 
 
 def test_secret_never_in_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BACKUP_WEBHOOK_SECRET", "7")
-    path = write_config(tmp_path, listen="${BACKUP_WEBHOOK_SECRET}")
+    path = write_backup_config(tmp_path, listen="${BACKUP_WEBHOOK_SECRET}")
     with pytest.raises(ConfigError) as info:
         load_config(path)
     assert info.value.key == "backup.listen"
@@ -500,7 +481,7 @@ def test_port_in_use_is_a_config_error(tmp_path: Path) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        cfg = load_config(write_config(tmp_path, listen=f"127.0.0.1:{port}"))
+        cfg = load_config(write_backup_config(tmp_path, listen=f"127.0.0.1:{port}"))
         runtime = Runtime(cfg)
         try:
             with pytest.raises(ConfigError) as info:
@@ -515,13 +496,13 @@ def test_watch_runs_the_receiver(tmp_path: Path) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    config = write_config(tmp_path, listen=f"127.0.0.1:{port}")
+    config = write_backup_config(tmp_path, listen=f"127.0.0.1:{port}")
     proc = subprocess.Popen(
         [sys.executable, "-m", "observatory", "watch", "--config", str(config)]
         + ["--duration", "60"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
-        env={**os.environ, "BACKUP_WEBHOOK_SECRET": SECRET},
+        env={**os.environ, "BACKUP_WEBHOOK_SECRET": RECEIVER_SECRET},
     )
     try:
         url = f"http://127.0.0.1:{port}/webhook"

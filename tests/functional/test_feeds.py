@@ -7,6 +7,7 @@ import math
 import socket
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,23 @@ def feed_config(tmp_path: Path, feeds: str) -> Config:
         f'[storage]\ndb = "obs.duckdb"\n[server]\nenabled = false\n{feeds}', encoding="utf-8"
     )
     return load_config(str(path))
+
+
+@contextmanager
+def live_statsd(tmp_path: Path) -> Iterator[tuple[Runtime, int]]:
+    """A live runtime with a statsd feed on a free port (TIKTOK_ADS named "tiktok")."""
+    port = free_udp_port()
+    config = feed_config(
+        tmp_path,
+        f'[[feeds]]\nkind = "statsd"\nlisten = "127.0.0.1:{port}"\n'
+        '[feeds.rename]\nTIKTOK_ADS = "tiktok"\n',
+    )
+    rt = build_runtime(config)
+    try:
+        rt.start_live()
+        yield rt, port
+    finally:
+        rt.close()
 
 
 def poll_until(rt: Runtime, done: Callable[[], bool], timeout: float = 10.0) -> None:
@@ -122,15 +140,7 @@ def test_status_classes_and_spreading() -> None:
 
 
 def test_statsd_feed_counts_rudder_metrics_over_udp(tmp_path: Path) -> None:
-    port = free_udp_port()
-    config = feed_config(
-        tmp_path,
-        f'[[feeds]]\nkind = "statsd"\nlisten = "127.0.0.1:{port}"\n'
-        '[feeds.rename]\nTIKTOK_ADS = "tiktok"\n',
-    )
-    rt = build_runtime(config)
-    try:
-        rt.start_live()
+    with live_statsd(tmp_path) as (rt, port):
         tags = "destType=TIKTOK_ADS,destId=d1,workspaceId=w"
         lines = [
             f"router_response_counts,{tags},respStatusCode=200:40|c",
@@ -174,8 +184,6 @@ def test_statsd_feed_counts_rudder_metrics_over_udp(tmp_path: Path) -> None:
             "SELECT outcome, sum(n) FROM outcomes GROUP BY ALL ORDER BY 1"
         ).fetchall()
         assert counted == [("delivered", 40), ("dropped", 1), ("rate_limited", 10), ("rejected", 2)]
-    finally:
-        rt.close()
 
 
 def test_a_statsd_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
@@ -238,13 +246,6 @@ def test_prometheus_delay_is_one_interval() -> None:
 
 # --------------------------------------------------------------------------------------------
 # Against the simulator: Prometheus resets, Delivery Overview minutes and 429s
-
-
-@pytest.fixture
-def sim() -> Iterator[SimServer]:
-    server = SimServer(host="127.0.0.1", port=0, seed=0).start()
-    yield server
-    server.stop()
 
 
 def test_prometheus_feed_scrapes_the_simulator_across_a_restart(sim: SimServer) -> None:
@@ -338,15 +339,7 @@ def test_delivery_overview_malformed_answers_are_rejects(sim: SimServer) -> None
 def test_the_simulators_statsd_reaches_the_runtime(
     sim: SimServer, tmp_path: Path, dogstatsd: bool
 ) -> None:
-    port = free_udp_port()
-    config = feed_config(
-        tmp_path,
-        f'[[feeds]]\nkind = "statsd"\nlisten = "127.0.0.1:{port}"\n'
-        '[feeds.rename]\nTIKTOK_ADS = "tiktok"\n',
-    )
-    rt = build_runtime(config)
-    try:
-        rt.start_live()
+    with live_statsd(tmp_path) as (rt, port):
         with StatsdEmitter(sim, "127.0.0.1", port, dogstatsd=dogstatsd):
             for _ in range(3):
                 with sim.lock:
@@ -363,8 +356,6 @@ def test_the_simulators_statsd_reaches_the_runtime(
             return row == expected
 
         poll_until(rt, all_in)
-    finally:
-        rt.close()
 
 
 def test_delivery_overview_backfill_warms_the_runtime(sim: SimServer, tmp_path: Path) -> None:

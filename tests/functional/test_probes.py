@@ -11,7 +11,6 @@ import math
 import socket
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,13 +42,6 @@ SEGMENT = "/destinations/dst_tiktok/delivery-metrics"
 HEALTH = "/health"
 PATHS = {"statuspage": SUMMARY, "prometheus": METRICS, "segment_delivery": SEGMENT, "http": HEALTH}
 KINDS = list(PATHS)
-
-
-@pytest.fixture
-def sim() -> Iterator[SimServer]:
-    server = SimServer(host="127.0.0.1", port=0, seed=0).start()
-    yield server
-    server.stop()
 
 
 def closed_port() -> int:

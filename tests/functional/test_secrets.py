@@ -13,7 +13,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
@@ -25,13 +24,6 @@ from observatory.config import load_config
 from observatory.probes import ProbeResult, build_probes
 from observatory.runtime import Runtime
 from observatory.sim.server import SimServer
-
-
-@pytest.fixture
-def sim() -> Iterator[SimServer]:
-    server = SimServer(host="127.0.0.1", port=0, seed=0).start()
-    yield server
-    server.stop()
 
 
 def _closed_port() -> int:
