@@ -9,8 +9,9 @@ dataclasses with :func:`snapshot_from_json`.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import orjson
 
@@ -25,8 +26,10 @@ from observatory.store.query import first_line
 if TYPE_CHECKING:
     from observatory.runtime import Runtime
 
-BACKUP_SECONDS = 5.0  # how often the backup reconciliation is recounted for the panes
-DEPENDENCY_SECONDS = 5.0  # how often the dependencies' newest probe results are re-read
+# How often what the panes show from a scan of the database (the backup reconciliation, the
+# dependencies' newest probe results, the last passing drill) is read again.
+RECOUNT_SECONDS = 5.0
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -49,20 +52,38 @@ class Snapshot:
 
 
 @dataclass
+class _Recount(Generic[T]):
+    """A value read from the database at most every RECOUNT_SECONDS; the last one between."""
+
+    value: T
+    at: float | None = None
+
+    def get(self, maker: SnapshotMaker, read: Callable[[], T], what: str, now: bool = False) -> T:
+        """The value, read again if it is time (or ``now``); a failed read keeps the last
+        value and says so in the maker's note."""
+        started = time.monotonic()
+        if not now and self.at is not None and started - self.at < RECOUNT_SECONDS:
+            return self.value
+        self.at = started
+        try:
+            self.value = read()
+        except Exception as exc:  # the panes keep the last value
+            maker.note = f"{what} failed: {first_line(exc)}"
+        return self.value
+
+
+@dataclass
 class SnapshotMaker:
-    """Makes Snapshots of one runtime, on the runtime's thread. The backup reconciliation
-    scans the backup events and the deliveries, so it is recounted every BACKUP_SECONDS only;
-    a failure keeps the last counts and says so in the note. The dependencies' probe states
-    are re-read every DEPENDENCY_SECONDS the same way."""
+    """Makes Snapshots of one runtime, on the runtime's thread. What comes from scans of the
+    database (the backup reconciliation, the dependencies' probe states, the last passing
+    drill) is read again every RECOUNT_SECONDS only; a failure keeps the last value and says
+    so in the note."""
 
     note: str = ""
-    _backup: dict[str, dict[str, Any]] = field(default_factory=dict)
-    _backup_at: float | None = None
-    _drill_at: float | None = None
-    _drill_passed: float | None = None
+    _backup: _Recount[dict[str, dict[str, Any]]] = field(default_factory=lambda: _Recount({}))
+    _dependencies: _Recount[dict[str, dict[str, Any]]] = field(default_factory=lambda: _Recount({}))
+    _drill_passed: _Recount[float | None] = field(default_factory=lambda: _Recount(None))
     _drills_seen: int = 0
-    _dependencies: dict[str, dict[str, Any]] = field(default_factory=dict)
-    _dependencies_at: float | None = None
 
     def make(self, runtime: Runtime, now: float) -> Snapshot:
         drill, overdue = self._drill_due(runtime, now)
@@ -80,56 +101,40 @@ class SnapshotMaker:
         )
 
     def _drill_due(self, runtime: Runtime, now: float) -> tuple[str, bool]:
-        """The status line's drill words as of ``now`` (the last passing drill is re-read
-        every BACKUP_SECONDS, and at once after a drill)."""
+        """The status line's drill words as of ``now`` (the last passing drill is read again
+        at once after a drill)."""
         if runtime.drill is not None:
             return f"drill {runtime.drill.report.id} running", False
         if not runtime.config.alerts:
             return "", False  # no pager to prove
-        started = time.monotonic()
         finished = len(runtime.drill_reports)
-        if (
-            self._drill_at is None
-            or started - self._drill_at >= BACKUP_SECONDS
-            or finished != self._drills_seen
-        ):
-            self._drill_at = started
-            self._drills_seen = finished
-            self._drill_passed = last_passed(runtime.store.con)
-        due = DrillDue(self._drill_passed, float(runtime.config.drills.every), now)
+        passed = self._drill_passed.get(
+            self,
+            lambda: last_passed(runtime.store.con),
+            "reading the last drill",
+            now=finished != self._drills_seen,
+        )
+        self._drills_seen = finished
+        due = DrillDue(passed, float(runtime.config.drills.every), now)
         return due.words(), due.overdue
 
     def _backup_counts(self, runtime: Runtime, now: float) -> dict[str, dict[str, Any]]:
         backup = runtime.config.backup
         if backup is None:
             return {}
-        started = time.monotonic()
-        if self._backup_at is not None and started - self._backup_at < BACKUP_SECONDS:
-            return self._backup
-        self._backup_at = started
-        try:
-            rows = reconcile(runtime.store.con, backup, now=now)
-        except Exception as exc:  # the panes keep the last counts
-            self.note = f"backup reconciliation failed: {first_line(exc)}"
-            return self._backup
-        self._backup = {row["destination"]: row for row in rows}
-        return self._backup
+        return self._backup.get(
+            self,
+            lambda: {r["destination"]: r for r in reconcile(runtime.store.con, backup, now=now)},
+            "backup reconciliation",
+        )
 
     def _dependency_states(self, runtime: Runtime, now: float) -> dict[str, dict[str, Any]]:
         names = [d.name for d in runtime.config.dependencies if d.probes]
         if not names:
             return {}
-        started = time.monotonic()
-        if self._dependencies_at is not None and started - self._dependencies_at < (
-            DEPENDENCY_SECONDS
-        ):
-            return self._dependencies
-        self._dependencies_at = started
-        try:
-            self._dependencies = probe_states(runtime.store.con, names, now)
-        except Exception as exc:  # the screen keeps the last states
-            self.note = f"dependency states failed: {first_line(exc)}"
-        return self._dependencies
+        return self._dependencies.get(
+            self, lambda: probe_states(runtime.store.con, names, now), "dependency states"
+        )
 
 
 def live_now(runtime: Runtime) -> float:
