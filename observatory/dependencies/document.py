@@ -24,7 +24,7 @@ from observatory.dependencies.observed import (
     incidents,
     probe_states,
 )
-from observatory.util.durations import format_duration
+from observatory.util.durations import format_age
 
 if TYPE_CHECKING:
     from observatory.config import Config, DependencyConfig
@@ -130,12 +130,12 @@ def _destination_node(
         state = open_incident.severity
         detail = f"open incident {open_incident.id} ({open_incident.detector})"
     elif flow is not None and flow.events > 0:
-        state, detail = "ok", f"{flow.events:,} events in the last {_window(FLOW_WINDOW)}"
+        state, detail = "ok", f"{flow.events:,} events in the last {window_text(FLOW_WINDOW)}"
     elif flow is not None and flow.last_seen is not None:
-        age = format_duration(max(0.0, now - flow.last_seen), coarse=True)
+        age = format_age(now, flow.last_seen)
         state, detail = (
             "stale",
-            f"no traffic seen in the last {_window(FLOW_WINDOW)} (last {age} ago)",
+            f"no traffic seen in the last {window_text(FLOW_WINDOW)} (last {age})",
         )
     else:
         state, detail = "unknown", "no traffic seen"
@@ -151,7 +151,8 @@ def _destination_node(
     )
 
 
-def _window(seconds: float) -> str:
+def window_text(seconds: float) -> str:
+    """The traffic window in words ("15 min")."""
     return f"{seconds / 60:g} min"
 
 

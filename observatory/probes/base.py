@@ -256,8 +256,8 @@ def parse_rate_limit_headers(
     return details, retry_at
 
 
-# mParticle's scopes of X-mp-rate-limit-exceeded; another value is kept, cut to this length.
-MPARTICLE_SCOPES = ("org", "account", "app", "feed", "workspace", "acceleration")
+# X-mp-rate-limit-exceeded names a scope (org, account, app, feed, workspace, acceleration);
+# whatever word it holds is kept, cut to this length.
 _SCOPE_MAX = 40
 _SCOPE_JUNK = re.compile(r"[^a-z0-9_.-]+")
 

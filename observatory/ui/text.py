@@ -11,8 +11,6 @@ from typing import Any
 
 from rich.text import Text
 
-from observatory.util.durations import format_duration
-
 
 def clean(value: Any) -> str:
     """`value` as one printable line: control characters escaped (\\x1b, \\n)."""
@@ -38,13 +36,6 @@ def fmt_pct(value: float | None) -> str:
 
 def fmt_ms(value: float | None) -> str:
     return "–" if value is None else f"{value:.0f} ms"
-
-
-def fmt_age(now: float, ts: float | None) -> str:
-    """How long ago `ts` was, in one whole unit ("88s ago", "3m ago"): redrawn every second."""
-    if ts is None:
-        return "never"
-    return format_duration(max(0.0, now - ts), coarse=True) + " ago"
 
 
 def fmt_time(ts: float | None) -> str:

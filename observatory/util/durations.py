@@ -60,3 +60,10 @@ def format_duration(seconds: float | None, *, long: bool = False, coarse: bool =
     index = next(i for i, (size, _, _) in enumerate(_UNITS) if whole >= size)
     size, smaller = _UNITS[index][0], _UNITS[index + 1][0]
     return f"{unit(whole // size, index)} {unit(f'{whole % size // smaller:02d}', index + 1)}"
+
+
+def format_age(now: float, ts: float | None) -> str:
+    """How long ago `ts` was, in one whole unit ("88s ago", "3m ago"): redrawn every second."""
+    if ts is None:
+        return "never"
+    return format_duration(max(0.0, now - ts), coarse=True) + " ago"

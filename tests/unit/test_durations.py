@@ -89,11 +89,11 @@ def test_nothing_to_say(seconds: float | None) -> None:
 def test_callers_read_the_same() -> None:
     """What the report, the alerts and the TUI print, through the one formatter."""
     from observatory.backup.reconcile import COUNT_KEYS, format_table
-    from observatory.ui.text import fmt_age
+    from observatory.util.durations import format_age
 
-    assert fmt_age(1000.0, 912.0) == "88s ago"
-    assert fmt_age(1000.0, 1001.0) == "0s ago"  # a clock a little ahead is not "-1s ago"
-    assert fmt_age(1000.0, None) == "never"
+    assert format_age(1000.0, 912.0) == "88s ago"
+    assert format_age(1000.0, 1001.0) == "0s ago"  # a clock a little ahead is not "-1s ago"
+    assert format_age(1000.0, None) == "never"
     row = {"destination": "d", **dict.fromkeys(COUNT_KEYS, 0), "failing": 1, "lost": 0}
     assert format_table([{**row, "lost_in_s": 0.0}]).endswith("lost")
     assert format_table([{**row, "lost_in_s": None}]).endswith("-")

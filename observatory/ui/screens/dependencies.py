@@ -23,9 +23,9 @@ from observatory.config import dependents
 from observatory.dependencies import dependency_node
 from observatory.dependencies.document import Node
 from observatory.ui.screens.base import ObservatoryScreen
-from observatory.ui.text import clean, fmt_age, literal
+from observatory.ui.text import clean, literal
 from observatory.ui.widgets.footer import KeyFooter
-from observatory.util.durations import format_duration
+from observatory.util.durations import format_age, format_duration
 
 if TYPE_CHECKING:
     from observatory.config import Config
@@ -62,7 +62,7 @@ def destination_node(config: Config, name: str, snap: Snapshot | None) -> Node:
         state = status.state
         detail = f"{status.rate_now:.1f}/s" if state != "stale" else "no recent traffic"
         if status.last_event_ts is not None and snap is not None:
-            detail += f", last event {fmt_age(snap.now, status.last_event_ts)}"
+            detail += f", last event {format_age(snap.now, status.last_event_ts)}"
     else:
         state, detail = "unknown", "no traffic seen"
     return Node(name, "destination", config.vendor_for(name), state, detail)
@@ -114,7 +114,7 @@ def chain_view(config: Config, name: str, snap: Snapshot | None) -> RenderableTy
         style = STATE_STYLE.get(node.state, "")
         detail = Text(clean(node.detail))
         if node.checked_at is not None and now is not None:
-            detail.append(f" (checked {fmt_age(now, node.checked_at)})", style="dim")
+            detail.append(f" (checked {format_age(now, node.checked_at)})", style="dim")
         shared = [u for u in dependents(config, node.name) if u != name]
         if node.role == "dependency" and shared:
             detail.append("  also used by " + ", ".join(clean(u) for u in shared), style="italic")

@@ -11,7 +11,8 @@ from textual.widget import Widget
 from textual.widgets import Static
 
 from observatory.detect.engine import DestinationStatus
-from observatory.ui.text import fmt_age, fmt_ms, fmt_pct, literal
+from observatory.ui.text import fmt_ms, fmt_pct, literal
+from observatory.util.durations import format_age
 
 BADGES = {
     "ok": ("OK", "bold black on green"),
@@ -128,7 +129,7 @@ class DestinationPane(Widget, can_focus=True):
             ("ok", fmt_pct(status.success_pct)),
             ("429", fmt_pct(status.rate_limited_pct)),
             ("latency", fmt_ms(status.avg_latency_ms)),
-            ("last", fmt_age(now, status.last_event_ts)),
+            ("last", format_age(now, status.last_event_ts)),
             ("probe", probe),
         )
         if status.feed is not None:  # a platform's metrics or API, not log lines

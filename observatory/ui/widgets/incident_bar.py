@@ -6,7 +6,8 @@ from rich.text import Text
 from textual.widgets import Static
 
 from observatory.incidents.model import Incident
-from observatory.ui.text import fmt_age, literal
+from observatory.ui.text import literal
+from observatory.util.durations import format_age
 
 
 class IncidentBar(Static):
@@ -24,7 +25,7 @@ class IncidentBar(Static):
             text.append(f" {inc.id} ", style="bold")
             text.append_text(literal(inc.destination, "bold"))
             text.append(
-                f" {inc.detector} · {inc.state} · detected {fmt_age(now, inc.detected_at)} "
+                f" {inc.detector} · {inc.state} · detected {format_age(now, inc.detected_at)} "
             )
             text.append_text(literal(inc.summary, "italic", limit=100))
         if len(incidents) > 3:
