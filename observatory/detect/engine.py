@@ -99,7 +99,6 @@ class Engine:
         self._drift_evidence = DriftEvidence()
         self._incidents.providers.append(self._drift_evidence)
         self._fast_keep = decay(FAST_TAU)
-        self._delays: dict[str, int] = {}
 
     # ----------------------------------------------------------------------------------------
     # Input
@@ -116,13 +115,13 @@ class Engine:
         under the longer delay would be judged late).
         """
         seconds = max(0, int(seconds))
-        if seconds <= self._delays.get(destination, 0):
+        delays = self.drift.delays  # one map, the drift tracker's: it judges on the same clock
+        if seconds <= delays.get(destination, 0):
             return
-        self._delays[destination] = seconds
+        delays[destination] = seconds
         dest = self._dests.get(destination)
         if dest is not None:
             dest.delay = seconds
-            self.drift.delays[destination] = seconds
 
     def reported(self, destination: str, until: int) -> None:
         """``destination``'s input (a scrape, a poll) has reported every second before
@@ -133,18 +132,13 @@ class Engine:
         if dest.reported_until is None or until > dest.reported_until:
             dest.reported_until = until
 
-    def delay(self, destination: str) -> int:
-        """How far behind the clock ``destination`` is judged (s)."""
-        return self._delays.get(destination, 0)
-
     def _destination(self, name: str, sec: int) -> Destination:
         dest = self._dests.get(name)
         if dest is None:
-            delay = self._delays.get(name, 0)
+            delay = self.drift.delays.get(name, 0)
             first = sec if self._next_sec is None else max(sec, self._next_sec - delay)
             dest = Destination(name, first)
             dest.delay = delay
-            self.drift.delays[name] = delay
             dest.detectors = {d.name: d(dest, self.h, self.config) for d in self.detectors}
             self._dests[name] = dest
             self._order = sorted(self._dests.values(), key=lambda d: d.name)
