@@ -61,10 +61,7 @@ class DeliveryOverviewFeed(PolledFeed):
         return 60 + math.ceil(self.config.lag) + math.ceil(self.config.interval) + MARGIN
 
     def backfill(self) -> FeedReport | None:
-        try:
-            return self.poll(self.clock())
-        except (PollError, httpx.HTTPError) as exc:
-            return FeedReport(self.name, error=str(exc) or type(exc).__name__)
+        return self.poll(self.clock())  # a failed call is in the report, never raised
 
     def body_retry_at(self, response: httpx.Response, now: float) -> float | None:
         ms = ms_before_next(response.content)
@@ -81,7 +78,7 @@ class DeliveryOverviewFeed(PolledFeed):
                 continue
             try:
                 self._take(base, config_id, dest, start, end, report, tally)
-            except PollError as exc:  # the minutes stay unreported (unknown); try again later
+            except PollError as exc:  # its minutes stay unreported (unknown); try again later
                 report.error = str(exc)
                 break
         report.counts = tally.take(end)

@@ -50,8 +50,6 @@ class PolledFeed(Feed):
                     report = self.poll(now)
                 except PollError as exc:
                     report = FeedReport(self.name, error=str(exc))
-                except httpx.HTTPError as exc:
-                    report = FeedReport(self.name, error=_http_error(exc))
                 self.send(report)
                 # the next whole multiple of `every` after now (a slow poll skips, never bunches)
                 due = (math.floor((self.clock() - offset) / every) + 1) * every + offset
@@ -62,8 +60,12 @@ class PolledFeed(Feed):
         raise NotImplementedError
 
     def get(self, url: str, params: dict[str, str] | None = None) -> httpx.Response:
-        """GET ``url``; a 429 or an exhausted quota sets when to come back."""
-        response = self.client.get(url, params=params)
+        """GET ``url``; a 429 or an exhausted quota sets when to come back. Any failure is a
+        PollError (a transport error too), so a kind handles one exception."""
+        try:
+            response = self.client.get(url, params=params)
+        except httpx.HTTPError as exc:
+            raise PollError(f"{redact_url(url)}: {_http_error(exc)}") from None
         now = self.clock()
         _, retry_at = parse_rate_limit_headers(response.headers, now)
         if response.status_code == 429 and retry_at is None:
