@@ -13,7 +13,7 @@ runtime's lead (0.75 s), the feed's delay and its reports:
   digested by PrometheusFeed (increases spread over the interval, judged interval - 1 s late);
 * segment_delivery_overview: minute buckets that the API serves 30 s after the minute, polled
   every 20 s, taken once ``lag`` (45 s) old and spread over their minute with the feed's
-  ``spread``, judged ``60 + lag + every + 5`` s late.
+  ``add_minute``, judged ``60 + lag + every + 5`` s late.
 
 Per feed: the TikTok-like 429 outage (80 % of attempts rate-limited for 5 minutes at 100 ev/s,
 30 minutes in) over several seeds: detection delay = wall time of the open - onset, targets
@@ -42,8 +42,8 @@ from typing import Any
 
 from observatory.config import DetectionConfig, FeedConfig
 from observatory.detect import Engine, SecondCounts
-from observatory.feeds.base import FeedReport, spread
-from observatory.feeds.delivery_overview import MARGIN
+from observatory.feeds.base import FeedReport, SecondTally
+from observatory.feeds.delivery_overview import MARGIN, add_minute
 from observatory.feeds.prometheus import PrometheusFeed
 from observatory.feeds.statsd import StatsdFeed, StatsdIntake
 from observatory.sim.synthetic import Fault, Traffic
@@ -169,16 +169,14 @@ class OverviewShape(Shape):
             end = math.floor((now - DO_LAG) / 60) * 60
             if end > self.taken:
                 report = FeedReport("segment_delivery_overview")
-                counts: dict[tuple[str, int], SecondCounts] = {}
+                tally = SecondTally()
                 for (dest, m), row in self.minutes.items():
                     if self.taken <= m < end:
                         for col, n in zip(
                             ("delivered", "rate_limited", "rejected", "failed"), row, strict=True
                         ):
-                            for s, k in spread(n, range(m, m + 60)):
-                                c = counts.setdefault((dest, s), SecondCounts(dest, s))
-                                setattr(c, col, getattr(c, col) + k)
-                report.counts = list(counts.values())
+                            add_minute(tally, dest, m, col, n)
+                report.counts = tally.take(end)
                 report.reported = dict.fromkeys(RATES, end)
                 self.taken = end
                 out.append(report)

@@ -112,8 +112,7 @@ class DeliveryOverviewFeed(PolledFeed):
             for entry in entries:
                 column = fixed or reason_column(entry.get("discardReason"))
                 for minute, count in _series(entry, start, end, report):
-                    for s, n in spread(count, range(minute, minute + 60)):
-                        tally.add(dest, s, column, n)
+                    add_minute(tally, dest, minute, column, count)
         self.next_minute[config_id] = end
         report.reported[dest] = end
 
@@ -131,6 +130,12 @@ class DeliveryOverviewFeed(PolledFeed):
             report.samples.append(sample(response.text))
             raise PollError("the Delivery Overview answer has no data.dataset list") from None
         return [e for e in dataset if isinstance(e, dict)]
+
+
+def add_minute(tally: SecondTally, destination: str, minute: int, column: str, count: int) -> None:
+    """One minute bucket's count, spread evenly over its 60 seconds."""
+    for sec, n in spread(count, range(minute, minute + 60)):
+        tally.add(destination, sec, column, n)
 
 
 def _series(
