@@ -33,13 +33,14 @@ import httpx
 import orjson
 
 from observatory.backup.receiver import BackupService, start_backup
-from observatory.detect import Engine, SecondCounts
+from observatory.detect import SecondCounts
 from observatory.detect.aggregate import by_second, fetch_seconds
 from observatory.detect.drift import DriftEvent, DriftTracker
 from observatory.detect.status import DestinationStatus
 from observatory.drills import Drill, DrillReport, save_drill
 from observatory.drills.run import DrillKind
 from observatory.feeds import Feed, FeedReport, build_feeds
+from observatory.history import detection_engine, replay_counts
 from observatory.incidents.ledger import Ledger
 from observatory.incidents.model import Change, Incident
 from observatory.incidents.providers import StatusPageEvidence
@@ -88,12 +89,7 @@ class Runtime:
         self.store = store or Store.for_config(config, db)
         self.status_pages = StatusPageEvidence()
         self.ledger = Ledger(sink=IncidentTable(self.store.con), providers=[self.status_pages])
-        self.engine = Engine(
-            config.detection,
-            n_destinations=max(5, len(config.destinations)),
-            ledger=self.ledger,
-            on_drift=self._on_drift,
-        )
+        self.engine = detection_engine(config, self.ledger, on_drift=self._on_drift)
         self.on_change = on_change
         self.dispatcher = dispatcher
         self.alert_flush_timeout = alert_flush_timeout
@@ -192,19 +188,7 @@ class Runtime:
         """Run the engine over stored events in event-time order. `speed` None: as fast as
         possible; N: N seconds of event time per wall second."""
         groups = by_second(fetch_seconds(self.store.con, where, params))
-        if not groups:
-            return
-        first = groups[0][0]
-        started = time.monotonic()
-        for sec, group in groups:
-            if speed:
-                ahead = (sec - first) / speed - (time.monotonic() - started)
-                if ahead > 0:
-                    time.sleep(ahead)
-            self._feed(group)
-            self._advance(sec + 1)
-        # Judge the last second too, but do not run past the data: its end is not silence.
-        self._advance(groups[-1][0] + 2)
+        replay_counts(groups, self._feed, self._advance, speed)
 
     def _advance(self, watermark: float, wall: float | None = None) -> None:
         """Move the engine on to `watermark` (live: `wall` is the wall clock now)."""

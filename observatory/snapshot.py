@@ -20,6 +20,7 @@ from observatory.dependencies.observed import probe_states
 from observatory.detect.drift import DestinationDrift
 from observatory.detect.status import DestinationStatus
 from observatory.drills.store import DrillDue, last_passed
+from observatory.history import StoredHistory, read_history
 from observatory.incidents.model import Impact, Incident, TimelineEntry
 from observatory.store.query import first_line
 
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
 # How often what the panes show from a scan of the database (the backup reconciliation, the
 # dependencies' newest probe results, the last passing drill) is read again.
 RECOUNT_SECONDS = 5.0
+# How often the stored history (destinations with no recent traffic) is read again.
+HISTORY_SECONDS = 30.0
 T = TypeVar("T")
 
 
@@ -49,6 +52,9 @@ class Snapshot:
     drill_overdue: bool = False
     # per configured dependency with probe results: what its newest ones say (state, ...)
     dependencies: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # live, with no destination live: the span (epoch s, first and last) of the stored
+    # events, which are only history ("history: …, nothing live")
+    history: tuple[float, float] | None = None
 
 
 @dataclass
@@ -57,12 +63,13 @@ class _Recount(Generic[T]):
 
     value: T
     at: float | None = None
+    every: float = RECOUNT_SECONDS
 
     def get(self, maker: SnapshotMaker, read: Callable[[], T], what: str, now: bool = False) -> T:
         """The value, read again if it is time (or ``now``); a failed read keeps the last
         value and says so in the maker's note."""
         started = time.monotonic()
-        if not now and self.at is not None and started - self.at < RECOUNT_SECONDS:
+        if not now and self.at is not None and started - self.at < self.every:
             return self.value
         self.at = started
         try:
@@ -84,12 +91,21 @@ class SnapshotMaker:
     _dependencies: _Recount[dict[str, dict[str, Any]]] = field(default_factory=lambda: _Recount({}))
     _drill_passed: _Recount[float | None] = field(default_factory=lambda: _Recount(None))
     _drills_seen: int = 0
+    _history: _Recount[StoredHistory] = field(
+        default_factory=lambda: _Recount(StoredHistory(), every=HISTORY_SECONDS)
+    )
+    _history_again: bool = True  # read the history at the next snapshot (start, a replay)
+
+    def history_changed(self) -> None:
+        """Read the stored history again at the next snapshot (after a replay)."""
+        self._history_again = True
 
     def make(self, runtime: Runtime, now: float) -> Snapshot:
         drill, overdue = self._drill_due(runtime, now)
+        statuses, history = self._with_history(runtime)
         return Snapshot(
             now=now,
-            statuses=runtime.status(),
+            statuses=statuses,
             incidents=[i.snapshot() for i in runtime.engine.incidents()],
             live=runtime.live,
             note=self.note,
@@ -98,7 +114,33 @@ class SnapshotMaker:
             drill=drill,
             drill_overdue=overdue,
             dependencies=self._dependency_states(runtime, now),
+            history=history,
         )
+
+    def _with_history(
+        self, runtime: Runtime
+    ) -> tuple[dict[str, DestinationStatus], tuple[float, float] | None]:
+        """The engine's statuses, plus a STALE one for every destination known only from
+        the database or the config (its last-seen time, last rates and last stretch of
+        traffic); and, live with no destination live, the span of the stored events."""
+        statuses = runtime.status()
+        if not runtime.live:
+            return statuses, None  # a replay: the engine has seen everything stored
+        again, self._history_again = self._history_again, False
+        stored = self._history.get(
+            self,
+            lambda: read_history(runtime.store.con, [d.name for d in runtime.config.destinations]),
+            "reading the stored history",
+            now=again,
+        )
+        missing = {k: v for k, v in stored.statuses.items() if k not in statuses}
+        if missing:
+            statuses = dict(sorted({**statuses, **missing}.items()))
+        span = None
+        if stored.first is not None and stored.last is not None:
+            if all(s.state == "stale" for s in statuses.values()):
+                span = (stored.first, stored.last)
+        return statuses, span
 
     def _drill_due(self, runtime: Runtime, now: float) -> tuple[str, bool]:
         """The status line's drill words as of ``now`` (the last passing drill is read again
@@ -190,4 +232,11 @@ def snapshot_from_json(body: bytes | str) -> Snapshot:
         },
         backup=dict(data.get("backup") or {}),
         dependencies=dict(data.get("dependencies") or {}),
+        history=_span(data.get("history")),
     )
+
+
+def _span(value: Any) -> tuple[float, float] | None:
+    if not isinstance(value, list | tuple) or len(value) != 2:
+        return None
+    return float(value[0]), float(value[1])

@@ -43,6 +43,13 @@ __all__ = ["main"]
     help="The owner's API token (default: $OBSERVATORY_TOKEN, else the token file beside the "
     "database). Prefer the variable: a command line is visible to other users.",
 )
+@click.option(
+    "--replay",
+    "replay_history",
+    is_flag=True,
+    help="Open the TUI replaying the stored history through the detectors in event time, "
+    "as `observatory replay` does (the R key); incidents found are listed as found in history.",
+)
 @click.version_option(package_name="observatory")
 @click.pass_context
 def main(
@@ -51,39 +58,52 @@ def main(
     db: str | None,
     attach_url: str | None,
     token: str | None,
+    replay_history: bool,
 ) -> None:
     """Observatory: watch conversion-event delivery to ad platforms, flag interruptions in
     seconds, and explain them.
 
     With no command: the TUI on ./config.toml (attached to the running owner of its database,
-    if one runs), or the demo when there is no config.
+    if one runs), or the demo when there is no config. Logs with nothing recent are shown as
+    history; R (or --replay) replays them through the detectors.
 
     \b
     Examples:
       observatory demo
       observatory ingest sample_logs/forwarder.jsonl
       observatory query "select destination, count(*) from events group by 1"
+      observatory --replay
       observatory --attach http://127.0.0.1:8787
     """
     if ctx.invoked_subcommand is not None:
-        if config_path or db or attach_url or token:
+        if config_path or db or attach_url or token or replay_history:
             fail(
-                "--config, --db, --attach and --token before a command are the TUI's; "
-                "give the command's own options after its name",
+                "--config, --db, --attach, --token and --replay before a command are the "
+                "TUI's; give the command's own options after its name",
                 2,
             )
         return
+    if replay_history and attach_url:
+        fail("--replay: an attached TUI cannot replay; press R in the owner's TUI", 2)
     if attach_url:
         run_attached(attach_url, token, config_path, db)
         return
     path = config_path or "config.toml"
     if config_path is None and not Path(path).exists():
+        if replay_history:
+            fail("--replay: no ./config.toml here to read the history of (--config F)", 2)
         ctx.invoke(demo)
         return
     if owner_of_config(path, db) is not None:
+        if replay_history:
+            fail(
+                "--replay: another process owns the database; press R in its TUI, or "
+                "stop it and run `observatory --replay` again",
+                1,
+            )
         run_attached(None, token, path, db)
         return
-    _run_tui(path, db=db)
+    _run_tui(path, db=db, replay_history=replay_history)
 
 
 main.add_command(demo)

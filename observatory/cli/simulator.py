@@ -53,11 +53,18 @@ def demo(platform: str) -> None:
 
 
 @handle_errors
-def _run_tui(config_path: str, replay: bool = False, note: str = "", db: str | None = None) -> None:
-    """The TUI on a config (live, or replaying its files as history)."""
+def _run_tui(
+    config_path: str,
+    replay: bool = False,
+    note: str = "",
+    db: str | None = None,
+    replay_history: bool = False,
+) -> None:
+    """The TUI on a config (live, or replaying its files as history); ``replay_history``:
+    live, with the stored history replayed at once (`observatory --replay`)."""
     from observatory.ui.app import make_app
 
-    make_app(load(config_path), db, replay=replay, note=note).run()
+    make_app(load(config_path), db, replay=replay, note=note, replay_history=replay_history).run()
 
 
 @click.command()

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     import duckdb
 
     from observatory.config import Config
+    from observatory.history import HistoryReplay
 
 # Quitting, queued alerts get this long to be delivered (then they are dropped) ...
 ALERT_FLUSH_SECONDS = 3.0
@@ -50,6 +51,7 @@ class ObservatoryApp(App[None]):
         Binding("i", "incidents", "Incidents"),
         Binding("d", "dependencies", "Dependencies", show=False),  # help and palette list it
         Binding("p", "pause", "Pause"),
+        Binding("R", "replay_history", "Replay", key_display="R"),
         Binding("question_mark", "help", "Help"),
         Binding("f1", "help", "Help", show=False),
     ]
@@ -58,6 +60,8 @@ class ObservatoryApp(App[None]):
     paused: reactive[bool] = reactive(False)
     # Attached to an owner: whether the link is up (None: not attached, or not yet known).
     link: reactive[Link | None] = reactive(None)
+    # The replay of the stored history (R): its progress, then what it found ("": none yet).
+    history_note: reactive[str] = reactive("")
 
     class SnapshotReady(Message):
         """A new Snapshot from the driver thread; a newer one replaces an unhandled one."""
@@ -79,6 +83,24 @@ class ObservatoryApp(App[None]):
     class RingBell(Message):
         """A bell alert rang (from an alert worker thread): the app rings the terminal's."""
 
+    class ReplayProgress(Message):
+        """How far the history replay is (from its worker); a newer one replaces it."""
+
+        def __init__(self, text: str) -> None:
+            super().__init__()
+            self.text = text
+
+        def can_replace(self, message: Message) -> bool:
+            return isinstance(message, ObservatoryApp.ReplayProgress)
+
+    class ReplayFinished(Message):
+        """The history replay is done: what it found, or why it failed."""
+
+        def __init__(self, replay: HistoryReplay | None, error: str = "") -> None:
+            super().__init__()
+            self.replay = replay
+            self.error = error
+
     def __init__(
         self,
         runtime_factory: Callable[[], Runtime] | None = None,
@@ -87,9 +109,12 @@ class ObservatoryApp(App[None]):
         clock: Callable[[], float] | None = None,
         note: str = "",
         attach: OwnerTarget | None = None,
+        replay_history: bool = False,
     ) -> None:
         super().__init__()
         self.clock = clock
+        # --replay: replay the stored history once the runtime is up
+        self._replay_pending = replay_history
         self._driving = False
         self.driver: RuntimeDriver | AttachedDriver
         if attach is not None:
@@ -127,6 +152,9 @@ class ObservatoryApp(App[None]):
     def on_observatory_app_snapshot_ready(self, message: SnapshotReady) -> None:
         if not self.paused:
             self.snapshot = message.snapshot
+        if self._replay_pending:
+            self._replay_pending = False
+            self.action_replay_history()
 
     def _link_changed(self, link: Link) -> None:
         self.post_message(self.LinkChanged(link))
@@ -225,6 +253,58 @@ class ObservatoryApp(App[None]):
         if self.snapshot is not None:
             self.snapshot = self.snapshot  # re-render the status line
 
+    def action_replay_history(self) -> None:
+        """Replay the stored events through the detectors in event time, as `observatory
+        replay` does; what it finds is listed on the incidents screen, found in history."""
+        if not isinstance(self.driver, RuntimeDriver):
+            self.notify(
+                "attached: replay in the owner's TUI, or stop it and run `observatory replay`",
+                severity="warning",
+                markup=False,
+            )
+            return
+        if any(w.group == "replay" and not w.is_finished for w in self.workers):
+            self.notify("the history is being replayed already", markup=False)
+            return
+        self.history_note = "replaying history…"
+        self.replay_history()
+
+    @work(thread=True, exit_on_error=False, group="replay")
+    def replay_history(self) -> None:
+        """The replay's DuckDB reads and detectors, off the event loop (see the driver)."""
+        driver = self.driver
+        assert isinstance(driver, RuntimeDriver)
+
+        def progress(done: int, total: int) -> None:
+            self.post_message(self.ReplayProgress(f"replaying history… {done * 100 // total}%"))
+
+        try:
+            replay = driver.replay_history(progress)
+        except Exception as exc:
+            self.post_message(self.ReplayFinished(None, first_line(exc)))
+            return
+        self.post_message(self.ReplayFinished(replay))
+
+    def on_observatory_app_replay_progress(self, message: ReplayProgress) -> None:
+        self.history_note = message.text
+
+    def on_observatory_app_replay_finished(self, message: ReplayFinished) -> None:
+        from observatory.ui.screens.incidents import IncidentsScreen
+
+        replay = message.replay
+        if replay is None:
+            self.history_note = ""
+            self.notify(f"history replay failed: {message.error}", severity="error", markup=False)
+            return
+        n = len(replay.incidents)
+        found = f"{n} incident{'' if n == 1 else 's'} found in history"
+        self.history_note = f"replayed: {found}"
+        self.notify(f"history replayed in {replay.seconds:.1f} s: {found}", markup=False)
+        if isinstance(self.screen, IncidentsScreen):
+            self.screen.action_reload()
+        elif n and isinstance(self.screen, DashboardScreen):
+            self.push_screen(IncidentsScreen())
+
     def action_dashboard(self) -> None:
         while len(self.screen_stack) > 2:
             self.pop_screen()
@@ -248,6 +328,11 @@ class ObservatoryApp(App[None]):
             self.action_dependencies,
         )
         yield SystemCommand("Pause / resume", "Freeze or resume live updates", self.action_pause)
+        yield SystemCommand(
+            "Replay history",
+            "Run the detectors over the stored events in event time (R)",
+            self.action_replay_history,
+        )
         yield SystemCommand("Keys", "Show every key binding", self.action_help)
         # The current screen's own actions (acknowledge, note, run, export…), by their
         # binding descriptions, so the palette offers everything the keys do.
@@ -266,12 +351,14 @@ def make_app(
     clock: Callable[[], float] | None = None,
     note: str = "",
     runtime_factory: Callable[[], Runtime] | None = None,
+    replay_history: bool = False,
 ) -> ObservatoryApp:
     """The app on a config (object or path).
 
     poll: go live (read the backlog, warm up, follow the files) and poll every 0.25 s.
     replay: instead, read every source file once and replay it in event time (the demo
     without a simulator); implies no polling.
+    replay_history: once up, replay the stored history (`observatory --replay`, the R key).
     """
     from observatory.config import load_config
     from observatory.owner import build_runtime
@@ -296,7 +383,11 @@ def make_app(
         return runtime
 
     app = ObservatoryApp(
-        runtime_factory or factory, poll=poll and not replay, clock=clock, note=note
+        runtime_factory or factory,
+        poll=poll and not replay,
+        clock=clock,
+        note=note,
+        replay_history=replay_history,
     )
     return app
 

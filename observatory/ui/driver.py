@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     import duckdb
 
     from observatory.config import Config
+    from observatory.history import HistoryReplay
     from observatory.incidents.export import Format
 
 POLL_SECONDS = 0.25
@@ -141,6 +142,27 @@ class RuntimeDriver:
             raise ValueError("no [backup] table in the config")
         with self.read_cursor() as cur:
             return write_missing(cur, backup, path, destination, now=now)
+
+    def replay_history(self, progress: Callable[[int, int], None] | None = None) -> HistoryReplay:
+        """Replay every stored event through a fresh engine in event time (as `observatory
+        replay` does): the DuckDB reads and the detectors run in the calling thread (a
+        worker), the incidents are saved on the runtime's thread (an upsert: replaying
+        again adds none). The panes read the stored history again."""
+        from observatory.history import replay_stored, save_replayed
+
+        runtime = self.runtime
+        if runtime is None:
+            raise RuntimeError("the runtime is still starting")
+        with self.read_cursor() as cur:
+            replay = replay_stored(cur, runtime.config, progress)
+
+        def save(rt: Runtime) -> int:
+            new = save_replayed(rt.store.con, replay.incidents)
+            rt.snapshots.history_changed()
+            return new
+
+        self.submit(save).result(timeout=60)
+        return replay
 
     def run(self) -> None:
         """Build the runtime, go live (with `poll`), then poll, run commands and publish

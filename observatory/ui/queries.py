@@ -14,6 +14,8 @@ from observatory.store.query import first_line, single_statement
 
 SQL_ROW_CAP = 1000
 CHART_SECONDS = 300
+# A destination with only history: its chart covers the stored span, at most this long.
+HISTORY_CHART_SECONDS = 6 * 3600
 # The SQL console shares the runtime's database: only plain reads, no CALL/PRAGMA.
 _CONSOLE_TYPES = frozenset({duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN})
 
@@ -42,9 +44,11 @@ class DestinationDetail:
 
 
 def destination_detail(
-    cur: duckdb.DuckDBPyConnection, destination: str, now: float
+    cur: duckdb.DuckDBPyConnection, destination: str, now: float, since: float | None = None
 ) -> DestinationDetail:
-    since = now - CHART_SECONDS
+    """What the destination screen shows; its chart covers ``since`` (default: CHART_SECONDS
+    before ``now``) to ``now``."""
+    since = now - CHART_SECONDS if since is None else since
     seconds = cur.execute(
         """
         SELECT floor(epoch(ts))::BIGINT AS sec,

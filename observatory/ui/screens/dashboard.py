@@ -18,7 +18,7 @@ from textual.widgets import Static
 from observatory.ui.attached import UNAUTHORIZED
 from observatory.ui.driver import Snapshot
 from observatory.ui.screens.base import ObservatoryScreen
-from observatory.ui.text import literal
+from observatory.ui.text import fmt_time, literal
 from observatory.ui.widgets.destination_pane import DestinationPane
 from observatory.ui.widgets.footer import KeyFooter
 from observatory.ui.widgets.incident_bar import IncidentBar
@@ -50,6 +50,7 @@ class DashboardScreen(ObservatoryScreen):
     def on_mount(self) -> None:
         self.watch(self.app, "snapshot", self.show_snapshot)
         self.watch(self.app, "link", lambda _link: self._status(self.observatory.snapshot))
+        self.watch(self.app, "history_note", lambda _note: self._status(self.observatory.snapshot))
 
     def show_snapshot(self, snap: Snapshot | None) -> None:
         if snap is None:
@@ -93,13 +94,19 @@ class DashboardScreen(ObservatoryScreen):
             line.update(self._attachment() or Text("starting…", style="dim"), layout=False)
             return
         text = Text()
-        text.append(" LIVE " if snap.live else " HISTORY ", style="bold reverse")
+        if snap.history is not None:  # only history in the sources: say so, and since when
+            text.append(f" history: {fmt_span(*snap.history)}, nothing live ", "bold reverse")
+        else:
+            text.append(" LIVE " if snap.live else " HISTORY ", style="bold reverse")
         if self.observatory.paused:
             text.append(" PAUSED ", style="bold black on yellow")
         attachment = self._attachment()
         if attachment is not None:
             text.append(" ")
             text.append_text(attachment)
+        if self.observatory.history_note:  # the replay (R): its progress, what it found
+            text.append("  ")
+            text.append(self.observatory.history_note, style="bold")
         dests, incidents = len(snap.statuses), len(snap.incidents)
         text.append(f"  {dests} destination{'' if dests == 1 else 's'}")
         text.append(f"  {incidents} open incident{'' if incidents == 1 else 's'}")
@@ -198,3 +205,10 @@ class DashboardScreen(ObservatoryScreen):
         from observatory.ui.screens.destination import DestinationScreen
 
         self.app.push_screen(DestinationScreen(event.destination))
+
+
+def fmt_span(first: float, last: float) -> str:
+    """A span of event time to the minute: "2026-11-20 14:00–14:40" (the date once when
+    both ends fall on the same day)."""
+    start, end = fmt_time(first)[:16], fmt_time(last)[:16]
+    return f"{start}–{end[11:]}" if start[:10] == end[:10] else f"{start} – {end}"

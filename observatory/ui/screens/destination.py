@@ -21,6 +21,7 @@ from observatory.store.query import first_line
 from observatory.ui.driver import Snapshot
 from observatory.ui.queries import (
     CHART_SECONDS,
+    HISTORY_CHART_SECONDS,
     DestinationDetail,
     FailureRow,
     destination_detail,
@@ -63,6 +64,7 @@ class DestinationScreen(ObservatoryScreen):
         super().__init__()
         self.destination = destination
         self.failures: list[FailureRow] = []
+        self.window = (0.0, 0.0)  # what the chart covers (epoch s)
 
     def compose(self) -> ComposeResult:
         yield Static(
@@ -116,15 +118,14 @@ class DestinationScreen(ObservatoryScreen):
         )
 
     def action_reload(self) -> None:
-        snap = self.observatory.snapshot
-        now = snap.now if snap is not None else 0.0
-        self.load(now)
+        self.window = chart_window(self.observatory.snapshot, self.destination)
+        self.load(*self.window)
 
     @work(thread=True, exit_on_error=False, group="destination", exclusive=True)
-    def load(self, now: float) -> None:
+    def load(self, since: float, now: float) -> None:
         try:
             with self.observatory.read_cursor() as cur:
-                detail = destination_detail(cur, self.destination, now)
+                detail = destination_detail(cur, self.destination, now, since)
         except Exception as exc:  # shown to the user, one line
             self.post_message(self.Failed(first_line(exc)))
             return
@@ -139,10 +140,9 @@ class DestinationScreen(ObservatoryScreen):
             series = self._series(d, i)
             self.query_one(f"#spark-{kind}", Sparkline).data = series
             self.query_one(f"#total-{kind}", Static).update(Text(f"{int(sum(series))}"))
-        snap = self.observatory.snapshot
-        end = snap.now if snap is not None else 0.0
+        start, end = self.window
         self.query_one("#chart-range", Static).update(
-            Text(f"per second, {fmt_time(end - CHART_SECONDS)} – {fmt_time(end)} UTC", style="dim")
+            Text(f"per second, {fmt_time(start)} – {fmt_time(end)} UTC", style="dim")
         )
         errors = self.query_one("#errors", DataTable)
         errors.clear()
@@ -247,6 +247,22 @@ class DestinationScreen(ObservatoryScreen):
         first, last = d.seconds[0][0], d.seconds[-1][0]
         by_sec = {row[0]: row[column] for row in d.seconds}
         return [float(by_sec.get(s, 0)) for s in range(first, last + 1)]
+
+
+def chart_window(snap: Snapshot | None, destination: str) -> tuple[float, float]:
+    """What the chart covers: the last CHART_SECONDS; for a destination with only history
+    (STALE), up to its last event, and from the start of the stored history when nothing is
+    live (what a replay went through; at most HISTORY_CHART_SECONDS)."""
+    if snap is None:
+        return 0.0 - CHART_SECONDS, 0.0
+    status = snap.statuses.get(destination)
+    if status is None or status.state != "stale" or status.last_event_ts is None:
+        return snap.now - CHART_SECONDS, snap.now
+    end = status.last_event_ts + 1.0
+    start = end - CHART_SECONDS
+    if snap.history is not None:
+        start = max(min(start, snap.history[0]), end - HISTORY_CHART_SECONDS)
+    return start, end
 
 
 def _per_s(value: float | None) -> str:

@@ -98,7 +98,7 @@ class IncidentsScreen(ObservatoryScreen):
                 Text(inc.detector),
                 Text(fmt_time(inc.detected_at)[5:]),
                 Text(fmt_time(inc.resolved_at)[5:] or "–"),
-                literal(inc.summary, limit=48),
+                _summary(inc),
                 key=inc.id,
             )
         if event.incidents:
@@ -131,7 +131,7 @@ class IncidentsScreen(ObservatoryScreen):
         if inc is None:
             title.update(Text("Timeline (no incidents)", style="bold"))
             return
-        title.update(Text.assemble(("Timeline of ", "bold"), (inc.id, "bold")))
+        title.update(Text.assemble(("Timeline of ", "bold"), (inc.id, "bold"), _found(inc)))
         for entry in inc.timeline:
             timeline.add_row(
                 Text(fmt_time(entry.ts)),
@@ -235,3 +235,19 @@ class IncidentsScreen(ObservatoryScreen):
         self.notify(escape(event.text), severity="error" if event.error else "information")
         if event.changed:
             self.load()
+
+
+# An incident found while reading history (a replay, or the backlog at start-up) alerted
+# nobody: the list and the timeline say so.
+FOUND_IN_HISTORY = "found in history"
+
+
+def _found(inc: Incident) -> Text:
+    return Text(f"  {FOUND_IN_HISTORY}", style="italic") if inc.historical else Text()
+
+
+def _summary(inc: Incident) -> Text:
+    if not inc.historical:
+        return literal(inc.summary, limit=48)
+    text = Text(f"{FOUND_IN_HISTORY}: ", style="italic", no_wrap=True, overflow="ellipsis")
+    return text.append_text(literal(inc.summary, limit=48))

@@ -11,7 +11,7 @@ from textual.widget import Widget
 from textual.widgets import Static
 
 from observatory.detect.engine import DestinationStatus
-from observatory.ui.text import fmt_ms, fmt_pct, literal
+from observatory.ui.text import fmt_ms, fmt_pct, fmt_time, literal
 from observatory.util.durations import format_age
 
 BADGES = {
@@ -129,7 +129,7 @@ class DestinationPane(Widget, can_focus=True):
             ("ok", fmt_pct(status.success_pct)),
             ("429", fmt_pct(status.rate_limited_pct)),
             ("latency", fmt_ms(status.avg_latency_ms)),
-            ("last", format_age(now, status.last_event_ts)),
+            ("last", _last_seen(status, now)),
             ("probe", probe),
         )
         if status.feed is not None:  # a platform's metrics or API, not log lines
@@ -148,3 +148,10 @@ class DestinationPane(Widget, can_focus=True):
     def on_click(self) -> None:
         self.focus()
         self.action_open()
+
+
+def _last_seen(status: DestinationStatus, now: float) -> str:
+    """How long ago its last event was; for a STALE pane (history), when: its last-seen time."""
+    if status.state == "stale" and status.last_event_ts is not None:
+        return fmt_time(status.last_event_ts)[:16]
+    return format_age(now, status.last_event_ts)
