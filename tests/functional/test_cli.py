@@ -405,3 +405,14 @@ def test_web_refuses_without_an_owner_and_tui_options_belong_to_the_tui(tmp_path
     assert misplaced.returncode == 2 and "give the command's own options" in misplaced.stderr
     help_text = CliRunner().invoke(main, ["--help"]).output
     assert "--attach URL" in help_text and "--token" in help_text
+
+
+def test_the_tui_replay_flag_is_documented_and_only_the_tuis(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert "--replay" in CliRunner().invoke(main, ["--help"]).output
+    before_a_command = CliRunner().invoke(main, ["--replay", "incidents"])
+    assert before_a_command.exit_code == 2 and "--replay" in before_a_command.output
+    monkeypatch.chdir(tmp_path)  # no ./config.toml: no history to replay (not the demo)
+    no_config = CliRunner().invoke(main, ["--replay"])
+    assert no_config.exit_code == 2 and "config.toml" in no_config.output
