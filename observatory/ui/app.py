@@ -51,7 +51,7 @@ class ObservatoryApp(App[None]):
         Binding("i", "incidents", "Incidents"),
         Binding("d", "dependencies", "Dependencies", show=False),  # help and palette list it
         Binding("p", "pause", "Pause"),
-        Binding("R", "replay_history", "Replay", key_display="R"),
+        Binding("R", "replay_history", "Replay history", show=False),  # the status line says R,
         Binding("question_mark", "help", "Help"),
         Binding("f1", "help", "Help", show=False),
     ]

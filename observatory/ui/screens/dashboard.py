@@ -107,6 +107,9 @@ class DashboardScreen(ObservatoryScreen):
         if self.observatory.history_note:  # the replay (R): its progress, what it found
             text.append("  ")
             text.append(self.observatory.history_note, style="bold")
+        elif snap.history is not None:
+            text.append("  R", style="bold")
+            text.append(" replays it")
         dests, incidents = len(snap.statuses), len(snap.incidents)
         text.append(f"  {dests} destination{'' if dests == 1 else 's'}")
         text.append(f"  {incidents} open incident{'' if incidents == 1 else 's'}")

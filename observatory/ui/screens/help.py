@@ -17,7 +17,7 @@ KEYS: list[tuple[str, str]] = [
     ("i", "incidents"),
     ("d", "dependencies: chains, their state, fallbacks"),
     ("p", "pause / resume live updates"),
-    ("R", "replay the stored history through the detectors (found in history)"),
+    ("R", "replay the stored history through the detectors"),
     ("? / F1", "this help"),
     ("ctrl+p", "command palette (every action)"),
     ("Esc", "back"),

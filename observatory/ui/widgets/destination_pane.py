@@ -153,5 +153,5 @@ class DestinationPane(Widget, can_focus=True):
 def _last_seen(status: DestinationStatus, now: float) -> str:
     """How long ago its last event was; for a STALE pane (history), when: its last-seen time."""
     if status.state == "stale" and status.last_event_ts is not None:
-        return fmt_time(status.last_event_ts)[:16]
+        return fmt_time(status.last_event_ts)[5:16]
     return format_age(now, status.last_event_ts)
