@@ -349,6 +349,13 @@ class Ledger:
             impact.last_sec = sec
         if not abnormal:
             self._abnormal.discard(dest.name)
+            closing = self._closing.get(dest.name)
+            if closing is not None and incident.summary != closing:
+                # the outage has ended (as far as is known): say "from X to Y", with nothing
+                # measured since. Written, not published: the resolution carries it.
+                incident.summary = closing
+                if self.sink is not None:
+                    self.sink.save(incident)
             return
         self._abnormal.add(dest.name)
         for row in impact.pending:  # the quiet seconds before were outage after all
