@@ -299,8 +299,8 @@ def plain_summary(incident: Incident, window: Window, evidence: dict[str, Any]) 
     fail = ratio.get("ratio") if isinstance(ratio, dict) else None
     what = [
         _WHAT[d].format(
-            share=fmt_value(share, "share") if isinstance(share, int | float) else "many",
-            fail=fmt_value(fail, "ratio") if isinstance(fail, int | float) else "many",
+            share=f"{share * 100:.0f}%" if isinstance(share, int | float) else "many",
+            fail=f"{fail * 100:.0f}%" if isinstance(fail, int | float) else "many",
         )
         for d in _detectors(incident)
         if d in _WHAT
