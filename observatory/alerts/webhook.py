@@ -38,7 +38,9 @@ def slack_message(change: Change, *, escalated: bool = False) -> dict[str, Any]:
     headline = slack_escape(_clip(_headline(change), 600))
     text = f"{emoji} {label + ' ' if label else ''}{headline}"
     if change.kind == "resolved" and inc.resolved_at is not None:
-        text += f" (lasted {format_duration(inc.resolved_at - inc.onset)})"
+        # the outage, not the quiet period the engine waited before resolving
+        end = inc.outage_end if inc.outage_end is not None else inc.resolved_at
+        text += f" (outage lasted {format_duration(end - inc.onset)})"
 
     def field(title: str, value: str) -> dict[str, str]:
         return {"type": "mrkdwn", "text": f"*{title}*\n{slack_escape(_clip(value, 400))}"}

@@ -26,7 +26,7 @@ from __future__ import annotations
 import hashlib
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from observatory.detect.counts import SecondCounts
@@ -43,6 +43,7 @@ from observatory.incidents.model import (
     Impact,
     Incident,
     Severity,
+    Snapshot,
     TimelineKind,
 )
 
@@ -52,9 +53,13 @@ KEEP_INCIDENTS = 1000  # all_incidents() keeps this many
 
 @dataclass
 class _Sums:
-    """What the incident cost so far: not delivered ≈ ∫(expected − delivered) dt, and counts."""
+    """What the outage cost so far: not delivered ≈ ∫(expected − delivered) dt, and counts.
 
-    first_sec: int  # seconds [first_sec, last_sec] are counted
+    Seconds after the last abnormal one wait in ``pending``: they join the outage if an alarm
+    comes back before the incident resolves, and are dropped when it resolves (the quiet
+    period is not outage)."""
+
+    first_sec: int  # seconds [first_sec, last_sec] are seen (counted, or pending)
     last_sec: int
     not_delivered: float = 0.0
     failed: int = 0
@@ -62,6 +67,7 @@ class _Sums:
     rejected: int = 0
     attempts: int = 0
     delivered: int = 0
+    pending: list[Second] = field(default_factory=list)
 
 
 # A timeline entry a provider adds: (ts, kind, detail).
@@ -121,6 +127,12 @@ class Ledger:
         self._open: dict[str, Incident] = {}
         self._firings: dict[str, dict[str, Firing]] = {}
         self._impact: dict[str, _Sums] = {}
+        # destinations whose incident is in its outage this second (not in the quiet period):
+        # only then may evidence change
+        self._abnormal: set[str] = set()
+        # each open incident's summary as it will read once resolved: "from onset to the
+        # outage end", written at its last abnormal second
+        self._closing: dict[str, str] = {}
         self._resolved: dict[str, Incident] = {}
         self._all: deque[Incident] = deque(maxlen=KEEP_INCIDENTS)
         self._ids: set[str] = set()
@@ -160,21 +172,30 @@ class Ledger:
     # -- evidence providers ----------------------------------------------------------------
 
     def _provide(self, incident: Incident) -> bool:
-        """Put each provider's evidence into ``incident``; True when it changed."""
+        """Put each provider's evidence into ``incident``; True when it changed.
+
+        The timeline notes every change a provider reports, but the evidence only takes what
+        providers know while the incident is in its outage: after its last abnormal second
+        (the quiet period, and once resolved) the evidence stays as it was."""
         changed = False
+        in_outage = (
+            incident.state != "resolved"
+            and incident.destination in self._abnormal
+            and self._open.get(incident.destination) is incident
+        )
         for provider in self.providers:
             att = provider.attach(incident)
             if att is None:
                 continue
-            if incident.evidence.get(att.key) != att.evidence:
-                changed = True
             previous = self._noted.get((att.key, incident.id))
             if previous != att.sig:
                 self._noted[(att.key, incident.id)] = att.sig
                 for ts, kind, detail in att.entries(previous):
                     incident.note(ts, kind, detail)
                 changed = True
-            incident.evidence[att.key] = att.evidence
+            if in_outage and incident.evidence.get(att.key) != att.evidence:
+                incident.evidence[att.key] = att.evidence
+                changed = True
         return changed
 
     def refresh(self, destination: str) -> None:
@@ -207,6 +228,7 @@ class Ledger:
             firing.last_abnormal = sec  # still abnormal: resolution waits
             detector.again(firing, sec)
             return
+        self._abnormal.add(dest.name)
         firing = detector.fire(sec)
         end = float(sec + 1)
         what = detector.summary(firing)
@@ -309,18 +331,36 @@ class Ledger:
         c: SecondCounts,
         touched: dict[str, ChangeKind],
     ) -> None:
-        """Per second while open: feed the reverse tests, escalate, refresh impact and evidence."""
-        impact = self._impact[dest.name]
-        if impact.last_sec < sec:
-            self._add_impact(impact, dest.history[-1])
-            impact.last_sec = sec
+        """Per second while open: feed the reverse tests, escalate; in the outage (a detector
+        was abnormal this second) count the impact and refresh the evidence, in the quiet
+        period after it keep the second aside (it joins the outage if an alarm comes back)."""
         end = float(sec + 1)
-        for name, firing in self._firings[dest.name].items():
+        firings = self._firings[dest.name]
+        for name, firing in firings.items():
             if firing.fired_at > sec:  # fired this very second
                 continue
             dest.detectors[name].follow(firing, sec, c)
             if self._escalate(incident, firing.severity, end, f"{name}: throughput cut"):
                 touched.setdefault(dest.name, "update")
+        abnormal = max(f.last_abnormal for f in firings.values()) >= sec
+        impact = self._impact[dest.name]
+        if impact.last_sec < sec:
+            impact.pending.append(dest.history[-1])
+            impact.last_sec = sec
+        if not abnormal:
+            self._abnormal.discard(dest.name)
+            closing = self._closing.get(dest.name)
+            if closing is not None and incident.summary != closing:
+                # the outage has ended (as far as is known): say "from X to Y", with nothing
+                # measured since. Written, not published: the resolution carries it.
+                incident.summary = closing
+                if self.sink is not None:
+                    self.sink.save(incident)
+            return
+        self._abnormal.add(dest.name)
+        for row in impact.pending:  # the quiet seconds before were outage after all
+            self._add_impact(impact, row)
+        impact.pending.clear()
         self._refresh(dest, incident, sec)
 
     def _recovered(self, dest: Destination, sec: int) -> bool:
@@ -343,11 +383,20 @@ class Ledger:
         return self._change("resolved", incident)
 
     def _resolve(self, dest: Destination, incident: Incident, sec: int) -> None:
+        """Resolved at the end of ``sec``: the outage ended at its last abnormal second; the
+        quiet period's seconds are dropped from the impact, and the summary tells the outage
+        (written then: nothing measured since is in it)."""
         end = float(sec + 1)
-        self._refresh(dest, incident, sec, until=end)
+        last = max(f.last_abnormal for f in self._firings[dest.name].values())
+        self._impact[dest.name].pending.clear()
+        self._abnormal.discard(dest.name)
+        incident.outage_end = float(min(last, sec) + 1)
+        closing = self._closing.pop(dest.name, None)
+        if closing is not None:
+            incident.summary = closing
         incident.state = "resolved"
         incident.resolved_at = end
-        quiet = sec - max(f.last_abnormal for f in self._firings[dest.name].values())
+        quiet = sec - last
         incident.note(end, "resolved", f"back to normal for {quiet} s")
         fired = self._firings.pop(dest.name)
         for name, detector in dest.detectors.items():
@@ -366,13 +415,16 @@ class Ledger:
 
         return min(firings.values(), key=key)
 
-    def _refresh(
-        self, dest: Destination, incident: Incident, sec: int, until: float | None = None
-    ) -> None:
+    def _refresh(self, dest: Destination, incident: Incident, sec: int) -> None:
+        """An abnormal second ``sec`` of the outage: the summary, impact and evidence as of its
+        end (the outage so far)."""
         firings = self._firings[dest.name]
         primary = self._primary(dest, firings)
-        summary = dest.detectors[primary.detector].summary(primary, until)
-        incident.summary = f"{dest.name}: {summary}"
+        end = float(sec + 1)
+        detector = dest.detectors[primary.detector]
+        incident.summary = f"{dest.name}: {detector.summary(primary, None)}"
+        self._closing[dest.name] = f"{dest.name}: {detector.summary(primary, end)}"
+        incident.outage_end = end
         impact = self._impact[dest.name]
         incident.impact = Impact(
             not_delivered_est=round(max(0.0, impact.not_delivered)),
@@ -382,15 +434,11 @@ class Ledger:
             attempts=impact.attempts,
             delivered=impact.delivered,
         )
-        rows = dest.recent(RECENT_SECONDS)
-        secs = max(len(rows), 1)
         attempts = impact.attempts
         evidence = Evidence(
-            window={"start": iso_s(incident.onset), "end": iso_s(sec + 1.0)},
+            window={"start": iso_s(incident.onset), "end": iso_s(end)},
             baseline_rate_per_s=sig(dest.rate.rate),
-            current_rate_per_s=sig(sum(r.total for r in rows) / secs),
-            delivered_per_s=sig(sum(r.delivered for r in rows) / secs),
-            expected_delivered_per_s=sig(sum(r.expected for r in rows) / secs),
+            expected_delivered_per_s=sig(dest.expected_delivered_rate()),
             rate_limited_share=sig(impact.rate_limited / attempts) if attempts else 0.0,
             h=sig(self.h),
             # resolving needs QUIET seconds without an alarm and a reverse test passed
@@ -406,12 +454,12 @@ class Ledger:
                 ratio=sig(bad / attempts),
                 wilson95=[sig(lo), sig(hi)],
             )
-        headers = {}
-        for state in dest.probes.values():
-            headers.update(state.details)
-        if headers:
-            evidence["probe_headers"] = headers
-        # in place: keys others add (the runtime's status-page facts) stay
+        now = _snapshot(dest, incident.onset, sec)
+        old = incident.evidence
+        evidence["at_detection"] = old.get("at_detection") or now
+        worst = old.get("at_worst")
+        evidence["at_worst"] = now if worst is None or _worse(now, worst) else worst
+        # in place: keys others add (the providers' facts) stay
         incident.evidence.update(evidence)
 
     # -- operators ---------------------------------------------------------------------------
@@ -468,3 +516,45 @@ class Ledger:
     def all_incidents(self) -> list[Incident]:
         """Every incident opened (the last 1000), resolved ones included, oldest first."""
         return list(self._all)
+
+
+def _snapshot(dest: Destination, onset: float, sec: int) -> Snapshot:
+    """The flow over the last ``RECENT_SECONDS`` seconds up to ``sec`` (from the onset on)."""
+    rows = [r for r in dest.recent(RECENT_SECONDS) if r.sec >= onset] or dest.recent(1)
+    n = max(len(rows), 1)
+    attempts = sum(r.total for r in rows)
+    delivered = sum(r.delivered for r in rows)
+    expected = sum(r.expected for r in rows)
+    snap = Snapshot(
+        at=iso_s(sec + 1.0),
+        over_s=len(rows),
+        attempts_per_s=sig(attempts / n),
+        delivered_per_s=sig(delivered / n),
+        expected_delivered_per_s=sig(expected / n),
+        delivered_of_expected=sig(delivered / expected) if expected > 0 else 1.0,
+        rate_limited_share=sig(sum(r.rate_limited for r in rows) / attempts) if attempts else 0.0,
+        failed_share=(
+            sig(sum(r.failed + r.rejected for r in rows) / attempts) if attempts else 0.0
+        ),
+    )
+    headers: dict[str, Any] = {}
+    probes: dict[str, dict[str, Any]] = {}
+    for name, state in sorted(dest.probes.items()):
+        headers.update(state.details)
+        probes[name] = {"ok": state.ok, "status": state.status}
+    if headers:
+        snap["probe_headers"] = headers
+    if probes:
+        snap["probes"] = probes
+    return snap
+
+
+def _worse(a: Snapshot, b: Snapshot) -> bool:
+    """``a`` is a worse point of the outage than ``b``: less delivered of what was expected,
+    or as little and more attempts failed or rate-limited."""
+
+    def key(s: Snapshot) -> tuple[float, float]:
+        bad = s.get("rate_limited_share", 0.0) + s.get("failed_share", 0.0)
+        return s.get("delivered_of_expected", 1.0), -bad
+
+    return key(a) < key(b)

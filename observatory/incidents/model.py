@@ -68,7 +68,8 @@ class TimelineEntry:
 
 @dataclass(frozen=True)
 class Impact:
-    """What an incident cost, counted by the engine over its seconds (onset to now/resolution):
+    """What an incident cost, counted by the engine over the outage's seconds (onset to the last
+    abnormal second; the quiet period before resolving is not counted):
     ``not_delivered_est`` ≈ ∫(expected − delivered) dt, and the outcomes of the attempts."""
 
     not_delivered_est: int = 0
@@ -109,26 +110,50 @@ class ErrorRatio(TypedDict):
     wilson95: list[float]
 
 
+class Snapshot(TypedDict, total=False):
+    """The flow as measured at one moment of the outage (``Evidence.at_detection`` and
+    ``Evidence.at_worst``): averages over the ``over_s`` seconds ending at ``at`` (never
+    before the onset). Rates are events per second; shares are of attempts."""
+
+    at: str  # ISO, the end of the measured seconds
+    over_s: int
+    attempts_per_s: float
+    delivered_per_s: float
+    expected_delivered_per_s: float  # what the baseline says should have been delivered
+    delivered_of_expected: float  # delivered / expected (1.0 = normal); the worst is lowest
+    rate_limited_share: float
+    failed_share: float  # failed or rejected
+    probe_headers: dict[str, Any]  # what probes saw in the vendor's response headers then
+    probes: dict[str, dict[str, Any]]  # each probe's ok/status then
+
+
 class Evidence(TypedDict, total=False):
-    """Why the engine believes in an incident, refreshed every second while it is open.
+    """Why the engine believes in an incident: measured during the outage only.
+
+    Frozen in time: ``at_detection`` when the incident first fired; ``at_worst`` at the worst
+    point of the outage (the lowest ``delivered_of_expected`` over the measured seconds, ties
+    broken by the highest share of failed and rate-limited attempts; the earliest on a tie);
+    everything else (the shares, the error ratio, the detectors' statistics, the providers'
+    facts) as of the last abnormal second. Nothing measured after the outage ended (the quiet
+    period before resolving) is written here, so a resolved incident's evidence never shows
+    the recovery. The state *now* belongs to the live views, not to the incident.
 
     The ledger writes the engine's keys; providers add ``status_page`` and
     ``rate_limit_drift``; ``detectors`` holds each firing's own evidence (onset, detection time,
     severity and the detector's statistics). Rates are events per second.
     """
 
-    window: dict[str, str | None]  # start, end (ISO)
-    baseline_rate_per_s: float
-    current_rate_per_s: float
-    delivered_per_s: float
-    expected_delivered_per_s: float
-    rate_limited_share: float
+    window: dict[str, str | None]  # the outage: start (onset), end (its last abnormal second)
+    baseline_rate_per_s: float  # attempts per second normally (the frozen baseline)
+    expected_delivered_per_s: float  # delivered per second normally
+    rate_limited_share: float  # of the outage's attempts
+    at_detection: Snapshot
+    at_worst: Snapshot
     h: float  # the detectors' alarm threshold (nats)
     quiet_s: int  # seconds without an alarm before resolving
     detectors: dict[str, dict[str, Any]]
-    error_ratio: ErrorRatio
-    probe_headers: dict[str, Any]  # what probes saw in the vendor's response headers
-    status_page: dict[str, Any]
+    error_ratio: ErrorRatio  # over the outage
+    status_page: dict[str, Any]  # what the vendor's status page said during the outage
     rate_limit_drift: dict[str, Any]
 
 
@@ -146,6 +171,10 @@ class Incident:
     detectors: list[str] = field(default_factory=list)  # every detector that fired
     acknowledged_at: float | None = None
     resolved_at: float | None = None
+    # The end of the outage: the end of the last abnormal second (so far, while open). From
+    # there until ``resolved_at`` is the quiet period the engine waits before resolving; the
+    # impact and the evidence cover onset..outage_end only. None: not recorded (older data).
+    outage_end: float | None = None
     summary: str = ""
     evidence: Evidence = field(default_factory=lambda: Evidence())
     impact: Impact | None = None  # None: not counted (yet)

@@ -28,7 +28,7 @@ from observatory.util.jsontext import json_bytes
 _COLUMNS = (
     "id, destination, detector, state, severity, detectors, epoch_us(onset), "
     "epoch_us(detected_at), epoch_us(acknowledged_at), epoch_us(resolved_at), summary, "
-    "impact, evidence, flaps, historical"
+    "impact, evidence, flaps, historical, epoch_us(outage_end)"
 )
 
 
@@ -120,8 +120,8 @@ def save_incident(con: duckdb.DuckDBPyConnection, incident: Incident) -> None:
             con,
             "INSERT OR REPLACE INTO incidents (id, destination, detector, state, severity, "
             "detectors, onset, detected_at, acknowledged_at, resolved_at, summary, impact, "
-            "evidence, flaps, historical) VALUES (?, ?, ?, ?, ?, ?, to_timestamp(?), "
-            "to_timestamp(?), to_timestamp(?), to_timestamp(?), ?, ?, ?, ?, ?)",
+            "evidence, flaps, historical, outage_end) VALUES (?, ?, ?, ?, ?, ?, to_timestamp(?), "
+            "to_timestamp(?), to_timestamp(?), to_timestamp(?), ?, ?, ?, ?, ?, to_timestamp(?))",
             [
                 incident.id,
                 incident.destination,
@@ -138,6 +138,7 @@ def save_incident(con: duckdb.DuckDBPyConnection, incident: Incident) -> None:
                 _dumps(incident.evidence),
                 incident.flaps,
                 incident.historical,
+                incident.outage_end,
             ],
         )
         _run(con, "DELETE FROM incident_timeline WHERE incident_id = ?", [incident.id])
@@ -184,6 +185,7 @@ def _incident(row: tuple[Any, ...], timeline: list[TimelineEntry]) -> Incident:
         evidence,
         flaps,
         historical,
+        outage_end,
     ) = row
     return Incident(
         id=inc_id,
@@ -196,6 +198,7 @@ def _incident(row: tuple[Any, ...], timeline: list[TimelineEntry]) -> Incident:
         detectors=list(detectors or []),
         acknowledged_at=_epoch(acked),
         resolved_at=_epoch(resolved),
+        outage_end=_epoch(outage_end),
         summary=summary or "",
         evidence=cast(Evidence, _loads(evidence)),
         impact=Impact.from_dict(_loads(impact)),

@@ -98,6 +98,9 @@ DDL: tuple[str, ...] = (
         historical      BOOLEAN DEFAULT false
     )
     """,
+    # Added since: the end of an incident's outage (its last abnormal second); NULL in older
+    # databases, whose incidents then read as an outage lasting until resolved.
+    "ALTER TABLE incidents ADD COLUMN IF NOT EXISTS outage_end TIMESTAMPTZ",
     # seq keeps the order of entries that share a timestamp.
     """
     CREATE TABLE IF NOT EXISTS incident_timeline (

@@ -121,7 +121,16 @@ def test_markdown_is_a_postmortem_with_its_sections_in_order(con: Any) -> None:
     md = export(con, "md")
     assert md.startswith("# Incident 3f2a9c1e7b: tiktok_conversions (rate_limit, volume_drop)\n")
     heads = re.findall(r"^## (.+)$", md, re.M)
-    assert heads == ["Summary", "Impact", "Detection", "Timeline", "Evidence", "Action items"]
+    assert heads == [
+        "Summary",
+        "Impact",
+        "Detection",
+        "Timeline",
+        "Evidence",
+        "Action items",
+        "Appendix: detection statistics",
+    ]
+    assert md.splitlines()[2] == "All times are UTC."
 
 
 def test_markdown_numbers(con: Any) -> None:
@@ -131,14 +140,17 @@ def test_markdown_numbers(con: Any) -> None:
     assert "- **Failed:** 540" in md
     assert "- **Rate-limited (429):** 1,200" in md
     assert "- **Rejected:** 60" in md
-    assert "- **Duration:** 10 min 00 s" in md
+    # no outage end recorded (an older incident): the outage is taken to last until resolved
+    assert "- **Outage duration (counted over):** 10 min 00 s" in md
+    assert "- **Outage duration:** 10 min 00 s" in md
+    assert "- **Quiet period before resolving:** not recorded" in md
     assert "- **Time to resolve (detected to resolved):** 9 min 45 s" in md
     assert "- **Onset (estimated):** 2023-11-14T22:23:20.000Z" in md
     assert "- **Detected at:** 2023-11-14T22:23:34.200Z" in md
     # Evidence: nested dicts and lists of dicts become tables.
     assert "| Code | Message | Count |" in md
     assert "| 40100 | Too many \\| requests \\<b\\> | 1,200 |" in md
-    assert "- **p95:** 180.5" in md and "- **Rate limited share:** 50.00 %" in md
+    assert "- **p95:** 180.5" in md and "- **Rate-limited share (429):** 50.00 %" in md
     assert "- **Retry-After:** 30" in md
     assert "- [ ] " in md and "Retry-After seen: 30" in md
 
@@ -384,3 +396,25 @@ def test_cli_export_errors(db: Path, tmp_path: Path) -> None:
     assert "no database at" in line and not missing.exists()
     proc = run("export", "3f2a", "--db", str(db), cwd=tmp_path)  # --format is required
     assert proc.returncode == 2
+
+
+def test_outage_quiet_period_and_resolution_are_apart(con: Any) -> None:
+    """With the outage's end recorded, impact counted from events covers the outage only and
+    the quiet period before resolving is its own figure."""
+    md = export(con, "md", impact=None, outage_end=ONSET + 300)
+    assert "- **Outage duration:** 5 min 00 s" in md
+    assert "- **Quiet period before resolving:** 5 min 00 s" in md
+    assert "- **Outage ended (last abnormal second):** 2023-11-14T22:28:20.000Z" in md
+    # inside: 2 rate-limited and 1 failed a second (rejected every 10th): 300 s of it
+    assert "- **Rate-limited (429):** 600 (counted from captured events)" in md
+    assert "- **Failed:** 270 (counted from captured events)" in md
+    assert "- **Rejected:** 30 (counted from captured events)" in md
+
+
+def test_times_and_empty_values_in_evidence_read_as_words(con: Any) -> None:
+    facts = {"component_status": "degraded", "checked_at": 1_796_403_293.65, "incidents": []}
+    md = export(con, "md", evidence={"status_page": facts})
+    assert "- **Checked at (UTC):** 2026-12-04T" in md and "1,796,403,293" not in md
+    assert "- **Incidents:** none" in md
+    page = export(con, "html", evidence={"status_page": facts})
+    assert "1,796,403,293" not in page and "<td>none</td>" in page

@@ -261,7 +261,7 @@ def test_drift_joins_the_open_incident(tmp_path: Path) -> None:
         assert [e.kind for e in inc.timeline].count("drift") == 1
         assert "rate_limit_drift" in inc.evidence
         md = export_incident(runtime.store.con, inc, "md")
-        assert "Rate limit drift" in md and "**New ceiling (per s):** 40" in md
+        assert "Rate-limit drift" in md and "**New ceiling (per s):** 40" in md
         # restoration: noted on the same incident, evidence updated
         for i in range(80, 90):
             _step(runtime, START + i, 100, 40)

@@ -216,7 +216,8 @@ def test_probe_opens_after_three_failures_and_resolves_after_three_successes() -
     assert incident.detected_at == pytest.approx(START + 600 + 60 + 1, abs=2)
     assert incident.state == "resolved"
     assert incident.resolved_at == pytest.approx(START + 600 + 180 + 1, abs=2)
-    assert incident.evidence["probe_headers"] == {"Retry-After": "30"}  # no other keys
+    # what the probes saw, frozen at detection (no other keys)
+    assert incident.evidence["at_detection"]["probe_headers"] == {"Retry-After": "30"}
     # a non-operational status component opens at once
     engine.feed_probe("b_mid", "statuspage", START + 900, True, "major_outage")
     changes = drive(traffic, engine, START + 810, START + 905)

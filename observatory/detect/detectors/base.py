@@ -17,6 +17,7 @@ learns the destination's baselines from it and calls :meth:`Detector.learn`.
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
@@ -172,8 +173,9 @@ class Detector(ABC, Generic[F]):
         return f"since {since}" if until is None else f"from {since} to {clock(until)}"
 
     def window(self, firing: F, until: float | None) -> list[Second]:
-        """The seconds a summary speaks of: the last few while open, the whole incident once
-        resolved."""
-        if until is not None:
-            return [r for r in self.dest.history if firing.onset <= r.sec < until]
-        return self.dest.recent(RECENT_SECONDS)
+        """The seconds a summary speaks of: the outage, from the onset to ``until`` (its end)
+        or, while it goes on, to now. (Not the last few seconds: a summary read during the
+        recovery must still tell the outage.)"""
+        end = until if until is not None else math.inf
+        rows = [r for r in self.dest.history if firing.onset <= r.sec < end]
+        return rows or self.dest.recent(RECENT_SECONDS)

@@ -127,18 +127,103 @@ def value_blocks(value: Any, key: str = "") -> list[Block]:
     return [Para(fmt_value(value, key))]
 
 
-def evidence_blocks(evidence: dict[str, Any]) -> list[Block]:
-    if not evidence:
-        return [Para("No evidence was recorded.")]
-    flat = [(k, v) for k, v in evidence.items() if _is_scalar(v) or _short_list(v)]
+# Evidence keys shown in the appendix (statistics), not among the plain facts.
+STATISTICS_KEYS = ("h", "quiet_s", "detectors", "error_ratio")
+# The engine's frozen measurements, in the order shown, with their headings.
+SNAPSHOTS = (
+    ("at_detection", "At detection"),
+    ("at_worst", "At the worst point (least delivered of what was expected)"),
+)
+SECTION_NAMES = {
+    "status_page": "Status page (as during the outage)",
+    "rate_limit_drift": "Rate-limit drift",
+    "window": "Outage",
+}
+
+
+def _kv_blocks(evidence: dict[str, Any], keys: list[str]) -> list[Block]:
+    """Scalar values as one key/value list, then each nested value under its heading;
+    empty values are left out."""
     blocks: list[Block] = []
+    present = [k for k in keys if evidence.get(k) not in (None, "", [], {})]
+    flat = [
+        (k, evidence[k]) for k in present if _is_scalar(evidence[k]) or _short_list(evidence[k])
+    ]
     if flat:
         blocks.append(KeyValues([(label(k), fmt_value(v, k)) for k, v in flat]))
-    for k, v in evidence.items():
+    for k in present:
+        v = evidence[k]
         if not (_is_scalar(v) or _short_list(v)):
-            blocks.append(Heading(label(k), 3))
+            blocks.append(Heading(SECTION_NAMES.get(k, label(k)), 3))
             blocks += value_blocks(v, k)
     return blocks
+
+
+def evidence_blocks(evidence: dict[str, Any]) -> list[Block]:
+    """The Evidence section in plain words: what was measured at detection and at the worst
+    point of the outage, over the outage, and what others said (status page, drift). The
+    statistics are left for :func:`statistics_blocks`."""
+    if not evidence:
+        return [Para("No evidence was recorded.")]
+    blocks: list[Block] = []
+    if any(k in evidence for k, _ in SNAPSHOTS):
+        blocks.append(
+            Para(
+                "Measured during the outage only (each figure over the seconds just before the "
+                "time given); nothing measured after the outage ended is included."
+            )
+        )
+    for key, heading in SNAPSHOTS:
+        snap = evidence.get(key)
+        if isinstance(snap, dict) and snap:
+            blocks.append(Heading(heading, 3))
+            blocks += _kv_blocks(snap, list(snap))
+    over = [
+        k
+        for k in evidence
+        if k not in STATISTICS_KEYS
+        and k not in dict(SNAPSHOTS)
+        and k != "window"
+        and (_is_scalar(evidence[k]) or _short_list(evidence[k]))
+    ]
+    ratio = evidence.get("error_ratio")
+    plain: list[tuple[str, str]] = [(label(k), fmt_value(evidence[k], k)) for k in over]
+    if isinstance(ratio, dict) and "attempts" in ratio:
+        plain.append(
+            (
+                "Failed or rejected attempts",
+                f"{fmt_value(ratio.get('failed_or_rejected'))} of "
+                f"{fmt_value(ratio.get('attempts'))} ({fmt_value(ratio.get('ratio'), 'ratio')})",
+            )
+        )
+    if plain:
+        blocks.append(Heading("Over the whole outage", 3))
+        blocks.append(KeyValues(plain))
+    nested = [
+        k
+        for k in evidence
+        if k not in STATISTICS_KEYS
+        and k not in dict(SNAPSHOTS)
+        and k != "window"
+        and not (_is_scalar(evidence[k]) or _short_list(evidence[k]))
+    ]
+    blocks += _kv_blocks(evidence, nested)
+    return blocks
+
+
+def statistics_blocks(evidence: dict[str, Any]) -> list[Block]:
+    """The appendix: the detectors' statistics (thresholds, CUSUMs, p0/p1, Wilson intervals)."""
+    keys = [k for k in STATISTICS_KEYS if k in evidence]
+    if not keys:
+        return [Para("No detection statistics were recorded.")]
+    return [
+        Para(
+            "For engineers: the sequential tests behind the detection. h is the alarm "
+            "threshold of each CUSUM (in nats); p0 is the normal share of bad attempts, p1 the "
+            "share tested for; the Wilson interval is a 95 % confidence interval."
+        ),
+        *_kv_blocks(evidence, keys),
+    ]
 
 
 def _find_scalar(value: Any, word: str) -> Any:
@@ -191,26 +276,110 @@ def action_items(incident: Incident, evidence: dict[str, Any], ttd: float) -> li
     return items
 
 
-def _summary(incident: Incident, window: Window) -> list[Block]:
-    """The Summary section: the summary text, the incident's key facts, and a note when it
-    was found in history (so no alert went out)."""
+_WHAT = {
+    "rate_limit": 'the platform answered {share} of delivery attempts with "too many requests" '
+    "(HTTP 429)",
+    "error_rate": "{fail} of delivery attempts failed or were rejected",
+    "silence": "conversions stopped being delivered",
+    "volume_drop": "far fewer conversions than usual reached it",
+    "latency": "deliveries were much slower than usual",
+    "probe": "the platform's status page or health check reported a problem",
+}
+
+
+def _clock(ts: float) -> str:
+    return (fmt_time(ts)[11:19] or "?") + " UTC"
+
+
+def plain_summary(incident: Incident, window: Window, evidence: dict[str, Any]) -> str:
+    """The incident in plain words: what happened, when, for how long, what it cost."""
+    dest = clean_text(incident.destination)
+    share = evidence.get("rate_limited_share")
+    ratio = evidence.get("error_ratio")
+    fail = ratio.get("ratio") if isinstance(ratio, dict) else None
+    what = [
+        _WHAT[d].format(
+            share=f"{share * 100:.0f}%" if isinstance(share, int | float) else "many",
+            fail=f"{fail * 100:.0f}%" if isinstance(fail, int | float) else "many",
+        )
+        for d in _detectors(incident)
+        if d in _WHAT
+    ][:2] or ["its deliveries were interrupted"]
+    date = fmt_time(window.start)[:10]
+    text = (
+        f"Conversions sent to {dest} were interrupted: {' and '.join(what)}. "
+        f"The outage began at {_clock(window.start)} on {date}"
+    )
+    if window.ongoing and incident.outage_end is None:
+        text += f" and was still going on at the last data ({_clock(window.end)})."
+    else:
+        text += (
+            f" and lasted {format_duration(window.outage_s, long=True)}, until "
+            f"{_clock(window.outage_until)}."
+        )
+    impact = incident.impact
+    if impact is not None:
+        text += (
+            f" About {impact.not_delivered_est:,} conversions were not delivered during it "
+            f"({impact.rate_limited:,} attempts rate-limited, "
+            f"{impact.failed + impact.rejected:,} failed or rejected)."
+        )
+    if window.ongoing:
+        if incident.outage_end is not None and window.end > incident.outage_end:
+            text += (
+                f" Deliveries have looked normal since {_clock(incident.outage_end)}; the "
+                "incident resolves after a quiet period."
+            )
+    else:
+        text += (
+            f" Deliveries were back to normal from {_clock(window.outage_until)}; the incident "
+            f"was closed at {_clock(window.end)} after "
+            f"{format_duration(window.quiet_s, long=True)} of normal traffic."
+        )
+    text += (
+        " What to do: re-send the conversions that were not delivered while the platform's "
+        "attribution window is open, and work through the action items below."
+    )
+    return text
+
+
+def _summary(incident: Incident, window: Window, evidence: dict[str, Any]) -> list[Block]:
+    """The Summary section: the incident in plain words, its key facts, the detector's own
+    summary, and a note when it was found in history (so no alert went out)."""
+    so_far = " so far" if window.ongoing else ""
+    rows = [
+        ("Incident", incident.id),
+        ("Destination", incident.destination),
+        ("State", incident.state),
+        ("Severity", incident.severity),
+        ("Outage began (onset)", fmt_time(incident.onset)),
+        (
+            "Outage ended (last abnormal second)",
+            fmt_time(window.outage_until)
+            if not (window.ongoing and incident.outage_end is None)
+            else "not yet",
+        ),
+        ("Outage duration", format_duration(window.outage_s, long=True) + so_far),
+        (
+            "Quiet period before resolving",
+            format_duration(window.quiet_s, long=True) + so_far
+            if window.outage_end is not None
+            else "not recorded",
+        ),
+        (
+            "Resolved at",
+            fmt_time(incident.resolved_at) if incident.resolved_at is not None else "not resolved",
+        ),
+    ]
+    if incident.impact is not None:
+        rows.append(
+            ("Conversions not delivered (estimate)", f"{incident.impact.not_delivered_est:,}")
+        )
     blocks: list[Block] = [
         Heading("Summary"),
-        Para(incident.summary or "No summary was recorded."),
-        KeyValues(
-            [
-                ("Incident", incident.id),
-                ("Destination", incident.destination),
-                ("State", incident.state),
-                ("Severity", incident.severity),
-                ("Onset", fmt_time(incident.onset)),
-                (
-                    "Duration",
-                    format_duration(window.end - window.start, long=True)
-                    + (" so far" if window.ongoing else ""),
-                ),
-            ]
-        ),
+        Para(plain_summary(incident, window, evidence)),
+        KeyValues(rows),
+        Para("Detector's summary: " + (incident.summary or "none was recorded.")),
     ]
     if incident.historical:
         blocks.append(Para("Detected while reading history: no live alert was sent."))
@@ -261,12 +430,17 @@ def build_document(
     plan: ResponsePlan | None = None,
 ) -> list[Block]:
     """The postmortem: Summary, (Response plan), Impact, (chart), Detection, Timeline,
-    Evidence, Actions. The response plan, when the config gives one, comes right after the
-    summary: during an outage it is what the reader needs first."""
+    Evidence, Actions, and the detection statistics in an appendix (plain words first). The
+    response plan, when the config gives one, comes right after the summary: during an outage
+    it is what the reader needs first."""
     evidence = redact(incident.evidence)
     window = incident_window(con, incident)
     ttd = incident.detected_at - incident.onset
-    doc: list[Block] = [Heading(title(incident), 1), *_summary(incident, window)]
+    doc: list[Block] = [
+        Heading(title(incident), 1),
+        Para("All times are UTC."),
+        *_summary(incident, window, evidence),
+    ]
     if plan is not None:
         doc += [Heading("Response plan"), KeyValues(plan.rows())]
     doc += [Heading("Impact"), KeyValues(impact_rows(con, incident, window))]
@@ -276,5 +450,6 @@ def build_document(
     doc += [Heading("Timeline"), _timeline(incident)]
     doc += [Heading("Evidence"), *evidence_blocks(evidence)]
     doc += [Heading("Action items"), Checklist(action_items(incident, evidence, ttd))]
+    doc += [Heading("Appendix: detection statistics"), *statistics_blocks(evidence)]
     doc.append(Para(f"Exported by Observatory from incident {incident.id}. Times are UTC."))
     return doc

@@ -24,11 +24,26 @@ PRE_ONSET_S = 300.0  # chart margin, and the baseline window for the not-deliver
 
 @dataclass
 class Window:
-    """The incident's span for impact numbers: onset to resolved (or the last event)."""
+    """The incident's span: onset to resolved (or the last event), and within it the outage,
+    onset to ``outage_end`` (its last abnormal second), over which the impact is counted.
+    From ``outage_end`` to ``end`` is the quiet period before resolving."""
 
     start: float
     end: float
     ongoing: bool
+    outage_end: float | None = None  # None: not recorded (an older incident): ``end``
+
+    @property
+    def outage_until(self) -> float:
+        return self.end if self.outage_end is None else min(self.outage_end, self.end)
+
+    @property
+    def outage_s(self) -> float:
+        return self.outage_until - self.start
+
+    @property
+    def quiet_s(self) -> float:
+        return self.end - self.outage_until
 
 
 def _q(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> list[Any]:
@@ -48,10 +63,10 @@ def incident_window(con: duckdb.DuckDBPyConnection, incident: Incident) -> Windo
     """Onset to resolution; while unresolved, onset to the newest event of any destination
     (a silent destination has no events of its own to say how long the silence lasted)."""
     if incident.resolved_at is not None:
-        return Window(incident.onset, incident.resolved_at, False)
+        return Window(incident.onset, incident.resolved_at, False, incident.outage_end)
     last = last_event(con)
     end = max(incident.detected_at, incident.onset, last or incident.onset)
-    return Window(incident.onset, end, True)
+    return Window(incident.onset, end, True, incident.outage_end)
 
 
 def outcome_counts(
@@ -69,8 +84,8 @@ def outcome_counts(
 def impact_rows(
     con: duckdb.DuckDBPyConnection, incident: Incident, window: Window
 ) -> list[tuple[str, str]]:
-    """The incident's impact numbers; what the engine did not record is counted from
-    `events` over the incident's window (and said so)."""
+    """The incident's impact numbers, over the outage (onset to its last abnormal second);
+    what the engine did not record is counted from `events` over the outage (and said so)."""
     impact = incident.impact.as_dict() if incident.impact is not None else {}
     counted: dict[str, int] | None = None
     rows: list[tuple[str, str]] = []
@@ -79,16 +94,16 @@ def impact_rows(
             rows.append((name, fmt_value(impact[key], key)))
             continue
         if counted is None:
-            counted = outcome_counts(con, incident.destination, window.start, window.end)
+            counted = outcome_counts(con, incident.destination, window.start, window.outage_until)
         if key == "not_delivered_est":
             rows.append((name, _not_delivered_estimate(con, incident, window, counted)))
         else:
             rows.append((name, f"{counted.get(key, 0):,} (counted from captured events)"))
-    duration = window.end - window.start
     rows.append(
         (
-            "Duration",
-            format_duration(duration, long=True) + (" so far (ongoing)" if window.ongoing else ""),
+            "Outage duration (counted over)",
+            format_duration(window.outage_s, long=True)
+            + (" so far (ongoing)" if window.ongoing else ""),
         )
     )
     rows += [(label(k), fmt_value(v, k)) for k, v in impact.items() if k not in IMPACT_LABELS]
@@ -103,7 +118,7 @@ def _not_delivered_estimate(
     ).get("delivered", 0)
     if not before:
         return "unknown (no deliveries captured before the onset)"
-    expected = before / PRE_ONSET_S * (window.end - window.start)
+    expected = before / PRE_ONSET_S * window.outage_s
     lost = max(0, round(expected - counted.get("delivered", 0)))
     baseline = format_duration(PRE_ONSET_S, long=True, coarse=True)
     return f"≈ {lost:,} (from captured events; baseline: the {baseline} before the onset)"
