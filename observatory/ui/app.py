@@ -26,6 +26,7 @@ from observatory.store.query import first_line
 from observatory.ui.attached import AttachedDriver, Link, OwnerTarget
 from observatory.ui.driver import IncidentState, RuntimeDriver, Snapshot
 from observatory.ui.screens.dashboard import DashboardScreen
+from observatory.util.zonetime import DisplayZone
 
 if TYPE_CHECKING:
     import duckdb
@@ -87,9 +88,12 @@ class ObservatoryApp(App[None]):
         clock: Callable[[], float] | None = None,
         note: str = "",
         attach: OwnerTarget | None = None,
+        zone: DisplayZone | None = None,
     ) -> None:
         super().__init__()
         self.clock = clock
+        # The zone of every time on screen ([ui] timezone; default the machine's).
+        self.zone = zone if zone is not None else DisplayZone()
         self._driving = False
         self.driver: RuntimeDriver | AttachedDriver
         if attach is not None:
@@ -296,7 +300,11 @@ def make_app(
         return runtime
 
     app = ObservatoryApp(
-        runtime_factory or factory, poll=poll and not replay, clock=clock, note=note
+        runtime_factory or factory,
+        poll=poll and not replay,
+        clock=clock,
+        note=note,
+        zone=cfg.ui.display_zone(),
     )
     return app
 
@@ -304,7 +312,9 @@ def make_app(
 def make_attached_app(target: OwnerTarget, config: Config | None = None) -> ObservatoryApp:
     """The app attached to the owner ``target`` names (it owns nothing itself); ``config``
     (the viewer's) gives the dependency screen its chains and incidents their plans."""
-    app = ObservatoryApp(attach=target)
+    app = ObservatoryApp(
+        attach=target, zone=config.ui.display_zone() if config is not None else None
+    )
     if isinstance(app.driver, AttachedDriver):
         app.driver.config = config
     return app

@@ -55,7 +55,7 @@ class DashboardScreen(ObservatoryScreen):
         if snap is None:
             self._status(None)
             return
-        self.query_one(IncidentBar).show(snap.incidents, snap.now)
+        self.query_one(IncidentBar).show(snap.incidents, snap.now, self.observatory.zone)
         container = self.query_one("#panes", VerticalScroll)
         new = [name for name in snap.statuses if name not in self.panes]
         for name in new:
@@ -94,6 +94,7 @@ class DashboardScreen(ObservatoryScreen):
             return
         text = Text()
         text.append(" LIVE " if snap.live else " HISTORY ", style="bold reverse")
+        text.append(f" {self.observatory.zone.clock(snap.now)}")
         if self.observatory.paused:
             text.append(" PAUSED ", style="bold black on yellow")
         attachment = self._attachment()
