@@ -47,9 +47,9 @@ class TimeAxis:
 
 
 def axis_for(now: float, seconds: int, available: int) -> TimeAxis:
-    """The axis of the last ``seconds`` whole seconds up to ``now`` (its own second included)
-    over ``available`` columns, at most one column per second."""
-    end = math.floor(now) + 1
+    """The axis of the last ``seconds`` whole seconds before ``now`` (the second under way,
+    still being counted, is left out) over ``available`` columns, at most one a second."""
+    end = math.floor(now)
     return TimeAxis(start=end - seconds, seconds=seconds, width=max(1, min(available, seconds)))
 
 

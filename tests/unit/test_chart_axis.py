@@ -28,8 +28,8 @@ def test_timestamp_to_column_is_linear_in_time() -> None:
     assert axis.column_start(50) == START + 150
 
 
-def test_the_axis_ends_with_the_current_second_and_has_at_most_a_column_a_second() -> None:
-    axis = axis_for(START + 299.4, 300, 100)
+def test_the_axis_ends_before_the_second_under_way_and_has_at_most_a_column_a_second() -> None:
+    axis = axis_for(START + 300.4, 300, 100)
     assert (axis.start, axis.end, axis.width) == (START, START + 300, 100)
     assert axis_for(START, 60, 500).width == 60
 
