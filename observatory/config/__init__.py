@@ -36,6 +36,7 @@ from observatory.config.sections import (
 )
 from observatory.config.server import ServerConfig
 from observatory.config.sources import SourceConfig
+from observatory.config.ui import UiConfig
 
 __all__ = [
     "ServerConfig",
@@ -55,6 +56,7 @@ __all__ = [
     "ResponsePlan",
     "SourceConfig",
     "StorageConfig",
+    "UiConfig",
     "default_config",
     "dependents",
     "load_config",

@@ -20,6 +20,7 @@ from observatory.config.sections import (
 )
 from observatory.config.server import ServerConfig
 from observatory.config.sources import SourceConfig
+from observatory.config.ui import UiConfig
 from observatory.ingest.classify import guess_vendor
 
 
@@ -41,6 +42,7 @@ class Config(_Model):
     backup: BackupConfig | None = None
     server: ServerConfig = Field(default_factory=ServerConfig)
     drills: DrillsConfig = Field(default_factory=DrillsConfig)
+    ui: UiConfig = Field(default_factory=UiConfig)
     base_dir: Path = Field(default_factory=lambda: Path.cwd(), exclude=True, repr=False)
     _dependency_links = model_validator(mode="after")(check_dependency_links)
 

@@ -26,6 +26,7 @@ from observatory.store.query import first_line
 from observatory.ui.attached import AttachedDriver, Link, OwnerTarget
 from observatory.ui.driver import IncidentState, RuntimeDriver, Snapshot
 from observatory.ui.screens.dashboard import DashboardScreen
+from observatory.util.zonetime import DisplayZone
 
 if TYPE_CHECKING:
     import duckdb
@@ -110,11 +111,14 @@ class ObservatoryApp(App[None]):
         note: str = "",
         attach: OwnerTarget | None = None,
         replay_history: bool = False,
+        zone: DisplayZone | None = None,
     ) -> None:
         super().__init__()
         self.clock = clock
         # --replay: replay the stored history once the runtime is up
         self._replay_pending = replay_history
+        # The zone of every time on screen ([ui] timezone; default the machine's).
+        self.zone = zone if zone is not None else DisplayZone()
         self._driving = False
         self.driver: RuntimeDriver | AttachedDriver
         if attach is not None:
@@ -388,6 +392,7 @@ def make_app(
         clock=clock,
         note=note,
         replay_history=replay_history,
+        zone=cfg.ui.display_zone(),
     )
     return app
 
@@ -395,7 +400,9 @@ def make_app(
 def make_attached_app(target: OwnerTarget, config: Config | None = None) -> ObservatoryApp:
     """The app attached to the owner ``target`` names (it owns nothing itself); ``config``
     (the viewer's) gives the dependency screen its chains and incidents their plans."""
-    app = ObservatoryApp(attach=target)
+    app = ObservatoryApp(
+        attach=target, zone=config.ui.display_zone() if config is not None else None
+    )
     if isinstance(app.driver, AttachedDriver):
         app.driver.config = config
     return app

@@ -6,7 +6,6 @@ Never interpolate such text into markup: Text(...) is shown as is, and control c
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from rich.text import Text
@@ -36,9 +35,3 @@ def fmt_pct(value: float | None) -> str:
 
 def fmt_ms(value: float | None) -> str:
     return "–" if value is None else f"{value:.0f} ms"
-
-
-def fmt_time(ts: float | None) -> str:
-    if ts is None:
-        return "–"
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S")

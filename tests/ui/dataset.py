@@ -10,7 +10,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from observatory.config import load_config
+from observatory.config import UiConfig, load_config
 from observatory.ingest.backfill import ingest_files, plan_files
 from observatory.runtime import Runtime
 from observatory.sim.loadgen import Fault, config_toml, line
@@ -145,11 +145,13 @@ def build_db(
     return cfg
 
 
-def app_on(cfg: Path, tmp_path: Path) -> ObservatoryApp:
-    """An app on a private copy of `cfg`'s database: replayed, not polling, clock frozen."""
+def app_on(cfg: Path, tmp_path: Path, timezone: str = "UTC") -> ObservatoryApp:
+    """An app on a private copy of `cfg`'s database: replayed, not polling, clock frozen;
+    its times shown in `timezone` (`[ui] timezone`; UTC: the same on every machine)."""
     db = tmp_path / "copy.duckdb"
     shutil.copy(cfg.parent / "obs.duckdb", db)
     config = load_config(cfg)
+    config.ui = UiConfig(timezone=timezone)
 
     def factory() -> Runtime:
         runtime = Runtime(config, str(db))

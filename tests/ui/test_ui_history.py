@@ -22,6 +22,8 @@ from observatory.ui.app import ObservatoryApp, make_app
 from observatory.ui.screens.dashboard import DashboardScreen
 from observatory.ui.screens.destination import DestinationScreen
 from observatory.ui.screens.incidents import IncidentsScreen
+from observatory.ui.widgets.time_chart import TimeChart
+from observatory.util.isotime import parse_iso
 from tests.pilot import settle, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -86,7 +88,7 @@ async def test_history_is_shown_replayed_by_r_and_never_twice(shipped: Path) -> 
         assert "last 11-20 14:40" in stats and "ok/s 1.9" in stats
         assert text_of(tiktok.query_one(".pane-spark", Static)).strip()
         line = text_of(dashboard.query_one("#status-line", Static))
-        assert "history: 2026-11-20 14:00–14:40, nothing live" in line
+        assert "history: 2026-11-20 14:00–14:40 UTC, nothing live" in line
         assert "4 destinations" in line
         assert stored_incidents(app) == []  # going live found nothing: it is all history
 
@@ -125,8 +127,13 @@ async def test_history_is_shown_replayed_by_r_and_never_twice(shipped: Path) -> 
         dest = app.screen
         assert isinstance(dest, DestinationScreen)
         await settle(pilot, dest)
-        chart = text_of(dest.query_one("#chart-range", Static))
-        assert "2026-11-20 14:00:00 – 2026-11-20 14:40:01" in chart
+        chart = dest.query_one(TimeChart)
+        assert chart.data is not None  # the stored span, not the 5 minutes before now
+        assert (chart.data.now - chart.data.seconds, chart.data.now) == (
+            parse_iso("2026-11-20T14:00:00Z"),
+            parse_iso("2026-11-20T14:40:01Z"),
+        )
+        assert "2026-11-20 14:00:00 – 14:40:01 UTC" in str(chart.render())
         assert OUTAGE_ID in str(dest.query_one("#dest-incidents", DataTable).get_row_at(0)[0])
 
 

@@ -18,10 +18,11 @@ from textual.widgets import Static
 from observatory.ui.attached import UNAUTHORIZED
 from observatory.ui.driver import Snapshot
 from observatory.ui.screens.base import ObservatoryScreen
-from observatory.ui.text import fmt_time, literal
+from observatory.ui.text import literal
 from observatory.ui.widgets.destination_pane import DestinationPane
 from observatory.ui.widgets.footer import KeyFooter
 from observatory.ui.widgets.incident_bar import IncidentBar
+from observatory.util.zonetime import DisplayZone
 
 
 class DashboardScreen(ObservatoryScreen):
@@ -56,11 +57,11 @@ class DashboardScreen(ObservatoryScreen):
         if snap is None:
             self._status(None)
             return
-        self.query_one(IncidentBar).show(snap.incidents, snap.now)
+        self.query_one(IncidentBar).show(snap.incidents, snap.now, self.observatory.zone)
         container = self.query_one("#panes", VerticalScroll)
         new = [name for name in snap.statuses if name not in self.panes]
         for name in new:
-            pane = DestinationPane(name, classes="pane")
+            pane = DestinationPane(name, self.observatory.zone, classes="pane")
             self.panes[name] = pane
         if new:
             container.mount(*[self.panes[n] for n in new])
@@ -94,10 +95,12 @@ class DashboardScreen(ObservatoryScreen):
             line.update(self._attachment() or Text("starting…", style="dim"), layout=False)
             return
         text = Text()
+        zone = self.observatory.zone
         if snap.history is not None:  # only history in the sources: say so, and since when
-            text.append(f" history: {fmt_span(*snap.history)}, nothing live ", "bold reverse")
+            text.append(f" history: {fmt_span(zone, *snap.history)}, nothing live ", "bold reverse")
         else:
             text.append(" LIVE " if snap.live else " HISTORY ", style="bold reverse")
+            text.append(f" {zone.clock(snap.now)}")
         if self.observatory.paused:
             text.append(" PAUSED ", style="bold black on yellow")
         attachment = self._attachment()
@@ -210,8 +213,9 @@ class DashboardScreen(ObservatoryScreen):
         self.app.push_screen(DestinationScreen(event.destination))
 
 
-def fmt_span(first: float, last: float) -> str:
-    """A span of event time to the minute: "2026-11-20 14:00–14:40" (the date once when
-    both ends fall on the same day)."""
-    start, end = fmt_time(first)[:16], fmt_time(last)[:16]
-    return f"{start}–{end[11:]}" if start[:10] == end[:10] else f"{start} – {end}"
+def fmt_span(zone: DisplayZone, first: float, last: float) -> str:
+    """A span of event time to the minute, in ``zone``: "2026-11-20 14:00–14:40 UTC" (the
+    date once when both ends fall on the same day)."""
+    start, end = zone.full(first)[:16], zone.full(last)[:16]
+    span = f"{start}–{end[11:]}" if start[:10] == end[:10] else f"{start} – {end}"
+    return f"{span} {zone.label(last)}"

@@ -1,5 +1,8 @@
 """One destination: per-second chart, error breakdown, recent failures (Enter or a click
-opens one in full), probe history with rate-limit headers, its incidents."""
+opens one in full), probe history with rate-limit headers, its incidents.
+
+All of it follows the app's snapshots: read again (in a thread) once a second of data time
+has passed, as the ceiling line is; `r` reads again at once."""
 
 from __future__ import annotations
 
@@ -12,9 +15,9 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.containers import VerticalScroll
 from textual.message import Message
-from textual.widgets import DataTable, Sparkline, Static
+from textual.widgets import DataTable, Static
 
 from observatory.detect.drift import DestinationDrift
 from observatory.store.query import first_line
@@ -29,9 +32,14 @@ from observatory.ui.queries import (
 )
 from observatory.ui.screens.base import ObservatoryScreen
 from observatory.ui.screens.failure import FailureScreen
-from observatory.ui.text import fmt_ms, fmt_time, literal
+from observatory.ui.text import fmt_ms, literal
 from observatory.ui.widgets.footer import KeyFooter
+from observatory.ui.widgets.time_chart import ChartData, TimeChart
 from observatory.util.durations import format_duration
+from observatory.util.zonetime import DisplayZone
+
+# Live, the screen reads again when the snapshots' time has moved on this far.
+REFRESH_SECONDS = 1.0
 
 
 class DestinationScreen(ObservatoryScreen):
@@ -39,15 +47,19 @@ class DestinationScreen(ObservatoryScreen):
 
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back"),
-        Binding("r", "reload", "Reload"),
+        Binding("r", "reload", "Refresh now"),
         Binding("f", "focus_failures", "Failures"),
         Binding("m", "write_missing", "Missing → file"),
     ]
 
     class Loaded(Message):
-        def __init__(self, detail: DestinationDetail) -> None:
+        def __init__(
+            self, detail: DestinationDetail, now: float, window: tuple[float, float]
+        ) -> None:
             super().__init__()
             self.detail = detail
+            self.now = now  # the time it was read as of
+            self.window = window  # what the chart covers (epoch s)
 
     class Failed(Message):
         def __init__(self, error: str) -> None:
@@ -64,7 +76,9 @@ class DestinationScreen(ObservatoryScreen):
         super().__init__()
         self.destination = destination
         self.failures: list[FailureRow] = []
-        self.window = (0.0, 0.0)  # what the chart covers (epoch s)
+        self.loading = False
+        self.loaded_at: float | None = None  # the data time of the last read
+        self._shown: dict[str, list[tuple[Any, ...]]] = {}  # per table, the rows it shows
 
     def compose(self) -> ComposeResult:
         yield Static(
@@ -72,13 +86,7 @@ class DestinationScreen(ObservatoryScreen):
             id="dest-title",
         )
         with VerticalScroll():
-            with Vertical(id="chart"):
-                for kind in ("delivered", "failed", "rate-limited"):
-                    with Horizontal(classes="chart-row"):
-                        yield Static(Text(kind), classes="chart-label")
-                        yield Sparkline([], id=f"spark-{kind}", classes=f"chart-spark {kind}")
-                        yield Static(classes="chart-total", id=f"total-{kind}")
-                yield Static(id="chart-range", classes="dim-note")
+            yield TimeChart(self.observatory.zone, id="chart")
             yield Static(Text("Rate limit and backup", style="bold"), classes="section")
             yield Static(id="ratelimit")
             yield Static(id="backup")
@@ -107,88 +115,133 @@ class DestinationScreen(ObservatoryScreen):
         self.watch(self.app, "snapshot", self._show_live)
 
     def _show_live(self, snap: Snapshot | None) -> None:
-        """The rate-limit ceiling and the backup counts, from the app's latest snapshot."""
+        """The rate-limit ceiling and the backup counts, from the app's latest snapshot;
+        the chart and the tables are read again once a second of data time has passed."""
         if snap is None:
             return
+        if not self.loading and (
+            self.loaded_at is None or snap.now - self.loaded_at >= REFRESH_SECONDS
+        ):
+            self.action_reload()
         self.query_one("#ratelimit", Static).update(
-            drift_text(snap.drift.get(self.destination)), layout=False
+            drift_text(snap.drift.get(self.destination), self.observatory.zone), layout=False
         )
         self.query_one("#backup", Static).update(
             backup_text(snap.backup.get(self.destination), bool(snap.backup)), layout=False
         )
 
     def action_reload(self) -> None:
-        self.window = chart_window(self.observatory.snapshot, self.destination)
-        self.load(*self.window)
+        """Read the chart and the tables again, as of the latest snapshot's time."""
+        snap = self.observatory.snapshot
+        self.loading = True
+        self.load(*chart_window(snap, self.destination), snap.now if snap is not None else 0.0)
 
     @work(thread=True, exit_on_error=False, group="destination", exclusive=True)
-    def load(self, since: float, now: float) -> None:
+    def load(self, since: float, end: float, now: float) -> None:
+        """Read the chart over [since, end) and the tables, as of the snapshot time ``now``."""
         try:
             with self.observatory.read_cursor() as cur:
-                detail = destination_detail(cur, self.destination, now, since)
+                detail = destination_detail(cur, self.destination, end, since)
         except Exception as exc:  # shown to the user, one line
             self.post_message(self.Failed(first_line(exc)))
             return
-        self.post_message(self.Loaded(detail))
+        self.post_message(self.Loaded(detail, now, (since, end)))
 
     def on_destination_screen_failed(self, event: Failed) -> None:
-        self.query_one("#chart-range", Static).update(literal(event.error, "red"))
+        self.loading = False
+        self.query_one(TimeChart).fail(literal(event.error, "red"))
 
     def on_destination_screen_loaded(self, event: Loaded) -> None:
-        d = event.detail
-        for i, kind in enumerate(("delivered", "failed", "rate-limited"), start=1):
-            series = self._series(d, i)
-            self.query_one(f"#spark-{kind}", Sparkline).data = series
-            self.query_one(f"#total-{kind}", Static).update(Text(f"{int(sum(series))}"))
-        start, end = self.window
-        self.query_one("#chart-range", Static).update(
-            Text(f"per second, {fmt_time(start)} – {fmt_time(end)} UTC", style="dim")
+        self.loading = False
+        self.loaded_at = event.now
+        d, zone = event.detail, self.observatory.zone
+        start, end = event.window
+        self.query_one(TimeChart).show(
+            ChartData(end, round(end - start), list(d.seconds), self._onset())
         )
-        errors = self.query_one("#errors", DataTable)
-        errors.clear()
-        for status, code, message, n in d.errors:
-            errors.add_row(
-                literal(status),
-                literal(code),
-                literal(message, limit=80),
-                Text(str(n), justify="right"),
-            )
-        failures = self.query_one("#failures", DataTable)
-        failures.clear()
+        self._fill(
+            "errors",
+            [
+                (
+                    literal(status),
+                    literal(code),
+                    literal(message, limit=80),
+                    Text(str(n), justify="right"),
+                )
+                for status, code, message, n in d.errors
+            ],
+            key=d.errors,
+        )
         self.failures = list(d.failures)
-        for ts, outcome, status, code, message, latency, _mid in d.failures:
-            failures.add_row(
-                Text(fmt_time(float(ts))),
-                literal(outcome),
-                literal(status),
-                literal(code),
-                literal(message, limit=80),
-                Text(fmt_ms(latency), justify="right"),
-            )
-        probes = self.query_one("#probes", DataTable)
-        probes.clear()
+        self._fill(
+            "failures",
+            [
+                (
+                    Text(zone.full(float(ts))),
+                    literal(outcome),
+                    literal(status),
+                    literal(code),
+                    literal(message, limit=80),
+                    Text(fmt_ms(latency), justify="right"),
+                )
+                for ts, outcome, status, code, message, latency, _mid in d.failures
+            ],
+            key=self.failures,
+        )
+        probe_rows = []
         for p in d.probes:
             ok = "–" if p.ok is None else ("ok" if p.ok else "FAIL")
-            probes.add_row(
-                Text(fmt_time(p.ts)),
-                literal(p.probe, limit=24),
-                Text(ok, style="green" if p.ok else "bold red"),
-                literal(p.http_status),
-                Text(fmt_ms(p.latency_ms), justify="right"),
-                literal(p.status or p.error, limit=30),
-                literal(p.rate_limit or "–", limit=60),
+            probe_rows.append(
+                (
+                    Text(zone.full(p.ts)),
+                    literal(p.probe, limit=24),
+                    Text(ok, style="green" if p.ok else "bold red"),
+                    literal(p.http_status),
+                    Text(fmt_ms(p.latency_ms), justify="right"),
+                    literal(p.status or p.error, limit=30),
+                    literal(p.rate_limit or "–", limit=60),
+                )
             )
-        incidents = self.query_one("#dest-incidents", DataTable)
-        incidents.clear()
-        for inc in d.incidents:
-            incidents.add_row(
-                Text(inc.id),
-                Text(inc.state),
-                Text(inc.severity),
-                Text(inc.detector),
-                Text(fmt_time(inc.detected_at)),
-                literal(inc.summary, limit=50),
-            )
+        self._fill("probes", probe_rows, key=d.probes)
+        self._fill(
+            "dest-incidents",
+            [
+                (
+                    Text(inc.id),
+                    Text(inc.state),
+                    Text(inc.severity),
+                    Text(inc.detector),
+                    Text(zone.full(inc.detected_at)),
+                    literal(zone.localize_clocks(inc.summary, inc.detected_at), limit=50),
+                )
+                for inc in d.incidents
+            ],
+            key=[(i.id, i.state, i.severity, i.summary) for i in d.incidents],
+        )
+
+    def _fill(self, table_id: str, rows: list[tuple[Any, ...]], key: list[Any]) -> None:
+        """Show ``rows`` in the table, unless what they show (``key``) has not changed; the
+        cursor stays on its row."""
+        if self._shown.get(table_id) == key:
+            return
+        self._shown[table_id] = list(key)
+        table = self.query_one(f"#{table_id}", DataTable)
+        row = table.cursor_row
+        table.clear()
+        for cells in rows:
+            table.add_row(*cells)
+        if rows and row > 0:
+            table.move_cursor(row=min(row, len(rows) - 1), animate=False)
+
+    def _onset(self) -> float | None:
+        """The onset of this destination's open incident (None: none open)."""
+        snap = self.observatory.snapshot
+        if snap is None:
+            return None
+        open_ = [
+            i for i in snap.incidents if i.destination == self.destination and i.state != "resolved"
+        ]
+        return min((i.onset for i in open_), default=None)
 
     def action_write_missing(self) -> None:
         """Write this destination's missing backup events, as received, to a JSON-lines file
@@ -240,14 +293,6 @@ class DestinationScreen(ObservatoryScreen):
             return
         self.app.call_from_thread(self.app.push_screen, FailureScreen(fields))
 
-    @staticmethod
-    def _series(d: DestinationDetail, column: int) -> list[float]:
-        if not d.seconds:
-            return []
-        first, last = d.seconds[0][0], d.seconds[-1][0]
-        by_sec = {row[0]: row[column] for row in d.seconds}
-        return [float(by_sec.get(s, 0)) for s in range(first, last + 1)]
-
 
 def chart_window(snap: Snapshot | None, destination: str) -> tuple[float, float]:
     """What the chart covers: the last CHART_SECONDS; for a destination with only history
@@ -269,7 +314,7 @@ def _per_s(value: float | None) -> str:
     return "–" if value is None else f"{value:.3g}/s"
 
 
-def drift_text(d: DestinationDrift | None) -> Text:
+def drift_text(d: DestinationDrift | None, zone: DisplayZone) -> Text:
     """The accepted-rate ceiling (delivered/s while throttled) now and its baseline."""
     if d is None:
         return Text("ceiling: no deliveries seen yet", style="dim")
@@ -290,7 +335,7 @@ def drift_text(d: DestinationDrift | None) -> Text:
         text.append("  " + d.rate_limit_usage, style="yellow" if warn else "")
     if d.flagged:
         text.append("  DRIFT", style="bold red")
-        when = fmt_time(d.flagged_at)[11:] if d.flagged_at is not None else ""
+        when = zone.clock(d.flagged_at) if d.flagged_at is not None else ""
         text.append(f" flagged {when}: ceiling moved to {_per_s(d.flagged_ceiling)}", style="red")
     return text
 

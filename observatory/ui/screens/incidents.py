@@ -16,8 +16,9 @@ from observatory.config import response_plan
 from observatory.incidents.model import Incident
 from observatory.incidents.store import list_incidents
 from observatory.ui.screens.base import ObservatoryScreen
-from observatory.ui.text import clean, fmt_time, literal
+from observatory.ui.text import clean, literal
 from observatory.ui.widgets.footer import KeyFooter
+from observatory.util.zonetime import DisplayZone
 
 
 class IncidentsScreen(ObservatoryScreen):
@@ -86,6 +87,7 @@ class IncidentsScreen(ObservatoryScreen):
     def on_incidents_screen_loaded(self, event: Loaded) -> None:
         table = self.query_one("#incident-list", DataTable)
         row = table.cursor_row
+        zone = self.observatory.zone
         self.incidents = event.incidents
         table.clear()
         for inc in event.incidents:
@@ -96,9 +98,9 @@ class IncidentsScreen(ObservatoryScreen):
                 Text(inc.severity),
                 literal(inc.destination),
                 Text(inc.detector),
-                Text(fmt_time(inc.detected_at)[5:]),
-                Text(fmt_time(inc.resolved_at)[5:] or "–"),
-                _summary(inc),
+                Text(zone.short(inc.detected_at)),
+                Text(zone.short(inc.resolved_at)),
+                _summary(inc, zone),
                 key=inc.id,
             )
         if event.incidents:
@@ -122,9 +124,9 @@ class IncidentsScreen(ObservatoryScreen):
         # time and kind at their widths; detail takes the rest (cell padding 1 each side,
         # and room for a vertical scrollbar)
         width = max(self.size.width, 40)
-        timeline.add_column("time", width=19)
+        timeline.add_column("time", width=23)
         timeline.add_column("kind", width=10)
-        timeline.add_column("detail", width=max(20, width - 19 - 10 - 3 * 2 - 2))
+        timeline.add_column("detail", width=max(20, width - 23 - 10 - 3 * 2 - 2))
         inc = self.selected()
         self._show_plan(inc)
         title = self.query_one("#timeline-title", Static)
@@ -132,11 +134,12 @@ class IncidentsScreen(ObservatoryScreen):
             title.update(Text("Timeline (no incidents)", style="bold"))
             return
         title.update(Text.assemble(("Timeline of ", "bold"), (inc.id, "bold"), _found(inc)))
+        zone = self.observatory.zone
         for entry in inc.timeline:
             timeline.add_row(
-                Text(fmt_time(entry.ts)),
+                Text(zone.full(entry.ts)),
                 literal(entry.kind),
-                Text(clean(entry.detail)),
+                Text(clean(zone.localize_clocks(entry.detail, entry.ts))),
                 height=None,
             )
 
@@ -246,8 +249,9 @@ def _found(inc: Incident) -> Text:
     return Text(f"  {FOUND_IN_HISTORY}", style="italic") if inc.historical else Text()
 
 
-def _summary(inc: Incident) -> Text:
+def _summary(inc: Incident, zone: DisplayZone) -> Text:
+    summary = literal(zone.localize_clocks(inc.summary, inc.detected_at), limit=48)
     if not inc.historical:
-        return literal(inc.summary, limit=48)
+        return summary
     text = Text(f"{FOUND_IN_HISTORY}: ", style="italic", no_wrap=True, overflow="ellipsis")
-    return text.append_text(literal(inc.summary, limit=48))
+    return text.append_text(summary)

@@ -11,8 +11,9 @@ from textual.widget import Widget
 from textual.widgets import Static
 
 from observatory.detect.engine import DestinationStatus
-from observatory.ui.text import fmt_ms, fmt_pct, fmt_time, literal
+from observatory.ui.text import fmt_ms, fmt_pct, literal
 from observatory.util.durations import format_age
+from observatory.util.zonetime import DisplayZone
 
 BADGES = {
     "ok": ("OK", "bold black on green"),
@@ -61,6 +62,7 @@ class DestinationPane(Widget, can_focus=True):
     def __init__(
         self,
         destination: str,
+        zone: DisplayZone | None = None,
         *,
         name: str | None = None,
         id: str | None = None,
@@ -69,6 +71,7 @@ class DestinationPane(Widget, can_focus=True):
     ) -> None:
         super().__init__(name=name, id=id, classes=classes, disabled=disabled)
         self.destination = destination
+        self.zone = zone if zone is not None else DisplayZone()  # of a STALE pane's last-seen
         self._shown: tuple[DestinationStatus, float, dict[str, Any] | None] | None = None
         self._drawn: tuple[object, ...] | None = None  # what is on screen now
 
@@ -93,7 +96,7 @@ class DestinationPane(Widget, can_focus=True):
         if not self.is_mounted or not self.children:
             return  # on_mount renders it
         width = max(0, self.content_region.width)
-        stats = self._stats(status, now, backup)
+        stats = self._stats(status, now, self.zone, backup)
         key = (status.state, status.incident_id, width, tuple(status.sparkline[-width:]), stats)
         if key == self._drawn:
             return  # nothing visible changed: no refresh
@@ -121,7 +124,10 @@ class DestinationPane(Widget, can_focus=True):
 
     @staticmethod
     def _stats(
-        status: DestinationStatus, now: float, backup: dict[str, Any] | None = None
+        status: DestinationStatus,
+        now: float,
+        zone: DisplayZone,
+        backup: dict[str, Any] | None = None,
     ) -> tuple[tuple[str, str], ...]:
         probe = "–" if status.probe_ok is None else ("ok" if status.probe_ok else "FAILING")
         stats: tuple[tuple[str, str], ...] = (
@@ -129,7 +135,7 @@ class DestinationPane(Widget, can_focus=True):
             ("ok", fmt_pct(status.success_pct)),
             ("429", fmt_pct(status.rate_limited_pct)),
             ("latency", fmt_ms(status.avg_latency_ms)),
-            ("last", _last_seen(status, now)),
+            ("last", _last_seen(status, now, zone)),
             ("probe", probe),
         )
         if status.feed is not None:  # a platform's metrics or API, not log lines
@@ -150,8 +156,8 @@ class DestinationPane(Widget, can_focus=True):
         self.action_open()
 
 
-def _last_seen(status: DestinationStatus, now: float) -> str:
+def _last_seen(status: DestinationStatus, now: float, zone: DisplayZone) -> str:
     """How long ago its last event was; for a STALE pane (history), when: its last-seen time."""
     if status.state == "stale" and status.last_event_ts is not None:
-        return fmt_time(status.last_event_ts)[5:16]
+        return zone.short(status.last_event_ts)[:11] + " " + zone.label(status.last_event_ts)
     return format_age(now, status.last_event_ts)
