@@ -24,13 +24,53 @@ from observatory.ui.widgets.footer import KeyFooter
 from observatory.ui.widgets.incident_bar import IncidentBar
 
 
+class PaneList(VerticalScroll, inherit_bindings=False, can_focus=False):
+    """The panes' scrolling container, without the arrow keys a scroll view takes: on the
+    dashboard they move focus between panes (which scrolls the focused one into view)."""
+
+
+def neighbour(boxes: list[tuple[int, ...]], current: int, direction: str) -> int | None:
+    """The index of the pane to move to from `boxes[current]` (boxes are (x, y, width,
+    height) on screen, in display order), or None to stay.
+
+    left / right: the previous / next pane in reading order (in a grid a row's end goes on
+    to the next row's start). up / down: the nearest pane wholly above / below, the one
+    most in line with the current one first; in one column that is the previous / next."""
+    if direction in ("left", "right"):
+        step = current + (1 if direction == "right" else -1)
+        return step if 0 <= step < len(boxes) else None
+    x, y, width, height = boxes[current]
+    centre = x + width / 2
+    best: tuple[float, float] | None = None
+    found = None
+    for n, (bx, by, bw, bh) in enumerate(boxes):
+        if direction == "down":
+            gap = by - (y + height)
+        else:
+            gap = y - (by + bh)
+        if n == current or gap < 0:
+            continue
+        score = (gap, abs(bx + bw / 2 - centre))
+        if best is None or score < best:
+            best, found = score, n
+    return found
+
+
 class DashboardScreen(ObservatoryScreen):
     """Live panes, rendered from the app's latest Snapshot only (no queries per frame)."""
 
     BINDINGS = [
-        Binding("enter", "open", "Open"),
-        Binding("slash", "filter", "Filter"),
+        Binding("enter", "open", "Open", tooltip="open the focused destination"),
+        Binding("slash", "filter", "Filter", tooltip="filter destinations (Esc clears)"),
         Binding("escape", "clear_filter", "Clear filter", show=False),
+        # Arrows move between panes by where they are on screen (see `neighbour`), so they
+        # keep working when the panes are laid out in a grid.
+        Binding("down", "move('down')", "Next", show=False, tooltip="move between destinations"),
+        Binding("up", "move('up')", "Previous", show=False, tooltip="move between destinations"),
+        Binding("right", "move('right')", "Next", show=False, tooltip="move between destinations"),
+        Binding(
+            "left", "move('left')", "Previous", show=False, tooltip="move between destinations"
+        ),
     ]
 
     AUTO_FOCUS = ".pane"
@@ -43,7 +83,7 @@ class DashboardScreen(ObservatoryScreen):
 
     def compose(self) -> ComposeResult:
         yield IncidentBar(id="incident-bar")
-        yield VerticalScroll(id="panes")
+        yield PaneList(id="panes")
         yield Static(id="status-line")
         yield KeyFooter()
 
@@ -140,6 +180,22 @@ class DashboardScreen(ObservatoryScreen):
     def action_open(self) -> None:
         if isinstance(self.focused, DestinationPane):
             self.focused.action_open()
+
+    def action_move(self, direction: str) -> None:
+        """Focus the pane next to the focused one in `direction` (see `neighbour`)."""
+        shown = [p for p in self.panes.values() if p.display]
+        if not shown:
+            return
+        if self.focused not in shown:
+            shown[0].focus()
+            return
+        # Positions in the container's content (off-screen panes have one too).
+        boxes = [tuple(p.virtual_region) for p in shown]
+        if not all(w and h for _x, _y, w, h in boxes):  # not laid out yet: display order
+            boxes = [(0, n, 1, 1) for n in range(len(shown))]
+        target = neighbour(boxes, shown.index(self.focused), direction)
+        if target is not None:
+            shown[target].focus()  # scrolls it into view
 
     def action_filter(self) -> None:
         self.filtering = True
