@@ -45,12 +45,18 @@ class ObservatoryApp(App[None]):
     TITLE = "Observatory"
 
     BINDINGS = [
-        Binding("q", "quit", "Quit"),
-        Binding("s", "sql", "SQL"),
-        Binding("i", "incidents", "Incidents"),
-        Binding("d", "dependencies", "Dependencies", show=False),  # help and palette list it
-        Binding("p", "pause", "Pause"),
-        Binding("question_mark", "help", "Help"),
+        Binding("q", "quit", "Quit", tooltip="quit"),
+        Binding("s", "sql", "SQL", tooltip="SQL console"),
+        Binding("i", "incidents", "Incidents", tooltip="incidents"),
+        Binding(
+            "d",
+            "dependencies",
+            "Dependencies",
+            show=False,  # help and palette list it
+            tooltip="dependencies: chains, their state, fallbacks",
+        ),
+        Binding("p", "pause", "Pause", tooltip="pause / resume live updates"),
+        Binding("question_mark", "help", "Help", tooltip="this help"),
         Binding("f1", "help", "Help", show=False),
     ]
 

@@ -3,14 +3,21 @@ a filter matching nothing, and the SQL console's errors and kept state."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
+from textual.command import CommandPalette
 from textual.pilot import Pilot
+from textual.widgets import DataTable, Input, TextArea
 
 from observatory.ui.app import ObservatoryApp
 from observatory.ui.screens.dashboard import DashboardScreen, neighbour
+from observatory.ui.screens.dependencies import DependenciesScreen
 from observatory.ui.screens.destination import DestinationScreen
+from observatory.ui.screens.help import HelpScreen, help_sections
+from observatory.ui.screens.incidents import IncidentsScreen
+from observatory.ui.screens.sql import SqlScreen
 from observatory.ui.widgets.destination_pane import DestinationPane
 from tests.pilot import settle, wait_for
 from tests.ui.dataset import AppMaker
@@ -81,3 +88,249 @@ def test_neighbour_moves_by_position_in_a_grid() -> None:
     # one column: previous / next
     column = [(0, 5 * n, 80, 5) for n in range(3)]
     assert [neighbour(column, 1, d) for d in ("up", "down", "left", "right")] == [0, 2, 0, 2]
+
+
+@pytest.mark.asyncio
+async def test_every_key_in_help_does_what_help_says(
+    make_ui: AppMaker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Walks the rows the help screen renders (help_sections) and presses each key on its
+    screen: each must do something the user sees. A key added to a screen's BINDINGS shows
+    in help by itself, and fails here until it gets a check."""
+    monkeypatch.chdir(tmp_path)  # `e` on an incident writes its export here
+    app = make_ui("incident")
+    async with app.run_test(size=SIZE) as pilot:
+        dash = await dashboard(pilot, 2)
+        first, second = dash.panes.values()
+
+        def notified() -> int:
+            return len(app._notifications)
+
+        def on(screen_type: type) -> Any:
+            screen = app.screen
+            assert isinstance(screen, screen_type), (screen, screen_type)
+            return screen
+
+        async def press_opens(key: str, screen_type: type) -> None:
+            await pilot.press(key)
+            await wait_for(pilot, lambda: isinstance(app.screen, screen_type))
+            app.action_dashboard()
+            await pilot.pause()
+
+        quit_keys: list[str] = []
+
+        # -- Everywhere, pressed on the dashboard ----------------------------------------
+        async def pause(key: str) -> None:
+            await pilot.press(key)
+            assert app.paused
+            await pilot.press(key)
+            assert not app.paused
+
+        async def click(_key: str) -> None:
+            await pilot.click(DestinationPane)
+            await wait_for(pilot, lambda: isinstance(app.screen, DestinationScreen))
+            await settle(pilot, app.screen)
+            app.action_dashboard()
+            await pilot.pause()
+
+        async def quit_last(key: str) -> None:
+            quit_keys.append(key)
+
+        # -- Dashboard -------------------------------------------------------------------
+        async def move(key: str) -> None:
+            start, end = (first, second) if key in ("down", "right") else (second, first)
+            start.focus()
+            await pilot.press(key)
+            assert app.focused is end, key
+
+        async def open_pane(key: str) -> None:
+            second.focus()
+            await pilot.press(key)
+            screen = on(DestinationScreen)
+            assert screen.destination == second.destination
+            await settle(pilot, screen)
+            app.action_dashboard()
+            await pilot.pause()
+
+        async def start_filter(key: str) -> None:
+            await pilot.press(key)
+            assert dash.filtering
+            await pilot.press("escape")
+            assert not dash.filtering
+
+        async def clear_filter(key: str) -> None:
+            await pilot.press("slash", *second.destination[:4], "enter")
+            assert dash.filter_text and not first.display
+            await pilot.press(key)
+            assert dash.filter_text == "" and first.display and second.display
+
+        async def tab(key: str) -> None:
+            first.focus()
+            await pilot.press(key)
+            assert app.focused is second
+
+        # -- Destination -----------------------------------------------------------------
+        async def back(key: str) -> None:
+            screen = app.screen
+            await pilot.press(key)
+            assert app.screen is not screen and app.screen is dash
+
+        async def reload_destination(key: str) -> None:
+            screen = on(DestinationScreen)
+            shown = screen.failures
+            await pilot.press(key)
+            await settle(pilot, screen)
+            assert screen.failures is not shown  # loaded afresh
+
+        async def focus_failures(key: str) -> None:
+            await pilot.press(key)
+            assert app.focused is on(DestinationScreen).query_one("#failures")
+
+        async def write_missing(key: str) -> None:
+            before = notified()
+            await pilot.press(key)
+            await settle(pilot, app.screen)
+            assert notified() > before  # here: the config has no [backup] table, it says so
+
+        # -- SQL console -----------------------------------------------------------------
+        runs: list[str] = []
+
+        async def run(key: str) -> None:
+            screen = on(SqlScreen)
+            sql = f"select {len(runs) + 41} as answer"
+            screen.query_one(TextArea).text = sql
+            await pilot.press(key)
+            await settle(pilot, screen)
+            runs.append(sql)
+            assert str(screen.query_one(DataTable).get_row_at(0)[0]) == str(len(runs) + 40)
+
+        async def cancel(key: str) -> None:
+            before = notified()
+            await pilot.press(key)
+            assert notified() > before  # nothing running: "no query is running"
+
+        async def export(key: str) -> None:
+            screen = on(SqlScreen)
+            await pilot.press(key)
+            box = screen.query_one("#export-path", Input)
+            assert box.display and app.focused is box
+            await pilot.press("escape")
+            assert not box.display
+
+        async def history(key: str) -> None:
+            editor = on(SqlScreen).query_one(TextArea)
+            assert len(runs) >= 2
+            if key == "ctrl+up":
+                editor.text = "draft"
+                await pilot.press(key)
+                assert editor.text == runs[-1]
+            else:
+                await pilot.press("ctrl+up")  # from the newest (the ctrl+up before) to older
+                assert editor.text == runs[-2]
+                await pilot.press(key)
+                assert editor.text == runs[-1]
+
+        async def sidebar(key: str) -> None:
+            box = on(SqlScreen).query_one("#sql-sidebar")
+            await pilot.press(key)
+            assert not box.display
+            await pilot.press(key)
+            assert box.display
+
+        # -- Incidents -------------------------------------------------------------------
+        async def acknowledge(key: str) -> None:
+            screen = on(IncidentsScreen)
+            assert screen.incidents[0].state == "open"
+            await pilot.press(key)
+            await settle(pilot, screen)
+            assert screen.incidents[0].state == "acknowledged"
+
+        async def note(key: str) -> None:
+            box = on(IncidentsScreen).query_one("#note", Input)
+            await pilot.press(key)
+            assert box.display and app.focused is box
+            await pilot.press("escape")
+            assert not box.display
+
+        async def export_incident(key: str) -> None:
+            screen = on(IncidentsScreen)
+            await pilot.press(key)
+            await settle(pilot, screen)
+            assert list(tmp_path.glob(f"incident-{screen.incidents[0].id}*.md"))
+
+        async def reload_incidents(key: str) -> None:
+            screen = on(IncidentsScreen)
+            shown = screen.incidents
+            await pilot.press(key)
+            await settle(pilot, screen)
+            assert screen.incidents is not shown and screen.incidents
+
+        async def open_destination() -> None:
+            first.focus()
+            await pilot.press("enter")
+            await settle(pilot, on(DestinationScreen))
+
+        async def open_with(key: str, screen_type: type) -> None:
+            await pilot.press(key)
+            await settle(pilot, on(screen_type))
+
+        async def stay() -> None:
+            pass
+
+        checks: dict[tuple[str, str], Any] = {
+            ("Everywhere", "quit"): quit_last,
+            ("Everywhere", "sql"): lambda k: press_opens(k, SqlScreen),
+            ("Everywhere", "incidents"): lambda k: press_opens(k, IncidentsScreen),
+            ("Everywhere", "dependencies"): lambda k: press_opens(k, DependenciesScreen),
+            ("Everywhere", "pause"): pause,
+            ("Everywhere", "help"): lambda k: press_opens(k, HelpScreen),
+            ("Everywhere", "command_palette"): lambda k: press_opens(k, CommandPalette),
+            ("Everywhere", ""): click,
+            ("Dashboard", "move"): move,
+            ("Dashboard", "open"): open_pane,
+            ("Dashboard", "filter"): start_filter,
+            ("Dashboard", "clear_filter"): clear_filter,
+            ("Dashboard", "focus_next"): tab,
+            ("Destination", "app.pop_screen"): back,
+            ("Destination", "reload"): reload_destination,
+            ("Destination", "focus_failures"): focus_failures,
+            ("Destination", "write_missing"): write_missing,
+            ("SQL console", "run"): run,
+            ("SQL console", "cancel"): cancel,
+            ("SQL console", "export"): export,
+            ("SQL console", "history"): history,
+            ("SQL console", "toggle_sidebar"): sidebar,
+            ("SQL console", "back"): back,
+            ("Incidents", "back"): back,
+            ("Incidents", "acknowledge"): acknowledge,
+            ("Incidents", "note"): note,
+            ("Incidents", "export"): export_incident,
+            ("Incidents", "reload"): reload_incidents,
+            ("Dependencies", "back"): back,
+        }
+        openers: dict[str, Any] = {
+            "Everywhere": stay,
+            "Dashboard": stay,
+            "Destination": open_destination,
+            "SQL console": lambda: open_with("s", SqlScreen),
+            "Incidents": lambda: open_with("i", IncidentsScreen),
+            "Dependencies": lambda: open_with("d", DependenciesScreen),
+        }
+        walked = 0
+        for heading, rows in help_sections():
+            assert heading in openers, f"help has a section {heading!r} this test cannot open"
+            for row in rows:
+                check = checks.get((heading, row.action))
+                assert check is not None, f"no check for {row.shown} ({heading}: {row.what})"
+                for key in row.keys or ("",):
+                    if app.screen is dash and heading != "Everywhere":
+                        await openers[heading]()
+                    await check(key)
+                    walked += 1
+            app.action_dashboard()
+            await pilot.pause()
+        assert walked >= 30
+        assert quit_keys == ["q"]
+        await pilot.press(*quit_keys)
+        await pilot.pause()
+    assert app.return_code == 0

@@ -59,18 +59,16 @@ def neighbour(boxes: list[tuple[int, ...]], current: int, direction: str) -> int
 class DashboardScreen(ObservatoryScreen):
     """Live panes, rendered from the app's latest Snapshot only (no queries per frame)."""
 
+    # Arrows move between panes by where they are on screen (see `neighbour`), so they keep
+    # working when the panes are laid out in a grid.
     BINDINGS = [
+        Binding("up", "move('up')", "Up", show=False, tooltip="move between destinations"),
+        Binding("down", "move('down')", "Down", show=False),
+        Binding("left", "move('left')", "Previous", show=False),
+        Binding("right", "move('right')", "Next", show=False),
         Binding("enter", "open", "Open", tooltip="open the focused destination"),
         Binding("slash", "filter", "Filter", tooltip="filter destinations (Esc clears)"),
-        Binding("escape", "clear_filter", "Clear filter", show=False),
-        # Arrows move between panes by where they are on screen (see `neighbour`), so they
-        # keep working when the panes are laid out in a grid.
-        Binding("down", "move('down')", "Next", show=False, tooltip="move between destinations"),
-        Binding("up", "move('up')", "Previous", show=False, tooltip="move between destinations"),
-        Binding("right", "move('right')", "Next", show=False, tooltip="move between destinations"),
-        Binding(
-            "left", "move('left')", "Previous", show=False, tooltip="move between destinations"
-        ),
+        Binding("escape", "clear_filter", "Clear filter", show=False, tooltip="clear the filter"),
     ]
 
     AUTO_FOCUS = ".pane"

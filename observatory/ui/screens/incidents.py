@@ -24,11 +24,16 @@ class IncidentsScreen(ObservatoryScreen):
     """Every stored incident, newest first."""
 
     BINDINGS = [
-        Binding("escape", "back", "Back"),
-        Binding("a", "acknowledge", "Acknowledge"),
-        Binding("n", "note", "Note"),
-        Binding("e", "export", "Export .md"),
-        Binding("r", "reload", "Reload"),
+        Binding("escape", "back", "Back", tooltip="back"),
+        Binding("a", "acknowledge", "Acknowledge", tooltip="acknowledge the selected incident"),
+        Binding("n", "note", "Note", tooltip="add a note to its timeline"),
+        Binding(
+            "e",
+            "export",
+            "Export .md",
+            tooltip="export it as incident-<id>.md in the current directory",
+        ),
+        Binding("r", "reload", "Reload", tooltip="reload"),
     ]
 
     class Loaded(Message):

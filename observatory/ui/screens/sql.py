@@ -39,16 +39,35 @@ class SqlScreen(ObservatoryScreen):
     """Read-only SQL on the captured data, run by a thread worker on a read cursor."""
 
     BINDINGS = [
-        Binding("ctrl+enter", "run", "Run", priority=True),
+        Binding("ctrl+enter", "run", "Run", priority=True, tooltip="run the query"),
         Binding("ctrl+r", "run", "Run", show=False, priority=True),
         Binding("f5", "run", "Run", show=False),
-        Binding("ctrl+g", "cancel", "Cancel", priority=True),
-        Binding("ctrl+s", "export", "Export", priority=True),
-        Binding("ctrl+up", "history(-1)", "Older", show=False, priority=True),
+        Binding("ctrl+g", "cancel", "Cancel", priority=True, tooltip="cancel the running query"),
+        Binding(
+            "ctrl+s",
+            "export",
+            "Export",
+            priority=True,
+            tooltip="export the result (.csv, .parquet, .json)",
+        ),
+        Binding(
+            "ctrl+up",
+            "history(-1)",
+            "Older",
+            show=False,
+            priority=True,
+            tooltip="older / newer query from the history",
+        ),
         Binding("ctrl+down", "history(1)", "Newer", show=False, priority=True),
-        Binding("ctrl+b", "toggle_sidebar", "Sidebar", priority=True),
+        Binding(
+            "ctrl+b",
+            "toggle_sidebar",
+            "Sidebar",
+            priority=True,
+            tooltip="show / hide the schema and history sidebar",
+        ),
         # Priority: the editor would otherwise take Esc (it moves focus out of the editor).
-        Binding("escape", "back", "Back", priority=True),
+        Binding("escape", "back", "Back", priority=True, tooltip="back"),
     ]
 
     class Finished(Message):
