@@ -254,7 +254,7 @@ class ObservatoryApp(App[None]):
             self.action_dependencies,
         )
         yield SystemCommand("Pause / resume", "Freeze or resume live updates", self.action_pause)
-        yield SystemCommand("Keys", "Show every key binding", self.action_help)
+        yield SystemCommand("Help", "Every key and what it does (? or F1)", self.action_help)
         # The current screen's own actions (acknowledge, note, run, export…), by their
         # binding descriptions, so the palette offers everything the keys do.
         from observatory.ui.screens.help import screen_commands

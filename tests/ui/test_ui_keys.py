@@ -334,3 +334,19 @@ async def test_every_key_in_help_does_what_help_says(
         await pilot.press(*quit_keys)
         await pilot.pause()
     assert app.return_code == 0
+
+
+@pytest.mark.asyncio
+async def test_palette_lists_help_and_selecting_it_opens_help(make_ui: AppMaker) -> None:
+    app = make_ui("healthy")
+    async with app.run_test(size=SIZE) as pilot:
+        await dashboard(pilot)
+        await pilot.press("ctrl+p")
+        palette = app.screen
+        assert isinstance(palette, CommandPalette)
+        await pilot.press(*"help")
+        await pilot.pause(0.3)
+        listed = palette.query_one("CommandList")
+        assert "Help" in str(listed.get_option_at_index(0).prompt)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen))
