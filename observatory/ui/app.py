@@ -203,8 +203,16 @@ class ObservatoryApp(App[None]):
     def action_sql(self) -> None:
         from observatory.ui.screens.sql import SqlScreen
 
-        if not isinstance(self.screen, SqlScreen):
-            self.push_screen(SqlScreen())
+        # One console per app session, installed so that closing it keeps it: reopened, it
+        # shows the query being written and the last result (or error) as they were.
+        if not self.is_screen_installed("sql"):
+            self.install_screen(SqlScreen(), "sql")
+        console = self.get_screen("sql")
+        if console in self.screen_stack:
+            while self.screen is not console:
+                self.pop_screen()
+            return
+        self.push_screen(console)
 
     def action_incidents(self) -> None:
         from observatory.ui.screens.incidents import IncidentsScreen

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from textual.command import CommandPalette
 from textual.pilot import Pilot
-from textual.widgets import DataTable, Input, TextArea
+from textual.widgets import DataTable, Input, Static, TextArea
 
 from observatory.ui.app import ObservatoryApp
 from observatory.ui.screens.dashboard import DashboardScreen, neighbour
@@ -350,3 +350,78 @@ async def test_palette_lists_help_and_selecting_it_opens_help(make_ui: AppMaker)
         assert "Help" in str(listed.get_option_at_index(0).prompt)
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen))
+
+
+async def open_sql(pilot: Pilot[Any]) -> SqlScreen:
+    await pilot.press("s")
+    screen = pilot.app.screen
+    assert isinstance(screen, SqlScreen)
+    await settle(pilot, screen)
+    return screen
+
+
+async def run_sql(pilot: Pilot[Any], screen: SqlScreen, sql: str) -> None:
+    screen.query_one(TextArea).text = sql
+    await pilot.press("ctrl+enter")
+    await settle(pilot, screen)
+
+
+def shown_text(screen: SqlScreen) -> str:
+    """What the console shows below the editor: the status, the error, the result rows."""
+    parts = [str(screen.query_one("#sql-status", Static).render())]
+    box = screen.query_one("#sql-error-box")
+    if box.display:
+        parts.append(screen.query_one("#sql-error", Static).render().plain)  # type: ignore[union-attr]
+    table = screen.query_one(DataTable)
+    if table.display:
+        parts += [str(c) for i in range(table.row_count) for c in table.get_row_at(i)]
+    return "\n".join(parts)
+
+
+@pytest.mark.asyncio
+async def test_sql_error_shows_whole_and_clears_the_old_result(make_ui: AppMaker) -> None:
+    app = make_ui("healthy")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await dashboard(pilot)
+        screen = await open_sql(pilot)
+        await run_sql(pilot, screen, "select 'old-row-marker' as m")
+        assert "old-row-marker" in shown_text(screen)
+        await run_sql(pilot, screen, "select * from evnts")
+        shown = shown_text(screen)
+        # DuckDB's whole message: what is wrong, its suggestion and where
+        assert "Table with name evnts does not exist" in shown
+        assert 'Did you mean "events"' in shown and "LINE 1" in shown
+        assert "old-row-marker" not in shown
+        # at 80 columns the message wraps onto several lines rather than being cut
+        error = screen.query_one("#sql-error", Static)
+        assert error.region.height >= 2 and error.region.width <= 80
+        # the old result is not exportable either
+        await pilot.press("ctrl+s")
+        assert not screen.query_one("#export-path", Input).display
+        # a refusal (a write in the read-only console) clears an old result the same way
+        await run_sql(pilot, screen, "select 'old-row-marker' as m")
+        await run_sql(pilot, screen, "delete from events")
+        shown = shown_text(screen)
+        assert "refused" in shown and "old-row-marker" not in shown
+        # and a result again hides the error
+        await run_sql(pilot, screen, "select 'new-row' as m")
+        assert "new-row" in shown_text(screen) and "evnts" not in shown_text(screen)
+
+
+@pytest.mark.asyncio
+async def test_sql_console_reopened_keeps_the_query_and_result(make_ui: AppMaker) -> None:
+    app = make_ui("healthy")
+    async with app.run_test(size=SIZE) as pilot:
+        await dashboard(pilot)
+        screen = await open_sql(pilot)
+        await run_sql(pilot, screen, "select 'kept-row' as m")
+        screen.query_one(TextArea).text = "select 2 -- still being written"
+        await pilot.press("escape")
+        assert isinstance(app.screen, DashboardScreen)
+        await pilot.press("i", "escape")  # another screen between
+        again = await open_sql(pilot)
+        assert again.query_one(TextArea).text == "select 2 -- still being written"
+        assert "kept-row" in shown_text(again)
+        # from the help on top of the console, `s` goes back to the same console
+        await pilot.press("question_mark", "s")
+        assert app.screen is again
