@@ -425,3 +425,23 @@ async def test_sql_console_reopened_keeps_the_query_and_result(make_ui: AppMaker
         # from the help on top of the console, `s` goes back to the same console
         await pilot.press("question_mark", "s")
         assert app.screen is again
+
+
+@pytest.mark.asyncio
+async def test_a_filter_matching_nothing_says_so(make_ui: AppMaker) -> None:
+    app = make_ui("healthy")
+    async with app.run_test(size=SIZE) as pilot:
+        dash = await dashboard(pilot, 2)
+        message = dash.query_one("#no-match", Static)
+        assert not message.display
+        await pilot.press("slash", *"xyz")
+        assert not any(p.display for p in dash.panes.values())
+        assert message.display
+        assert str(message.render()) == "no destinations match 'xyz' — Esc clears the filter"
+        await pilot.press("enter")  # kept: still says so
+        assert message.display
+        await pilot.press("escape")
+        assert not message.display and all(p.display for p in dash.panes.values())
+        # a filter that matches something shows no message
+        await pilot.press("slash", *"meta", "enter")
+        assert not message.display and dash.panes["meta_capi"].display

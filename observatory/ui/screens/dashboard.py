@@ -81,7 +81,8 @@ class DashboardScreen(ObservatoryScreen):
 
     def compose(self) -> ComposeResult:
         yield IncidentBar(id="incident-bar")
-        yield PaneList(id="panes")
+        with PaneList(id="panes"):
+            yield Static(id="no-match")  # shown when the filter matches no destination
         yield Static(id="status-line")
         yield KeyFooter()
 
@@ -247,6 +248,15 @@ class DashboardScreen(ObservatoryScreen):
             visible = needle in name.lower()
             if pane.display != visible:
                 pane.display = visible
+        none = bool(self.panes) and not any(p.display for p in self.panes.values())
+        message = self.query_one("#no-match", Static)
+        if none:
+            text = Text("no destinations match ")
+            text.append_text(literal(repr(self.filter_text), "bold"))
+            text.append(" — Esc clears the filter")
+            message.update(text)
+        if message.display != none:
+            message.display = none
 
     def on_destination_pane_selected(self, event: DestinationPane.Selected) -> None:
         from observatory.ui.screens.destination import DestinationScreen
