@@ -10,6 +10,7 @@ import pytest
 from textual.command import CommandPalette
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, Static, TextArea
+from textual.widgets._toast import Toast
 
 from observatory.ui.app import ObservatoryApp
 from observatory.ui.screens.dashboard import DashboardScreen, neighbour
@@ -445,3 +446,24 @@ async def test_a_filter_matching_nothing_says_so(make_ui: AppMaker) -> None:
         # a filter that matches something shows no message
         await pilot.press("slash", *"meta", "enter")
         assert not message.display and dash.panes["meta_capi"].display
+
+
+@pytest.mark.asyncio
+async def test_incident_note_box_is_not_under_a_notification(make_ui: AppMaker) -> None:
+    app = make_ui("incident")
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
+        await dashboard(pilot)
+        await pilot.press("i")
+        screen = app.screen
+        assert isinstance(screen, IncidentsScreen)
+        await settle(pilot, screen)
+        await pilot.press("a")  # "… is acknowledged": a notification
+        await settle(pilot, screen)
+        await pilot.press("n")
+        await pilot.pause(0.2)
+        toasts = list(app.screen.query(Toast))
+        assert toasts, "the acknowledgement shows a notification"
+        box = screen.query_one("#note", Input)
+        assert box.display and box.region.height
+        for toast in toasts:
+            assert not toast.region.overlaps(box.region)

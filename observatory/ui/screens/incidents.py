@@ -58,21 +58,21 @@ class IncidentsScreen(ObservatoryScreen):
     def compose(self) -> ComposeResult:
         yield Static(Text("Incidents", style="bold"), classes="section")
         yield DataTable(id="incident-list", cursor_type="row")
-        yield Static(id="incident-plan")
-        yield Static(Text("Timeline", style="bold"), classes="section", id="timeline-title")
-        yield DataTable(id="timeline", cursor_type="row")
+        # Under the list, not at the bottom: notifications show bottom right, over it.
         yield Input(
             placeholder="note for the selected incident (Enter adds, Esc cancels)", id="note"
         )
+        yield Static(id="incident-plan")
+        yield Static(Text("Timeline", style="bold"), classes="section", id="timeline-title")
+        yield DataTable(id="timeline", cursor_type="row")
         yield KeyFooter()
 
     def on_mount(self) -> None:
-        self.query_one("#incident-list", DataTable).add_columns(
-            "id", "state", "severity", "destination", "detector", "detected", "resolved", "summary"
-        )
+        self._fill_list()
         self.action_reload()
 
     def on_resize(self, event: events.Resize) -> None:
+        self._fill_list()  # the summary takes the new width
         self._show_timeline()  # the detail column wraps to the new width
 
     def action_reload(self) -> None:
@@ -89,26 +89,43 @@ class IncidentsScreen(ObservatoryScreen):
         self.post_message(self.Loaded(found))
 
     def on_incidents_screen_loaded(self, event: Loaded) -> None:
+        self.incidents = event.incidents
+        self._fill_list()
+        self._show_timeline()
+
+    def _fill_list(self) -> None:
+        """The list, each column as wide as its widest cell and the summary taking the rest
+        of the width (cut only when the screen is too narrow for it)."""
         table = self.query_one("#incident-list", DataTable)
         row = table.cursor_row
-        self.incidents = event.incidents
-        table.clear()
-        for inc in event.incidents:
-            state_style = {"open": "bold red", "acknowledged": "yellow"}.get(inc.state, "green")
-            table.add_row(
+        headers = ("id", "state", "severity", "destination", "detector", "detected", "resolved")
+        styles = {"open": "bold red", "acknowledged": "yellow"}
+        rows = [
+            (
                 Text(inc.id),
-                Text(inc.state, style=state_style),
+                Text(inc.state, style=styles.get(inc.state, "green")),
                 Text(inc.severity),
                 literal(inc.destination),
                 Text(inc.detector),
                 Text(fmt_time(inc.detected_at)[5:]),
                 Text(fmt_time(inc.resolved_at)[5:] or "–"),
-                literal(inc.summary, limit=48),
-                key=inc.id,
             )
-        if event.incidents:
-            table.move_cursor(row=min(row, len(event.incidents) - 1))
-        self._show_timeline()
+            for inc in self.incidents
+        ]
+        widths = [
+            max([len(h), *(cells[n].cell_len for cells in rows)]) for n, h in enumerate(headers)
+        ]
+        pad = 2 * table.cell_padding
+        # what is left of the screen's width (less a vertical scrollbar's 2 columns)
+        room = max(16, self.size.width - sum(w + pad for w in widths) - pad - 2)
+        table.clear(columns=True)
+        for header, width in zip(headers, widths, strict=True):
+            table.add_column(header, width=width)
+        table.add_column("summary", width=room)
+        for inc, cells in zip(self.incidents, rows, strict=True):
+            table.add_row(*cells, literal(inc.summary, limit=room), key=inc.id)
+        if self.incidents:
+            table.move_cursor(row=min(max(row, 0), len(self.incidents) - 1))
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if event.data_table.id == "incident-list":
