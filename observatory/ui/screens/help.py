@@ -25,7 +25,10 @@ class HelpRow:
 
     @property
     def shown(self) -> str:
-        return " / ".join(key_label(k) for k in self.keys) if self.keys else "mouse"
+        if not self.keys:
+            return "mouse"
+        labels = [key_label(k) for k in self.keys]
+        return (" " if all(len(k) == 1 for k in labels) else " / ").join(labels)
 
 
 _LABELS = {

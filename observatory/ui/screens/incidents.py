@@ -19,6 +19,9 @@ from observatory.ui.screens.base import ObservatoryScreen
 from observatory.ui.text import clean, fmt_time, literal
 from observatory.ui.widgets.footer import KeyFooter
 
+# Under this many columns the incident list leaves out its less needed columns.
+NARROW = 120
+
 
 class IncidentsScreen(ObservatoryScreen):
     """Every stored incident, newest first."""
@@ -95,7 +98,8 @@ class IncidentsScreen(ObservatoryScreen):
 
     def _fill_list(self) -> None:
         """The list, each column as wide as its widest cell and the summary taking the rest
-        of the width (cut only when the screen is too narrow for it)."""
+        of the width, wrapped rather than cut. Narrow (under NARROW columns), severity,
+        detector and resolved time are left out: the summary and timeline say them."""
         table = self.query_one("#incident-list", DataTable)
         row = table.cursor_row
         headers = ("id", "state", "severity", "destination", "detector", "detected", "resolved")
@@ -112,18 +116,25 @@ class IncidentsScreen(ObservatoryScreen):
             )
             for inc in self.incidents
         ]
+        keep = [
+            n
+            for n, h in enumerate(headers)
+            if self.size.width >= NARROW or h not in ("severity", "detector", "resolved")
+        ]
+        headers = tuple(headers[n] for n in keep)
+        rows = [tuple(cells[n] for n in keep) for cells in rows]
         widths = [
             max([len(h), *(cells[n].cell_len for cells in rows)]) for n, h in enumerate(headers)
         ]
         pad = 2 * table.cell_padding
         # what is left of the screen's width (less a vertical scrollbar's 2 columns)
-        room = max(16, self.size.width - sum(w + pad for w in widths) - pad - 2)
+        room = max(24, self.size.width - sum(w + pad for w in widths) - pad - 2)
         table.clear(columns=True)
         for header, width in zip(headers, widths, strict=True):
             table.add_column(header, width=width)
         table.add_column("summary", width=room)
         for inc, cells in zip(self.incidents, rows, strict=True):
-            table.add_row(*cells, literal(inc.summary, limit=room), key=inc.id)
+            table.add_row(*cells, Text(clean(inc.summary)), key=inc.id, height=None)
         if self.incidents:
             table.move_cursor(row=min(max(row, 0), len(self.incidents) - 1))
 
