@@ -102,9 +102,17 @@ class IncidentsScreen(ObservatoryScreen):
         detector and resolved time are left out: the summary and timeline say them."""
         table = self.query_one("#incident-list", DataTable)
         row = table.cursor_row
-        headers = ("id", "state", "severity", "destination", "detector", "detected", "resolved")
+        headers: tuple[str, ...] = (
+            "id",
+            "state",
+            "severity",
+            "destination",
+            "detector",
+            "detected",
+            "resolved",
+        )
         styles = {"open": "bold red", "acknowledged": "yellow"}
-        rows = [
+        rows: list[tuple[Text, ...]] = [
             (
                 Text(inc.id),
                 Text(inc.state, style=styles.get(inc.state, "green")),
