@@ -31,25 +31,37 @@ def _platform_option(help: str) -> Callable[[F], F]:
     "Watch the outage through the delivery logs, rudder-server's statsd metrics or "
     "Segment's Delivery Overview API (minutes, about 2 minutes behind)."
 )
-def demo(platform: str) -> None:
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False),
+    default="observatory-demo",
+    show_default=True,
+    help="Where the demo keeps its logs, config and database (an earlier demo's are "
+    "replaced), so `observatory incidents --db` can read them afterwards.",
+)
+def demo(platform: str, directory: str) -> None:
     """The TUI on the built-in simulator (a scripted TikTok rate-limit outage).
 
     \b
     Examples:
       observatory demo
       observatory demo --platform rudderstack
+      observatory demo --dir /tmp/demo
     """
-    import tempfile
+    from observatory.ui.demo import DemoDirectoryError, demo_directory, prepare_demo
 
-    from observatory.ui.demo import prepare_demo
-
-    with tempfile.TemporaryDirectory(prefix="observatory-demo-") as tmp:
-        click.echo("demo: starting…", err=True)
-        setup = prepare_demo(Path(tmp), platform=platform)
-        try:
-            _run_tui(str(setup.config), replay=setup.replay, note=setup.note)
-        finally:
-            setup.stop()
+    try:
+        root = demo_directory(Path(directory))
+    except (DemoDirectoryError, OSError) as exc:
+        fail(str(exc), 2)
+    click.echo(f"demo: starting… (data in {directory})", err=True)
+    setup = prepare_demo(root, platform=platform)
+    try:
+        _run_tui(str(setup.config), replay=setup.replay, note=setup.note)
+    finally:
+        setup.stop()
+        click.echo(setup.kept(), err=True)
 
 
 @handle_errors

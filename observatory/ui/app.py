@@ -47,13 +47,25 @@ class ObservatoryApp(App[None]):
     TITLE = "Observatory"
 
     BINDINGS = [
-        Binding("q", "quit", "Quit"),
-        Binding("s", "sql", "SQL"),
-        Binding("i", "incidents", "Incidents"),
-        Binding("d", "dependencies", "Dependencies", show=False),  # help and palette list it
-        Binding("p", "pause", "Pause"),
-        Binding("R", "replay_history", "Replay history", show=False),  # the status line says R,
-        Binding("question_mark", "help", "Help"),
+        Binding("q", "quit", "Quit", tooltip="quit"),
+        Binding("s", "sql", "SQL", tooltip="SQL console"),
+        Binding("i", "incidents", "Incidents", tooltip="incidents"),
+        Binding(
+            "d",
+            "dependencies",
+            "Dependencies",
+            show=False,  # help and palette list it
+            tooltip="dependencies: chains, their state, fallbacks",
+        ),
+        Binding("p", "pause", "Pause", tooltip="pause / resume live updates"),
+        Binding(
+            "R",
+            "replay_history",
+            "Replay history",
+            show=False,  # the status line says R when there is history to replay
+            tooltip="replay the stored history through the detectors",
+        ),
+        Binding("question_mark", "help", "Help", tooltip="this help"),
         Binding("f1", "help", "Help", show=False),
     ]
 
@@ -229,8 +241,16 @@ class ObservatoryApp(App[None]):
     def action_sql(self) -> None:
         from observatory.ui.screens.sql import SqlScreen
 
-        if not isinstance(self.screen, SqlScreen):
-            self.push_screen(SqlScreen())
+        # One console per app session, installed so that closing it keeps it: reopened, it
+        # shows the query being written and the last result (or error) as they were.
+        if not self.is_screen_installed("sql"):
+            self.install_screen(SqlScreen(), "sql")
+        console = self.get_screen("sql")
+        if console in self.screen_stack:
+            while self.screen is not console:
+                self.pop_screen()
+            return
+        self.push_screen(console)
 
     def action_incidents(self) -> None:
         from observatory.ui.screens.incidents import IncidentsScreen
@@ -337,7 +357,7 @@ class ObservatoryApp(App[None]):
             "Run the detectors over the stored events in event time (R)",
             self.action_replay_history,
         )
-        yield SystemCommand("Keys", "Show every key binding", self.action_help)
+        yield SystemCommand("Help", "Every key and what it does (? or F1)", self.action_help)
         # The current screen's own actions (acknowledge, note, run, export…), by their
         # binding descriptions, so the palette offers everything the keys do.
         from observatory.ui.screens.help import screen_commands

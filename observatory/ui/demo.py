@@ -2,12 +2,18 @@
 
 The simulator runs as `observatory simulate --logs DIR` (a subprocess; it writes
 `DIR/config.toml`). While the simulator is not available (the command fails or writes no
-config in time), the demo falls back to the generated sample logs replayed into a temp
+config in time), the demo falls back to the generated sample logs replayed into a
 database, and says so in the status line. It never crashes for want of a simulator.
+
+Everything the demo writes (logs, config, database) is kept in a visible folder,
+`./observatory-demo` unless `--dir` says otherwise, so that `observatory incidents --db …`
+reads the demo's incidents afterwards; `demo_directory()` prepares it.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
 import time
@@ -23,14 +29,66 @@ SIMULATOR_WAIT = 15.0
 SIMULATOR_SECONDS = 6 * 3600
 
 
+DEFAULT_DIRECTORY = "observatory-demo"
+# Written into the demo's folder: a folder with it is the demo's own, which the next demo
+# may empty; any other non-empty folder is refused rather than overwritten.
+MARKER = ".observatory-demo"
+
+
+class DemoDirectoryError(ValueError):
+    """The folder asked for cannot hold the demo's data (one line for the user)."""
+
+
+def demo_directory(directory: Path) -> Path:
+    """`directory`, resolved and ready for a new demo: created, or emptied if an earlier
+    demo wrote it (its data would otherwise be read again as history)."""
+    root = directory.expanduser().resolve()
+    if root.exists():
+        if not root.is_dir():
+            raise DemoDirectoryError(f"{directory} is a file; give --dir a folder")
+        if (root / MARKER).exists():
+            shutil.rmtree(root)
+        elif any(root.iterdir()):
+            raise DemoDirectoryError(
+                f"{directory} is not empty and not an earlier demo's folder; "
+                "give --dir a new or empty folder"
+            )
+    root.mkdir(parents=True, exist_ok=True)
+    (root / MARKER).write_text("observatory demo data; the next demo replaces it\n")
+    return root
+
+
+def shown_path(path: Path) -> str:
+    """`path` relative to the working directory when it is under it (shorter to read)."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
 @dataclass
 class DemoSetup:
-    """What to open: a config, whether to replay it, a status note; `stop()` cleans up."""
+    """What to open: a config, whether to replay it, a status note, and where its database
+    is; `stop()` cleans up."""
 
     config: Path
     replay: bool
     note: str
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def db(self) -> Path:
+        from observatory.config import load_config
+
+        return Path(load_config(self.config).db_path)
+
+    def kept(self) -> str:
+        """The line printed as the demo ends: where its data stays and how to read it."""
+        folder = shown_path(self.config.parent if self.replay else self.config.parent.parent)
+        return (
+            f"demo data kept in {folder}; "
+            f"`observatory incidents --db {shown_path(self.db)}` reads it"
+        )
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -104,8 +162,10 @@ def sample_replay(directory: Path) -> DemoSetup:
 
 
 def prepare_demo(directory: Path, try_simulator: bool = True, platform: str = "logs") -> DemoSetup:
-    if try_simulator:
-        setup = start_simulator(directory, platform=platform)
-        if setup is not None:
-            return setup
-    return sample_replay(directory)
+    """The simulator's setup in `directory`, else the sample logs'; the status note says
+    where the data is kept."""
+    setup = start_simulator(directory, platform=platform) if try_simulator else None
+    if setup is None:
+        setup = sample_replay(directory)
+    setup.note += f" · data in {shown_path(directory.resolve())}{os.sep}"
+    return setup

@@ -10,7 +10,7 @@ import duckdb
 from observatory.config import CANONICAL_COLUMNS
 from observatory.incidents.model import Incident
 from observatory.incidents.store import list_incidents
-from observatory.store.query import first_line, single_statement
+from observatory.store.query import single_statement
 
 SQL_ROW_CAP = 1000
 CHART_SECONDS = 300
@@ -100,7 +100,7 @@ class SqlResult:
 def run_console_sql(cur: duckdb.DuckDBPyConnection, sql: str) -> SqlResult:
     """Run one read-only statement; at most SQL_ROW_CAP rows (`more` says if there were more).
 
-    Raises ConsoleRefused (or observatory.store.query.QueryError) with a one-line message.
+    Raises ConsoleRefused (or observatory.store.query.QueryError) with the whole message.
     """
     try:
         cur.execute(single_statement(cur, sql, _CONSOLE_TYPES))
@@ -267,4 +267,5 @@ def _console_error(exc: duckdb.Error) -> str:
         return "refused: file and network access from SQL is disabled in the console"
     if isinstance(exc, duckdb.InterruptException):
         return "cancelled"
-    return f"query failed: {first_line(exc)}"
+    # Whole: DuckDB's later lines say where ("LINE 1: ... ^") and what it meant instead.
+    return f"query failed: {str(exc).strip() or type(exc).__name__}"

@@ -22,7 +22,7 @@ from observatory.ui.app import ObservatoryApp, make_app
 from observatory.ui.screens.dashboard import DashboardScreen
 from observatory.ui.screens.destination import DestinationScreen
 from observatory.ui.screens.failure import FailureScreen
-from observatory.ui.screens.help import KEYS, HelpScreen
+from observatory.ui.screens.help import help_sections
 from observatory.ui.screens.incidents import IncidentsScreen
 from observatory.ui.screens.sql import SqlScreen
 from observatory.ui.widgets.destination_pane import DestinationPane
@@ -290,17 +290,9 @@ async def test_palette_offers_every_screen_action_and_help_lists_every_key(
         await pilot.press("s")
         titles = {c.title for c in app.get_system_commands(app.screen)}
         assert {"Run", "Cancel", "Export", "Sidebar"} <= titles
-    shown = " ".join(f"{k} {what}" for k, what in KEYS).lower()
-    for cls in (DashboardScreen, DestinationScreen, SqlScreen, IncidentsScreen, HelpScreen):
+    listed = {key for _heading, rows in help_sections() for row in rows for key in row.keys}
+    for cls in (DashboardScreen, DestinationScreen, SqlScreen, IncidentsScreen):
         for b in cls.BINDINGS:
             assert isinstance(b, Binding)
             for key in b.key.split(","):
-                word = {
-                    "slash": "/",
-                    "question_mark": "?",
-                    "escape": "esc",
-                    "enter": "enter",
-                    "ctrl+up": "ctrl+↑",
-                    "ctrl+down": "ctrl+↓",
-                }.get(key, key)
-                assert word.lower() in shown, (cls.__name__, key)
+                assert key.strip() in listed, (cls.__name__, key)

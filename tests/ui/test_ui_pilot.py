@@ -197,7 +197,15 @@ async def test_command_palette_runs_actions(make_ui: AppMaker) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await ready(pilot)
         names = [c.title for c in app.get_system_commands(app.screen)]
-        for name in ("SQL console", "Incidents", "Keys", "Pause / resume", "Filter destinations"):
+        for name in (
+            "SQL console",
+            "Incidents",
+            "Help",
+            "Dashboard",
+            "Dependencies",
+            "Pause / resume",
+            "Filter destinations",
+        ):
             assert name in names
         for query, screen_type in (("SQL console", SqlScreen), ("Incidents", IncidentsScreen)):
             await pilot.press("ctrl+p")

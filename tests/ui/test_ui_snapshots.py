@@ -132,3 +132,19 @@ async def test_incident_shows_its_response_plan(make_ui: AppMaker) -> None:
         assert "Fallback: Route TikTok through the backup webhook" in plan
         assert "Retry window: 4h" in plan and "Owner: growth-eng" in plan
         assert "Runbook: https://wiki.example.com/runbooks/tiktok" in plan
+
+
+@pytest.mark.parametrize("size", [(80, 24), (160, 48)], ids=["80x24", "160x48"])
+def test_incidents_list_fits_the_width(
+    snap_compare: Any, make_ui: AppMaker, size: tuple[int, int]
+) -> None:
+    """The summary column takes the width the others leave (cut only at 80 columns)."""
+
+    async def run_before(pilot: Any) -> None:
+        await dashboard_ready(pilot)
+        await pilot.press("i")
+        screen = pilot.app.screen
+        assert isinstance(screen, IncidentsScreen)
+        await settle(pilot, screen)
+
+    assert snap_compare(make_ui("incident"), run_before=run_before, terminal_size=size)

@@ -25,13 +25,51 @@ from observatory.ui.widgets.incident_bar import IncidentBar
 from observatory.util.zonetime import DisplayZone
 
 
+class PaneList(VerticalScroll, inherit_bindings=False, can_focus=False):
+    """The panes' scrolling container, without the arrow keys a scroll view takes: on the
+    dashboard they move focus between panes (which scrolls the focused one into view)."""
+
+
+def neighbour(boxes: list[tuple[int, ...]], current: int, direction: str) -> int | None:
+    """The index of the pane to move to from `boxes[current]` (boxes are (x, y, width,
+    height) on screen, in display order), or None to stay.
+
+    left / right: the previous / next pane in reading order (in a grid a row's end goes on
+    to the next row's start). up / down: the nearest pane wholly above / below, the one
+    most in line with the current one first; in one column that is the previous / next."""
+    if direction in ("left", "right"):
+        step = current + (1 if direction == "right" else -1)
+        return step if 0 <= step < len(boxes) else None
+    x, y, width, height = boxes[current]
+    centre = x + width / 2
+    best: tuple[float, float] | None = None
+    found = None
+    for n, (bx, by, bw, bh) in enumerate(boxes):
+        if direction == "down":
+            gap = by - (y + height)
+        else:
+            gap = y - (by + bh)
+        if n == current or gap < 0:
+            continue
+        score = (gap, abs(bx + bw / 2 - centre))
+        if best is None or score < best:
+            best, found = score, n
+    return found
+
+
 class DashboardScreen(ObservatoryScreen):
     """Live panes, rendered from the app's latest Snapshot only (no queries per frame)."""
 
+    # Arrows move between panes by where they are on screen (see `neighbour`), so they keep
+    # working when the panes are laid out in a grid.
     BINDINGS = [
-        Binding("enter", "open", "Open"),
-        Binding("slash", "filter", "Filter"),
-        Binding("escape", "clear_filter", "Clear filter", show=False),
+        Binding("up", "move('up')", "Up", show=False, tooltip="move between destinations"),
+        Binding("down", "move('down')", "Down", show=False),
+        Binding("left", "move('left')", "Previous", show=False),
+        Binding("right", "move('right')", "Next", show=False),
+        Binding("enter", "open", "Open", tooltip="open the focused destination"),
+        Binding("slash", "filter", "Filter", tooltip="filter destinations (Esc clears)"),
+        Binding("escape", "clear_filter", "Clear filter", show=False, tooltip="clear the filter"),
     ]
 
     AUTO_FOCUS = ".pane"
@@ -44,7 +82,8 @@ class DashboardScreen(ObservatoryScreen):
 
     def compose(self) -> ComposeResult:
         yield IncidentBar(id="incident-bar")
-        yield VerticalScroll(id="panes")
+        with PaneList(id="panes"):
+            yield Static(id="no-match")  # shown when the filter matches no destination
         yield Static(id="status-line")
         yield KeyFooter()
 
@@ -154,6 +193,22 @@ class DashboardScreen(ObservatoryScreen):
         if isinstance(self.focused, DestinationPane):
             self.focused.action_open()
 
+    def action_move(self, direction: str) -> None:
+        """Focus the pane next to the focused one in `direction` (see `neighbour`)."""
+        shown = [p for p in self.panes.values() if p.display]
+        if not shown:
+            return
+        if self.focused not in shown:
+            shown[0].focus()
+            return
+        # Positions in the container's content (off-screen panes have one too).
+        boxes = [tuple(p.virtual_region) for p in shown]
+        if not all(w and h for _x, _y, w, h in boxes):  # not laid out yet: display order
+            boxes = [(0, n, 1, 1) for n in range(len(shown))]
+        target = neighbour(boxes, shown.index(self.focused), direction)
+        if target is not None:
+            shown[target].focus()  # scrolls it into view
+
     def action_filter(self) -> None:
         self.filtering = True
         self._status(self.observatory.snapshot)
@@ -206,6 +261,15 @@ class DashboardScreen(ObservatoryScreen):
             visible = needle in name.lower()
             if pane.display != visible:
                 pane.display = visible
+        none = bool(self.panes) and not any(p.display for p in self.panes.values())
+        message = self.query_one("#no-match", Static)
+        if none:
+            text = Text("no destinations match ")
+            text.append_text(literal(repr(self.filter_text), "bold"))
+            text.append(" — Esc clears the filter")
+            message.update(text)
+        if message.display != none:
+            message.display = none
 
     def on_destination_pane_selected(self, event: DestinationPane.Selected) -> None:
         from observatory.ui.screens.destination import DestinationScreen

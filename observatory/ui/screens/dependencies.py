@@ -140,7 +140,7 @@ def chain_view(config: Config, name: str, snap: Snapshot | None) -> RenderableTy
 class DependenciesScreen(ObservatoryScreen):
     """The dependency map with live state (see the module)."""
 
-    BINDINGS = [Binding("escape", "back", "Back")]
+    BINDINGS = [Binding("escape", "back", "Back", tooltip="back")]
 
     def compose(self) -> ComposeResult:
         yield Static(Text("Dependencies", style="bold"), classes="section")

@@ -46,10 +46,20 @@ class DestinationScreen(ObservatoryScreen):
     """Drill-down for one destination; data read by a thread worker from a read cursor."""
 
     BINDINGS = [
-        Binding("escape", "app.pop_screen", "Back"),
-        Binding("r", "reload", "Refresh now"),
-        Binding("f", "focus_failures", "Failures"),
-        Binding("m", "write_missing", "Missing → file"),
+        Binding("escape", "app.pop_screen", "Back", tooltip="back"),
+        Binding("r", "reload", "Refresh now", tooltip="read the chart and the tables again now"),
+        Binding(
+            "f",
+            "focus_failures",
+            "Failures",
+            tooltip="go to recent failures; Enter or a click shows one in full",
+        ),
+        Binding(
+            "m",
+            "write_missing",
+            "Missing → file",
+            tooltip="write its missing backup events to a file",
+        ),
     ]
 
     class Loaded(Message):

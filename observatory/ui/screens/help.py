@@ -2,47 +2,104 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from rich.table import Table
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-KEYS: list[tuple[str, str]] = [
-    ("Everywhere", ""),
-    ("s", "SQL console"),
-    ("i", "incidents"),
-    ("d", "dependencies: chains, their state, fallbacks"),
-    ("p", "pause / resume live updates"),
-    ("R", "replay the stored history through the detectors"),
-    ("? / F1", "this help"),
-    ("ctrl+p", "command palette (every action)"),
-    ("Esc", "back"),
-    ("q", "quit"),
-    ("mouse", "click a pane to open it, a row to select it"),
-    ("Dashboard", ""),
-    ("/", "filter destinations (Esc clears)"),
-    ("↑ ↓ / tab", "move between destinations"),
-    ("Enter", "open the destination"),
-    ("Destination", ""),
-    ("f", "go to recent failures; Enter or a click shows one in full"),
-    ("m", "write its missing backup events to a file"),
-    ("r", "reload"),
-    ("SQL console", ""),
-    ("ctrl+enter", "run the query (also ctrl+r, F5)"),
-    ("ctrl+g", "cancel the running query"),
-    ("ctrl+s", "export the result (.csv, .parquet, .json)"),
-    ("ctrl+↑ ctrl+↓", "older / newer query from the history"),
-    ("ctrl+b", "show / hide the schema and history sidebar"),
-    ("Incidents", ""),
-    ("a", "acknowledge the selected incident"),
-    ("n", "add a note to its timeline"),
-    ("e", "export it as incident-<id>.md in the current directory"),
-    ("r", "reload"),
-]
+
+@dataclass(frozen=True)
+class HelpRow:
+    """One line of help: the keys (Textual's names, what a test presses), what they do,
+    and the action they run ("" for the mouse, which is no key)."""
+
+    keys: tuple[str, ...]
+    what: str
+    action: str
+
+    @property
+    def shown(self) -> str:
+        if not self.keys:
+            return "mouse"
+        labels = [key_label(k) for k in self.keys]
+        return (" " if all(len(k) == 1 for k in labels) else " / ").join(labels)
+
+
+_LABELS = {
+    "question_mark": "?",
+    "slash": "/",
+    "escape": "Esc",
+    "enter": "Enter",
+    "tab": "tab",
+    "up": "↑",
+    "down": "↓",
+    "left": "←",
+    "right": "→",
+}
+
+
+def key_label(key: str) -> str:
+    """How a key is written in help: `?`, `Esc`, `F5`, `ctrl+↑`."""
+    *mods, last = key.split("+")
+    if last in _LABELS:
+        last = _LABELS[last] if not mods else _LABELS[last].lower()
+    elif len(last) > 1 and last[0] == "f" and last[1:].isdigit():
+        last = last.upper()
+    return "+".join([*mods, last])
+
+
+def rows_of(bindings: Iterable[Binding | tuple[str, ...]]) -> list[HelpRow]:
+    """A row per action (its arguments aside), its keys in binding order; the text is the
+    first binding's tooltip (the longer help) or else its description."""
+    keys: dict[str, list[str]] = {}
+    text: dict[str, str] = {}
+    for binding in bindings:
+        if not isinstance(binding, Binding):
+            continue
+        action = binding.action.split("(")[0]
+        keys.setdefault(action, []).extend(k.strip() for k in binding.key.split(","))
+        if not text.get(action):
+            text[action] = binding.tooltip or binding.description.lower()
+    return [HelpRow(tuple(dict.fromkeys(keys[a])), text[a], a) for a in keys]
+
+
+def help_sections() -> list[tuple[str, list[HelpRow]]]:
+    """What the help screen shows: each screen's BINDINGS (the keys that really run), plus
+    the keys Textual itself handles. Tests walk the same rows."""
+    from observatory.ui.app import ObservatoryApp
+    from observatory.ui.screens.dashboard import DashboardScreen
+    from observatory.ui.screens.dependencies import DependenciesScreen
+    from observatory.ui.screens.destination import DestinationScreen
+    from observatory.ui.screens.incidents import IncidentsScreen
+    from observatory.ui.screens.sql import SqlScreen
+
+    return [
+        (
+            "Everywhere",
+            [
+                *rows_of(ObservatoryApp.BINDINGS),
+                HelpRow(("ctrl+p",), "command palette (every action)", "command_palette"),
+                HelpRow((), "click a pane to open it, a row to select it", ""),
+            ],
+        ),
+        (
+            "Dashboard",
+            [
+                *rows_of(DashboardScreen.BINDINGS),
+                HelpRow(("tab",), "next pane (shift+tab: previous)", "focus_next"),
+            ],
+        ),
+        ("Destination", rows_of(DestinationScreen.BINDINGS)),
+        ("SQL console", rows_of(SqlScreen.BINDINGS)),
+        ("Incidents", rows_of(IncidentsScreen.BINDINGS)),
+        ("Dependencies", rows_of(DependenciesScreen.BINDINGS)),
+    ]
 
 
 def screen_commands(screen: object) -> list[tuple[str, str, Callable[[], Any]]]:
@@ -77,12 +134,12 @@ class HelpScreen(ModalScreen[None]):
         table = Table.grid(padding=(0, 2))
         table.add_column(style="bold cyan", no_wrap=True)
         table.add_column()
-        for key, what in KEYS:
-            if what:
-                table.add_row(key, what)
-            else:
+        for n, (heading, rows) in enumerate(help_sections()):
+            if n:
                 table.add_row("", "")
-                table.add_row(f"[bold]{key}[/]", "")  # our own fixed headings, not user text
+            table.add_row(Text(heading, style="bold"), "")
+            for row in rows:
+                table.add_row(row.shown, row.what)
         with VerticalScroll(id="help-box"):
             yield Static("[b]Observatory — keys[/b]", id="help-title")
             yield Static(table)

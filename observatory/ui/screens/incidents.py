@@ -20,16 +20,24 @@ from observatory.ui.text import clean, literal
 from observatory.ui.widgets.footer import KeyFooter
 from observatory.util.zonetime import DisplayZone
 
+# Under this many columns the incident list leaves out its less needed columns.
+NARROW = 120
+
 
 class IncidentsScreen(ObservatoryScreen):
     """Every stored incident, newest first."""
 
     BINDINGS = [
-        Binding("escape", "back", "Back"),
-        Binding("a", "acknowledge", "Acknowledge"),
-        Binding("n", "note", "Note"),
-        Binding("e", "export", "Export .md"),
-        Binding("r", "reload", "Reload"),
+        Binding("escape", "back", "Back", tooltip="back"),
+        Binding("a", "acknowledge", "Acknowledge", tooltip="acknowledge the selected incident"),
+        Binding("n", "note", "Note", tooltip="add a note to its timeline"),
+        Binding(
+            "e",
+            "export",
+            "Export .md",
+            tooltip="export it as incident-<id>.md in the current directory",
+        ),
+        Binding("r", "reload", "Reload", tooltip="reload"),
     ]
 
     class Loaded(Message):
@@ -54,21 +62,21 @@ class IncidentsScreen(ObservatoryScreen):
     def compose(self) -> ComposeResult:
         yield Static(Text("Incidents", style="bold"), classes="section")
         yield DataTable(id="incident-list", cursor_type="row")
-        yield Static(id="incident-plan")
-        yield Static(Text("Timeline", style="bold"), classes="section", id="timeline-title")
-        yield DataTable(id="timeline", cursor_type="row")
+        # Under the list, not at the bottom: notifications show bottom right, over it.
         yield Input(
             placeholder="note for the selected incident (Enter adds, Esc cancels)", id="note"
         )
+        yield Static(id="incident-plan")
+        yield Static(Text("Timeline", style="bold"), classes="section", id="timeline-title")
+        yield DataTable(id="timeline", cursor_type="row")
         yield KeyFooter()
 
     def on_mount(self) -> None:
-        self.query_one("#incident-list", DataTable).add_columns(
-            "id", "state", "severity", "destination", "detector", "detected", "resolved", "summary"
-        )
+        self._fill_list()
         self.action_reload()
 
     def on_resize(self, event: events.Resize) -> None:
+        self._fill_list()  # the summary takes the new width
         self._show_timeline()  # the detail column wraps to the new width
 
     def action_reload(self) -> None:
@@ -85,27 +93,60 @@ class IncidentsScreen(ObservatoryScreen):
         self.post_message(self.Loaded(found))
 
     def on_incidents_screen_loaded(self, event: Loaded) -> None:
+        self.incidents = event.incidents
+        self._fill_list()
+        self._show_timeline()
+
+    def _fill_list(self) -> None:
+        """The list, each column as wide as its widest cell and the summary taking the rest
+        of the width, wrapped rather than cut. Narrow (under NARROW columns), severity,
+        detector and resolved time are left out: the summary and timeline say them."""
         table = self.query_one("#incident-list", DataTable)
         row = table.cursor_row
         zone = self.observatory.zone
-        self.incidents = event.incidents
-        table.clear()
-        for inc in event.incidents:
-            state_style = {"open": "bold red", "acknowledged": "yellow"}.get(inc.state, "green")
-            table.add_row(
+        headers: tuple[str, ...] = (
+            "id",
+            "state",
+            "severity",
+            "destination",
+            "detector",
+            "detected",
+            "resolved",
+        )
+        styles = {"open": "bold red", "acknowledged": "yellow"}
+        rows: list[tuple[Text, ...]] = [
+            (
                 Text(inc.id),
-                Text(inc.state, style=state_style),
+                Text(inc.state, style=styles.get(inc.state, "green")),
                 Text(inc.severity),
                 literal(inc.destination),
                 Text(inc.detector),
                 Text(zone.short(inc.detected_at)),
                 Text(zone.short(inc.resolved_at)),
-                _summary(inc, zone),
-                key=inc.id,
             )
-        if event.incidents:
-            table.move_cursor(row=min(row, len(event.incidents) - 1))
-        self._show_timeline()
+            for inc in self.incidents
+        ]
+        keep = [
+            n
+            for n, h in enumerate(headers)
+            if self.size.width >= NARROW or h not in ("severity", "detector", "resolved")
+        ]
+        headers = tuple(headers[n] for n in keep)
+        rows = [tuple(cells[n] for n in keep) for cells in rows]
+        widths = [
+            max([len(h), *(cells[n].cell_len for cells in rows)]) for n, h in enumerate(headers)
+        ]
+        pad = 2 * table.cell_padding
+        # what is left of the screen's width (less a vertical scrollbar's 2 columns)
+        room = max(24, self.size.width - sum(w + pad for w in widths) - pad - 2)
+        table.clear(columns=True)
+        for header, width in zip(headers, widths, strict=True):
+            table.add_column(header, width=width)
+        table.add_column("summary", width=room)
+        for inc, cells in zip(self.incidents, rows, strict=True):
+            table.add_row(*cells, _summary(inc, zone), key=inc.id, height=None)
+        if self.incidents:
+            table.move_cursor(row=min(max(row, 0), len(self.incidents) - 1))
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if event.data_table.id == "incident-list":
@@ -250,8 +291,9 @@ def _found(inc: Incident) -> Text:
 
 
 def _summary(inc: Incident, zone: DisplayZone) -> Text:
-    summary = literal(zone.localize_clocks(inc.summary, inc.detected_at), limit=48)
+    """The summary, wrapped in its column; its times in ``zone``; marked when found in
+    history."""
+    summary = Text(clean(zone.localize_clocks(inc.summary, inc.detected_at)))
     if not inc.historical:
         return summary
-    text = Text(f"{FOUND_IN_HISTORY}: ", style="italic", no_wrap=True, overflow="ellipsis")
-    return text.append_text(summary)
+    return Text.assemble((f"{FOUND_IN_HISTORY}: ", "italic"), summary)

@@ -11,7 +11,7 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical
+from textual.containers import Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import DataTable, Input, OptionList, Static, TextArea, Tree
 
@@ -35,20 +35,44 @@ DEFAULT_SQL = (
 )
 
 
+def error_text(error: str) -> Text:
+    """An error in full: its lines kept (each made literal), wrapped to the width."""
+    return Text("\n".join(clean(line) for line in error.splitlines()), style="red")
+
+
 class SqlScreen(ObservatoryScreen):
     """Read-only SQL on the captured data, run by a thread worker on a read cursor."""
 
     BINDINGS = [
-        Binding("ctrl+enter", "run", "Run", priority=True),
+        Binding("ctrl+enter", "run", "Run", priority=True, tooltip="run the query"),
         Binding("ctrl+r", "run", "Run", show=False, priority=True),
         Binding("f5", "run", "Run", show=False),
-        Binding("ctrl+g", "cancel", "Cancel", priority=True),
-        Binding("ctrl+s", "export", "Export", priority=True),
-        Binding("ctrl+up", "history(-1)", "Older", show=False, priority=True),
+        Binding("ctrl+g", "cancel", "Cancel", priority=True, tooltip="cancel the running query"),
+        Binding(
+            "ctrl+s",
+            "export",
+            "Export",
+            priority=True,
+            tooltip="export the result (.csv, .parquet, .json)",
+        ),
+        Binding(
+            "ctrl+up",
+            "history(-1)",
+            "Older",
+            show=False,
+            priority=True,
+            tooltip="older / newer query from the history",
+        ),
         Binding("ctrl+down", "history(1)", "Newer", show=False, priority=True),
-        Binding("ctrl+b", "toggle_sidebar", "Sidebar", priority=True),
+        Binding(
+            "ctrl+b",
+            "toggle_sidebar",
+            "Sidebar",
+            priority=True,
+            tooltip="show / hide the schema and history sidebar",
+        ),
         # Priority: the editor would otherwise take Esc (it moves focus out of the editor).
-        Binding("escape", "back", "Back", priority=True),
+        Binding("escape", "back", "Back", priority=True, tooltip="back"),
     ]
 
     class Finished(Message):
@@ -97,6 +121,9 @@ class SqlScreen(ObservatoryScreen):
                 id="sql-status",
             )
             yield DataTable(id="results", zebra_stripes=True)
+            # An error in full, wrapped (DuckDB's run to several lines), in place of a result.
+            with VerticalScroll(id="sql-error-box"):
+                yield Static(id="sql-error")
             yield Input(placeholder="export to file (.csv, .parquet or .json)", id="export-path")
         yield KeyFooter()
 
@@ -181,7 +208,7 @@ class SqlScreen(ObservatoryScreen):
                     self._cursor = None
                 cur.close()
         except Exception as exc:
-            self.post_message(self.Finished(None, first_line(exc)))
+            self.post_message(self.Finished(None, str(exc).strip() or type(exc).__name__))
             return
         self.last_sql = sql
         self.post_message(self.Finished(result, None))
@@ -197,11 +224,27 @@ class SqlScreen(ObservatoryScreen):
     def on_sql_screen_finished(self, event: Finished) -> None:
         status = self.query_one("#sql-status", Static)
         table = self.query_one("#results", DataTable)
+        error_box = self.query_one("#sql-error-box", VerticalScroll)
         if event.error is not None:
-            status.update(Text.assemble(("error: ", "bold red"), literal(event.error, "red")))
+            # The old result goes: under an error (a refusal or a cancel too) it would read
+            # as this query's result; nor can it be exported any more.
+            self.last_sql = None
+            table.clear(columns=True)
+            table.display = False
+            status.update(
+                Text.assemble(
+                    ("error: ", "bold red"),
+                    literal(error_text(event.error).plain.split("\n")[0], "red"),
+                )
+            )
             status.add_class("-error")
+            self.query_one("#sql-error", Static).update(error_text(event.error))
+            error_box.display = True
+            error_box.scroll_home(animate=False)
             return
         status.remove_class("-error")
+        error_box.display = False
+        table.display = True
         result = event.result
         assert result is not None
         table.clear(columns=True)
