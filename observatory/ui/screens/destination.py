@@ -16,7 +16,8 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import DataTable, Sparkline, Static
 
-from observatory.detect.drift import DestinationDrift
+from observatory.detect.drift import CEILING_SECONDS, DestinationDrift
+from observatory.detect.status import DestinationStatus
 from observatory.store.query import first_line
 from observatory.ui.driver import Snapshot
 from observatory.ui.queries import (
@@ -28,7 +29,7 @@ from observatory.ui.queries import (
 )
 from observatory.ui.screens.base import ObservatoryScreen
 from observatory.ui.screens.failure import FailureScreen
-from observatory.ui.text import fmt_ms, fmt_time, literal
+from observatory.ui.text import fmt_ms, fmt_pct, fmt_time, literal
 from observatory.ui.widgets.footer import KeyFooter
 from observatory.util.durations import format_duration
 
@@ -109,7 +110,8 @@ class DestinationScreen(ObservatoryScreen):
         if snap is None:
             return
         self.query_one("#ratelimit", Static).update(
-            drift_text(snap.drift.get(self.destination)), layout=False
+            drift_text(snap.drift.get(self.destination), snap.statuses.get(self.destination)),
+            layout=False,
         )
         self.query_one("#backup", Static).update(
             backup_text(snap.backup.get(self.destination), bool(snap.backup)), layout=False
@@ -253,19 +255,24 @@ def _per_s(value: float | None) -> str:
     return "–" if value is None else f"{value:.3g}/s"
 
 
-def drift_text(d: DestinationDrift | None) -> Text:
-    """The accepted-rate ceiling (delivered/s while throttled) now and its baseline."""
+def drift_text(d: DestinationDrift | None, status: DestinationStatus | None = None) -> Text:
+    """The accepted-rate ceiling (delivered/s while throttled) now and its baseline, and the
+    429 share of attempts: the pane's figure, over the pane's window (``status``)."""
     if d is None:
         return Text("ceiling: no deliveries seen yet", style="dim")
     text = Text()
-    text.append("ceiling now ", style="dim")
-    text.append(_per_s(d.current_ceiling))
+    text.append(f"ceiling now (last {CEILING_SECONDS} s) ", style="dim")
+    if d.current_ceiling is None:
+        text.append("– (not throttled)", style="dim")
+    else:
+        text.append(_per_s(d.current_ceiling))
     text.append("  baseline ", style="dim")
     text.append(_per_s(d.baseline_ceiling))
     if d.baseline_kind == "lower_bound":
         text.append(" (never throttled: at least)", style="dim")
-    text.append("  throttled ", style="dim")
-    text.append(f"{100 * d.recent_throttled_share:.1f}%")
+    if status is not None:
+        text.append(f"  429 share (last {status.window_s} s) ", style="dim")
+        text.append(fmt_pct(status.rate_limited_pct))
     if d.retry_after_s is not None:
         text.append("  Retry-After ", style="dim")
         text.append(f"{d.retry_after_s:g} s")
