@@ -321,6 +321,7 @@ async def test_pane_figures_name_their_window_and_help_states_the_rule(make_ui: 
         pane = next(
             p for p in app.screen.query(DestinationPane) if p.destination == status.destination
         )
+        await wait_for(pilot, lambda: str(pane.query_one(".pane-stats", Static).render()) != "")
         title = str(pane.query_one(".pane-title", Static).render())
         stats = str(pane.query_one(".pane-stats", Static).render())
         assert title.startswith(" DEGRADED ") and "newest line" in title, title

@@ -100,8 +100,8 @@ class DestinationPane(Widget, can_focus=True):
         width = max(0, self.content_region.width)
         stats = self._stats(status, now, backup)
         facts = self._facts(status, now)
-        key = (status.state, status.incident_id, width, tuple(status.sparkline[-width:]), stats)
-        key += facts
+        spark = tuple(status.sparkline[-width:])
+        key = (status.state, status.incident_id, width, spark, stats, facts)
         if key == self._drawn:
             return  # nothing visible changed: no refresh
         self._drawn = key
