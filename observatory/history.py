@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from observatory.detect import Engine, SecondCounts
 from observatory.detect.aggregate import by_second, fetch_seconds
-from observatory.detect.destination import RECENT_SECONDS, SPARKLINE_SECONDS, STATUS_SECONDS
+from observatory.detect.destination import SPARKLINE_SECONDS, STATUS_SECONDS
 from observatory.detect.status import DestinationStatus
 from observatory.incidents.ledger import Ledger
 from observatory.incidents.model import Incident
@@ -137,14 +137,15 @@ def _stale_status(
         else:
             mine.add(c)
     series = [] if last_sec is None else [by_sec.get(s) for s in range(start, last_sec + 1)]
-    recent = [c for c in series[-RECENT_SECONDS:] if c is not None]
+    # Every figure over the destination's last minute of traffic (its window_s): a stale
+    # pane has no "now" to follow, and a minute says more than 10 s of a slow flow.
     minute = [c for c in series[-STATUS_SECONDS:] if c is not None]
     attempts = sum(c.total for c in minute)
     latency_n = sum(c.latency_n for c in minute)
     return DestinationStatus(
         destination=name,
         state="stale",
-        rate_now=sum(c.total for c in recent) / RECENT_SECONDS,
+        rate_now=sum(c.total for c in minute) / STATUS_SECONDS,
         success_pct=100.0 * sum(c.delivered for c in minute) / attempts if attempts else None,
         rate_limited_pct=100.0 * sum(c.rate_limited for c in minute) / attempts
         if attempts
@@ -153,7 +154,8 @@ def _stale_status(
         last_event_ts=None if last_sec is None else float(last_sec),
         incident_id=None,
         sparkline=[c.delivered if c is not None else 0 for c in series],
-        delivered_now=sum(c.delivered for c in recent) / RECENT_SECONDS,
+        delivered_now=sum(c.delivered for c in minute) / STATUS_SECONDS,
+        window_s=STATUS_SECONDS,
     )
 
 

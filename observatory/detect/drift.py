@@ -20,9 +20,20 @@ it accepts, its ceiling. So per destination:
   second, with few attempts and few refusals, is no evidence either way;
 * ``LOW_SECONDS`` low seconds in a row (among the throttled seconds with enough attempts,
   within ``WINDOW`` seconds) flag a ``ceiling_drop``: old ceiling = the baseline, new ceiling =
-  the median of the low seconds after the first (the first may straddle the change). The
-  baseline is then frozen; the current estimate is the median of the last ``WINDOW`` throttled
-  seconds;
+  the accepted rate (below) from the first low second on. While fewer than two seconds since
+  then delivered anything, the flag waits (up to ``WINDOW`` seconds) for the second one: a
+  forwarder that delivers a 50-event batch every 5 s reads 50, 0, 0, 0, 0 per second, and a
+  rate cannot be told from one batch. The baseline is then frozen;
+* the **accepted rate** over a span of seconds (:func:`accepted_rate`) counts every second of
+  the clock, those without a line too, so lumpy delivery reads as its mean: the events
+  delivered after the first delivering second, over the seconds from it to the last one (the
+  span runs on to the span's end once the silence since the last delivery is longer than the
+  mean gap between them). It is never 0 while something in the span was delivered;
+* the **current ceiling** ("ceiling now") is the accepted rate over the last
+  ``CEILING_SECONDS`` seconds (from the first low second on while a drop is flagged), when some
+  of them were throttled; else there is none. The **flagged ceiling** is the drop's new ceiling,
+  the one number the drift event, the incident's timeline and evidence, its exports and the
+  destination screen's "ceiling moved to" all carry;
 * ``RESTORE_SECONDS`` throttled seconds in a row delivering at least ``RESTORE_RATIO`` x the old
   baseline, or ``FREE_RUN`` unthrottled seconds that do, flag ``ceiling_restored``; a drop that
   lasts ``ACCEPT_AFTER`` seconds becomes the new baseline (no event).
@@ -50,7 +61,14 @@ from typing import Any, Literal
 
 from observatory.detect.counts import SecondCounts
 
-__all__ = ["DestinationDrift", "DriftEvent", "DriftKind", "DriftTracker", "RateLimitUsage"]
+__all__ = [
+    "DestinationDrift",
+    "DriftEvent",
+    "DriftKind",
+    "DriftTracker",
+    "RateLimitUsage",
+    "accepted_rate",
+]
 
 DriftKind = Literal["ceiling_drop", "ceiling_restored"]
 
@@ -69,6 +87,7 @@ WINDOW = 10  # seconds: the low run must lie within it; the current estimate's s
 RESTORE_RATIO = 0.9
 RESTORE_SECONDS = 3
 ACCEPT_AFTER = 1800  # seconds flagged after which the new ceiling is the baseline
+CEILING_SECONDS = 30  # seconds of clock the current ceiling is the accepted rate over
 SHARE_TAU = 300.0  # EWMA time constant of the throttled share (s)
 
 
@@ -140,14 +159,13 @@ class DestinationDrift:
     destination: str
     baseline_ceiling: float | None  # delivered/s (events)
     baseline_kind: Literal["throttled", "lower_bound"] | None  # quantile, or unthrottled bound
-    current_ceiling: float | None  # median delivered/s over the last throttled seconds
+    # accepted rate over the last CEILING_SECONDS (since the drop while flagged), if throttled
+    current_ceiling: float | None
     throttled_share: float  # EWMA of the rate-limited share of attempts
     recent_throttled_share: float  # over the last WINDOW seconds
     flagged: bool
     flagged_at: float | None
-    # The new ceiling: estimated when flagged, then the mean of the dropped seconds since (up to
-    # WINDOW): per-second counts of a batching destination are lumpy (a 50-event request every
-    # 2 s reads 0, 50, 0, 50), and one second is a poor estimate of its rate.
+    # The drop's new ceiling, as its drift event (and so the incident) carries it.
     flagged_ceiling: float | None
     retry_after_s: float | None
     # The destination's latest word on its limit (RateLimitUsage), if it said anything.
@@ -169,6 +187,9 @@ class _Dest:
     throttled: deque[tuple[int, float]] = field(
         default_factory=lambda: deque(maxlen=WINDOW)
     )  # (sec, delivered) of throttled seconds
+    # (sec, delivered, throttled) of the judged seconds of the last CEILING_SECONDS
+    seen: deque[tuple[int, float, bool]] = field(default_factory=deque)
+    change_sec: int | None = None  # the flagged drop's first low second
     low_run: list[tuple[int, float, int, int]] = field(default_factory=list)  # sec, d, rl, total
     share: float = 0.0
     share_weight: float = 0.0
@@ -179,7 +200,6 @@ class _Dest:
     good_run: list[tuple[float, int, int]] = field(default_factory=list)  # d, rl, total
     retry_after: float | None = None
     usage: RateLimitUsage | None = None
-    dropped: deque[float] = field(default_factory=lambda: deque(maxlen=WINDOW))  # while flagged
     quantile: float | None = None  # of `samples`, kept until they change (sorting is costly)
 
     def set_samples(self, values: Iterable[float] = ()) -> None:
@@ -202,10 +222,18 @@ class _Dest:
             return self.floor, "lower_bound"
         return None, None
 
-    def current(self) -> float | None:
-        if not self.throttled:
+    def current(self, until: int) -> float | None:
+        """The accepted rate over the last CEILING_SECONDS up to ``until`` (the last second
+        judged), from the drop on while flagged; None if none of them were throttled."""
+        since = until - CEILING_SECONDS + 1
+        if self.flagged and self.change_sec is not None:
+            since = max(since, self.change_sec)
+        if not any(t for s, _, t in self.seen if s >= since):
             return None
-        return float(statistics.median(d for _, d in self.throttled))
+        return accepted_rate(((s, d) for s, d, _ in self.seen), since, until)
+
+    def delivering_since(self, since: int) -> int:
+        return sum(1 for s, d, _ in self.seen if s >= since and d > 0)
 
     def recent_share(self) -> float:
         return _share(self.recent)
@@ -219,6 +247,27 @@ def _quantile(values: Iterable[float], q: float) -> float:
     lo = math.floor(pos)
     hi = min(lo + 1, len(ordered) - 1)
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+def accepted_rate(seconds: Iterable[tuple[int, float]], since: int, until: int) -> float:
+    """Events delivered per second from ``since`` to ``until`` (inclusive) out of (second,
+    delivered) rows; seconds not among them delivered nothing.
+
+    Lumpy delivery (a batch every few seconds) reads as its mean rate: the events delivered
+    after the first delivering second, over the seconds from it to the last delivering one; once
+    the silence after the last delivery is longer than the mean gap between deliveries, over
+    the seconds from the first to ``until`` instead, so a rate that stopped decays. One
+    delivering second: its events over the whole span. 0 only when nothing was delivered."""
+    rows = sorted((s, d) for s, d in seconds if since <= s <= until and d > 0)
+    if not rows:
+        return 0.0
+    if len(rows) == 1:
+        return rows[0][1] / (until - since + 1)
+    first, last = rows[0][0], rows[-1][0]
+    after_first = sum(d for _, d in rows[1:])
+    gap = (last - first) / (len(rows) - 1)
+    span = last - first if until - last <= gap else until - first
+    return after_first / span
 
 
 def _evidence(total: int, rate_limited: int, ceiling: float) -> bool:
@@ -335,6 +384,9 @@ class DriftTracker:
         d.share = d.share * w + (rl / total) * (1.0 - w)
         d.share_weight = d.share_weight * w + (1.0 - w)
         throttled = rl >= 1 and rl >= THROTTLED_SHARE * total
+        d.seen.append((sec, delivered, throttled))
+        while d.seen[0][0] <= sec - CEILING_SECONDS:
+            d.seen.popleft()
         end = float(sec + 1)
         if d.flagged:
             return self._judge_flagged(d, sec, end, delivered, rl, total, throttled)
@@ -365,15 +417,17 @@ class DriftTracker:
         d.low_run.append((sec, delivered, rl, total))
         if len(d.low_run) < LOW_SECONDS:
             return None
-        new = float(statistics.median(r[1] for r in d.low_run[1:]))
+        since = d.low_run[0][0]
+        if d.delivering_since(since) < 2 and sec - since + 1 < WINDOW:
+            return None  # one batch tells no rate: wait for the next (or WINDOW seconds)
+        new = accepted_rate(((s, v) for s, v, _ in d.seen), since, sec)
         share = _share(d.low_run)
         d.flagged, d.flagged_at, d.flagged_old, d.flagged_new = True, end, baseline, new
-        # the current estimate from now on: this drop's seconds only
+        d.change_sec = since
+        # what is kept to accept the drop as the ceiling later: this drop's seconds only
         d.throttled.clear()
-        d.dropped.clear()
         for r in d.low_run[1:]:
             d.throttled.append((r[0], r[1]))
-            d.dropped.append(r[1])
         d.good_run.clear()
         d.low_run.clear()
         return DriftEvent(d.name, end, baseline, new, share, d.retry_after, "ceiling_drop", d.usage)
@@ -397,7 +451,6 @@ class DriftTracker:
                 d.good_run.append((delivered, rl, total))
             elif _evidence(total, rl, old):
                 d.good_run.clear()  # throttled below the old ceiling: still dropped
-                d.dropped.append(delivered)
             if len(d.good_run) >= RESTORE_SECONDS:
                 return self._restore(d, end)
         else:
@@ -409,6 +462,7 @@ class DriftTracker:
         if d.flagged_at is not None and end - d.flagged_at >= ACCEPT_AFTER:
             # the drop has lasted: it is the ceiling now
             d.flagged = False
+            d.change_sec = None
             d.set_samples(v for _, v in d.throttled)
             d.floor = 0.0
         return None
@@ -416,13 +470,13 @@ class DriftTracker:
     def _restore(self, d: _Dest, end: float) -> DriftEvent:
         new = float(statistics.median(v for v, _, _ in d.good_run))
         share = _share(d.good_run)
-        old = float(statistics.median(d.dropped)) if d.dropped else d.flagged_new
+        old = d.flagged_new  # the ceiling the drop's event said, so the two entries agree
         d.flagged = False
         d.flagged_at = None
+        d.change_sec = None
         d.good_run.clear()
         d.low_run.clear()
         d.free_run.clear()
-        d.dropped.clear()
         d.add_sample(new)
         return DriftEvent(d.name, end, old, new, share, d.retry_after, "ceiling_restored", d.usage)
 
@@ -433,20 +487,23 @@ class DriftTracker:
         out: dict[str, DestinationDrift] = {}
         for name in sorted(self._dests):
             d = self._dests[name]
+            # the last second judged for this destination (seconds without lines count as 0)
+            if self._next_sec is not None:
+                until = self._next_sec - 1 - self.delays.get(name, 0)
+            else:
+                until = d.seen[-1][0] if d.seen else 0
             baseline, kind = d.baseline()
             share = d.share / d.share_weight if d.share_weight > 0 else 0.0
             out[name] = DestinationDrift(
                 destination=name,
                 baseline_ceiling=baseline,
                 baseline_kind=kind,
-                current_ceiling=d.current(),
+                current_ceiling=d.current(until),
                 throttled_share=share,
                 recent_throttled_share=d.recent_share(),
                 flagged=d.flagged,
                 flagged_at=d.flagged_at,
-                flagged_ceiling=(statistics.fmean(d.dropped) if d.dropped else d.flagged_new)
-                if d.flagged
-                else None,
+                flagged_ceiling=d.flagged_new if d.flagged else None,
                 retry_after_s=d.retry_after,
             )
             usage = d.usage

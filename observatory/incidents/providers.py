@@ -143,7 +143,8 @@ def _drift_detail(record: dict[str, Any]) -> str:
     detail = (
         f"rate-limit drift: accepted-rate ceiling {record['old_ceiling_per_s']:g}/s -> "
         f"{record['new_ceiling_per_s']:g}/s (delivered while throttled), "
-        f"{record['throttled_share'] * 100:.1f}% of attempts throttled"
+        f"{record['throttled_share'] * 100:.1f}% of attempts throttled in the seconds that "
+        "showed it"
     )
     if record.get("retry_after_s") is not None:
         detail += f", Retry-After {record['retry_after_s']:g} s"

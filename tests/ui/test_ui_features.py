@@ -22,7 +22,7 @@ from observatory.ui.app import ObservatoryApp, make_app
 from observatory.ui.screens.dashboard import DashboardScreen
 from observatory.ui.screens.destination import DestinationScreen
 from observatory.ui.screens.failure import FailureScreen
-from observatory.ui.screens.help import help_sections
+from observatory.ui.screens.help import HelpScreen, help_sections
 from observatory.ui.screens.incidents import IncidentsScreen
 from observatory.ui.screens.sql import SqlScreen
 from observatory.ui.widgets.destination_pane import DestinationPane
@@ -296,3 +296,36 @@ async def test_palette_offers_every_screen_action_and_help_lists_every_key(
             assert isinstance(b, Binding)
             for key in b.key.split(","):
                 assert key.strip() in listed, (cls.__name__, key)
+
+
+async def test_pane_figures_name_their_window_and_help_states_the_rule(make_ui: AppMaker) -> None:
+    """The throttled pane (still delivering) is DEGRADED, not DOWN; its stats line names its
+    window once and gives delivered/s and the success share different labels; help lists the
+    state rule."""
+    app = make_ui("incident")
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(
+            pilot, lambda: app.snapshot is not None and len(app.screen.query(DestinationPane)) == 2
+        )
+        status = app.snapshot.statuses["tiktok_conversions"]
+        assert status.incident_id is not None and status.delivered_now > 0
+        assert status.state == "degraded"
+        pane = next(
+            p for p in app.screen.query(DestinationPane) if p.destination == status.destination
+        )
+        await wait_for(pilot, lambda: str(pane.query_one(".pane-stats", Static).render()) != "")
+        title = str(pane.query_one(".pane-title", Static).render())
+        stats = str(pane.query_one(".pane-stats", Static).render())
+        assert title.startswith(" DEGRADED ") and "newest line" in title, title
+        assert stats.startswith(f"last {status.window_s} s:"), stats
+        labels = ["delivered/s", "success", "429", "latency"]
+        assert all(f"  {label} " in stats for label in labels), stats
+        assert " ok " not in stats and "ok/s" not in stats
+        await pilot.press("question_mark")
+        await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen))
+        app.screen.query_one("#help-box").scroll_end(animate=False)
+        await pilot.pause()
+        shown = app.export_screenshot().replace("&#160;", " ")
+        assert "Pane states" in shown
+        assert "figures and state over the last 10 s" in shown
+        assert "an incident is open and nothing was delivered in the" in shown

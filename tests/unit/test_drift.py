@@ -15,9 +15,11 @@ from observatory.detect.counts import SecondCounts
 from observatory.detect.drift import (
     BASELINE_QUANTILE,
     LATENESS,
+    WINDOW,
     DriftEvent,
     DriftTracker,
     RateLimitUsage,
+    accepted_rate,
 )
 from observatory.incidents.export import export_incident
 from observatory.incidents.providers import DRIFT_ATTACH_WINDOW
@@ -70,9 +72,9 @@ def test_ceiling_drop_is_flagged_with_old_and_new_ceilings() -> None:
     st = tracker.status()[DEST]
     assert st.flagged and st.flagged_at == START + 122 and st.flagged_ceiling == 40
     assert st.baseline_ceiling == ev.old_ceiling  # frozen while flagged
-    # the current estimate follows the drop's seconds
+    # the current estimate: the accepted rate since the drop (40, 40, 41, 40, ...)
     tracker.advance(START + len(rows) + LATENESS + 1)
-    assert tracker.status()[DEST].current_ceiling == 40
+    assert tracker.status()[DEST].current_ceiling == pytest.approx(40, abs=0.1)
 
 
 def test_steady_throttled_traffic_raises_nothing() -> None:
@@ -121,15 +123,81 @@ def test_cascade_with_fewer_attempts_is_flagged_when_refused_heavily() -> None:
     assert events[0].ts == START + 60 + 2  # the 2nd low second, judged 1 s after its end
 
 
-def test_lumpy_batches_refine_the_flagged_ceiling_to_their_mean() -> None:
-    """A 50-event batch every 2 s reads 0, 50, 0, 50 per second: the flag's one-second
-    estimate is a poor one, the status shows the mean of the dropped seconds since."""
+def test_lumpy_batches_flag_their_mean_rate() -> None:
+    """A 50-event batch every 2 s reads 0, 50, 0, 50 per second: the flag waits for the
+    second batch and says 25/s, the one number the status shows too."""
     rng = random.Random(7)
     tracker = DriftTracker()
     events = run(tracker, at_ceiling(60, 100, rng) + [(0, 80, 0), (50, 80, 0)] * 6)
     assert [e.kind for e in events] == ["ceiling_drop"]
+    assert events[0].new_ceiling == 25
+    assert events[0].ts == START + 60 + 4  # the end of the 2nd batch's second
     st = tracker.status()[DEST]
     assert st.flagged and st.flagged_ceiling == 25
+    assert st.current_ceiling == pytest.approx(25, rel=0.1)
+
+
+def lumpy_throttle(rng: random.Random, seconds: int, period: int, batch: int):
+    """A forwarder throttled to one accepted `batch`-event request every `period` s (seeded
+    phase and jitter): the accepted batch's second, seconds of refused retries, and seconds with
+    no line at all (None) while it waits out its backoff."""
+    rows: list[tuple[int, int, int] | None] = []
+    phase = rng.randrange(period)
+    for i in range(seconds):
+        if (i + phase) % period == 0:
+            rows.append((batch, batch * rng.randint(0, 3), 0))
+        elif rng.random() < 0.6:
+            rows.append((0, batch * rng.randint(2, 5), 0))
+        else:
+            rows.append(None)
+    return rows
+
+
+@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize(("period", "batch"), [(5, 50), (2, 20), (3, 30)])
+def test_lumpy_batch_delivery_never_reads_as_a_ceiling_of_0(
+    seed: int, period: int, batch: int
+) -> None:
+    """Throttled from 100/s to one batch every few seconds (10 events/s), with empty seconds
+    between: the drop's new ceiling, the flagged ceiling and the ceiling now are all above 0
+    and near 10/s, every second of the throttle, not 0 as the median of the seconds read."""
+    rng = random.Random(seed)
+    true_rate = batch / period
+    tracker = DriftTracker()
+    run(tracker, at_ceiling(60, 100, rng))
+    events: list[DriftEvent] = []
+    nows: list[float | None] = []
+    for i, row in enumerate(lumpy_throttle(rng, 120, period, batch)):
+        sec = START + 60 + i
+        if row is not None:
+            d, rl, f = row
+            tracker.feed([SecondCounts(DEST, sec, delivered=d, rate_limited=rl, failed=f)])
+        events += tracker.advance(sec + 1)
+        if events:
+            st = tracker.status()[DEST]
+            assert st.flagged and st.flagged_ceiling == events[0].new_ceiling
+            nows.append(st.current_ceiling)
+    assert [e.kind for e in events] == ["ceiling_drop"]
+    ev = events[0]
+    assert 97 <= ev.old_ceiling <= 103
+    assert ev.ts <= START + 60 + WINDOW + 1  # the wait for a 2nd batch is WINDOW s at most
+    assert 0.6 * true_rate <= ev.new_ceiling <= 1.6 * true_rate, ev.new_ceiling
+    assert nows and all(n is not None and n > 0 for n in nows)
+    # once it has a few batches to go on, the ceiling now stays close to the true rate
+    settled = [n for n in nows[3 * period :] if n is not None]
+    assert settled and all(0.75 * true_rate <= n <= 1.3 * true_rate for n in settled), settled
+
+
+def test_accepted_rate_counts_the_clock_not_the_lines() -> None:
+    # continuous: the mean; one batch: its events over the span; none: 0
+    assert accepted_rate([(s, 40.0) for s in range(10)], 0, 9) == 40
+    assert accepted_rate([(3, 50.0)], 0, 9) == 5
+    assert accepted_rate([], 0, 9) == 0
+    # batches of 50 every 5 s: 10/s, wherever the span ends between two of them
+    batches = [(s, 50.0) for s in range(0, 30, 5)]
+    assert all(accepted_rate(batches, 0, end) == 10 for end in range(25, 30))
+    # delivery stopped: the rate decays once the silence is longer than the usual gap
+    assert accepted_rate(batches, 0, 60) == 250 / 60
 
 
 def test_restoration_is_flagged() -> None:

@@ -17,6 +17,7 @@ import pytest
 
 from observatory.config import DetectionConfig
 from observatory.detect import Engine, SecondCounts
+from observatory.detect.status import STATE_RULES, STATE_SECONDS, pane_state
 from observatory.incidents.model import Change, Incident
 from observatory.sim import latency_shapes
 from observatory.sim.synthetic import Fault, FaultKind, Traffic
@@ -629,3 +630,49 @@ def test_a_feed_that_misses_reports_is_unknown_not_silent(reporting: bool) -> No
     assert engine.late_events > 0  # the gap's first 15 s came after they were judged
     got = [(i.destination, i.detector) for i in opened(changes)]
     assert got == ([] if reporting else [("c_big", "silence")])
+
+
+def test_pane_state_rule() -> None:
+    """STALE over everything; with an open incident DOWN only when nothing was delivered in
+    the window, else DEGRADED; WARMUP before the detectors judge; OK otherwise."""
+    assert pane_state(True, True, True, 0) == "stale"
+    assert pane_state(False, True, True, 0) == "down"
+    assert pane_state(False, True, True, 1) == "degraded"
+    assert pane_state(False, True, False, 5) == "degraded"  # an incident counts in warm-up too
+    assert pane_state(False, False, False, 0) == "warmup"
+    assert pane_state(False, False, True, 0) == "ok"  # a quiet second is not an outage
+    assert [s for s, _ in STATE_RULES] == ["STALE", "DOWN", "DEGRADED", "WARMUP", "OK"]
+
+
+def test_state_and_figures_share_one_window_through_a_throttle_and_recovery() -> None:
+    """A critical 429 storm that still lets 10 % through is DEGRADED, not DOWN; a total one is
+    DOWN; once delivery is back the pane says DEGRADED (the incident is in its quiet period)
+    within the window, and its shares over that window show the recovery, then OK."""
+    onset = START + LEAD
+    traffic = Traffic(
+        RATES,
+        START,
+        LEAD + 400,
+        seed=3,
+        faults=[
+            Fault("rate_limit", "d_huge", onset, onset + 60, level=0.9),
+            Fault("rate_limit", "c_big", onset, onset + 60),
+        ],
+    )
+    engine = Engine(DetectionConfig())
+    drive(traffic, engine, START, onset + 40)
+    status = engine.status()
+    huge, big = status["d_huge"], status["c_big"]
+    assert huge.incident_id is not None and huge.severity == "critical"
+    assert huge.state == "degraded" and huge.delivered_now > 10
+    assert big.incident_id is not None and big.state == "down" and big.delivered_now == 0
+    assert huge.window_s == STATE_SECONDS == 10
+    assert huge.rate_limited_pct is not None and huge.rate_limited_pct > 80
+    # delivery back at onset + 60: a window later, the figures and state agree on it
+    drive(traffic, engine, onset + 40, onset + 60 + STATE_SECONDS + 2)
+    big = engine.status()["c_big"]
+    assert big.incident_id is not None  # still open: the quiet period before resolving
+    assert big.state == "degraded" and big.delivered_now > 50
+    assert big.rate_limited_pct is not None and big.rate_limited_pct < 1
+    drive(traffic, engine, onset + 60 + STATE_SECONDS + 2, onset + 300)
+    assert engine.status()["c_big"].state == "ok"

@@ -19,7 +19,8 @@ from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.widgets import DataTable, Static
 
-from observatory.detect.drift import DestinationDrift
+from observatory.detect.drift import CEILING_SECONDS, DestinationDrift
+from observatory.detect.status import DestinationStatus
 from observatory.store.query import first_line
 from observatory.ui.driver import Snapshot
 from observatory.ui.queries import (
@@ -32,7 +33,7 @@ from observatory.ui.queries import (
 )
 from observatory.ui.screens.base import ObservatoryScreen
 from observatory.ui.screens.failure import FailureScreen
-from observatory.ui.text import fmt_ms, literal
+from observatory.ui.text import fmt_ms, fmt_pct, literal
 from observatory.ui.widgets.footer import KeyFooter
 from observatory.ui.widgets.time_chart import ChartData, TimeChart
 from observatory.util.durations import format_duration
@@ -134,7 +135,12 @@ class DestinationScreen(ObservatoryScreen):
         ):
             self.action_reload()
         self.query_one("#ratelimit", Static).update(
-            drift_text(snap.drift.get(self.destination), self.observatory.zone), layout=False
+            drift_text(
+                snap.drift.get(self.destination),
+                self.observatory.zone,
+                snap.statuses.get(self.destination),
+            ),
+            layout=False,
         )
         self.query_one("#backup", Static).update(
             backup_text(snap.backup.get(self.destination), bool(snap.backup)), layout=False
@@ -324,19 +330,27 @@ def _per_s(value: float | None) -> str:
     return "–" if value is None else f"{value:.3g}/s"
 
 
-def drift_text(d: DestinationDrift | None, zone: DisplayZone) -> Text:
-    """The accepted-rate ceiling (delivered/s while throttled) now and its baseline."""
+def drift_text(
+    d: DestinationDrift | None, zone: DisplayZone, status: DestinationStatus | None = None
+) -> Text:
+    """The accepted-rate ceiling (delivered/s while throttled) now and its baseline, and the
+    429 share of attempts: the pane's figure, over the pane's window (``status``); the
+    flag's time in ``zone``."""
     if d is None:
         return Text("ceiling: no deliveries seen yet", style="dim")
     text = Text()
-    text.append("ceiling now ", style="dim")
-    text.append(_per_s(d.current_ceiling))
+    text.append(f"ceiling now (last {CEILING_SECONDS} s) ", style="dim")
+    if d.current_ceiling is None:
+        text.append("– (not throttled)", style="dim")
+    else:
+        text.append(_per_s(d.current_ceiling))
     text.append("  baseline ", style="dim")
     text.append(_per_s(d.baseline_ceiling))
     if d.baseline_kind == "lower_bound":
         text.append(" (never throttled: at least)", style="dim")
-    text.append("  throttled ", style="dim")
-    text.append(f"{100 * d.recent_throttled_share:.1f}%")
+    if status is not None:
+        text.append(f"  429 share (last {status.window_s} s) ", style="dim")
+        text.append(fmt_pct(status.rate_limited_pct))
     if d.retry_after_s is not None:
         text.append("  Retry-After ", style="dim")
         text.append(f"{d.retry_after_s:g} s")

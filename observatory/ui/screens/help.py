@@ -13,6 +13,8 @@ from textual.binding import Binding
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from observatory.detect.status import STATE_RULES, STATE_SECONDS
+
 
 @dataclass(frozen=True)
 class HelpRow:
@@ -143,3 +145,16 @@ class HelpScreen(ModalScreen[None]):
         with VerticalScroll(id="help-box"):
             yield Static("[b]Observatory — keys[/b]", id="help-title")
             yield Static(table)
+            yield Static(_states())
+
+
+def _states() -> Table:
+    """The pane states' rule (observatory.detect.status), under the keys."""
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column()
+    table.add_row("", "")
+    table.add_row("[bold]Pane states[/]", f"figures and state over the last {STATE_SECONDS} s")
+    for state, rule in STATE_RULES:
+        table.add_row(state, rule)
+    return table

@@ -1,4 +1,9 @@
-"""One destination on the dashboard: state badge, rate, sparkline, ratios, latency, age."""
+"""One destination on the dashboard: state badge, rate, sparkline, ratios, latency, age.
+
+The stats line starts with its window ("last 10 s:"): delivered/s, the success and 429 shares
+of attempts and the mean latency are all over it, as is the state badge's rule
+(``observatory.detect.status``). What has no window (the newest line's age, the probe) is on
+the title line."""
 
 from __future__ import annotations
 
@@ -96,8 +101,10 @@ class DestinationPane(Widget, can_focus=True):
         if not self.is_mounted or not self.children:
             return  # on_mount renders it
         width = max(0, self.content_region.width)
-        stats = self._stats(status, now, self.zone, backup)
-        key = (status.state, status.incident_id, width, tuple(status.sparkline[-width:]), stats)
+        stats = self._stats(status, now, backup)
+        facts = self._facts(status, now, self.zone)
+        spark = tuple(status.sparkline[-width:])
+        key = (status.state, status.incident_id, width, spark, stats, facts)
         if key == self._drawn:
             return  # nothing visible changed: no refresh
         self._drawn = key
@@ -105,38 +112,50 @@ class DestinationPane(Widget, can_focus=True):
         title = Text.assemble(badge(status.state), " ", literal(status.destination, "bold"))
         if status.incident_id:
             title.append(f"  incident {status.incident_id}", style="bold red")
+        title.append_text(self._line(facts, "  "))
         # layout=False: these lines have a fixed height, so no relayout of the screen.
         self.query_one(".pane-title", Static).update(title, layout=False)
         self.query_one(".pane-spark", Static).update(
             spark_text(status.sparkline, width, "red" if status.state == "down" else ""),
             layout=False,
         )
+        self.query_one(".pane-stats", Static).update(self._line(stats), layout=False)
+
+    @staticmethod
+    def _line(items: tuple[tuple[str, str], ...], lead: str = "") -> Text:
         text = Text()
-        for n, (label, value) in enumerate(stats):
-            text.append("  " if n else "")
+        for n, (label, value) in enumerate(items):
+            text.append("  " if n else lead)
             text.append(label, style="dim")
-            text.append(" " + value)
-        self.query_one(".pane-stats", Static).update(text, layout=False)
+            if value:
+                text.append(" " + value)
+        return text
 
     def on_resize(self) -> None:
         self._drawn = None
         self._show_latest()
 
     @staticmethod
-    def _stats(
-        status: DestinationStatus,
-        now: float,
-        zone: DisplayZone,
-        backup: dict[str, Any] | None = None,
+    def _facts(
+        status: DestinationStatus, now: float, zone: DisplayZone
     ) -> tuple[tuple[str, str], ...]:
+        """What has no window: the newest line's age (a STALE pane's: its time, in ``zone``)
+        and the probe (on the title line)."""
         probe = "–" if status.probe_ok is None else ("ok" if status.probe_ok else "FAILING")
+        return (("newest line", _last_seen(status, now, zone)), ("probe", probe))
+
+    @staticmethod
+    def _stats(
+        status: DestinationStatus, now: float, backup: dict[str, Any] | None = None
+    ) -> tuple[tuple[str, str], ...]:
+        # One window for every figure (and the state), named first; each label one number.
         stats: tuple[tuple[str, str], ...] = (
-            ("ok/s", f"{status.delivered_now:.1f}"),
-            ("ok", fmt_pct(status.success_pct)),
+            # a STALE pane's figures are over the last traffic it had, not the last seconds
+            (f"last {status.window_s} s{' seen' if status.state == 'stale' else ''}:", ""),
+            ("delivered/s", f"{status.delivered_now:.1f}"),
+            ("success", fmt_pct(status.success_pct)),
             ("429", fmt_pct(status.rate_limited_pct)),
             ("latency", fmt_ms(status.avg_latency_ms)),
-            ("last", _last_seen(status, now, zone)),
-            ("probe", probe),
         )
         if status.feed is not None:  # a platform's metrics or API, not log lines
             stats += (("via", status.feed),)

@@ -118,11 +118,11 @@ class TimeChart(Widget):
         out.append(f"{'':<{LABEL_WIDTH}}{zone:>{SCALE_WIDTH}} ", style="dim")
         out.append(labels + "\n")
         per = axis.seconds_per_column
-        each = "1 s a column" if per == 1 else f"mean over {per:.3g} s a column"
+        each = "1 s a column" if per == 1 else f"mean of {per:.3g} s a column"
+        start = self.zone.at(data.now - data.seconds)
         out.append(
-            f"{'':<{margin}}{self.zone.full(data.now - data.seconds)[:19]} – "
-            f"{self.zone.clock(data.now)} ({format_duration(data.seconds, coarse=True)}): "
-            f"events/s, {each}; blank: no data yet; {ZERO} none",
+            f"{'':<{margin}}{start:%Y-%m-%d %H:%M:%S} – {self.zone.clock(data.now)} "
+            f"({format_duration(data.seconds, coarse=True)}) · {each} · blank: no data",
             style="dim",
         )
         return out
