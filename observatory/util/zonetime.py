@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 LOCAL = "local"
 # Summaries written by the engine name times of day as HH:MM:SS in UTC (detect.wording.clock).
-_CLOCK_RE = re.compile(r"(?<![\d:])([01]\d|2[0-3]):([0-5]\d):([0-5]\d)(?![\d:])")
+_CLOCK_RE = re.compile(r"(?<![\d:])([01]\d|2[0-3]):([0-5]\d):([0-5]\d)(?!\d|:\d)")
 
 
 def zone_info(name: str) -> tzinfo | None:

@@ -413,8 +413,9 @@ def test_outage_quiet_period_and_resolution_are_apart(con: Any) -> None:
 
 def test_times_and_empty_values_in_evidence_read_as_words(con: Any) -> None:
     facts = {"component_status": "degraded", "checked_at": 1_796_403_293.65, "incidents": []}
-    md = export(con, "md", evidence={"status_page": facts})
+    md = export(con, "md", evidence={"status_page": facts, "p_value": 5.421e-20})
     assert "- **Checked at (UTC):** 2026-12-04T" in md and "1,796,403,293" not in md
     assert "- **Incidents:** none" in md
+    assert "< 0.0001" in md and "e-20" not in md  # a tiny number reads as tiny
     page = export(con, "html", evidence={"status_page": facts})
     assert "1,796,403,293" not in page and "<td>none</td>" in page

@@ -65,6 +65,7 @@ def replayed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Inciden
         stored = load_incident(runtime.store.con, inc.id)
         md = export_incident(runtime.store.con, stored, "md")
         doc = json.loads(export_incident(runtime.store.con, stored, "json"))
+        doc["html"] = export_incident(runtime.store.con, stored, "html")
         (tmp / "export.md").write_text(md, encoding="utf-8")
         yield stored, md, doc
     finally:
@@ -85,6 +86,10 @@ def test_the_outage_quiet_period_and_resolution_are_three_figures(
     # the summary's "from X to Y" ends at the outage's end, not at the resolution
     assert f"to {_hms(inc.outage_end)}" in inc.summary
     assert _hms(inc.resolved_at) not in inc.summary
+    # the HTML chart shades the outage, and the quiet period apart from it
+    page = replayed[2]["html"]
+    assert f">outage ended {_hms(inc.outage_end)}</text>" in page
+    assert ">outage</text>" in page and ">quiet before resolving</text>" in page
 
 
 def test_share_and_impact_cover_the_outage_only(replayed: tuple[Incident, str, Any]) -> None:

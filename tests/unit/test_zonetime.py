@@ -76,7 +76,12 @@ def test_engine_summaries_get_their_times_in_the_zone(los_angeles: None) -> None
     assert DisplayZone().localize_clocks(text, midnight) == (
         "nothing delivered from 15:59:50 PST to 16:00:10 PST"
     )
+    # A time of day ending a phrase ("since 14:22:06: mean ...") is one too.
+    assert DisplayZone("UTC").localize_clocks("latency up since 14:22:06: mean", WINTER) == (
+        "latency up since 14:22:06 UTC: mean"
+    )
     # Numbers that are not times of day stay as they are.
     assert DisplayZone("UTC").localize_clocks("1:2:3 and 123:45:67", WINTER) == (
         "1:2:3 and 123:45:67"
     )
+    assert DisplayZone("UTC").localize_clocks("12:13:14:15", WINTER) == "12:13:14:15"

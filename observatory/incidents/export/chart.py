@@ -44,6 +44,9 @@ class ChartData:
         return self.start + self.step * len(self.delivered)
 
 
+QUIET_FILL = "#e5e7eb"  # the quiet period before resolving: grey, not red
+
+
 def chart_data(
     con: duckdb.DuckDBPyConnection, destination: str, start: float, end: float
 ) -> ChartData:
@@ -145,12 +148,19 @@ def _svg_open(dest: str) -> list[str]:
 
 
 def _incident_span(scale: _Scale, window: Window) -> str:
-    """The incident's span, shaded (drawn first: behind everything else)."""
-    xa, xb = scale.x(window.start), scale.x(window.end)
-    return (
-        f'<rect x="{xa:.1f}" y="{TOP}" width="{max(xb - xa, 1.5):.1f}" height="{PLOT_H}" '
+    """The outage shaded (onset to its last abnormal second), and the quiet period before
+    resolving in a paler tint (drawn first: behind everything else)."""
+    xa, xo, xb = scale.x(window.start), scale.x(window.outage_until), scale.x(window.end)
+    out = (
+        f'<rect x="{xa:.1f}" y="{TOP}" width="{max(xo - xa, 1.5):.1f}" height="{PLOT_H}" '
         'fill="#fecaca" fill-opacity="0.45"/>'
     )
+    if xb - xo >= 1.0:
+        out += (
+            f'<rect x="{xo:.1f}" y="{TOP}" width="{xb - xo:.1f}" height="{PLOT_H}" '
+            f'fill="{QUIET_FILL}" fill-opacity="0.6"/>'
+        )
+    return out
 
 
 def _value_axis(scale: _Scale, ystep: float, unit: str) -> list[str]:
@@ -223,18 +233,20 @@ def _series_lines(scale: _Scale, data: ChartData) -> list[str]:
 
 
 def _span_labels(scale: _Scale, window: Window) -> list[str]:
-    """Onset and resolution labelled above the plot at the span's edges (so they never
-    collide with the detection label inside it); the end only when there is room."""
-    xa, xb = scale.x(window.start), scale.x(window.end)
+    """Onset and the outage's end labelled above the plot at the outage's edges (so they
+    never collide with the detection label inside it); the end only when there is room."""
+    xa, xb = scale.x(window.start), scale.x(window.outage_until)
     out = [
         f'<text x="{xa:.1f}" y="{TOP - 8}" text-anchor="{_anchor(xa, LEFT, RIGHT, 110)}" '
         f'fill="#991b1b" font-weight="600">onset {_hms(window.start)}</text>'
     ]
     if xb - xa > 230:
-        end_label = "last data" if window.ongoing else "resolved"
+        end_label = "last data" if window.ongoing else "outage ended"
+        if window.outage_end is None and not window.ongoing:
+            end_label = "resolved"  # an older incident: its outage's end was not recorded
         out.append(
-            f'<text x="{xb:.1f}" y="{TOP - 8}" text-anchor="{_anchor(xb, LEFT, RIGHT, 130)}" '
-            f'fill="#991b1b" font-weight="600">{end_label} {_hms(window.end)}</text>'
+            f'<text x="{xb:.1f}" y="{TOP - 8}" text-anchor="{_anchor(xb, LEFT, RIGHT, 160)}" '
+            f'fill="#991b1b" font-weight="600">{end_label} {_hms(window.outage_until)}</text>'
         )
     return out
 
@@ -262,21 +274,27 @@ _NO_EVENTS = (
 def _legend(window: Window) -> list[str]:
     """The legend, one row above the plot (text widths estimated: no layout engine here)."""
     lx = float(LEFT)
-    span_name = "incident (ongoing)" if window.ongoing else "incident (onset to resolved)"
+    span_name = "outage"
+    if window.ongoing:
+        span_name = "incident (ongoing)"
+    elif window.outage_end is None:  # an older incident: its outage's end was not recorded
+        span_name = "incident (onset to resolved)"
     legend = [
         *((name, f'stroke="{colour}" stroke-width="3"') for _, name, colour in SERIES),
-        (span_name, ""),
+        (span_name, "#fecaca"),
         ("detected", 'stroke="#6d28d9" stroke-width="2" stroke-dasharray="6 4"'),
     ]
+    if not window.ongoing and window.end - window.outage_until >= 1.0:
+        legend.insert(len(SERIES) + 1, ("quiet before resolving", QUIET_FILL))
     out: list[str] = []
     for name, stroke in legend:
-        if stroke:
-            out.append(f'<line x1="{lx:.0f}" x2="{lx + 26:.0f}" y1="24" y2="24" {stroke}/>')
-        else:
+        if stroke.startswith("#"):  # a shaded span: its fill
             out.append(
-                f'<rect x="{lx:.0f}" y="15" width="26" height="18" fill="#fecaca" '
-                'fill-opacity="0.8" stroke="#f87171" stroke-width="1"/>'
+                f'<rect x="{lx:.0f}" y="15" width="26" height="18" fill="{stroke}" '
+                'fill-opacity="0.8" stroke="#d1d5db" stroke-width="1"/>'
             )
+        else:
+            out.append(f'<line x1="{lx:.0f}" x2="{lx + 26:.0f}" y1="24" y2="24" {stroke}/>')
         out.append(
             f'<text x="{lx + 33:.0f}" y="29" font-size="14" fill="#1f2328">'
             f"{html_escape(name)}</text>"

@@ -30,6 +30,8 @@ def _fmt_number(value: float, key: str = "") -> str:
         return f"{value * 100:.2f} %"
     if value.is_integer() and abs(value) < 1e15:
         return f"{int(value):,}"
+    if abs(value) < 1e-4:  # no "5.421e-20" for a reader: tiny is tiny
+        return "< 0.0001" if value > 0 else "> -0.0001"
     return f"{value:,.3f}".rstrip("0").rstrip(".") if abs(value) >= 1 else f"{value:.4g}"
 
 

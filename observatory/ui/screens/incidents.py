@@ -100,7 +100,8 @@ class IncidentsScreen(ObservatoryScreen):
     def _fill_list(self) -> None:
         """The list, each column as wide as its widest cell and the summary taking the rest
         of the width, wrapped rather than cut. Narrow (under NARROW columns), severity,
-        detector and resolved time are left out: the summary and timeline say them."""
+        destination, detector and resolved time are left out: the summary (which starts with
+        the destination) and the timeline say them."""
         table = self.query_one("#incident-list", DataTable)
         row = table.cursor_row
         zone = self.observatory.zone
@@ -129,7 +130,8 @@ class IncidentsScreen(ObservatoryScreen):
         keep = [
             n
             for n, h in enumerate(headers)
-            if self.size.width >= NARROW or h not in ("severity", "detector", "resolved")
+            if self.size.width >= NARROW
+            or h not in ("severity", "destination", "detector", "resolved")
         ]
         headers = tuple(headers[n] for n in keep)
         rows = [tuple(cells[n] for n in keep) for cells in rows]
