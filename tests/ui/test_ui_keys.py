@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from textual import events
 from textual.command import CommandPalette
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, Static, TextArea
@@ -75,6 +76,21 @@ async def test_arrows_move_between_panes_and_enter_opens_the_focused_one(
         assert app.focused is dash.panes[order[3]]
         await pilot.press("up", "up", "up", "up")
         assert app.focused is dash.panes[order[0]]
+
+
+@pytest.mark.asyncio
+async def test_a_burst_of_arrows_moves_once_per_key(make_ui: AppMaker) -> None:
+    """↓↓↓ arriving at once (typed fast, or sent together through tmux) moves three panes:
+    each move starts from where the one before it went, not from where focus was drawn."""
+    app = make_ui("odd")  # four destinations
+    async with app.run_test(size=(100, 16)) as pilot:
+        dash = await dashboard(pilot, 4)
+        order = list(dash.panes)
+        assert app.focused is dash.panes[order[0]]
+        for _ in range(3):  # queued together, handled without a pause between them
+            app.post_message(events.Key("down", None))
+        await pilot.pause()
+        assert app.focused is dash.panes[order[3]]
 
 
 def test_neighbour_moves_by_position_in_a_grid() -> None:

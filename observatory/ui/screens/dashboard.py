@@ -198,8 +198,10 @@ class DashboardScreen(ObservatoryScreen):
         shown = [p for p in self.panes.values() if p.display]
         if not shown:
             return
+        # set_focus, not focus(): focus() takes effect later, so in a burst of keys (↓↓↓
+        # typed fast, or sent at once through tmux) each would move from the same pane.
         if self.focused not in shown:
-            shown[0].focus()
+            self.set_focus(shown[0])
             return
         # Positions in the container's content (off-screen panes have one too).
         boxes = [tuple(p.virtual_region) for p in shown]
@@ -207,7 +209,7 @@ class DashboardScreen(ObservatoryScreen):
             boxes = [(0, n, 1, 1) for n in range(len(shown))]
         target = neighbour(boxes, shown.index(self.focused), direction)
         if target is not None:
-            shown[target].focus()  # scrolls it into view
+            self.set_focus(shown[target])  # scrolls it into view
 
     def action_filter(self) -> None:
         self.filtering = True
