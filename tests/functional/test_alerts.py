@@ -258,9 +258,10 @@ def test_hung_sink_does_not_delay_others_and_publish_never_blocks(
 
     started = time.monotonic()
     dispatcher.publish(Change("open", incident("first")))
-    assert healthy.wait_for(1, timeout=2.0)
-    assert time.monotonic() - started < 0.5  # delivered promptly while the other sink hangs
-    assert hung.wait_for(1, timeout=2.0)  # and the hung sink's worker is stuck in its request
+    assert healthy.wait_for(1, timeout=5.0)
+    # delivered while the other sink hangs (for 30 s): not after it
+    assert time.monotonic() - started < 5.0
+    assert hung.wait_for(1, timeout=5.0)  # and the hung sink's worker is stuck in its request
 
     changes = [Change("open", incident(f"flood-{i}")) for i in range(10_000)]
     durations = []
@@ -268,15 +269,12 @@ def test_hung_sink_does_not_delay_others_and_publish_never_blocks(
         t = time.perf_counter()
         dispatcher.publish(change)
         durations.append(time.perf_counter() - t)
-    durations.sort()
-    # publish is a lock, a copy and an append: it never waits for a sink. What a single call
-    # can still suffer is the interpreter's own scheduling (a GIL hand-over to a busy worker
-    # thread is up to sys.getswitchinterval() = 5 ms; a gen-2 GC pass over the 10,000 test
-    # incidents can take tens of ms), so the bound is asserted on the 99th percentile.
-    assert durations[len(durations) // 2] < 0.0005
-    assert durations[int(len(durations) * 0.99)] < 0.005
-    assert durations[-1] < 0.1
-    assert sum(durations) < 2.0
+    # publish is a lock, a copy and an append: it never waits for a sink. A call that waited
+    # for the hung one would take its 30 s; the bounds here are far from that and far above
+    # what a loaded machine's scheduling (GIL hand-overs, a gen-2 GC pass) can add, so they
+    # say "never blocks" without timing the interpreter. (Speed is the benchmarks' business.)
+    assert max(durations) < 1.0
+    assert sum(durations) < 10.0
 
     # The hung sink kept its newest 100 and dropped the rest (one is in flight).
     assert stats_of(dispatcher, "webhook[0]")["dropped"] == 10_000 - 100
