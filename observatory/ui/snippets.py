@@ -44,7 +44,7 @@ ORDER BY n DESC, last_seen DESC
 LIMIT 20""",
     ),
     Snippet(
-        "429 share per destination",
+        "429 share (15 min)",
         """\
 -- the share of attempts that were rate-limited (429 or the platform's own code),
 -- per destination, over the last 15 minutes of stored data

@@ -85,9 +85,9 @@ def run(con: duckdb.DuckDBPyConnection, title: str) -> list[dict[str, Any]]:
 
 def test_the_required_snippets_are_listed() -> None:
     titles = [s.title for s in SNIPPETS]
-    assert {"Throughput per minute", "Top errors", "429 share per destination"} <= set(titles)
+    assert {"Throughput per minute", "Top errors", "429 share (15 min)"} <= set(titles)
     assert len(set(titles)) == len(titles)
-    assert all(len(t) <= 26 for t in titles)  # the sidebar's width
+    assert all(len(t) <= 22 for t in titles)  # the sidebar list, unwrapped
 
 
 def test_throughput_per_destination_per_minute(con: duckdb.DuckDBPyConnection) -> None:
@@ -121,7 +121,7 @@ def test_top_errors(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def test_429_share_per_destination(con: duckdb.DuckDBPyConnection) -> None:
-    rows = run(con, "429 share per destination")
+    rows = run(con, "429 share (15 min)")
     # last 15 min of data: tiktok 240 throttled of 1800; ga4 300 of 600; meta none
     assert [(r["destination"], r["rate_limited"], r["attempts"], r["pct_429"]) for r in rows] == [
         ("ga4", 300, 600, 50.0),
