@@ -180,10 +180,10 @@ async def test_every_key_in_help_does_what_help_says(
 
         async def reload_destination(key: str) -> None:
             screen = on(DestinationScreen)
-            shown = screen.failures
+            shown = screen.failure_groups
             await pilot.press(key)
             await settle(pilot, screen)
-            assert screen.failures is not shown  # loaded afresh
+            assert screen.failure_groups is not shown  # loaded afresh
 
         async def focus_failures(key: str) -> None:
             await pilot.press(key)
