@@ -32,13 +32,36 @@ class FailureRow(NamedTuple):
     message_id: str | None
 
 
+class FailureGroup(NamedTuple):
+    """Failures alike -- the same outcome, status, code and message -- counted together,
+    with the first and the last time one was seen (epoch seconds)."""
+
+    outcome: str
+    http_status: int | None
+    error_code: str | None
+    error_message: str | None
+    n: int  # how many
+    first_ts: float
+    last_ts: float
+
+    @property
+    def key(self) -> tuple[str, int | None, str | None, str | None]:
+        """What makes failures alike (the group's identity across reads)."""
+        return (self.outcome, self.http_status, self.error_code, self.error_message)
+
+
+# At most this many groups on the destination screen, and members in a group's detail.
+FAILURE_GROUPS = 50
+GROUP_MEMBERS = 50
+
+
 @dataclass
 class DestinationDetail:
     """Everything the destination screen shows, read in one go."""
 
     seconds: list[tuple[int, int, int, int]] = field(default_factory=list)  # sec, ok, failed, 429
     errors: list[tuple[Any, ...]] = field(default_factory=list)  # status, code, message, count
-    failures: list[FailureRow] = field(default_factory=list)
+    failure_groups: list[FailureGroup] = field(default_factory=list)
     incidents: list[Incident] = field(default_factory=list)
     probes: list[ProbeRow] = field(default_factory=list)
 
@@ -68,21 +91,79 @@ def destination_detail(
         """,
         [destination],
     ).fetchall()
-    failures = cur.execute(
-        """
-        SELECT epoch(ts), outcome::VARCHAR, http_status, error_code, error_message, latency_ms,
-               message_id
-        FROM events WHERE destination = ? AND outcome <> 'delivered'
-        ORDER BY ts DESC, message_id LIMIT 200
-        """,
-        [destination],
-    ).fetchall()
     return DestinationDetail(
         seconds=[(int(s), int(a), int(b), int(c)) for s, a, b, c in seconds],
         errors=errors,
-        failures=[FailureRow(*row) for row in failures],
+        failure_groups=failure_groups(cur, destination),
         incidents=list_incidents(cur, destination),
         probes=probe_history(cur, destination),
+    )
+
+
+def failure_groups(
+    cur: duckdb.DuckDBPyConnection, destination: str, limit: int = FAILURE_GROUPS
+) -> list[FailureGroup]:
+    """The destination's stored failures grouped by (outcome, status, code, message), each
+    with its count and first / last time; the most recently seen group first, at most
+    ``limit`` groups."""
+    rows = cur.execute(
+        """
+        SELECT outcome::VARCHAR, http_status, error_code, error_message, count(*) AS n,
+               epoch(min(ts)), epoch(max(ts)) AS last_ts
+        FROM events WHERE destination = ? AND outcome <> 'delivered'
+        GROUP BY ALL
+        ORDER BY last_ts DESC, n DESC, 1, 2 NULLS FIRST, 3 NULLS FIRST, 4 NULLS FIRST
+        LIMIT ?
+        """,
+        [destination, limit],
+    ).fetchall()
+    return [
+        FailureGroup(str(o), status, code, message, int(n), float(first), float(last))
+        for o, status, code, message, n, first, last in rows
+    ]
+
+
+@dataclass
+class FailureGroupDetail:
+    """A group of alike failures opened: its newest failure in full and its newest members."""
+
+    newest: list[tuple[str, Any]]  # (column, value as text) of the newest, every column
+    members: list[FailureRow]  # newest first, at most GROUP_MEMBERS
+
+
+_GROUP_WHERE = """
+    destination = ? AND outcome <> 'delivered' AND outcome::VARCHAR = ?
+    AND http_status IS NOT DISTINCT FROM ? AND error_code IS NOT DISTINCT FROM ?
+    AND error_message IS NOT DISTINCT FROM ?
+"""
+
+
+def failure_group_detail(
+    cur: duckdb.DuckDBPyConnection,
+    destination: str,
+    group: FailureGroup,
+    limit: int = GROUP_MEMBERS,
+) -> FailureGroupDetail:
+    """The group's newest failure (every field) and its newest ``limit`` members; empty
+    when none of it is stored any more."""
+    params = [destination, *group.key]
+    members = cur.execute(
+        f"""
+        SELECT epoch(ts), outcome::VARCHAR, http_status, error_code, error_message, latency_ms,
+               message_id
+        FROM events WHERE {_GROUP_WHERE}
+        ORDER BY ts DESC, message_id LIMIT ?
+        """,
+        [*params, limit],
+    ).fetchall()
+    cols = ", ".join(f"{c}::VARCHAR" for c in FAILURE_COLUMNS)
+    newest = cur.execute(
+        f"SELECT {cols} FROM events WHERE {_GROUP_WHERE} ORDER BY ts DESC, message_id LIMIT 1",
+        params,
+    ).fetchone()
+    return FailureGroupDetail(
+        newest=[] if newest is None else list(zip(FAILURE_COLUMNS, newest, strict=True)),
+        members=[FailureRow(*row) for row in members],
     )
 
 
@@ -173,25 +254,6 @@ def _json(text: Any) -> dict[str, Any]:
 
 # Every column of `events`, in table order.
 FAILURE_COLUMNS = ("ts", "ingested_at", "source", *CANONICAL_COLUMNS[1:])
-
-
-def failure_fields(
-    cur: duckdb.DuckDBPyConnection, destination: str, ts: float, message_id: str | None
-) -> list[tuple[str, Any]]:
-    """Every field of one failed line (the first match of destination, time, message id)."""
-    cols = ", ".join(f"{c}::VARCHAR" for c in FAILURE_COLUMNS)
-    row = cur.execute(
-        f"""
-        SELECT {cols} FROM events
-        WHERE destination = ? AND epoch(ts) = ? AND message_id IS NOT DISTINCT FROM ?
-          AND outcome <> 'delivered'
-        LIMIT 1
-        """,
-        [destination, ts, message_id],
-    ).fetchone()
-    if row is None:
-        return []
-    return list(zip(FAILURE_COLUMNS, row, strict=True))
 
 
 # -- SQL console: schema, external access, export ---------------------------------------

@@ -71,21 +71,36 @@ async def test_destination_probe_history_and_failure_detail(make_ui: AppMaker) -
         # r reloads
         await pilot.press("r")
         await settle(pilot, dest)
-        # f focuses the failures; Enter opens the selected one in full
+        # f focuses the failures, alike ones grouped: the outage's 429s are one row
         await pilot.press("f")
-        assert app.focused is dest.query_one("#failures", DataTable)
+        table = dest.query_one("#failures", DataTable)
+        assert app.focused is table
+        assert table.row_count == 1
+        row = [str(c) for c in table.get_row_at(0)]
+        assert row[2:] == ["853", "rate_limited", "200", "40100", "Too many requests"]
+        assert row[0] == "2023-11-14 22:28:19 UTC" and row[1].startswith("2023-11-14 22:26:")
+        # Enter opens the group: its newest failure in full, its count, first / last, members
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, FailureScreen))
-        fields = dict(app.screen.fields)
+        detail = app.screen
+        assert isinstance(detail, FailureScreen)
+        fields = dict(detail.fields)
         assert fields["destination"] == "tiktok_conversions"
         assert fields["error_code"] == "40100" and fields["message_id"]
+        assert fields["ts"].startswith("2023-11-14 22:28:19")
+        assert detail.group is not None and detail.group.n == 853
+        assert len(detail.members) == 50 and detail.members[0].message_id == fields["message_id"]
+        title = str(detail.query_one("#failure-title", Static).render())
+        assert "853 failures alike" in title and "last 2023-11-14 22:28:19 UTC" in title
+        await pilot.pause()
+        shown = "\n".join(
+            "".join(seg.text for seg in strip) for strip in detail._compositor.render_strips()
+        )
+        assert "The newest 50 of 853" in shown and "message id" in shown
         await pilot.press("escape")
         assert app.screen is dest
-        # the mouse: a click highlights a failure row, a second click opens it
-        await pilot.click("#failures", offset=(5, 2))
-        await pilot.pause()
-        assert dest.query_one("#failures", DataTable).cursor_row == 1
-        await pilot.click("#failures", offset=(5, 2))
+        # the mouse: a click on the (highlighted) group opens it
+        await pilot.click("#failures", offset=(5, 1))
         await wait_for(pilot, lambda: isinstance(app.screen, FailureScreen))
         await pilot.press("escape")
 

@@ -10,7 +10,8 @@ import pytest
 from textual import events
 from textual.command import CommandPalette
 from textual.pilot import Pilot
-from textual.widgets import DataTable, Input, Static, TextArea
+from textual.widgets import DataTable, Input, OptionList, Static, TextArea
+from textual.widgets._footer import FooterKey
 from textual.widgets._toast import Toast
 
 from observatory.ui.app import ObservatoryApp
@@ -20,6 +21,7 @@ from observatory.ui.screens.destination import DestinationScreen
 from observatory.ui.screens.help import HelpScreen, help_sections
 from observatory.ui.screens.incidents import IncidentsScreen
 from observatory.ui.screens.sql import SqlScreen
+from observatory.ui.snippets import SNIPPETS
 from observatory.ui.widgets.destination_pane import DestinationPane
 from tests.pilot import settle, wait_for
 from tests.ui.dataset import AppMaker
@@ -194,10 +196,10 @@ async def test_every_key_in_help_does_what_help_says(
 
         async def reload_destination(key: str) -> None:
             screen = on(DestinationScreen)
-            shown = screen.failures
+            shown = screen.failure_groups
             await pilot.press(key)
             await settle(pilot, screen)
-            assert screen.failures is not shown  # loaded afresh
+            assert screen.failure_groups is not shown  # loaded afresh
 
         async def focus_failures(key: str) -> None:
             await pilot.press(key)
@@ -220,6 +222,14 @@ async def test_every_key_in_help_does_what_help_says(
             await settle(pilot, screen)
             runs.append(sql)
             assert str(screen.query_one(DataTable).get_row_at(0)[0]) == str(len(runs) + 40)
+
+        async def examples(key: str) -> None:
+            screen = on(SqlScreen)
+            await pilot.press(key)
+            assert app.focused is screen.query_one("#examples")
+            await pilot.press("down", "enter")  # the second example
+            editor = screen.query_one(TextArea)
+            assert app.focused is editor and editor.text == SNIPPETS[1].sql
 
         async def cancel(key: str) -> None:
             before = notified()
@@ -315,6 +325,7 @@ async def test_every_key_in_help_does_what_help_says(
             ("Destination", "focus_failures"): focus_failures,
             ("Destination", "write_missing"): write_missing,
             ("SQL console", "run"): run,
+            ("SQL console", "examples"): examples,
             ("SQL console", "cancel"): cancel,
             ("SQL console", "export"): export,
             ("SQL console", "history"): history,
@@ -381,8 +392,80 @@ async def open_sql(pilot: Pilot[Any]) -> SqlScreen:
 
 async def run_sql(pilot: Pilot[Any], screen: SqlScreen, sql: str) -> None:
     screen.query_one(TextArea).text = sql
-    await pilot.press("ctrl+enter")
+    await pilot.press("ctrl+r")
     await settle(pilot, screen)
+
+
+def footer_run_key(screen: SqlScreen) -> str:
+    """The key the footer shows for Run."""
+    (key,) = [k.key for k in screen.query(FooterKey) if k.action == "run"]
+    return key
+
+
+@pytest.mark.asyncio
+async def test_a_fresh_console_is_empty_and_the_shown_key_runs_a_typed_query(
+    make_ui: AppMaker,
+) -> None:
+    """What a new user does: open the console, type a query, press the key the screen shows
+    (ctrl+r: tmux and many terminals send nothing for ctrl+enter)."""
+    app = make_ui("healthy")
+    async with app.run_test(size=SIZE) as pilot:
+        await dashboard(pilot)
+        screen = await open_sql(pilot)
+        editor = screen.query_one(TextArea)
+        assert editor.text == "" and app.focused is editor
+        hint = str(screen.query_one("#sql-status", Static).render())
+        assert hint.startswith("ctrl+r runs")
+        assert footer_run_key(screen) == "ctrl+r"
+        await pilot.press(*"select 42 as answer")
+        assert editor.text == "select 42 as answer"  # typed into an empty editor, nothing else
+        await pilot.press(footer_run_key(screen))
+        await settle(pilot, screen)
+        table = screen.query_one(DataTable)
+        assert [str(c) for c in table.get_row_at(0)] == ["42"] and table.row_count == 1
+        status = str(screen.query_one("#sql-status", Static).render())
+        assert status.startswith("1 row") and "ctrl+r runs" in status  # the hint stays
+
+
+@pytest.mark.asyncio
+async def test_an_example_picked_goes_into_the_editor_and_runs(make_ui: AppMaker) -> None:
+    app = make_ui("incident")
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await dashboard(pilot)
+        screen = await open_sql(pilot)
+        examples = screen.query_one("#examples", OptionList)
+        titles = [str(examples.get_option_at_index(i).prompt) for i in range(len(SNIPPETS))]
+        assert titles == [s.title for s in SNIPPETS]
+        editor = screen.query_one(TextArea)
+        # ctrl+o shows the sidebar if hidden and goes to the list; Enter fills the empty editor
+        await pilot.press("ctrl+b", "ctrl+o")
+        assert screen.query_one("#sql-sidebar").display and app.focused is examples
+        share = next(i for i, s in enumerate(SNIPPETS) if s.title == "429 share (15 min)")
+        await pilot.press(*["down"] * share, "enter")
+        assert editor.text == SNIPPETS[share].sql and app.focused is editor
+        await pilot.press("ctrl+r")
+        await settle(pilot, screen)
+        rows = [
+            [str(c) for c in screen.query_one(DataTable).get_row_at(i)]
+            for i in range(screen.query_one(DataTable).row_count)
+        ]
+        # the incident dataset: TikTok throttled over its last 90 s, Meta not at all
+        assert [r[0] for r in rows] == ["tiktok_conversions", "meta_capi"]
+        assert float(rows[0][3]) > 5 and rows[1][1] == "0"
+        # a query being written is kept in the history: ctrl+up brings it back
+        editor.text = "select 'draft'"
+        await pilot.press("ctrl+o", "home", "enter")
+        assert editor.text == SNIPPETS[0].sql
+        assert any("ctrl+↑" in str(n.message) for n in app._notifications)
+        await pilot.press("ctrl+up")
+        assert editor.text == "select 'draft'"
+        # every example runs on the dataset without an error
+        for n, snippet in enumerate(SNIPPETS):
+            await pilot.press("ctrl+o", "home", *["down"] * n, "enter", "ctrl+r")
+            await settle(pilot, screen)
+            assert editor.text == snippet.sql
+            status = str(screen.query_one("#sql-status", Static).render())
+            assert "error" not in status and " row" in status, (snippet.title, status)
 
 
 def shown_text(screen: SqlScreen) -> str:

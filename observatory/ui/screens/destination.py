@@ -1,5 +1,6 @@
-"""One destination: per-second chart, error breakdown, recent failures (Enter or a click
-opens one in full), probe history with rate-limit headers, its incidents.
+"""One destination: per-second chart, error breakdown, recent failures grouped (alike ones
+counted together; Enter or a click opens a group: its newest in full and its members),
+probe history with rate-limit headers, its incidents.
 
 All of it follows the app's snapshots: read again (in a thread) once a second of data time
 has passed, as the ceiling line is; `r` reads again at once."""
@@ -27,9 +28,9 @@ from observatory.ui.queries import (
     CHART_SECONDS,
     HISTORY_CHART_SECONDS,
     DestinationDetail,
-    FailureRow,
+    FailureGroup,
     destination_detail,
-    failure_fields,
+    failure_group_detail,
 )
 from observatory.ui.screens.base import ObservatoryScreen
 from observatory.ui.screens.failure import FailureScreen
@@ -53,7 +54,8 @@ class DestinationScreen(ObservatoryScreen):
             "f",
             "focus_failures",
             "Failures",
-            tooltip="go to recent failures; Enter or a click shows one in full",
+            tooltip="go to recent failures (alike ones grouped); Enter or a click opens a "
+            "group: its newest failure in full, its count, first and last time, its members",
         ),
         Binding(
             "m",
@@ -86,10 +88,11 @@ class DestinationScreen(ObservatoryScreen):
     def __init__(self, destination: str) -> None:
         super().__init__()
         self.destination = destination
-        self.failures: list[FailureRow] = []
+        self.failure_groups: list[FailureGroup] = []
         self.loading = False
         self.loaded_at: float | None = None  # the data time of the last read
         self._shown: dict[str, list[tuple[Any, ...]]] = {}  # per table, the rows it shows
+        self._row_keys: dict[str, list[Any]] = {}  # per table, its rows' identities
 
     def compose(self) -> ComposeResult:
         yield Static(
@@ -101,9 +104,18 @@ class DestinationScreen(ObservatoryScreen):
             yield Static(Text("Rate limit and backup", style="bold"), classes="section")
             yield Static(id="ratelimit")
             yield Static(id="backup")
-            yield Static(Text("Errors", style="bold"), classes="section")
+            yield Static(
+                Text.assemble(("Errors", "bold"), (" over all stored events, most first", "dim")),
+                classes="section",
+            )
             yield DataTable(id="errors", cursor_type="row")
-            yield Static(Text("Recent failures", style="bold"), classes="section")
+            yield Static(
+                Text.assemble(
+                    ("Recent failures", "bold"),
+                    (" alike ones grouped, last seen first (Enter opens a group)", "dim"),
+                ),
+                classes="section",
+            )
             yield DataTable(id="failures", cursor_type="row")
             yield Static(Text("Probe history", style="bold"), classes="section")
             yield DataTable(id="probes", cursor_type="row")
@@ -114,7 +126,7 @@ class DestinationScreen(ObservatoryScreen):
     def on_mount(self) -> None:
         self.query_one("#errors", DataTable).add_columns("status", "code", "message", "count")
         self.query_one("#failures", DataTable).add_columns(
-            "time", "outcome", "status", "code", "message", "latency"
+            "last", "first", "count", "outcome", "status", "code", "message"
         )
         self.query_one("#probes", DataTable).add_columns(
             "time", "probe", "ok", "http", "latency", "status", "rate-limit headers"
@@ -188,21 +200,23 @@ class DestinationScreen(ObservatoryScreen):
             ],
             key=d.errors,
         )
-        self.failures = list(d.failures)
+        self.failure_groups = list(d.failure_groups)
         self._fill(
             "failures",
             [
                 (
-                    Text(zone.full(float(ts))),
-                    literal(outcome),
-                    literal(status),
-                    literal(code),
-                    literal(message, limit=80),
-                    Text(fmt_ms(latency), justify="right"),
+                    Text(zone.full(g.last_ts)),
+                    Text(zone.full(g.first_ts)),
+                    Text(str(g.n), justify="right"),
+                    literal(g.outcome),
+                    literal(g.http_status),
+                    literal(g.error_code),
+                    literal(g.error_message, limit=80),
                 )
-                for ts, outcome, status, code, message, latency, _mid in d.failures
+                for g in self.failure_groups
             ],
-            key=self.failures,
+            key=self.failure_groups,
+            row_keys=[g.key for g in self.failure_groups],
         )
         probe_rows = []
         for p in d.probes:
@@ -235,14 +249,26 @@ class DestinationScreen(ObservatoryScreen):
             key=[(i.id, i.state, i.severity, i.summary) for i in d.incidents],
         )
 
-    def _fill(self, table_id: str, rows: list[tuple[Any, ...]], key: list[Any]) -> None:
+    def _fill(
+        self,
+        table_id: str,
+        rows: list[tuple[Any, ...]],
+        key: list[Any],
+        row_keys: list[Any] | None = None,
+    ) -> None:
         """Show ``rows`` in the table, unless what they show (``key``) has not changed; the
-        cursor stays on its row."""
+        cursor stays on its row (with ``row_keys``, on the row of the same key wherever it
+        moved to, e.g. a failure group seen again moving to the top)."""
         if self._shown.get(table_id) == key:
             return
         self._shown[table_id] = list(key)
         table = self.query_one(f"#{table_id}", DataTable)
         row = table.cursor_row
+        if row_keys is not None:
+            old = self._row_keys.get(table_id, [])
+            if 0 <= row < len(old) and old[row] in row_keys:
+                row = row_keys.index(old[row])
+            self._row_keys[table_id] = list(row_keys)
         table.clear()
         for cells in rows:
             table.add_row(*cells)
@@ -295,19 +321,23 @@ class DestinationScreen(ObservatoryScreen):
         self.query_one("#failures", DataTable).focus()
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
-        if event.data_table.id == "failures" and 0 <= event.cursor_row < len(self.failures):
-            row = self.failures[event.cursor_row]
-            self.open_failure(row.ts, row.message_id)
+        groups = self.failure_groups
+        if event.data_table.id == "failures" and 0 <= event.cursor_row < len(groups):
+            self.open_group(groups[event.cursor_row])
 
     @work(thread=True, exit_on_error=False, group="failure", exclusive=True)
-    def open_failure(self, ts: float, message_id: str | None) -> None:
+    def open_group(self, group: FailureGroup) -> None:
+        """A group's newest failure in full, with its count, first / last and members."""
         try:
             with self.observatory.read_cursor() as cur:
-                fields = failure_fields(cur, self.destination, ts, message_id)
+                detail = failure_group_detail(cur, self.destination, group)
         except Exception as exc:
             self.post_message(self.Failed(first_line(exc)))
             return
-        self.app.call_from_thread(self.app.push_screen, FailureScreen(fields))
+        screen = FailureScreen(
+            detail.newest, group=group, members=detail.members, zone=self.observatory.zone
+        )
+        self.app.call_from_thread(self.app.push_screen, screen)
 
 
 def chart_window(snap: Snapshot | None, destination: str) -> tuple[float, float]:

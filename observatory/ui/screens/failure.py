@@ -1,8 +1,10 @@
-"""A failed line in full: every stored field, shown literally."""
+"""A failed line in full: every stored field, shown literally. Opened from a group of alike
+failures: the group's count, first and last time (in the display zone), its newest line in
+full, then its newest members."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 from rich.text import Text
@@ -13,7 +15,11 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from observatory.ui.text import literal
+from observatory.ui.text import fmt_ms, literal
+from observatory.util.zonetime import DisplayZone
+
+if TYPE_CHECKING:
+    from observatory.ui.queries import FailureGroup, FailureRow
 
 
 class FailureScreen(ModalScreen[None]):
@@ -24,9 +30,18 @@ class FailureScreen(ModalScreen[None]):
         Binding("enter", "dismiss", "Close", show=False),
     ]
 
-    def __init__(self, fields: list[tuple[str, Any]]) -> None:
+    def __init__(
+        self,
+        fields: list[tuple[str, Any]],
+        group: FailureGroup | None = None,
+        members: list[FailureRow] | None = None,
+        zone: DisplayZone | None = None,
+    ) -> None:
         super().__init__()
+        self.zone = zone if zone is not None else DisplayZone()
         self.fields = fields
+        self.group = group
+        self.members = members or []
 
     def compose(self) -> ComposeResult:
         table = Table.grid(padding=(0, 2))
@@ -41,8 +56,43 @@ class FailureScreen(ModalScreen[None]):
         if not self.fields:
             table.add_row("", Text("the line is no longer stored"))
         with VerticalScroll(id="failure-box"):
-            yield Static(Text("Failed line", style="bold"), id="failure-title")
+            if self.group is None:
+                yield Static(Text("Failed line", style="bold"), id="failure-title")
+                yield Static(table, id="failure-fields")
+                return
+            yield Static(self._group_title(self.group), id="failure-title")
+            yield Static(Text("The newest, in full", style="bold"), classes="section")
             yield Static(table, id="failure-fields")
+            yield Static(self._members(), id="failure-members")
+
+    def _group_title(self, g: FailureGroup) -> Text:
+        zone = self.zone
+        text = Text.assemble(
+            (f"{g.n} failure{'s' if g.n != 1 else ''} alike", "bold"),
+            "  ",
+            literal(g.outcome),
+            " ",
+            literal(g.http_status),
+            " ",
+            literal(g.error_code),
+            " ",
+            literal(g.error_message, limit=80),
+        )
+        text.append(f"\nfirst {zone.full(g.first_ts)}   last {zone.full(g.last_ts)}", "dim")
+        return text
+
+    def _members(self) -> Table:
+        zone = self.zone
+        table = Table.grid(padding=(0, 2))
+        shown, total = len(self.members), self.group.n if self.group else len(self.members)
+        title = f"The newest {shown} of {total}" if shown < total else f"All {total}"
+        table.add_row(Text(title, style="bold"), "", "", "")
+        table.add_row(*[Text(h, style="bold cyan") for h in ("time", "message id", "latency", "")])
+        for m in self.members:
+            table.add_row(
+                Text(zone.full(m.ts)), literal(m.message_id), Text(fmt_ms(m.latency_ms)), ""
+            )
+        return table
 
     def on_click(self, event: events.Click) -> None:
         if event.widget is self:

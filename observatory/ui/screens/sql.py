@@ -1,5 +1,8 @@
-"""The SQL console: schema and history sidebar, an editor (ctrl+enter runs), results in a
-table, cancel a long query, export the result to csv / parquet / json."""
+"""The SQL console: schema, example and history sidebar, an editor (ctrl+r or F5 runs),
+results in a table, cancel a long query, export the result to csv / parquet / json.
+
+The run key is ctrl+r (F5 too): ctrl+enter, which a GUI editor would use, does not reach
+the app through tmux or most terminals (tmux sends nothing for it), so it is only an extra."""
 
 from __future__ import annotations
 
@@ -26,13 +29,11 @@ from observatory.ui.queries import (
     schema,
 )
 from observatory.ui.screens.base import ObservatoryScreen
+from observatory.ui.snippets import SNIPPETS
 from observatory.ui.text import clean, literal
 from observatory.ui.widgets.footer import KeyFooter
 
-DEFAULT_SQL = (
-    "SELECT destination, outcome, count(*) AS n\n"
-    "FROM events\nGROUP BY ALL\nORDER BY destination, n DESC"
-)
+HINT = "ctrl+r runs (F5 too) · ctrl+o examples · ctrl+g cancels · ctrl+s exports · read-only"
 
 
 def error_text(error: str) -> Text:
@@ -44,9 +45,22 @@ class SqlScreen(ObservatoryScreen):
     """Read-only SQL on the captured data, run by a thread worker on a read cursor."""
 
     BINDINGS = [
-        Binding("ctrl+enter", "run", "Run", priority=True, tooltip="run the query"),
-        Binding("ctrl+r", "run", "Run", show=False, priority=True),
-        Binding("f5", "run", "Run", show=False),
+        Binding(
+            "ctrl+r",
+            "run",
+            "Run",
+            priority=True,
+            tooltip="run the query (ctrl+enter too, where the terminal sends it)",
+        ),
+        Binding("f5", "run", "Run", show=False, priority=True),
+        Binding("ctrl+enter", "run", "Run", show=False, priority=True),
+        Binding(
+            "ctrl+o",
+            "examples",
+            "Examples",
+            priority=True,
+            tooltip="example queries: pick one, Enter puts it in the editor",
+        ),
         Binding("ctrl+g", "cancel", "Cancel", priority=True, tooltip="cancel the running query"),
         Binding(
             "ctrl+s",
@@ -92,7 +106,7 @@ class SqlScreen(ObservatoryScreen):
             self.text = text
             self.error = error
 
-    def __init__(self, sql: str = DEFAULT_SQL) -> None:
+    def __init__(self, sql: str = "") -> None:
         super().__init__()
         self.initial_sql = sql
         self.history = SqlHistory()
@@ -108,18 +122,22 @@ class SqlScreen(ObservatoryScreen):
             tree: Tree[str] = Tree("tables", id="schema")
             tree.show_root = False
             yield tree
+            yield Static(Text("Examples (ctrl+o)", style="bold"), classes="section")
+            yield OptionList(*[literal(s.title) for s in SNIPPETS], id="examples")
             yield Static(Text("History", style="bold"), classes="section")
             yield OptionList(id="history")
         with Vertical(id="sql-main"):
+            placeholder = "a query: ctrl+r runs it · ctrl+o picks an example"
             try:
-                editor = TextArea.code_editor(self.initial_sql, language="sql", id="editor")
+                editor = TextArea.code_editor(
+                    self.initial_sql, language="sql", id="editor", placeholder=placeholder
+                )
             except Exception:  # no SQL grammar installed: plain text editing still works
-                editor = TextArea.code_editor(self.initial_sql, id="editor")
+                editor = TextArea.code_editor(
+                    self.initial_sql, id="editor", placeholder=placeholder
+                )
             yield editor
-            yield Static(
-                Text("ctrl+enter runs · ctrl+g cancels · ctrl+s exports · read-only", style="dim"),
-                id="sql-status",
-            )
+            yield Static(Text(HINT, style="dim"), id="sql-status")
             yield DataTable(id="results", zebra_stripes=True)
             # An error in full, wrapped (DuckDB's run to several lines), in place of a result.
             with VerticalScroll(id="sql-error-box"):
@@ -167,6 +185,9 @@ class SqlScreen(ObservatoryScreen):
             options.add_option(literal(" ".join(sql.split()), limit=24))
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        if event.option_list.id == "examples":
+            self._use_example(event.option_index)
+            return
         entries = self.history.entries
         index = len(entries) - 1 - event.option_index
         if 0 <= index < len(entries):
@@ -183,6 +204,32 @@ class SqlScreen(ObservatoryScreen):
         self._history_pos = index
         editor = self.query_one("#editor", TextArea)
         editor.text = self.history.entries[index]
+        editor.focus()
+
+    # -- examples ----------------------------------------------------------------------
+
+    def action_examples(self) -> None:
+        """The example list, focused (the sidebar shown if it was hidden)."""
+        self.query_one("#sql-sidebar").display = True
+        examples = self.query_one("#examples", OptionList)
+        if examples.highlighted is None:
+            examples.highlighted = 0
+        examples.focus()
+
+    def _use_example(self, index: int) -> None:
+        """Put example ``index`` in the editor, in place of what is there. A query being
+        written goes to the history first, so ctrl+↑ brings it back."""
+        if not 0 <= index < len(SNIPPETS):
+            return
+        editor = self.query_one("#editor", TextArea)
+        draft = editor.text
+        if draft.strip() and draft.strip() not in {s.sql for s in SNIPPETS}:
+            self.history.add(draft)
+            self._show_history()
+            self.notify("the query you were writing is in the history: ctrl+↑ brings it back")
+        self._history_pos = None
+        # An edit (not `text =`): the cursor ends after it.
+        editor.replace(SNIPPETS[index].sql, (0, 0), editor.document.end)
         editor.focus()
 
     # -- run / cancel ------------------------------------------------------------------
@@ -262,7 +309,9 @@ class SqlScreen(ObservatoryScreen):
         note = f"{n} row{'s' if n != 1 else ''}"
         if result.more:
             note = f"first {SQL_ROW_CAP} rows shown; more not shown (ctrl+s exports them all)"
-        status.update(Text(note, style="yellow" if result.more else "green"))
+        status.update(
+            Text.assemble((note, "yellow" if result.more else "green"), ("  ·  " + HINT, "dim"))
+        )
 
     # -- export ------------------------------------------------------------------------
 
