@@ -87,7 +87,7 @@ async def test_history_is_shown_replayed_by_r_and_never_twice(shipped: Path) -> 
         assert "STALE" in title
         assert "newest line 11-20 14:40 UTC" in title
         assert stats.startswith("last 60 s seen:") and "delivered/s 2.0" in stats
-        assert text_of(tiktok.query_one(".pane-spark", Static)).strip()
+        assert text_of(tiktok.query_one(".pane-chart", Static)).strip()
         line = text_of(dashboard.query_one("#status-line", Static))
         assert "history: 2026-11-20 14:00–14:40 UTC, nothing live" in line
         assert "4 destinations" in line
