@@ -165,6 +165,14 @@ async def test_every_key_in_help_does_what_help_says(
             await pilot.press(key)
             assert dash.filter_text == "" and first.display and second.display
 
+        async def cycle_window(key: str) -> None:
+            before = dash.window
+            await pilot.press(key)
+            assert dash.window == (before + 1) % 3
+            await wait_for(
+                pilot, lambda: "charts: " in str(dash.query_one("#status-line").render())
+            )
+
         async def tab(key: str) -> None:
             first.focus()
             await pilot.press(key)
@@ -294,6 +302,7 @@ async def test_every_key_in_help_does_what_help_says(
             ("Dashboard", "filter"): start_filter,
             ("Dashboard", "clear_filter"): clear_filter,
             ("Dashboard", "focus_next"): tab,
+            ("Dashboard", "cycle_window"): cycle_window,
             ("Destination", "app.pop_screen"): back,
             ("Destination", "reload"): reload_destination,
             ("Destination", "focus_failures"): focus_failures,

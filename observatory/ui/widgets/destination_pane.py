@@ -130,7 +130,7 @@ class DestinationPane(Widget, can_focus=True):
             title.append(f"  incident {status.incident_id}", style=styles["incident"])
         items = [self._line(((label, value),)) for label, value in stats]
         if stats and not stats[0][1]:  # the window's name stays with the first figure
-            items[:2] = [Text(" ").join(items[:2])]
+            items[:2] = [Text("  ").join(items[:2])]
         on_title = self._line(facts, "  ")
         if title.cell_len + on_title.cell_len <= width:
             title.append_text(on_title)
