@@ -163,6 +163,9 @@ def chart_lines(
         line = Text(no_wrap=True, overflow="crop")
         label, label_style = labels.get(row, ("", ""))
         line.append(f"{label:>{SCALE_WIDTH - 1}} ", style=label_style or colors.axis)
+        # cells of one style are appended as one run (a span each, not one a cell)
+        run: list[str] = []
+        run_style = ""
         for col, stack in enumerate(stacks):
             ch, style = _cell(stack, low, segment_styles)
             if stack is not None and stack[3] is not None and low <= stack[3] < low + 8:
@@ -177,7 +180,13 @@ def chart_lines(
                 ch, style = ZERO, colors.axis
             if col == onset_col and ch in (" ", BASELINE, ZERO):
                 ch, style = ONSET, colors.onset
-            line.append(ch, style=style)
+            if style != run_style and run:
+                line.append("".join(run), style=run_style)
+                run = []
+            run_style = style
+            run.append(ch)
+        if run:
+            line.append("".join(run), style=run_style)
         if legend and row < len(legend_rows):
             mark, name, style = legend_rows[row]
             line.append(" ")

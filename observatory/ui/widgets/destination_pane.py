@@ -151,10 +151,12 @@ class DestinationPane(Widget, can_focus=True):
         # layout=False: the pane's height is fixed, so no relayout of the screen (the
         # stats take another line only when the width changes, which re-lays out anyway)
         self.query_one(".pane-title", Static).update(title, layout=False)
-        self.query_one(".pane-chart", Static).update(Text("\n").join(chart), layout=False)
+        # no_wrap: the lines are cut to the width already (wrapping them costs a frame)
+        body = Text("\n", no_wrap=True, overflow="crop").join(chart)
+        self.query_one(".pane-chart", Static).update(body, layout=False)
         if stats_line.styles.height is None or stats_line.styles.height.value != len(lines):
             stats_line.styles.height = len(lines)
-        stats_line.update(Text("\n").join(lines), layout=False)
+        stats_line.update(Text("\n", no_wrap=True).join(lines), layout=False)
 
     def _styles(self) -> dict[str, str]:
         """The badges' and the incident's styles from the theme's colours."""
