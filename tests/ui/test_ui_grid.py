@@ -25,10 +25,7 @@ async def laid_out(pilot: Pilot[Any], panes: int) -> DashboardScreen:
             app.snapshot is not None
             and len(app.screen.query(DestinationPane)) >= panes
             and all(p.region.height for p in app.screen.query(DestinationPane))
-            and all(
-                str(p.query_one(".pane-chart", Static).render())
-                for p in app.screen.query(DestinationPane)
-            )
+            and all(p.chart_text.plain for p in app.screen.query(DestinationPane))
         ),
     )
     await pilot.pause(0.05)
@@ -79,7 +76,7 @@ async def test_w_cycles_the_window_and_the_chart_covers_it(make_ui: AppMaker) ->
             await pilot.press("w")
             await pilot.pause()
             assert f"charts: {name}" in str(status_line.render())
-            chart = str(pane.query_one(".pane-chart", Static).render())
+            chart = pane.chart_text.plain
             assert chart.splitlines()[-1].lstrip().startswith(name), chart
             status = app.snapshot.statuses["tiktok_conversions"]
             trend = status.trends[dash.window]
