@@ -100,7 +100,7 @@ async def test_incident_bar_is_whole_at_80_columns_and_enter_opens_the_incident(
         assert "baseline" in summary or "expected" in summary  # the summary's end, its numbers
         assert bar.region.height >= 2  # wrapped, not cut
         # ↑ from the top pane reaches the bar; ↓ goes back; Enter on it opens the incident
-        first = next(iter(dash.panes.values()))
+        first = dash.shown_panes()[0]
         first.focus()
         await pilot.press("up")
         assert app.focused is bar
@@ -115,3 +115,22 @@ async def test_incident_bar_is_whole_at_80_columns_and_enter_opens_the_incident(
         assert selected is not None and selected.id == incident.id
         table = screen.query_one("#incident-list", DataTable)
         assert table.cursor_row == [i.id for i in screen.incidents].index(incident.id)
+
+
+@pytest.mark.asyncio
+async def test_the_destination_in_trouble_comes_first_on_a_small_terminal(
+    make_ui: AppMaker,
+) -> None:
+    """At 80x24 the rate-limited TikTok pane is above meta_capi (names would put it last),
+    wholly on screen with its chart; ↓ from it reaches meta_capi."""
+    app = make_ui("incident")
+    async with app.run_test(size=(80, 24)) as pilot:
+        dash = await laid_out(pilot, 2)
+        tiktok, meta = dash.panes["tiktok_conversions"], dash.panes["meta_capi"]
+        await wait_for(pilot, lambda: tiktok.region.y < meta.region.y)
+        assert dash.shown_panes() == [tiktok, meta]
+        assert dash.query_one("#panes").region.contains_region(tiktok.region)
+        assert "onset" in tiktok.chart_text.plain
+        tiktok.focus()
+        await pilot.press("down")
+        assert app.focused is meta

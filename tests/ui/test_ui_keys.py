@@ -102,7 +102,7 @@ async def test_every_key_in_help_does_what_help_says(
     app = make_ui("incident")
     async with app.run_test(size=SIZE) as pilot:
         dash = await dashboard(pilot, 2)
-        first, second = dash.panes.values()
+        first, second = dash.shown_panes()  # in screen order (the one in trouble first)
 
         def notified() -> int:
             return len(app._notifications)

@@ -36,6 +36,8 @@ GRID_THREE = 225
 # A pane's height (rows, borders included): the rows share the height between these.
 PANE_MIN = 9
 PANE_MAX = 22
+# Pane states listed first (DOWN, DEGRADED: an incident is open).
+ALERTING = ("down", "degraded")
 # The charts' windows, as indices of DestinationStatus.trends (detect.trend.WINDOWS).
 WINDOW_NAMES = tuple(f"{w // 60} min" for w in WINDOWS)
 
@@ -118,6 +120,7 @@ class DashboardScreen(ObservatoryScreen):
         self.filtering = False  # keys go to the filter (typed into the status line)
         self.window = 1  # the charts' window: an index of WINDOWS (15 minutes)
         self._grid: tuple[int, int] | None = None  # (columns, pane height) laid out
+        self._order: list[str] = []  # the panes' order on screen (by name)
 
     def compose(self) -> ComposeResult:
         yield IncidentBar(id="incident-bar")
@@ -143,8 +146,25 @@ class DashboardScreen(ObservatoryScreen):
             self.panes[name] = pane
         if new:
             container.mount(*[self.panes[n] for n in new])
+        self._order_panes(snap, container)
         self._apply(snap)
         self._status(snap)
+
+    def _order_panes(self, snap: Snapshot, container: VerticalScroll) -> None:
+        """Destinations in trouble (DOWN, DEGRADED) first, the rest after, each in name
+        order: on a small terminal the outage is on screen, not scrolled away. Only a change
+        of state moves panes (a re-layout); focus stays on its destination."""
+        alert = [
+            n for n in self.panes if n in snap.statuses and snap.statuses[n].state in ALERTING
+        ]
+        order = alert + [n for n in self.panes if n not in alert]
+        if order == self._order:
+            return
+        self._order = order
+        for name in reversed(order):  # each to the front: ends in `order`
+            pane = self.panes[name]
+            if pane.parent is container and container.children[0] is not pane:
+                container.move_child(pane, before=0)
 
     def _apply(self, snap: Snapshot) -> None:
         onsets = {i.id: i.onset for i in snap.incidents}
@@ -157,7 +177,7 @@ class DashboardScreen(ObservatoryScreen):
             self._focus_first_shown()
 
     def _focus_first_shown(self) -> None:
-        shown = [p for p in self.panes.values() if p.display]
+        shown = self.shown_panes()
         if shown:
             shown[0].focus()
 
@@ -237,9 +257,13 @@ class DashboardScreen(ObservatoryScreen):
         if isinstance(self.focused, DestinationPane | IncidentBar):
             self.focused.action_open()
 
+    def shown_panes(self) -> list[DestinationPane]:
+        """The panes shown, in screen order."""
+        return [self.panes[n] for n in self._order or self.panes if self.panes[n].display]
+
     def action_move(self, direction: str) -> None:
         """Focus the pane next to the focused one in `direction` (see `neighbour`)."""
-        shown = [p for p in self.panes.values() if p.display]
+        shown = self.shown_panes()
         bar = self.query_one(IncidentBar)
         if not shown:
             return
