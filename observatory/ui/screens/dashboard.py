@@ -154,13 +154,14 @@ class DashboardScreen(ObservatoryScreen):
         """Destinations in trouble (DOWN, DEGRADED) first, the rest after, each in name
         order: on a small terminal the outage is on screen, not scrolled away. Only a change
         of state moves panes (a re-layout); focus stays on its destination."""
-        alert = [
-            n for n in self.panes if n in snap.statuses and snap.statuses[n].state in ALERTING
-        ]
+        alert = [n for n in self.panes if n in snap.statuses and snap.statuses[n].state in ALERTING]
         order = alert + [n for n in self.panes if n not in alert]
         if order == self._order:
             return
         self._order = order
+        panes = [c for c in container.children if isinstance(c, DestinationPane)]
+        if [p.destination for p in panes] == order:
+            return  # as they are (new panes mount at the end): nothing to move
         for name in reversed(order):  # each to the front: ends in `order`
             pane = self.panes[name]
             if pane.parent is container and container.children[0] is not pane:
