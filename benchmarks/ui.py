@@ -11,7 +11,7 @@ lines to a tailed file at `--rate` lines/s (20,000 by default, in 50 ms bulks). 
   dashboard showing it (its last event set); p95 <= 1 s.
 Prints one JSON line with the numbers; exits 1 on a miss.
 
-    python benchmarks/ui.py [--rate 20000] [--seconds 20]
+    python benchmarks/ui.py [--rate 20000] [--seconds 20] [--size 120x40]
 """
 
 from __future__ import annotations
@@ -81,7 +81,12 @@ async def dashboard_with_panes(app: Any, what: str) -> Any:
 
 
 async def measure(
-    config: Path, logs: Path, seconds: float, keys_on: bool = True, panes_on: bool = True
+    config: Path,
+    logs: Path,
+    seconds: float,
+    keys_on: bool = True,
+    panes_on: bool = True,
+    size: tuple[int, int] = (120, 40),
 ) -> dict[str, float]:
     from textual import events
 
@@ -91,7 +96,7 @@ async def measure(
     lags: list[float] = []
     keys: list[float] = []
     panes: list[float] = []
-    async with app.run_test(size=(120, 40)):
+    async with app.run_test(size=size):
         dash = await dashboard_with_panes(app, "the app")  # live, showing the bulk ones
         stop = asyncio.Event()
 
@@ -184,7 +189,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, default=20000.0)
     parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument(
+        "--size", default="120x40", help="terminal COLSxROWS (the pane grid and charts follow)"
+    )
     args = parser.parse_args()
+    cols, rows = (int(n) for n in args.size.lower().split("x"))
 
     from observatory.sim.loadgen import config_toml
 
@@ -201,7 +210,7 @@ def main() -> int:
         writer.start()
         started = time.monotonic()
         try:
-            result = asyncio.run(measure(config, logs, args.seconds))
+            result = asyncio.run(measure(config, logs, args.seconds, size=(cols, rows)))
         finally:
             stop.set()
             writer.join(5)
@@ -209,6 +218,7 @@ def main() -> int:
         written = (logs / "bulk.jsonl").read_bytes().count(b"\n")
     result["rate_lines_per_s"] = round(written / elapsed)
     result["target_rate"] = args.rate
+    result["size"] = args.size
     missed = [k for k, limit in TARGETS.items() if not result[k] <= limit]
     result["ok"] = not missed
     print(json.dumps(result))

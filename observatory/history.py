@@ -27,6 +27,7 @@ from observatory.detect import Engine, SecondCounts
 from observatory.detect.aggregate import by_second, fetch_seconds
 from observatory.detect.destination import SPARKLINE_SECONDS, STATUS_SECONDS
 from observatory.detect.status import DestinationStatus
+from observatory.detect.trend import WINDOWS, trends_of
 from observatory.incidents.ledger import Ledger
 from observatory.incidents.model import Incident
 from observatory.incidents.providers import StatusPageEvidence
@@ -41,6 +42,8 @@ if TYPE_CHECKING:
 
 # How often the replay reports its progress (in replayed seconds).
 PROGRESS_EVERY = 200
+# A STALE pane's chart covers up to this much of its last traffic (its longest window).
+TREND_SECONDS = max(WINDOWS)
 
 
 def detection_engine(
@@ -101,7 +104,8 @@ class StoredHistory:
 def read_history(con: duckdb.DuckDBPyConnection, names: Iterable[str] = ()) -> StoredHistory:
     """Every destination in ``events`` (and each of ``names``, the configured ones, even
     without events) as a STALE status: last seen, its rates over the last seconds it had
-    traffic, and its delivered events per second over its last SPARKLINE_SECONDS."""
+    traffic, its delivered events per second over its last SPARKLINE_SECONDS and its
+    chart's windows (:mod:`observatory.detect.trend`) up to its last second."""
     rows = con.execute(
         "SELECT destination, epoch(min(ts)), epoch(max(ts)) FROM events "
         "WHERE destination IS NOT NULL GROUP BY 1"
@@ -109,7 +113,7 @@ def read_history(con: duckdb.DuckDBPyConnection, names: Iterable[str] = ()) -> S
     statuses: dict[str, DestinationStatus] = {}
     for dest, _first, last in rows:
         last_sec = int(last // 1)
-        start = last_sec - SPARKLINE_SECONDS + 1
+        start = last_sec - TREND_SECONDS + 1  # the chart's longest window
         counts = fetch_seconds(
             con, "destination = ? AND ts >= to_timestamp(?)", [dest, float(start)]
         )
@@ -137,6 +141,16 @@ def _stale_status(
         else:
             mine.add(c)
     series = [] if last_sec is None else [by_sec.get(s) for s in range(start, last_sec + 1)]
+    # the chart's windows up to its last second (no baseline: none is known from storage)
+    # from its first second with events (before that: no data, not quiet)
+    first = next((n for n, c in enumerate(series) if c is not None), len(series))
+    trends = trends_of(
+        (start + n, c.delivered, c.rate_limited, c.failed + c.rejected, 0.0)
+        if c is not None
+        else (start + n, 0, 0, 0, 0.0)
+        for n, c in enumerate(series[first:], start=first)
+    )
+    series = series[-SPARKLINE_SECONDS:]
     # Every figure over the destination's last minute of traffic (its window_s): a stale
     # pane has no "now" to follow, and a minute says more than 10 s of a slow flow.
     minute = [c for c in series[-STATUS_SECONDS:] if c is not None]
@@ -156,6 +170,7 @@ def _stale_status(
         sparkline=[c.delivered if c is not None else 0 for c in series],
         delivered_now=sum(c.delivered for c in minute) / STATUS_SECONDS,
         window_s=STATUS_SECONDS,
+        trends=trends if last_sec is not None else [],
     )
 
 

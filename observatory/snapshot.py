@@ -19,6 +19,7 @@ from observatory.backup.reconcile import reconcile
 from observatory.dependencies.observed import probe_states
 from observatory.detect.drift import DestinationDrift
 from observatory.detect.status import DestinationStatus
+from observatory.detect.trend import Trend
 from observatory.drills.store import DrillDue, last_passed
 from observatory.history import StoredHistory, read_history
 from observatory.incidents.model import Impact, Incident, TimelineEntry
@@ -206,6 +207,12 @@ def _pick(cls: type, data: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in data.items() if k in names}
 
 
+def _status(data: dict[str, Any]) -> DestinationStatus:
+    values = _pick(DestinationStatus, data)
+    values["trends"] = [Trend.from_dict(t) for t in data.get("trends") or []]
+    return DestinationStatus(**values)
+
+
 def _incident(data: dict[str, Any]) -> Incident:
     values = _pick(Incident, data)
     values["timeline"] = [TimelineEntry(**_pick(TimelineEntry, e)) for e in data["timeline"]]
@@ -220,9 +227,7 @@ def snapshot_from_json(body: bytes | str) -> Snapshot:
     data = orjson.loads(body)
     return Snapshot(
         now=float(data["now"]),
-        statuses={
-            k: DestinationStatus(**_pick(DestinationStatus, v)) for k, v in data["statuses"].items()
-        },
+        statuses={k: _status(v) for k, v in data["statuses"].items()},
         incidents=[_incident(i) for i in data["incidents"]],
         live=bool(data["live"]),
         note=str(data.get("note") or ""),

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from observatory.detect.counts import SecondCounts
 from observatory.detect.stats import BlockRate, GapStats, LatencyBaseline, LearnedRatio
+from observatory.detect.trend import TrendRings
 
 if TYPE_CHECKING:
     from observatory.detect.detectors.base import Detector
@@ -78,6 +79,7 @@ class Destination:
         self.guard: deque[SecondCounts] = deque()
         self.probes: dict[str, ProbeState] = {}
         self.history: deque[Second] = deque(maxlen=HISTORY_SECONDS)
+        self.trends = TrendRings()  # the panes' charts: the last minute, 15 minutes, hour
         # the pool context of the current second (set by the engine)
         self.pool_rate = 0.0
         self.pool_count = 0
@@ -108,6 +110,7 @@ class Destination:
 
     def record(self, sec: int, c: SecondCounts) -> None:
         """Keep an evaluated second in the history, with the delivered events it should have had."""
+        expected = self.expected_delivered()
         self.history.append(
             Second(
                 sec,
@@ -116,12 +119,20 @@ class Destination:
                 c.failed,
                 c.rejected,
                 c.rate_limited,
-                self.expected_delivered(),
+                expected,
                 c.latency_n,
                 c.latency_sum,
                 c.slow,
             )
         )
+        self.trends.add(sec, c.delivered, c.rate_limited, c.failed + c.rejected, expected)
+
+    def record_idle(self, sec: int, history: bool) -> None:
+        """A second the clock skipped (nothing happened): in the trends, and with
+        ``history`` in the history too."""
+        if history:
+            self.history.append(Second(sec, 0, 0, 0, 0, 0, 0.0, 0, 0.0))
+        self.trends.add(sec, 0, 0, 0, 0.0)
 
     def forget_since(self, onset: int) -> None:
         """A fault began at ``onset``: its first seconds are not normal traffic to learn from."""

@@ -33,12 +33,12 @@ from observatory.detect.destination import (
     MIN_POOL_RATE,
     SPARKLINE_SECONDS,
     Destination,
-    Second,
 )
 from observatory.detect.detectors import DEFAULT_DETECTORS, Detector
 from observatory.detect.drift import DriftEvent, DriftTracker
 from observatory.detect.stats import decay, threshold_h
 from observatory.detect.status import DestinationState, DestinationStatus, destination_status
+from observatory.detect.trend import WINDOWS
 from observatory.incidents.ledger import Ledger
 from observatory.incidents.model import Change, ChangeKind, Incident
 from observatory.incidents.providers import DriftEvidence
@@ -50,6 +50,8 @@ FAST_TAU = 120.0  # recent rate, for the silence test's lower rate estimate (s)
 GUARD_SECONDS = 60  # baselines learn from a second once it is this old and not in an incident
 POOL_WINDOW_EVENTS = 30.0  # the pool ratio looks at about this many expected events
 POOL_BAND = 2.0  # pool members are within this factor of the median count/baseline ratio
+
+TREND_SECONDS = max(WINDOWS)
 
 _ProbeResult = tuple[str, str, float, bool, str | None, dict[str, Any]]
 
@@ -249,10 +251,11 @@ class Engine:
         return min([last + 1, *upcoming])
 
     def _skip(self, start: int, stop: int) -> None:
+        # nothing happened (in the destination's own time): the history keeps the
+        # sparkline's seconds of it, the trends their longest window's
         for dest in self._order:
-            for s in range(max(start, stop - SPARKLINE_SECONDS), stop):
-                # nothing happened (in the destination's own time)
-                dest.history.append(Second(s - dest.delay, 0, 0, 0, 0, 0, 0.0, 0, 0.0))
+            for s in range(max(start, stop - TREND_SECONDS), stop):
+                dest.record_idle(s - dest.delay, history=s >= stop - SPARKLINE_SECONDS)
 
     def go_live(self, now: float) -> None:
         """The backlog is read: incidents opened from now on are live (``historical=False``).

@@ -19,7 +19,7 @@ to DEGRADED within a second, not when the incident resolves):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from observatory.detect.destination import (
@@ -27,6 +27,7 @@ from observatory.detect.destination import (
     SPARKLINE_SECONDS,
     Destination,
 )
+from observatory.detect.trend import Trend
 from observatory.incidents.model import Incident, Severity
 
 DestinationState = Literal["ok", "degraded", "down", "stale", "warmup"]
@@ -72,6 +73,8 @@ class DestinationStatus:
     feed: str | None = None  # the feed its numbers come from, and how often (None: log lines)
     feed_error: str | None = None  # why the feed's last scrape or poll failed
     window_s: int = STATE_SECONDS  # the window of the state and the figures above
+    # the pane's chart: one Trend per window of detect.trend.WINDOWS (1, 15, 60 minutes)
+    trends: list[Trend] = field(default_factory=list)
 
 
 def pane_state(stale: bool, incident_open: bool, armed: bool, delivered: int) -> DestinationState:
@@ -115,4 +118,5 @@ def destination_status(dest: Destination, incident: Incident | None) -> Destinat
         latency_threshold_ms=dest.latency.threshold,
         probe_ok=probe_ok,
         delay_s=dest.delay,
+        trends=dest.trends.trends(),
     )

@@ -328,9 +328,9 @@ async def test_pane_figures_name_their_window_and_help_states_the_rule(make_ui: 
         pane = next(
             p for p in app.screen.query(DestinationPane) if p.destination == status.destination
         )
-        await wait_for(pilot, lambda: str(pane.query_one(".pane-stats", Static).render()) != "")
-        title = str(pane.query_one(".pane-title", Static).render())
-        stats = str(pane.query_one(".pane-stats", Static).render())
+        await wait_for(pilot, lambda: pane.stats_text.plain != "")
+        title = pane.title_text.plain
+        stats = pane.stats_text.plain
         assert title.startswith(" DEGRADED ") and "newest line" in title, title
         assert stats.startswith(f"last {status.window_s} s:"), stats
         labels = ["delivered/s", "success", "429", "latency"]

@@ -82,12 +82,12 @@ async def test_history_is_shown_replayed_by_r_and_never_twice(shipped: Path) -> 
             assert sum(status.sparkline) > 0 and status.success_pct is not None
         await pilot.pause()
         tiktok = dashboard.panes["tiktok_conversions"]
-        title = text_of(tiktok.query_one(".pane-title", Static))
-        stats = text_of(tiktok.query_one(".pane-stats", Static))
+        title = tiktok.title_text.plain
+        stats = tiktok.stats_text.plain
         assert "STALE" in title
         assert "newest line 11-20 14:40 UTC" in title
         assert stats.startswith("last 60 s seen:") and "delivered/s 2.0" in stats
-        assert text_of(tiktok.query_one(".pane-spark", Static)).strip()
+        assert tiktok.chart_text.plain.strip()
         line = text_of(dashboard.query_one("#status-line", Static))
         assert "history: 2026-11-20 14:00–14:40 UTC, nothing live" in line
         assert "4 destinations" in line

@@ -120,7 +120,7 @@ async def test_every_key_in_help_does_what_help_says(
     app = make_ui("incident")
     async with app.run_test(size=SIZE) as pilot:
         dash = await dashboard(pilot, 2)
-        first, second = dash.panes.values()
+        first, second = dash.shown_panes()  # in screen order (the one in trouble first)
 
         def notified() -> int:
             return len(app._notifications)
@@ -182,6 +182,14 @@ async def test_every_key_in_help_does_what_help_says(
             assert dash.filter_text and not first.display
             await pilot.press(key)
             assert dash.filter_text == "" and first.display and second.display
+
+        async def cycle_window(key: str) -> None:
+            before = dash.window
+            await pilot.press(key)
+            assert dash.window == (before + 1) % 3
+            await wait_for(
+                pilot, lambda: "charts: " in str(dash.query_one("#status-line").render())
+            )
 
         async def tab(key: str) -> None:
             first.focus()
@@ -320,6 +328,7 @@ async def test_every_key_in_help_does_what_help_says(
             ("Dashboard", "filter"): start_filter,
             ("Dashboard", "clear_filter"): clear_filter,
             ("Dashboard", "focus_next"): tab,
+            ("Dashboard", "cycle_window"): cycle_window,
             ("Destination", "app.pop_screen"): back,
             ("Destination", "reload"): reload_destination,
             ("Destination", "focus_failures"): focus_failures,

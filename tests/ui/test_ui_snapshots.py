@@ -150,3 +150,22 @@ def test_incidents_list_fits_the_width(
         await settle(pilot, screen)
 
     assert snap_compare(make_ui("incident"), run_before=run_before, terminal_size=size)
+
+
+@pytest.mark.parametrize(
+    "size", [(80, 24), (160, 48), (240, 70)], ids=["80x24", "160x48", "240x70"]
+)
+def test_dashboard_mid_outage_fits_the_terminal(
+    snap_compare: Any, make_ui: AppMaker, size: tuple[int, int]
+) -> None:
+    """TikTok rate-limited: one column at 80x24, a grid on wider terminals; the incident bar
+    whole, each pane's chart of the last 15 minutes with the onset marked."""
+    assert snap_compare(make_ui("incident"), run_before=dashboard_ready, terminal_size=size)
+
+
+def test_dashboard_mid_outage_light_theme(snap_compare: Any, make_ui: AppMaker) -> None:
+    async def run_before(pilot: Any) -> None:
+        pilot.app.theme = "textual-light"
+        await dashboard_ready(pilot)
+
+    assert snap_compare(make_ui("incident"), run_before=run_before, terminal_size=(160, 48))

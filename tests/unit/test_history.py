@@ -44,8 +44,13 @@ def test_stored_history_is_a_stale_status_per_destination(
     assert tiktok.state == "stale" and tiktok.last_event_ts == 1795185600.0
     assert len(tiktok.sparkline) == 300 and sum(tiktok.sparkline) > 0
     assert tiktok.success_pct == 100.0 and tiktok.delivered_now > 0
+    # its chart's windows end with its last second of traffic, and hold that traffic
+    assert [t.window for t in tiktok.trends] == [60, 900, 3600]
+    assert all(t.start <= 1795185600 < t.end for t in tiktok.trends)
+    assert sum(tiktok.trends[1].delivered) >= sum(tiktok.sparkline) > 0
     empty = history.statuses["not_in_the_logs"]
     assert empty.state == "stale" and empty.last_event_ts is None and empty.sparkline == []
+    assert empty.trends == []
 
 
 def test_replay_finds_what_observatory_replay_finds_and_saves_it_once(

@@ -1,4 +1,9 @@
-"""The dashboard: an incident bar, a pane per destination, a filter, a status line.
+"""The dashboard: an incident bar, a grid of panes (one per destination), a filter, a status line.
+
+The grid takes the terminal: one column under GRID_TWO columns of terminal, two from there,
+three from GRID_THREE (each pane stays about 75 columns or more, room for a chart of a bucket
+a column and its legend), never more columns than panes shown; rows share the height
+(PANE_MIN to PANE_MAX rows each, scrolling beyond). `w` cycles the charts' window.
 
 The filter is typed into the status line (`/`, then the text; Enter keeps it, Esc clears it)
 rather than into an Input that appears: showing a widget re-lays out the whole screen, which
@@ -15,6 +20,7 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
+from observatory.detect.trend import WINDOWS
 from observatory.ui.attached import UNAUTHORIZED
 from observatory.ui.driver import Snapshot
 from observatory.ui.screens.base import ObservatoryScreen
@@ -24,10 +30,37 @@ from observatory.ui.widgets.footer import KeyFooter
 from observatory.ui.widgets.incident_bar import IncidentBar
 from observatory.util.zonetime import DisplayZone
 
+# Terminal widths (columns) from which the grid has two, then three columns of panes.
+GRID_TWO = 150
+GRID_THREE = 225
+# A pane's height (rows, borders included): the rows share the height between these.
+PANE_MIN = 9
+PANE_MAX = 22
+# Pane states listed first (DOWN, DEGRADED: an incident is open).
+ALERTING = ("down", "degraded")
+# The charts' windows, as indices of DestinationStatus.trends (detect.trend.WINDOWS).
+WINDOW_NAMES = tuple(f"{w // 60} min" for w in WINDOWS)
+
+
+def grid_columns(width: int, panes: int) -> int:
+    """How many panes across on a terminal ``width`` columns wide, for ``panes`` shown."""
+    across = 3 if width >= GRID_THREE else 2 if width >= GRID_TWO else 1
+    return max(1, min(across, panes))
+
+
+def pane_height(available: int, rows: int) -> int:
+    """Each row of panes' height: an equal share of ``available`` within the bounds."""
+    return max(PANE_MIN, min(PANE_MAX, available // max(1, rows)))
+
 
 class PaneList(VerticalScroll, inherit_bindings=False, can_focus=False):
-    """The panes' scrolling container, without the arrow keys a scroll view takes: on the
+    """The panes' scrolling grid, without the arrow keys a scroll view takes: on the
     dashboard they move focus between panes (which scrolls the focused one into view)."""
+
+    def on_resize(self) -> None:
+        screen = self.screen
+        if isinstance(screen, DashboardScreen):
+            screen.fit_grid()
 
 
 def neighbour(boxes: list[tuple[int, ...]], current: int, direction: str) -> int | None:
@@ -67,7 +100,13 @@ class DashboardScreen(ObservatoryScreen):
         Binding("down", "move('down')", "Down", show=False),
         Binding("left", "move('left')", "Previous", show=False),
         Binding("right", "move('right')", "Next", show=False),
-        Binding("enter", "open", "Open", tooltip="open the focused destination"),
+        Binding(
+            "enter",
+            "open",
+            "Open",
+            tooltip="open the focused destination (on the incident bar: the incident)",
+        ),
+        Binding("w", "cycle_window", "Window", tooltip="charts over the last 1, 15 or 60 min"),
         Binding("slash", "filter", "Filter", tooltip="filter destinations (Esc clears)"),
         Binding("escape", "clear_filter", "Clear filter", show=False, tooltip="clear the filter"),
     ]
@@ -79,6 +118,9 @@ class DashboardScreen(ObservatoryScreen):
         self.panes: dict[str, DestinationPane] = {}
         self.filter_text = ""
         self.filtering = False  # keys go to the filter (typed into the status line)
+        self.window = 1  # the charts' window: an index of WINDOWS (15 minutes)
+        self._grid: tuple[int, int] | None = None  # (columns, pane height) laid out
+        self._order: list[str] = []  # the panes' order on screen (by name)
 
     def compose(self) -> ComposeResult:
         yield IncidentBar(id="incident-bar")
@@ -104,19 +146,39 @@ class DashboardScreen(ObservatoryScreen):
             self.panes[name] = pane
         if new:
             container.mount(*[self.panes[n] for n in new])
+        self._order_panes(snap, container)
         self._apply(snap)
         self._status(snap)
 
+    def _order_panes(self, snap: Snapshot, container: VerticalScroll) -> None:
+        """Destinations in trouble (DOWN, DEGRADED) first, the rest after, each in name
+        order: on a small terminal the outage is on screen, not scrolled away. Only a change
+        of state moves panes (a re-layout); focus stays on its destination."""
+        alert = [n for n in self.panes if n in snap.statuses and snap.statuses[n].state in ALERTING]
+        order = alert + [n for n in self.panes if n not in alert]
+        if order == self._order:
+            return
+        self._order = order
+        panes = [c for c in container.children if isinstance(c, DestinationPane)]
+        if [p.destination for p in panes] == order:
+            return  # as they are (new panes mount at the end): nothing to move
+        for name in reversed(order):  # each to the front: ends in `order`
+            pane = self.panes[name]
+            if pane.parent is container and container.children[0] is not pane:
+                container.move_child(pane, before=0)
+
     def _apply(self, snap: Snapshot) -> None:
+        onsets = {i.id: i.onset for i in snap.incidents}
         for name, status in snap.statuses.items():
             pane = self.panes[name]
-            pane.show(status, snap.now, snap.backup.get(name))
+            onset = onsets.get(status.incident_id) if status.incident_id else None
+            pane.show(status, snap.now, snap.backup.get(name), self.window, onset)
         self._show_matching()
         if self.focused is None:
             self._focus_first_shown()
 
     def _focus_first_shown(self) -> None:
-        shown = [p for p in self.panes.values() if p.display]
+        shown = self.shown_panes()
         if shown:
             shown[0].focus()
 
@@ -152,6 +214,9 @@ class DashboardScreen(ObservatoryScreen):
         elif snap.history is not None:
             text.append("  R", style="bold")
             text.append(" replays it")
+        text.append("  charts: ")
+        text.append(f"{WINDOW_NAMES[self.window]}", style="bold")
+        text.append(" (w)", style="dim")
         dests, incidents = len(snap.statuses), len(snap.incidents)
         text.append(f"  {dests} destination{'' if dests == 1 else 's'}")
         text.append(f"  {incidents} open incident{'' if incidents == 1 else 's'}")
@@ -190,16 +255,25 @@ class DashboardScreen(ObservatoryScreen):
         return text
 
     def action_open(self) -> None:
-        if isinstance(self.focused, DestinationPane):
+        if isinstance(self.focused, DestinationPane | IncidentBar):
             self.focused.action_open()
+
+    def shown_panes(self) -> list[DestinationPane]:
+        """The panes shown, in screen order."""
+        return [self.panes[n] for n in self._order or self.panes if self.panes[n].display]
 
     def action_move(self, direction: str) -> None:
         """Focus the pane next to the focused one in `direction` (see `neighbour`)."""
-        shown = [p for p in self.panes.values() if p.display]
+        shown = self.shown_panes()
+        bar = self.query_one(IncidentBar)
         if not shown:
             return
         # set_focus, not focus(): focus() takes effect later, so in a burst of keys (↓↓↓
         # typed fast, or sent at once through tmux) each would move from the same pane.
+        if self.focused is bar:  # the incident bar sits above the panes
+            if direction in ("down", "right"):
+                self.set_focus(shown[0])
+            return
         if self.focused not in shown:
             self.set_focus(shown[0])
             return
@@ -210,6 +284,32 @@ class DashboardScreen(ObservatoryScreen):
         target = neighbour(boxes, shown.index(self.focused), direction)
         if target is not None:
             self.set_focus(shown[target])  # scrolls it into view
+        elif direction == "up" and bar.display:  # from the top row, up to the incident bar
+            self.set_focus(bar)
+
+    def fit_grid(self) -> None:
+        """Columns for the width, rows sharing the height (only a change re-lays out)."""
+        container = self.query_one("#panes", PaneList)
+        shown = sum(1 for p in self.panes.values() if p.display)
+        if not shown or not container.size.height:
+            return
+        columns = grid_columns(self.size.width, shown)
+        rows = -(-shown // columns)
+        height = pane_height(container.size.height, rows)
+        if self._grid == (columns, height):
+            return
+        self._grid = (columns, height)
+        container.styles.grid_size_columns = columns
+        container.styles.grid_rows = str(height)
+        self.query_one("#no-match").styles.column_span = columns
+
+    def action_cycle_window(self) -> None:
+        """The charts' next window: 1, 15, 60 minutes, around."""
+        self.window = (self.window + 1) % len(WINDOWS)
+        snap = self.observatory.snapshot
+        if snap is not None:
+            self._apply(snap)
+        self._status(snap)
 
     def action_filter(self) -> None:
         self.filtering = True
@@ -272,6 +372,12 @@ class DashboardScreen(ObservatoryScreen):
             message.update(text)
         if message.display != none:
             message.display = none
+        self.fit_grid()
+
+    def on_incident_bar_selected(self, event: IncidentBar.Selected) -> None:
+        from observatory.ui.screens.incidents import IncidentsScreen
+
+        self.app.push_screen(IncidentsScreen(select=event.incident_id))
 
     def on_destination_pane_selected(self, event: DestinationPane.Selected) -> None:
         from observatory.ui.screens.destination import DestinationScreen

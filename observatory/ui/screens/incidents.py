@@ -55,9 +55,10 @@ class IncidentsScreen(ObservatoryScreen):
             self.error = error
             self.changed = changed
 
-    def __init__(self) -> None:
+    def __init__(self, select: str | None = None) -> None:
         super().__init__()
         self.incidents: list[Incident] = []
+        self.select = select  # the incident to select once the list is loaded
 
     def compose(self) -> ComposeResult:
         yield Static(Text("Incidents", style="bold"), classes="section")
@@ -95,6 +96,10 @@ class IncidentsScreen(ObservatoryScreen):
     def on_incidents_screen_loaded(self, event: Loaded) -> None:
         self.incidents = event.incidents
         self._fill_list()
+        ids = [i.id for i in self.incidents]
+        if self.select in ids:
+            self.query_one("#incident-list", DataTable).move_cursor(row=ids.index(self.select))
+        self.select = None
         self._show_timeline()
 
     def _fill_list(self) -> None:
