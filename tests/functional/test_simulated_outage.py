@@ -82,6 +82,7 @@ def test_watch_catches_the_simulated_tiktok_outage_with_status_page_evidence(
             stderr=subprocess.DEVNULL,
         )
         lines: list[tuple[float, dict[str, object]]] = []
+        resolved = threading.Event()
 
         def read() -> None:
             assert watch is not None and watch.stdout is not None
@@ -89,10 +90,17 @@ def test_watch_catches_the_simulated_tiktok_outage_with_status_page_evidence(
                 rec = orjson.loads(raw)
                 if rec.get("type") == "incident":  # rate_limit_drift lines may come too
                     lines.append((time.monotonic() - started, rec))
+                    if rec["destination"] == "tiktok_conversions" and rec["state"] == "resolved":
+                        resolved.set()
 
         reader = threading.Thread(target=read, daemon=True)
         reader.start()
-        watch.wait(LENGTH + 30)
+        # Once TikTok's incident has resolved there is nothing left to see: stop watch as a
+        # person would (SIGTERM: it closes its database) rather than sit out the scenario.
+        if resolved.wait(LENGTH + 30):
+            time.sleep(1.0)
+            watch.terminate()
+        watch.wait(30)
         reader.join(10)
     finally:
         for proc in (watch, sim):
