@@ -4,6 +4,7 @@ polls) are in tests/helpers.py; the UI tests' own fixtures are in tests/ui/conft
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -64,3 +65,13 @@ def sim() -> Iterator[SimServer]:
     server = SimServer(host="127.0.0.1", port=0, seed=0).start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def los_angeles(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The machine's zone is America/Los_Angeles (TZ, as a user would set it)."""
+    monkeypatch.setenv("TZ", "America/Los_Angeles")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()

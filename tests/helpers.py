@@ -7,11 +7,14 @@ from __future__ import annotations
 import json
 import random
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from observatory.ingest.tail import BLOCK, SourceTailer
 from observatory.sim.loadgen import JSONL_FIELDS, backlog, line
 from observatory.store.db import Store, Tally
+
+if TYPE_CHECKING:
+    from observatory.runtime import Runtime
 
 # 2023-11-14T22:13:20Z, an instant every ts format below can express exactly.
 BASE_EPOCH_MS = 1_700_000_000_000
@@ -174,3 +177,21 @@ def write_backup_config(tmp_path: Path, **overrides: Any) -> Path:
     path = make_config(tmp_path)
     path.write_text(path.read_text() + backup_toml(**overrides))
     return path
+
+
+def replayed_runtime(config_path: Path) -> Runtime:
+    """A runtime on ``config_path``'s log files, ingested and replayed in event time, as
+    `observatory replay` would (the caller closes it)."""
+    from observatory.config import load_config
+    from observatory.ingest.backfill import ingest_files, plan_files
+    from observatory.runtime import Runtime
+
+    config = load_config(config_path)
+    runtime = Runtime(config)
+    try:
+        ingest_files(runtime.store, plan_files(config, ()))
+        runtime.replay_history()
+    except BaseException:
+        runtime.close()
+        raise
+    return runtime

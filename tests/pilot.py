@@ -11,7 +11,10 @@ from textual.pilot import Pilot
 from textual.widget import Widget
 from textual.worker import Worker, WorkerFailed
 
+from observatory.ui.screens.dashboard import DashboardScreen
+from observatory.ui.screens.destination import DestinationScreen
 from observatory.ui.screens.incidents import IncidentsScreen
+from observatory.ui.widgets.destination_pane import DestinationPane
 
 
 async def wait_for(pilot: Pilot[Any], predicate: Callable[[], bool], timeout: float = 20.0) -> None:
@@ -79,5 +82,42 @@ async def open_incidents(pilot: Pilot[Any]) -> IncidentsScreen:
     await pilot.press("i")
     screen = pilot.app.screen
     assert isinstance(screen, IncidentsScreen)
+    await settle(pilot, screen)
+    return screen
+
+
+async def dashboard(
+    pilot: Pilot[Any], panes: int | None = None, charts: bool = False
+) -> DashboardScreen:
+    """The dashboard once its panes are shown and laid out: ``panes`` of them (default: one
+    per destination of the app's snapshot), their charts drawn too when ``charts``."""
+    app = pilot.app
+
+    def ready() -> bool:
+        snap = getattr(app, "snapshot", None)
+        if snap is None:
+            return False
+        shown = list(app.screen.query(DestinationPane))
+        want = len(snap.statuses) if panes is None else panes
+        return (
+            len(shown) >= want
+            and all(p.virtual_region.height for p in shown)
+            and (not charts or all(p.chart_text.plain for p in shown))
+        )
+
+    await wait_for(pilot, ready)
+    await pilot.pause(0.1)
+    screen = app.screen
+    assert isinstance(screen, DashboardScreen)
+    return screen
+
+
+async def open_destination(pilot: Pilot[Any], name: str) -> DestinationScreen:
+    """From a fresh dashboard: Enter on ``name``'s pane, once its screen has loaded."""
+    dash = await dashboard(pilot)
+    dash.set_focus(dash.panes[name])
+    await pilot.press("enter")
+    screen = pilot.app.screen
+    assert isinstance(screen, DestinationScreen)
     await settle(pilot, screen)
     return screen

@@ -12,7 +12,7 @@ from observatory.incidents.model import Change
 from observatory.incidents.store import list_incidents, load_incident
 from observatory.runtime import Runtime
 from observatory.util.isotime import iso
-from tests.helpers import BASE_EPOCH_MS, make_config, pino_line
+from tests.helpers import BASE_EPOCH_MS, make_config, pino_line, replayed_runtime
 
 DEST = "tiktok_conversions"
 RATE = 20  # events per second
@@ -97,13 +97,8 @@ def test_a_replayed_incident_is_detected_in_event_time(tmp_path: Path) -> None:
     body = [_second(START + i, 200) for i in range(HEALTHY_S)]
     body += [_second(START + HEALTHY_S + i, 429) for i in range(30)]
     log.write_bytes(b"".join(body))
-    from observatory.ingest.backfill import ingest_files, plan_files
-
-    config = load_config(path)
-    runtime = Runtime(config)
+    runtime = replayed_runtime(path)
     try:
-        ingest_files(runtime.store, plan_files(config, ()))
-        runtime.replay_history()
         (inc,) = runtime.engine.all_incidents()
         assert inc.detected_at == int(inc.detected_at)  # the end of an event second
         assert START + HEALTHY_S < inc.detected_at <= START + HEALTHY_S + 30

@@ -11,12 +11,10 @@ from typing import Any
 
 import pytest
 
-from observatory.config import load_config
 from observatory.incidents.export import export_incident
 from observatory.incidents.model import Incident
 from observatory.incidents.store import load_incident
-from observatory.runtime import Runtime
-from tests.helpers import BASE_EPOCH_MS, make_config, pino_line
+from tests.helpers import BASE_EPOCH_MS, make_config, pino_line, replayed_runtime
 
 START = BASE_EPOCH_MS // 1000
 HEALTHY_S = 600  # 10 min of normal traffic
@@ -54,13 +52,8 @@ def replayed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Inciden
     body += [_second(ONSET + i, RATE, LIMITED) for i in range(OUTAGE_S)]
     body += [_second(END + i, RECOVERY_RATE, 0) for i in range(RECOVERY_S)]
     (tmp / "logs" / "fwd.jsonl").write_bytes(b"".join(body))
-    from observatory.ingest.backfill import ingest_files, plan_files
-
-    config = load_config(path)
-    runtime = Runtime(config)
+    runtime = replayed_runtime(path)
     try:
-        ingest_files(runtime.store, plan_files(config, ()))
-        runtime.replay_history()
         (inc,) = runtime.engine.all_incidents()
         stored = load_incident(runtime.store.con, inc.id)
         md = export_incident(runtime.store.con, stored, "md")

@@ -3,35 +3,14 @@ window `w` cycles, and an incident bar that keeps its numbers and opens its inci
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
-from textual.pilot import Pilot
 from textual.widgets import DataTable, Static
 
-from observatory.ui.screens.dashboard import GRID_THREE, GRID_TWO, DashboardScreen, grid_columns
+from observatory.ui.screens.dashboard import GRID_THREE, GRID_TWO, grid_columns
 from observatory.ui.screens.incidents import IncidentsScreen
-from observatory.ui.widgets.destination_pane import DestinationPane
 from observatory.ui.widgets.incident_bar import IncidentBar
-from tests.pilot import settle, wait_for
+from tests.pilot import dashboard, settle, wait_for
 from tests.ui.dataset import AppMaker
-
-
-async def laid_out(pilot: Pilot[Any], panes: int) -> DashboardScreen:
-    app = pilot.app
-    await wait_for(
-        pilot,
-        lambda: (
-            app.snapshot is not None
-            and len(app.screen.query(DestinationPane)) >= panes
-            and all(p.region.height for p in app.screen.query(DestinationPane))
-            and all(p.chart_text.plain for p in app.screen.query(DestinationPane))
-        ),
-    )
-    await pilot.pause(0.05)
-    screen = app.screen
-    assert isinstance(screen, DashboardScreen)
-    return screen
 
 
 def test_grid_columns_by_width() -> None:
@@ -54,7 +33,7 @@ async def test_the_grid_has_its_columns_at_each_width(
     ↓ keeps the column."""
     app = make_ui("odd")  # four destinations
     async with app.run_test(size=size) as pilot:
-        dash = await laid_out(pilot, 4)
+        dash = await dashboard(pilot, 4, charts=True)
         panes = list(dash.panes.values())
         xs = sorted({p.region.x for p in panes})
         assert len(xs) == across, [p.region for p in panes]
@@ -69,7 +48,7 @@ async def test_the_grid_has_its_columns_at_each_width(
 async def test_w_cycles_the_window_and_the_chart_covers_it(make_ui: AppMaker) -> None:
     app = make_ui("incident")
     async with app.run_test(size=(120, 36)) as pilot:
-        dash = await laid_out(pilot, 2)
+        dash = await dashboard(pilot, 2, charts=True)
         pane = dash.panes["tiktok_conversions"]
         status_line = dash.query_one("#status-line", Static)
         for name, window in (("60 min", 3600), ("1 min", 60), ("15 min", 900)):
@@ -91,7 +70,7 @@ async def test_incident_bar_is_whole_at_80_columns_and_enter_opens_the_incident(
 ) -> None:
     app = make_ui("incident")
     async with app.run_test(size=(80, 24)) as pilot:
-        dash = await laid_out(pilot, 2)
+        dash = await dashboard(pilot, 2, charts=True)
         bar = dash.query_one(IncidentBar)
         incident = app.snapshot.incidents[0]
         shown = " ".join(str(bar.render()).split())
@@ -125,7 +104,7 @@ async def test_the_destination_in_trouble_comes_first_on_a_small_terminal(
     wholly on screen with its chart; ↓ from it reaches meta_capi."""
     app = make_ui("incident")
     async with app.run_test(size=(80, 24)) as pilot:
-        dash = await laid_out(pilot, 2)
+        dash = await dashboard(pilot, 2, charts=True)
         tiktok, meta = dash.panes["tiktok_conversions"], dash.panes["meta_capi"]
         await wait_for(pilot, lambda: tiktok.region.y < meta.region.y)
         assert dash.shown_panes() == [tiktok, meta]

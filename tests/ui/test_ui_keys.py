@@ -14,7 +14,6 @@ from textual.widgets import DataTable, Input, OptionList, Static, TextArea
 from textual.widgets._footer import FooterKey
 from textual.widgets._toast import Toast
 
-from observatory.ui.app import ObservatoryApp
 from observatory.ui.screens.dashboard import DashboardScreen, neighbour
 from observatory.ui.screens.dependencies import DependenciesScreen
 from observatory.ui.screens.destination import DestinationScreen
@@ -23,27 +22,10 @@ from observatory.ui.screens.incidents import IncidentsScreen
 from observatory.ui.screens.sql import SqlScreen
 from observatory.ui.snippets import SNIPPETS
 from observatory.ui.widgets.destination_pane import DestinationPane
-from tests.pilot import settle, wait_for
+from tests.pilot import dashboard, settle, wait_for
 from tests.ui.dataset import AppMaker
 
 SIZE = (120, 36)
-
-
-async def dashboard(pilot: Pilot[Any], panes: int = 1) -> DashboardScreen:
-    """The dashboard once at least `panes` panes are shown and laid out."""
-    app = pilot.app
-    assert isinstance(app, ObservatoryApp)
-    await wait_for(
-        pilot,
-        lambda: (
-            app.snapshot is not None
-            and len(app.screen.query(DestinationPane)) >= panes
-            and all(p.virtual_region.height for p in app.screen.query(DestinationPane))
-        ),
-    )
-    screen = app.screen
-    assert isinstance(screen, DashboardScreen)
-    return screen
 
 
 @pytest.mark.asyncio

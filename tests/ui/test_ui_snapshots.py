@@ -9,52 +9,33 @@ import pytest
 from textual.widgets import TextArea
 
 from observatory.ui.screens.dependencies import DependenciesScreen
-from observatory.ui.screens.destination import DestinationScreen
 from observatory.ui.screens.incidents import IncidentsScreen
 from observatory.ui.screens.sql import SqlScreen
-from observatory.ui.widgets.destination_pane import DestinationPane
-from tests.pilot import settle, wait_for
+from tests.pilot import dashboard, open_destination, open_incidents, settle, wait_for
 from tests.ui.dataset import AppMaker
 
 # Fixtures shared with the other UI test modules.
 SIZE = (120, 36)
 
 
-async def dashboard_ready(pilot: Any) -> None:
-    app = pilot.app
-    await wait_for(
-        pilot,
-        lambda: (
-            app.snapshot is not None
-            and len(app.screen.query(DestinationPane)) == len(app.snapshot.statuses)
-        ),
-    )
-    await pilot.pause(0.1)
-
-
 def test_dashboard_healthy(snap_compare: Any, make_ui: AppMaker) -> None:
-    assert snap_compare(make_ui("healthy"), run_before=dashboard_ready, terminal_size=SIZE)
+    assert snap_compare(make_ui("healthy"), run_before=dashboard, terminal_size=SIZE)
 
 
 def test_dashboard_with_incident(snap_compare: Any, make_ui: AppMaker) -> None:
-    assert snap_compare(make_ui("incident"), run_before=dashboard_ready, terminal_size=SIZE)
+    assert snap_compare(make_ui("incident"), run_before=dashboard, terminal_size=SIZE)
 
 
 def test_destination_screen(snap_compare: Any, make_ui: AppMaker) -> None:
     async def run_before(pilot: Any) -> None:
-        await dashboard_ready(pilot)
-        pilot.app.screen.panes["tiktok_conversions"].focus()
-        await pilot.press("enter")
-        screen = pilot.app.screen
-        assert isinstance(screen, DestinationScreen)
-        await settle(pilot, screen)
+        await open_destination(pilot, "tiktok_conversions")
 
     assert snap_compare(make_ui("incident"), run_before=run_before, terminal_size=SIZE)
 
 
 def _sql(query: str) -> Any:
     async def run_before(pilot: Any) -> None:
-        await dashboard_ready(pilot)
+        await dashboard(pilot)
         await pilot.press("s")
         screen = pilot.app.screen
         assert isinstance(screen, SqlScreen)
@@ -85,11 +66,8 @@ def test_sql_console_error(snap_compare: Any, make_ui: AppMaker) -> None:
 
 def test_incidents_list(snap_compare: Any, make_ui: AppMaker) -> None:
     async def run_before(pilot: Any) -> None:
-        await dashboard_ready(pilot)
-        await pilot.press("i")
-        screen = pilot.app.screen
-        assert isinstance(screen, IncidentsScreen)
-        await settle(pilot, screen)
+        await dashboard(pilot)
+        await open_incidents(pilot)
 
     assert snap_compare(make_ui("incident"), run_before=run_before, terminal_size=SIZE)
 
@@ -99,7 +77,7 @@ def test_dependencies_mid_outage(snap_compare: Any, make_ui: AppMaker) -> None:
     destinations that hang on it, the chains show each node's state and the fallbacks."""
 
     async def run_before(pilot: Any) -> None:
-        await dashboard_ready(pilot)
+        await dashboard(pilot)
         await wait_for(pilot, lambda: "segment" in pilot.app.snapshot.dependencies)
         await pilot.press("d")
         screen = pilot.app.screen
@@ -111,7 +89,7 @@ def test_dependencies_mid_outage(snap_compare: Any, make_ui: AppMaker) -> None:
 
 def test_help(snap_compare: Any, make_ui: AppMaker) -> None:
     async def run_before(pilot: Any) -> None:
-        await dashboard_ready(pilot)
+        await dashboard(pilot)
         await pilot.press("question_mark")
         await pilot.pause(0.1)
 
@@ -124,7 +102,7 @@ async def test_incident_shows_its_response_plan(make_ui: AppMaker) -> None:
     and owner from the config (the deps dataset configures them for tiktok_conversions)."""
     app = make_ui("deps")
     async with app.run_test(size=SIZE) as pilot:
-        await dashboard_ready(pilot)
+        await dashboard(pilot)
         await pilot.press("i")
         screen = app.screen
         assert isinstance(screen, IncidentsScreen)
@@ -143,11 +121,8 @@ def test_incidents_list_fits_the_width(
     """The summary column takes the width the others leave (cut only at 80 columns)."""
 
     async def run_before(pilot: Any) -> None:
-        await dashboard_ready(pilot)
-        await pilot.press("i")
-        screen = pilot.app.screen
-        assert isinstance(screen, IncidentsScreen)
-        await settle(pilot, screen)
+        await dashboard(pilot)
+        await open_incidents(pilot)
 
     assert snap_compare(make_ui("incident"), run_before=run_before, terminal_size=size)
 
@@ -160,12 +135,12 @@ def test_dashboard_mid_outage_fits_the_terminal(
 ) -> None:
     """TikTok rate-limited: one column at 80x24, a grid on wider terminals; the incident bar
     whole, each pane's chart of the last 15 minutes with the onset marked."""
-    assert snap_compare(make_ui("incident"), run_before=dashboard_ready, terminal_size=size)
+    assert snap_compare(make_ui("incident"), run_before=dashboard, terminal_size=size)
 
 
 def test_dashboard_mid_outage_light_theme(snap_compare: Any, make_ui: AppMaker) -> None:
     async def run_before(pilot: Any) -> None:
         pilot.app.theme = "textual-light"
-        await dashboard_ready(pilot)
+        await dashboard(pilot)
 
     assert snap_compare(make_ui("incident"), run_before=run_before, terminal_size=(160, 48))

@@ -4,42 +4,18 @@ destination chart is on a true time axis that follows the snapshots."""
 from __future__ import annotations
 
 import dataclasses
-import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from textual.widgets import DataTable, Static
 
 from observatory.ui.chart_axis import ZERO
-from observatory.ui.screens.destination import DestinationScreen
 from observatory.ui.widgets.incident_bar import IncidentBar
 from observatory.ui.widgets.time_chart import TimeChart
-from tests.pilot import settle, wait_for
+from tests.pilot import dashboard, open_destination, settle, wait_for
 from tests.ui.dataset import NOW, AppMaker, app_on
-from tests.ui.test_ui_snapshots import dashboard_ready
 
 pytestmark = pytest.mark.asyncio
-
-
-@pytest.fixture
-def los_angeles(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("TZ", "America/Los_Angeles")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
-
-
-async def open_tiktok(pilot: Any) -> DestinationScreen:
-    await dashboard_ready(pilot)
-    pilot.app.screen.panes["tiktok_conversions"].focus()
-    await pilot.press("enter")
-    screen = pilot.app.screen
-    assert isinstance(screen, DestinationScreen)
-    await settle(pilot, screen)
-    return screen
 
 
 async def test_incident_bar_and_tables_in_the_local_zone(
@@ -49,13 +25,13 @@ async def test_incident_bar_and_tables_in_the_local_zone(
     22:26:50 UTC in the engine's summary, reads 14:26:50 PST; so do the tables."""
     app = app_on(datasets["incident"], tmp_path, timezone="local")
     async with app.run_test(size=(160, 40)) as pilot:
-        await dashboard_ready(pilot)
+        await dashboard(pilot)
         bar = str(app.screen.query_one(IncidentBar).render())
         assert "since 14:26:50 PST" in bar
         assert "22:26:50" not in bar
         status = str(app.screen.query_one("#status-line", Static).render())
         assert "14:28:20 PST" in status  # the data clock, NOW
-        screen = await open_tiktok(pilot)
+        screen = await open_destination(pilot, "tiktok_conversions")
         failures = screen.query_one("#failures", DataTable)
         assert str(failures.get_row_at(0)[0]) == "2023-11-14 14:28:19 PST"
         chart = str(screen.query_one(TimeChart).render())
@@ -65,14 +41,14 @@ async def test_incident_bar_and_tables_in_the_local_zone(
 async def test_utc_config_overrides_the_machine_zone(los_angeles: None, make_ui: AppMaker) -> None:
     app = make_ui("incident")  # the UI tests' config: timezone = "UTC"
     async with app.run_test(size=(160, 40)) as pilot:
-        await dashboard_ready(pilot)
+        await dashboard(pilot)
         assert "since 22:26:50 UTC" in str(app.screen.query_one(IncidentBar).render())
 
 
 async def test_chart_is_on_true_time_and_refreshes_with_the_snapshots(make_ui: AppMaker) -> None:
     app = make_ui("incident")
     async with app.run_test(size=(120, 36)) as pilot:
-        screen = await open_tiktok(pilot)
+        screen = await open_destination(pilot, "tiktok_conversions")
         chart = screen.query_one(TimeChart)
         assert chart.data is not None and chart.data.now == NOW
         lines = str(chart.render()).splitlines()

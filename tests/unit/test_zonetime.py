@@ -4,8 +4,6 @@ carries its label, and a bad name is a config error naming `ui.timezone`."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,16 +13,6 @@ from observatory.util.zonetime import DisplayZone
 
 WINTER = 1_700_000_000.0  # 2023-11-14 22:13:20 UTC = 14:13:20 PST
 SUMMER = 1_690_000_000.0  # 2023-07-22 04:26:40 UTC = 21:26:40 PDT (the 21st)
-
-
-@pytest.fixture
-def los_angeles(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """The machine's zone is America/Los_Angeles (TZ, as a user would set it)."""
-    monkeypatch.setenv("TZ", "America/Los_Angeles")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
 
 
 def write(tmp_path: Path, text: str) -> Path:
