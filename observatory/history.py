@@ -203,6 +203,7 @@ class HistoryReplay:
     first: float | None  # the replayed span (epoch s), None: nothing stored
     last: float | None
     seconds: float  # wall time it took
+    new: int = 0  # of ``incidents``, how many were not stored before (set once saved)
 
 
 def replay_stored(

@@ -321,7 +321,7 @@ class ObservatoryApp(App[None]):
             self.notify(f"history replay failed: {message.error}", severity="error", markup=False)
             return
         n = len(replay.incidents)
-        found = f"{n} incident{'' if n == 1 else 's'} found in history"
+        found = f"{n} incident{'' if n == 1 else 's'} found in history ({replay.new} new)"
         self.history_note = f"replayed: {found}"
         self.notify(f"history replayed in {replay.seconds:.1f} s: {found}", markup=False)
         if isinstance(self.screen, IncidentsScreen):

@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 from observatory.incidents.model import Incident
@@ -161,8 +161,7 @@ class RuntimeDriver:
             rt.snapshots.history_changed()
             return new
 
-        self.submit(save).result(timeout=60)
-        return replay
+        return replace(replay, new=self.submit(save).result(timeout=60))
 
     def run(self) -> None:
         """Build the runtime, go live (with `poll`), then poll, run commands and publish

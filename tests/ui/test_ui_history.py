@@ -104,15 +104,16 @@ async def test_history_is_shown_replayed_by_r_and_never_twice(shipped: Path) -> 
         assert rows[0][0] == OUTAGE_ID and rows[0][3:5] == ["tiktok_conversions", "rate_limit"]
         assert rows[0][7].startswith("found in history")
         assert "found in history" in text_of(incidents.query_one("#timeline-title", Static))
-        assert app.history_note == "replayed: 1 incident found in history"
+        assert app.history_note == "replayed: 1 incident found in history (1 new)"
         first = load_incident(app.read_cursor(), OUTAGE_ID)
         assert first.historical and first.state == "resolved" and first.severity == "critical"
 
         # again: the same incident, not a second one
         await pilot.press("R")
-        await wait_for(pilot, lambda: not replaying(app) and "replayed" in app.history_note)
+        await wait_for(pilot, lambda: not replaying(app) and "(0 new)" in app.history_note)
         await settle(pilot, incidents)
         assert table.row_count == 1
+        assert app.history_note == "replayed: 1 incident found in history (0 new)"
         again = stored_incidents(app)
         assert [i.id for i in again] == [OUTAGE_ID]
         assert again[0].timeline == first.timeline
