@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 from observatory.detect import Engine, SecondCounts
 from observatory.detect.aggregate import by_second, fetch_seconds
 from observatory.detect.destination import SPARKLINE_SECONDS, STATUS_SECONDS
-from observatory.detect.status import DestinationStatus
+from observatory.detect.status import DestinationStatus, window_figures
 from observatory.detect.trend import WINDOWS, trends_of
 from observatory.incidents.ledger import Ledger
 from observatory.incidents.model import Incident
@@ -154,21 +154,18 @@ def _stale_status(
     # Every figure over the destination's last minute of traffic (its window_s): a stale
     # pane has no "now" to follow, and a minute says more than 10 s of a slow flow.
     minute = [c for c in series[-STATUS_SECONDS:] if c is not None]
-    attempts = sum(c.total for c in minute)
-    latency_n = sum(c.latency_n for c in minute)
+    figures = window_figures(minute, STATUS_SECONDS)
     return DestinationStatus(
         destination=name,
         state="stale",
-        rate_now=sum(c.total for c in minute) / STATUS_SECONDS,
-        success_pct=100.0 * sum(c.delivered for c in minute) / attempts if attempts else None,
-        rate_limited_pct=100.0 * sum(c.rate_limited for c in minute) / attempts
-        if attempts
-        else None,
-        avg_latency_ms=sum(c.latency_sum for c in minute) / latency_n if latency_n else None,
+        rate_now=figures.rate_now,
+        success_pct=figures.success_pct,
+        rate_limited_pct=figures.rate_limited_pct,
+        avg_latency_ms=figures.avg_latency_ms,
         last_event_ts=None if last_sec is None else float(last_sec),
         incident_id=None,
         sparkline=[c.delivered if c is not None else 0 for c in series],
-        delivered_now=sum(c.delivered for c in minute) / STATUS_SECONDS,
+        delivered_now=figures.delivered_now,
         window_s=STATUS_SECONDS,
         trends=trends if last_sec is not None else [],
     )

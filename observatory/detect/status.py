@@ -19,8 +19,9 @@ to DEGRADED within a second, not when the incident resolves):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 
 from observatory.detect.destination import (
     RECENT_SECONDS,
@@ -89,12 +90,53 @@ def pane_state(stale: bool, incident_open: bool, armed: bool, delivered: int) ->
     return "ok"
 
 
+class _Counted(Protocol):
+    """A second's counts as the engine keeps them (``Second``) or as read back from storage
+    (``SecondCounts``)."""
+
+    # read-only: a field of one, a property of the other
+    @property
+    def total(self) -> int: ...
+    @property
+    def delivered(self) -> int: ...
+    @property
+    def rate_limited(self) -> int: ...
+    @property
+    def latency_n(self) -> int: ...
+    @property
+    def latency_sum(self) -> float: ...
+
+
+@dataclass(frozen=True)
+class WindowFigures:
+    """A pane's figures over a window of seconds (its stats line)."""
+
+    rate_now: float  # attempts/s
+    delivered_now: float  # delivered/s
+    success_pct: float | None  # delivered / attempts
+    rate_limited_pct: float | None  # rate-limited / attempts
+    avg_latency_ms: float | None
+
+
+def window_figures(rows: Sequence[_Counted], seconds: int) -> WindowFigures:
+    """The figures of ``rows`` (the window's seconds that had counts), rates per second over
+    ``seconds``; shares None without attempts, latency None without latencies."""
+    attempts = sum(r.total for r in rows)
+    latency_n = sum(r.latency_n for r in rows)
+    return WindowFigures(
+        rate_now=attempts / seconds if seconds else 0.0,
+        delivered_now=sum(r.delivered for r in rows) / seconds if seconds else 0.0,
+        success_pct=100.0 * sum(r.delivered for r in rows) / attempts if attempts else None,
+        rate_limited_pct=100.0 * sum(r.rate_limited for r in rows) / attempts if attempts else None,
+        avg_latency_ms=sum(r.latency_sum for r in rows) / latency_n if latency_n else None,
+    )
+
+
 def destination_status(dest: Destination, incident: Incident | None) -> DestinationStatus:
     """``dest`` as the dashboard shows it; ``incident`` is its open incident, if any."""
     recent = dest.recent(STATE_SECONDS)
-    attempts = sum(r.total for r in recent)
+    figures = window_figures(recent, len(recent))
     delivered = sum(r.delivered for r in recent)
-    latency_n = sum(r.latency_n for r in recent)
     state = pane_state(dest.stale, incident is not None, dest.armed, delivered)
     probe_ok = None
     if dest.probes:
@@ -103,16 +145,14 @@ def destination_status(dest: Destination, incident: Incident | None) -> Destinat
     return DestinationStatus(
         destination=dest.name,
         state=state,
-        rate_now=sum(r.total for r in recent) / len(recent) if recent else 0.0,
-        success_pct=100.0 * delivered / attempts if attempts else None,
-        rate_limited_pct=100.0 * sum(r.rate_limited for r in recent) / attempts
-        if attempts
-        else None,
-        avg_latency_ms=(sum(r.latency_sum for r in recent) / latency_n if latency_n else None),
+        rate_now=figures.rate_now,
+        success_pct=figures.success_pct,
+        rate_limited_pct=figures.rate_limited_pct,
+        avg_latency_ms=figures.avg_latency_ms,
         last_event_ts=float(last) if last is not None else None,
         incident_id=incident.id if incident is not None else None,
         sparkline=[r.delivered for r in dest.recent(SPARKLINE_SECONDS)],
-        delivered_now=delivered / len(recent) if recent else 0.0,
+        delivered_now=figures.delivered_now,
         severity=incident.severity if incident is not None else None,
         baseline_rate=dest.rate.rate if dest.rate.events else None,
         latency_threshold_ms=dest.latency.threshold,
