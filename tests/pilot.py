@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from textual.pilot import Pilot
+from textual.screen import Screen
 from textual.widget import Widget
 from textual.worker import Worker, WorkerFailed
 
@@ -15,6 +16,8 @@ from observatory.ui.screens.dashboard import DashboardScreen
 from observatory.ui.screens.destination import DestinationScreen
 from observatory.ui.screens.incidents import IncidentsScreen
 from observatory.ui.widgets.destination_pane import DestinationPane
+
+S = TypeVar("S", bound=Screen[Any])
 
 
 async def wait_for(pilot: Pilot[Any], predicate: Callable[[], bool], timeout: float = 20.0) -> None:
@@ -77,13 +80,18 @@ async def settle(pilot: Pilot[Any], node: Widget, timeout: float = 20.0) -> None
         del node.run_worker  # the class's method again
 
 
-async def open_incidents(pilot: Pilot[Any]) -> IncidentsScreen:
-    """`i` from the dashboard: the incidents screen, once its list has loaded."""
-    await pilot.press("i")
+async def open_screen(pilot: Pilot[Any], key: str, screen_type: type[S]) -> S:
+    """Press ``key``: the screen of ``screen_type`` it opens, once its workers are done."""
+    await pilot.press(key)
     screen = pilot.app.screen
-    assert isinstance(screen, IncidentsScreen)
+    assert isinstance(screen, screen_type)
     await settle(pilot, screen)
     return screen
+
+
+async def open_incidents(pilot: Pilot[Any]) -> IncidentsScreen:
+    """`i` from the dashboard: the incidents screen, once its list has loaded."""
+    return await open_screen(pilot, "i", IncidentsScreen)
 
 
 async def dashboard(

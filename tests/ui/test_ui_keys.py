@@ -22,7 +22,7 @@ from observatory.ui.screens.incidents import IncidentsScreen
 from observatory.ui.screens.sql import SqlScreen
 from observatory.ui.snippets import SNIPPETS
 from observatory.ui.widgets.destination_pane import DestinationPane
-from tests.pilot import dashboard, settle, wait_for
+from tests.pilot import dashboard, open_screen, settle, wait_for
 from tests.ui.dataset import AppMaker
 
 SIZE = (120, 36)
@@ -384,11 +384,7 @@ async def test_palette_lists_help_and_selecting_it_opens_help(make_ui: AppMaker)
 
 
 async def open_sql(pilot: Pilot[Any]) -> SqlScreen:
-    await pilot.press("s")
-    screen = pilot.app.screen
-    assert isinstance(screen, SqlScreen)
-    await settle(pilot, screen)
-    return screen
+    return await open_screen(pilot, "s", SqlScreen)
 
 
 async def run_sql(pilot: Pilot[Any], screen: SqlScreen, sql: str) -> None:
