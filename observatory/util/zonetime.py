@@ -51,23 +51,23 @@ class DisplayZone:
         """The zone's abbreviation at ``ts`` ("PST", "PDT", "UTC"; else its offset)."""
         return self.at(ts).strftime("%Z") or self.at(ts).strftime("%z")
 
-    def clock(self, ts: float | None) -> str:
-        """``08:58:10 PST``; "–" for None."""
+    def stamp(self, ts: float | None, fmt: str) -> str:
+        """``ts`` formatted by ``fmt`` (strftime) in this zone, then its zone: "–" for None."""
         if ts is None:
             return "–"
-        return self.at(ts).strftime("%H:%M:%S ") + self.label(ts)
+        return self.at(ts).strftime(fmt) + " " + self.label(ts)
+
+    def clock(self, ts: float | None) -> str:
+        """``08:58:10 PST``; "–" for None."""
+        return self.stamp(ts, "%H:%M:%S")
 
     def short(self, ts: float | None) -> str:
         """``11-14 08:58:10 PST`` (month-day, for lists of recent things); "–" for None."""
-        if ts is None:
-            return "–"
-        return self.at(ts).strftime("%m-%d %H:%M:%S ") + self.label(ts)
+        return self.stamp(ts, "%m-%d %H:%M:%S")
 
     def full(self, ts: float | None) -> str:
         """``2023-11-14 08:58:10 PST``; "–" for None."""
-        if ts is None:
-            return "–"
-        return self.at(ts).strftime("%Y-%m-%d %H:%M:%S ") + self.label(ts)
+        return self.stamp(ts, "%Y-%m-%d %H:%M:%S")
 
     def localize_clocks(self, text: str, near: float) -> str:
         """``text`` (an engine summary, whose times of day are HH:MM:SS in UTC) with each time

@@ -388,6 +388,7 @@ class DashboardScreen(ObservatoryScreen):
 def fmt_span(zone: DisplayZone, first: float, last: float) -> str:
     """A span of event time to the minute, in ``zone``: "2026-11-20 14:00–14:40 UTC" (the
     date once when both ends fall on the same day)."""
-    start, end = zone.full(first)[:16], zone.full(last)[:16]
-    span = f"{start}–{end[11:]}" if start[:10] == end[:10] else f"{start} – {end}"
-    return f"{span} {zone.label(last)}"
+    start, end = zone.at(first), zone.at(last)
+    if start.date() == end.date():
+        return f"{start:%Y-%m-%d %H:%M}–{zone.stamp(last, '%H:%M')}"
+    return f"{start:%Y-%m-%d %H:%M} – {zone.stamp(last, '%Y-%m-%d %H:%M')}"

@@ -286,5 +286,5 @@ class DestinationPane(Widget, can_focus=True):
 def _last_seen(status: DestinationStatus, now: float, zone: DisplayZone) -> str:
     """How long ago its last event was; for a STALE pane (history), when: its last-seen time."""
     if status.state == "stale" and status.last_event_ts is not None:
-        return zone.short(status.last_event_ts)[:11] + " " + zone.label(status.last_event_ts)
+        return zone.stamp(status.last_event_ts, "%m-%d %H:%M")
     return format_age(now, status.last_event_ts)
